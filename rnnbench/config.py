@@ -1,0 +1,289 @@
+"""The experiment configuration: one typed, frozen record, validated once at load.
+
+Every default lives in this file. A YAML config is a small diff over these defaults, and
+`--set section.key=value` overrides go through the same validation as the file, so a typo
+can never be swallowed: unknown keys, wrong types and out-of-range values are rejected with
+one line naming the file, the dotted key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+CELLS = ("simple_rnn", "lstm", "gru", "ann", "embedding")
+RECURRENT_CELLS = ("simple_rnn", "lstm", "gru")
+BACKENDS = ("tensorflow", "jax", "torch")
+DATASETS = ("imdb",)
+OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
+
+
+class ConfigError(ValueError):
+    """A user mistake in a config file or override, described in one line."""
+
+
+class _Section(BaseModel):
+    # Strict mode: YAML already gives typed values, so a string where a number belongs is a
+    # mistake to report, not something to coerce.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ModelConfig(_Section):
+    # Which sequence encoder sits between the input and the dense head. The recurrent cells
+    # share one code path; `ann` (multi-hot bag of words) and `embedding` (Embedding ->
+    # Flatten) are the lecture's baselines.
+    cell: Literal["simple_rnn", "lstm", "gru", "ann", "embedding"] = "gru"
+    embedding_dim: int = Field(50, ge=1, le=4096)
+    units: int = Field(50, ge=1, le=4096)
+    # Stacked recurrent layers; all but the last return sequences.
+    layers: int = Field(1, ge=1, le=8)
+    bidirectional: bool = False
+    # Dropout rate on the features entering the dense head (the same place for every cell,
+    # and it keeps the fused cuDNN kernels usable, unlike recurrent dropout).
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dense_units: int = Field(32, ge=1, le=4096)
+
+
+class DataConfig(_Section):
+    dataset: Literal["imdb"] = "imdb"
+    # Vocabulary size including the padding (0) and out-of-vocabulary (1) indices, as the
+    # Embedding layer's input_dim: the num_words - 2 most frequent training words are kept.
+    num_words: int = Field(10000, ge=3, le=2_000_000)
+    maxlen: int = Field(200, ge=1, le=100_000)
+    # `pre` keeps a review's end next to the last recurrent step (keras.utils.pad_sequences).
+    padding: Literal["pre", "post"] = "pre"
+    truncating: Literal["pre", "post"] = "pre"
+    # Fraction of the training split held out (stratified, seeded), or `test` to validate on
+    # the test split as many tutorials do.
+    validation: Union[Annotated[float, Field(gt=0.0, lt=1.0)], Literal["test"]] = 0.2
+    # Use only the first N training rows (smoke runs); null uses them all.
+    limit: Optional[Annotated[int, Field(ge=10)]] = None
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(5, ge=1, le=10_000)
+    batch_size: int = Field(32, ge=1, le=1_000_000)
+    optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
+    learning_rate: float = Field(0.001, gt=0.0, le=10.0)
+    seed: int = Field(1, ge=0, le=2**31 - 1)
+
+
+class Config(_Section):
+    # Defaults to the config file's stem.
+    name: str = Field("run", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    # Keras backend, chosen before Keras is imported.
+    backend: Literal["tensorflow", "jax", "torch"] = "tensorflow"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read a YAML config, apply `key=value` overrides, and validate the result once."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: config file not found") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{source}: not valid UTF-8 (byte {error.start})") from None
+    except OSError as error:
+        raise ConfigError(f"{source}: cannot read the file ({error.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: invalid YAML{_yaml_position(error)}: {_yaml_problem(error)}") from None
+    if raw is None:
+        raise ConfigError(f"{source}: the file is empty (write at least one key, e.g. 'model: {{cell: gru}}')")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping of sections ({', '.join(Config.model_fields)}), "
+            f"got {_type_name(raw)}"
+        )
+    raw.setdefault("name", path.stem)
+    return config_from_mapping(raw, source=source, overrides=overrides)
+
+
+def config_from_mapping(
+    raw: dict[str, Any], source: str = "<config>", overrides: typing.Sequence[str] = ()
+) -> Config:
+    """Validate a mapping (with `key=value` overrides applied) into a Config."""
+    raw = _deep_copy(raw)
+    override_sources: dict[str, str] = {}
+    for override in overrides:
+        key, value = parse_override(override)
+        _set_dotted(raw, key, value, source=f"--set {override}")
+        override_sources[key] = f"--set {override}"
+    try:
+        return Config.model_validate(raw)
+    except pydantic.ValidationError as error:
+        details = error.errors(include_url=False)
+        key, field = _locate(details[0]["loc"])
+        # A union (e.g. data.validation: a fraction or 'test') reports one error per member.
+        same_key = [detail for detail in details if _locate(detail["loc"])[0] == key]
+        where = next(
+            (label for dotted, label in override_sources.items() if _overlaps(key, dotted)),
+            source,
+        )
+        raise ConfigError(f"{where}: {_describe(same_key, key, field)}") from None
+
+
+def _overlaps(key: str, dotted: str) -> bool:
+    return key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + ".")
+
+
+def parse_override(override: str) -> tuple[str, Any]:
+    """Split `section.key=value`; the value is read as YAML, so `2` is an int and `true` a bool."""
+    key, sep, text = override.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {override}: expected KEY=VALUE, e.g. --set model.layers=2")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {override}: the value is not valid YAML: {_yaml_problem(error)}") from None
+    return key, value
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
+    parts = key.split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: depth + 1])
+            raise ConfigError(f"{source}: {prefix} is not a section, so {key} cannot be set")
+        node = child
+    node[parts[-1]] = value
+
+
+def _locate(loc: tuple[Any, ...]) -> tuple[str, Any]:
+    """The dotted user-facing key of an error location, and its pydantic field (None if unknown).
+
+    Walking stops at the first part that is not a field of a section: anything after it is the
+    name pydantic gives a union member it tried, not part of the user's key.
+    """
+    model: Any = Config
+    parts: list[str] = []
+    field = None
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            break
+        parts.append(str(part))
+        field = model.model_fields.get(part)
+        if field is None:
+            break
+        model = field.annotation
+    return ".".join(parts), field
+
+
+def _describe(details: list[dict[str, Any]], key: str, field: Any) -> str:
+    detail = details[0]
+    kind = detail["type"]
+    value = detail.get("input")
+    shown = f"{key}={value!r}"
+    if kind == "extra_forbidden":
+        parent, _ = _locate(detail["loc"][:-1])
+        allowed = _allowed_keys(parent)
+        return f"unknown key {key} (allowed: {', '.join(allowed)}){_did_you_mean(str(detail['loc'][-1]), allowed)}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"{key} must be a mapping with keys {', '.join(_allowed_keys(key))}, got {_type_name(value)}"
+    choices = _literal_choices(field)
+    suggestion = _did_you_mean(value, choices) if isinstance(value, str) else ""
+    range_kinds = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+    if len(details) > 1:
+        problem = "is out of range" if any(d["type"] in range_kinds for d in details) else "is not allowed"
+        return f"{shown} {problem} (allowed: {_allowed_values(field)}){suggestion}"
+    if kind == "literal_error":
+        return f"{shown} is not one of {', '.join(choices)}{suggestion}"
+    if kind in range_kinds:
+        return f"{shown} is out of range (allowed: {_allowed_values(field)})"
+    simple = {
+        "int_type": "is not an integer",
+        "int_from_float": "is not an integer",
+        "float_type": "is not a number",
+        "finite_number": "is not a finite number",
+        "bool_type": "is not true or false",
+        "string_type": "is not a string",
+        "string_too_short": "is empty",
+        "string_too_long": "is longer than 100 characters",
+        "string_pattern_mismatch": "may only hold letters, digits, '_', '-' and '.', starting with a letter or digit",
+    }
+    if kind in simple:
+        return f"{shown} {simple[kind]}"
+    return f"{shown}: {detail['msg']}"
+
+
+def _flatten_union(annotation: Any) -> list[Any]:
+    if typing.get_origin(annotation) is Union:
+        return [member for arg in typing.get_args(annotation) for member in _flatten_union(arg)]
+    return [annotation]
+
+
+def _literal_choices(field: Any) -> list[str]:
+    if field is None:
+        return []
+    members = _flatten_union(field.annotation)
+    return sorted(str(c) for m in members if typing.get_origin(m) is Literal for c in typing.get_args(m))
+
+
+def _allowed_values(field: Any) -> str:
+    """Describe a numeric field's bounds, plus any literal alternatives, e.g. '> 0.0 and < 1.0, or 'test''."""
+    metadata = list(field.metadata)
+    for member in _flatten_union(field.annotation):
+        if typing.get_origin(member) is Annotated:
+            for extra in typing.get_args(member)[1:]:
+                metadata.extend(getattr(extra, "metadata", [extra]))
+    bounds = []
+    for constraint in metadata:
+        for attribute, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+            bound = getattr(constraint, attribute, None)
+            if bound is not None:
+                bounds.append(f"{symbol} {bound}")
+    text = " and ".join(bounds)
+    literals = ", ".join(repr(choice) for choice in _literal_choices(field))
+    return ", or ".join(part for part in (text, literals) if part)
+
+
+def _allowed_keys(dotted_section: str) -> list[str]:
+    model: Any = Config
+    for part in filter(None, dotted_section.split(".")):
+        model = model.model_fields[part].annotation
+    return sorted(model.model_fields)
+
+
+def _did_you_mean(word: str, choices: typing.Sequence[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _type_name(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _yaml_position(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    return str(getattr(error, "problem", None) or error).strip().splitlines()[0]
+
+
+def _deep_copy(raw: Any) -> Any:
+    if isinstance(raw, dict):
+        return {key: _deep_copy(value) for key, value in raw.items()}
+    if isinstance(raw, list):
+        return [_deep_copy(value) for value in raw]
+    return raw

@@ -1,0 +1,189 @@
+"""Texts to padded integer sequences: word tokens, a training-only vocabulary, padding.
+
+The corpus (every text of every split) is tokenized once into a flat array of word ids; a
+vocabulary is then counted over the training rows only, and each split is encoded by a
+table lookup plus vectorized padding. Tokenizing is the only pure-Python step, so large
+corpora are split across processes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Sequence
+
+import numpy as np
+
+# Keras' old `Tokenizer` default: these characters become spaces, then text splits on whitespace.
+FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
+PADDING_INDEX = 0
+OOV_INDEX = 1
+_RESERVED = 2
+# Joins the texts of a chunk; it can't survive in a text because every text has it removed first.
+_SEPARATOR = "\x00"
+_BYTE_TABLE = bytes.maketrans(FILTERS.encode("ascii"), b" " * len(FILTERS))
+# Below this many characters a second process costs more to start than it saves.
+_PARALLEL_MIN_CHARACTERS = 4_000_000
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Tokenized texts: row i's tokens are `words[token_ids[offsets[i]:offsets[i + 1]]]`."""
+
+    words: tuple[str, ...]
+    token_ids: np.ndarray
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def tokens(self, row: int) -> list[str]:
+        return [self.words[i] for i in self.token_ids[self.offsets[row] : self.offsets[row + 1]]]
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The kept words, most frequent first: `words[i]` has index i + 2 (0 pads, 1 is out-of-vocabulary)."""
+
+    words: tuple[str, ...]
+    # How many distinct words the counted rows held (kept or not).
+    distinct_words: int = 0
+
+    @property
+    def size(self) -> int:
+        """The Embedding's input_dim: kept words plus the padding and out-of-vocabulary indices."""
+        return len(self.words) + _RESERVED
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        return {word: position + _RESERVED for position, word in enumerate(self.words)}
+
+
+def split_words(text: str) -> list[str]:
+    """The word tokenizer on one text: lowercase, FILTERS to spaces, split on ASCII whitespace.
+
+    Like Keras' old `Tokenizer`, it does not split on non-ASCII spaces; it works on UTF-8
+    bytes, which is safe because every filter and separator is ASCII and so can never be part
+    of a multi-byte character.
+    """
+    return [token.decode("utf-8") for token in text.lower().encode("utf-8").translate(_BYTE_TABLE).split()]
+
+
+def tokenize(texts: Sequence[str], workers: int | None = None) -> Corpus:
+    """Tokenize every text once; runs on up to `workers` processes (default: all cores) for large corpora."""
+    if workers is None:
+        workers = os.cpu_count() or 1
+    characters = sum(map(len, texts))
+    workers = max(1, min(workers, len(texts), characters // (_PARALLEL_MIN_CHARACTERS // 2) or 1))
+    bounds = np.linspace(0, len(texts), workers + 1).astype(int)
+    chunks = [texts[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+    if workers == 1:
+        parts = [_tokenize_chunk(chunks[0])]
+    else:
+        # `spawn`, not `fork`: the caller may already have started TensorFlow's threads.
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
+            futures = [pool.submit(_tokenize_chunk, chunk) for chunk in chunks[1:]]
+            parts = [_tokenize_chunk(chunks[0])] + [future.result() for future in futures]
+    return _merge(parts)
+
+
+def _tokenize_chunk(texts: Sequence[str]) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Chunk-local word list (UTF-8), word ids and per-text token counts; `split_words` on every text."""
+    if not texts:
+        return [], np.zeros(0, np.int32), np.zeros(0, np.int64)
+    separator = _SEPARATOR.encode("ascii")
+    data = separator.join([_clean(text).lower().encode("utf-8") for text in texts])
+    tokens = data.translate(_BYTE_TABLE).replace(separator, b" " + separator + b" ").split()
+    ids = _WordIds({separator: 0})
+    flat = np.fromiter(map(ids.__getitem__, tokens), dtype=np.int32, count=len(tokens))
+    separators = np.flatnonzero(flat == 0)
+    starts = np.concatenate(([0], separators + 1))
+    stops = np.concatenate((separators, [len(flat)]))
+    words = list(ids)[1:]
+    return words, flat[flat != 0] - 1, stops - starts
+
+
+def _clean(text: str) -> str:
+    # The separator must not occur inside a text; the check is a fast C scan.
+    return text.replace(_SEPARATOR, " ") if _SEPARATOR in text else text
+
+
+class _WordIds(dict):
+    """A dict that numbers each unseen word as it is looked up (the lookup stays in C for seen words)."""
+
+    def __missing__(self, word: str) -> int:
+        number = self[word] = len(self)
+        return number
+
+
+def _merge(parts: list[tuple[list[bytes], np.ndarray, np.ndarray]]) -> Corpus:
+    index: dict[bytes, int] = {}
+    ids = []
+    lengths = []
+    for words, local_ids, local_lengths in parts:
+        # setdefault's default is evaluated first, so a new word gets the next free id.
+        table = np.fromiter((index.setdefault(word, len(index)) for word in words), np.int32, len(words))
+        ids.append(table[local_ids] if len(local_ids) else local_ids)
+        lengths.append(local_lengths)
+    all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+    offsets = np.concatenate(([0], np.cumsum(all_lengths))).astype(np.int64)
+    token_ids = np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, np.int32)
+    words = tuple(word.decode("utf-8") for word in index)
+    return Corpus(words=words, token_ids=token_ids, offsets=offsets)
+
+
+def _row_token_mask(corpus: Corpus, rows: np.ndarray) -> np.ndarray:
+    selected = np.zeros(len(corpus), dtype=bool)
+    selected[rows] = True
+    return np.repeat(selected, corpus.lengths)
+
+
+def build_vocabulary(corpus: Corpus, rows: np.ndarray, num_words: int) -> Vocabulary:
+    """Keep the `num_words - 2` most frequent words of `rows` (ties broken alphabetically)."""
+    counts = np.bincount(corpus.token_ids[_row_token_mask(corpus, rows)], minlength=len(corpus.words))
+    seen = np.flatnonzero(counts)
+    alphabetical = np.argsort(np.array([corpus.words[word_id] for word_id in seen]), kind="stable")
+    alphabetical_rank = np.empty(len(seen), np.int64)
+    alphabetical_rank[alphabetical] = np.arange(len(seen))
+    # lexsort sorts by the last key first: count descending, then the word.
+    ranked = seen[np.lexsort((alphabetical_rank, -counts[seen]))][: num_words - _RESERVED]
+    return Vocabulary(words=tuple(corpus.words[word_id] for word_id in ranked), distinct_words=len(seen))
+
+
+def encode(
+    corpus: Corpus,
+    vocabulary: Vocabulary,
+    rows: np.ndarray,
+    maxlen: int,
+    padding: str = "pre",
+    truncating: str = "pre",
+) -> np.ndarray:
+    """Vocabulary indices of `rows`, padded and truncated to `maxlen` as keras.utils.pad_sequences does."""
+    if padding not in ("pre", "post") or truncating not in ("pre", "post"):
+        raise ValueError(f"padding and truncating must be 'pre' or 'post', got {padding!r} and {truncating!r}")
+    table = np.full(len(corpus.words), OOV_INDEX, dtype=np.int32)
+    positions = {word: i for i, word in enumerate(corpus.words)}
+    for word, vocabulary_index in vocabulary.index.items():
+        word_id = positions.get(word)
+        if word_id is not None:
+            table[word_id] = vocabulary_index
+
+    rows = np.asarray(rows, dtype=np.int64)
+    lengths = corpus.lengths[rows]
+    kept = np.minimum(lengths, maxlen)
+    first = corpus.offsets[rows] + (lengths - kept if truncating == "pre" else 0)
+    # Position of each kept token within its row, without a Python loop over rows.
+    row_of_token = np.repeat(np.arange(len(rows)), kept)
+    within_row = np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept)
+    column = within_row + (np.repeat(maxlen - kept, kept) if padding == "pre" else 0)
+    sequences = np.full((len(rows), maxlen), PADDING_INDEX, dtype=np.int32)
+    sequences[row_of_token, column] = table[corpus.token_ids[np.repeat(first, kept) + within_row]]
+    return sequences

@@ -1,0 +1,208 @@
+"""The runner: every side effect of a run (seeding, data, training, files) happens here.
+
+Import this module only after `backend.select_backend`, since it imports Keras.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import keras
+import numpy as np
+
+from rnnbench import backend, data, model as model_factory, results, tokenize
+from rnnbench.config import Config
+
+OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "adamw": keras.optimizers.AdamW,
+    "rmsprop": keras.optimizers.RMSprop,
+    "sgd": keras.optimizers.SGD,
+}
+# Evaluation batches only change speed, never the result, so they can be large.
+EVALUATION_BATCH_SIZE = 512
+
+
+class Prepared:
+    """A run's data, encoded: training, validation and test inputs and labels, and the vocabulary."""
+
+    def __init__(self, config: Config, data_dir: Optional[str], echo: Callable[[str], None]):
+        settings = config.data
+        started = time.perf_counter()
+        dataset = data.load_dataset(settings.dataset, data_dir, settings.limit)
+        train_count = len(dataset.train_texts)
+        if settings.validation == "test":
+            training_rows = np.arange(train_count)
+            validation_rows = train_count + np.arange(len(dataset.test_texts))
+            validation_labels = dataset.test_labels
+        else:
+            training_rows, held_out = data.split_validation(dataset.train_labels, settings.validation, config.train.seed)
+            validation_rows = held_out
+            validation_labels = dataset.train_labels[held_out]
+        test_rows = train_count + np.arange(len(dataset.test_texts))
+        echo(
+            f"{dataset.name}: {len(training_rows):,} training / {len(validation_rows):,} validation"
+            f"{' (the test split)' if settings.validation == 'test' else ''} / {len(test_rows):,} test rows"
+            f" from {dataset.source} ({time.perf_counter() - started:.1f} s)"
+        )
+
+        started = time.perf_counter()
+        corpus = tokenize.tokenize(dataset.train_texts + dataset.test_texts)
+        # The vocabulary is counted on the training rows only, never validation or test rows.
+        self.vocabulary = tokenize.build_vocabulary(corpus, training_rows, settings.num_words)
+
+        def encode(rows: np.ndarray) -> np.ndarray:
+            return tokenize.encode(corpus, self.vocabulary, rows, settings.maxlen, settings.padding, settings.truncating)
+
+        self.x_train, self.y_train = encode(training_rows), dataset.train_labels[training_rows]
+        self.x_validation, self.y_validation = encode(validation_rows), validation_labels
+        self.x_test, self.y_test = encode(test_rows), dataset.test_labels
+        self.num_classes = dataset.num_classes
+        self.class_names = dataset.class_names
+        self.source = dataset.source
+        lengths = corpus.lengths[training_rows]
+        self.summary = {
+            "dataset": dataset.name,
+            "source": dataset.source,
+            "class_names": list(dataset.class_names),
+            "train_rows": int(len(training_rows)),
+            "validation_rows": int(len(validation_rows)),
+            "validated_on": "test" if settings.validation == "test" else "held-out training rows",
+            "test_rows": int(len(test_rows)),
+            "distinct_training_words": self.vocabulary.distinct_words,
+            "vocabulary_words": len(self.vocabulary.words),
+            "truncated_share": float(np.mean(lengths > settings.maxlen)) if len(lengths) else 0.0,
+        }
+        echo(
+            f"tokenized {len(corpus):,} texts in {time.perf_counter() - started:.1f} s: kept {len(self.vocabulary.words):,}"
+            f" of {self.summary['distinct_training_words']:,} training words; {self.summary['truncated_share']:.0%}"
+            f" of training texts longer than maxlen {settings.maxlen}"
+        )
+
+
+class _Recorder(keras.callbacks.Callback):
+    """Writes the history after every epoch and keeps (and saves) the best epoch's weights."""
+
+    def __init__(self, run: results.RunDirectory, epochs: int, echo: Callable[[str], None]):
+        super().__init__()
+        self.run = run
+        self.epochs = epochs
+        self.echo = echo
+        self.history: list[dict[str, Any]] = []
+        self.best: Optional[dict[str, Any]] = None
+        self.best_weights: Optional[list[np.ndarray]] = None
+        self.diverged = False
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        logs = logs or {}
+        entry = {"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()}}
+        entry["seconds"] = time.perf_counter() - self._started
+        self.history.append(entry)
+        self.run.write_history(self.history)
+        if not all(math.isfinite(entry.get(key, 0.0)) for key in ("loss", "val_loss")):
+            self.diverged = True
+            self.model.stop_training = True
+            self.echo(f"epoch {epoch + 1}/{self.epochs}: the loss is not finite; stopping (recorded as diverged)")
+            return
+        # Best is the maximum over epochs of the validation accuracy; ties keep the earlier epoch.
+        improved = self.best is None or entry["val_accuracy"] > self.best["val_accuracy"]
+        if improved:
+            self.best = entry
+            self.best_weights = [weight.copy() for weight in self.model.get_weights()]
+            self.run.save_model(self.model)
+        self.echo(
+            f"epoch {epoch + 1}/{self.epochs}: loss {entry['loss']:.4f}, accuracy {entry['accuracy']:.4f},"
+            f" val_loss {entry['val_loss']:.4f}, val_accuracy {entry['val_accuracy']:.4f}"
+            f"{' (best so far)' if improved else ''}, {entry['seconds']:.1f} s"
+        )
+
+
+def run_experiment(
+    config: Config,
+    data_dir: Optional[str],
+    runs_dir: Path,
+    command: str,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train one model for `config` and record it under `runs_dir`; returns the run's record."""
+    echo(f"[{config.name}] {config.model.cell}, backend {config.backend}")
+    prepared = Prepared(config, data_dir, echo)
+
+    keras.utils.set_random_seed(config.train.seed)
+    network = model_factory.build_model(config, config.data.num_words, prepared.num_classes)
+    network.compile(
+        optimizer=OPTIMIZERS[config.train.optimizer](learning_rate=config.train.learning_rate),
+        loss=model_factory.loss_for(prepared.num_classes),
+        metrics=["accuracy"],
+    )
+    device = backend.device_description()
+    record: dict[str, Any] = {
+        "name": config.name,
+        "config": config.to_dict(),
+        "command": command,
+        "backend": keras.backend.backend(),
+        "device": device,
+        "versions": backend.versions(),
+        "parameters": int(network.count_params()),
+        "data": prepared.summary,
+    }
+    run = results.create_run(runs_dir, config.name)
+    record["run_dir"] = str(run.path)
+    run.write_config(record)
+    run.write_vocabulary(prepared.vocabulary.words)
+    results.index_run(runs_dir, run.run_id, config.name, "running", record)
+    echo(f"{network.count_params():,} parameters on {device}; recording in {run.path}")
+
+    recorder = _Recorder(run, config.train.epochs, echo)
+    started = time.perf_counter()
+    try:
+        network.fit(
+            prepared.x_train,
+            prepared.y_train,
+            validation_data=(prepared.x_validation, prepared.y_validation),
+            epochs=config.train.epochs,
+            batch_size=config.train.batch_size,
+            callbacks=[recorder],
+            # Keras' progress bar on a terminal; elsewhere the recorder's line per epoch is enough.
+            verbose=1 if sys.stdout.isatty() else 0,
+        )
+    except KeyboardInterrupt:
+        results.index_run(runs_dir, run.run_id, config.name, "interrupted", {**record, "history": recorder.history})
+        raise
+    except Exception as error:
+        results.index_run(runs_dir, run.run_id, config.name, "failed", {**record, "error": repr(error), "history": recorder.history})
+        raise
+
+    if recorder.diverged or recorder.best is None:
+        record["result"] = {"epochs_run": len(recorder.history)}
+        results.index_run(runs_dir, run.run_id, config.name, "diverged", record)
+        record["status"] = "diverged"
+        return record
+
+    network.set_weights(recorder.best_weights)
+    test_loss, test_accuracy = network.evaluate(
+        prepared.x_test, prepared.y_test, batch_size=EVALUATION_BATCH_SIZE, verbose=0
+    )
+    epoch_seconds = [entry["seconds"] for entry in recorder.history]
+    record["result"] = {
+        "best_val_accuracy": recorder.best["val_accuracy"],
+        "best_epoch": recorder.best["epoch"],
+        "best_val_loss": recorder.best["val_loss"],
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "epochs_run": len(recorder.history),
+        "mean_epoch_seconds": float(np.mean(epoch_seconds)),
+        "train_seconds": time.perf_counter() - started,
+    }
+    record["status"] = "completed"
+    run.write_result(record)
+    results.index_run(runs_dir, run.run_id, config.name, "completed", record)
+    return record

@@ -94,10 +94,13 @@ def _find_imdb(root: Path) -> tuple[Optional[Path], list[str]]:
     return None, looked
 
 
+def _keras_home(cache_dir: Optional[str]) -> Path:
+    # The folder keras.utils.get_file uses, found without importing Keras.
+    return Path(cache_dir or os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras"))
+
+
 def _keras_cache(cache_dir: Optional[str]) -> Path:
-    # The same place keras.utils.get_file uses, found without importing Keras.
-    base = cache_dir or os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(base) / "datasets" / "aclImdb_v1_extracted" / "aclImdb"
+    return _keras_home(cache_dir) / "datasets" / "aclImdb_v1_extracted" / "aclImdb"
 
 
 def _cached_download(cache_dir: Optional[str]) -> Optional[Path]:
@@ -105,14 +108,18 @@ def _cached_download(cache_dir: Optional[str]) -> Optional[Path]:
     return folder if (folder / "train" / "pos").is_dir() and (folder / "test" / "neg").is_dir() else None
 
 
-def download_imdb(url: str = IMDB_URL, sha256: str = IMDB_SHA256, cache_dir: Optional[str] = None) -> Path:
+def download_imdb(url: Optional[str] = None, sha256: Optional[str] = None, cache_dir: Optional[str] = None) -> Path:
     """Download and unpack the official archive into the Keras cache (sha256 checked); return aclImdb/."""
     import keras
 
+    url, sha256 = url or IMDB_URL, sha256 or IMDB_SHA256
+    home = _keras_home(cache_dir)
+    # get_file silently switches to /tmp/.keras when the cache folder doesn't exist yet.
+    home.mkdir(parents=True, exist_ok=True)
     print(f"IMDB: no local copy ({DATA_DIR_VARIABLE} is unset); downloading {url}", flush=True)
     try:
         extracted = keras.utils.get_file(
-            fname="aclImdb_v1.tar.gz", origin=url, file_hash=sha256, extract=True, cache_dir=cache_dir
+            fname="aclImdb_v1.tar.gz", origin=url, file_hash=sha256, extract=True, cache_dir=str(home)
         )
     except Exception as error:  # get_file raises bare Exceptions for network failures.
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -1,0 +1,128 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rnnbench import results
+from rnnbench.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def write_config(tmp_path: Path, text: str, name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_unknown_cell_fails_with_one_line_and_exit_code_2(tmp_path):
+    path = write_config(tmp_path, "model:\n  cell: lstn\n")
+    outcome = invoke("run", str(path))
+    assert outcome.exit_code == 2
+    assert outcome.output == (
+        f"Error: {path}: model.cell='lstn' is not one of ann, embedding, gru, lstm, simple_rnn (did you mean 'lstm'?)\n"
+    )
+
+
+def test_bad_override_fails_before_anything_runs(tmp_path):
+    outcome = invoke("run", str(ROOT / "configs" / "gru.yaml"), "--set", "train.epochs=0", "--runs-dir", str(tmp_path / "runs"))
+    assert outcome.exit_code == 2
+    assert outcome.output == "Error: --set train.epochs=0: train.epochs=0 is out of range (allowed: >= 1 and <= 10000)\n"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_data_is_one_line_and_writes_no_run(tmp_path):
+    outcome = invoke("run", str(ROOT / "configs" / "ann.yaml"), "--data-dir", str(tmp_path / "nowhere"), "--runs-dir", str(tmp_path / "runs"))
+    assert outcome.exit_code == 1
+    assert outcome.output.startswith(f"[ann] ann, backend tensorflow\nError: IMDB not found in {tmp_path / 'nowhere'} (looked for ")
+    assert outcome.output.count("\n") == 2
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_then_compare(tiny_data_dir, tmp_path):
+    config = write_config(tmp_path, "model: {cell: ann, dense_units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 2}\n", "tiny.yaml")
+    runs = str(tmp_path / "runs")
+    outcome = invoke("run", str(config), "--set", "train.seed=5", "--data-dir", str(tiny_data_dir), "--runs-dir", runs)
+    assert outcome.exit_code == 0, outcome.output
+    assert "epoch 2/2: loss " in outcome.output
+    assert outcome.output.splitlines()[-1].startswith("[tiny] best val_accuracy ")
+    record = results.read_runs(Path(runs))[0]
+    assert record["command"] == f"rnnbench run {config} --set=train.seed=5"
+    assert record["config"]["train"]["seed"] == 5
+
+    table = invoke("compare", "--runs-dir", runs)
+    assert table.exit_code == 0
+    header, rule, row = table.output.splitlines()
+    assert header.split()[:3] == ["name", "cell", "layers"]
+    assert row.split()[:6] == ["tiny", "ann", "-", "-", "-", f"{record['parameters']:,}"]
+    assert f"{record['result']['best_val_accuracy']:.4f}" in row
+
+    markdown = invoke("compare", "--runs-dir", runs, "--format", "markdown").output.splitlines()
+    assert markdown[0].startswith("| name ") and set(markdown[1]) <= set("|-: ")
+    csv_lines = invoke("compare", "--runs-dir", runs, "--format", "csv").output.splitlines()
+    assert csv_lines[0] == "name,cell,layers,embedding dim,units,params,best val acc,best epoch,test acc,s/epoch,backend,device"
+    assert csv_lines[1].startswith("tiny,ann,-,-,-,")
+
+
+def fake_record(name: str, cell: str, accuracy: float, status: str = "completed") -> dict:
+    return {
+        "name": name,
+        "config": {"model": {"cell": cell, "layers": 1, "embedding_dim": 50, "units": 50, "bidirectional": False}},
+        "parameters": 516_965,
+        "backend": "tensorflow",
+        "device": "CPU: test",
+        "result": {"best_val_accuracy": accuracy, "best_epoch": 3, "test_accuracy": accuracy - 0.01, "mean_epoch_seconds": 12.34},
+    }
+
+
+def test_compare_sorts_by_best_validation_accuracy_and_hides_unfinished(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for run_id, (name, cell, accuracy) in enumerate([("a", "lstm", 0.85), ("b", "gru", 0.87), ("c", "simple_rnn", 0.80)]):
+        results.index_run(runs, f"run{run_id}", name, "completed", fake_record(name, cell, accuracy))
+    results.index_run(runs, "run9", "d", "running", {**fake_record("d", "gru", 0.0), "result": {}})
+    rows = invoke("compare", "--runs-dir", str(runs)).output.splitlines()[2:]
+    assert [row.split()[0] for row in rows] == ["b", "a", "c"]
+    assert rows[0].split()[6:10] == ["0.8700", "3", "0.8600", "12.3"]
+    every = invoke("compare", "--runs-dir", str(runs), "--all").output.splitlines()
+    assert "status" in every[0] and len(every) == 6 and "running" in every[-1]
+
+
+def test_compare_without_runs(tmp_path):
+    outcome = invoke("compare", "--runs-dir", str(tmp_path / "empty"))
+    assert outcome.exit_code == 0
+    assert outcome.output == f"No completed runs in {tmp_path / 'empty'}/ yet; train one with: rnnbench run CONFIG.yaml\n"
+
+
+@pytest.mark.parametrize("cell, total, recurrent", [("simple_rnn", "506,715", "5,050"), ("lstm", "521,865", "20,200"), ("gru", "516,965", "15,300")])
+def test_summary_of_lecture_configs(cell, total, recurrent):
+    outcome = invoke("summary", str(ROOT / "configs" / "lecture" / f"{cell}.yaml"))
+    assert outcome.exit_code == 0, outcome.output
+    assert f"Total params: {total}" in outcome.output
+    assert "vocabulary 10,000 x embedding 50 = 500,000" in outcome.output
+    assert f"units 50 x (input 50 + recurrent 50 + bias" in outcome.output and f"= {recurrent}" in outcome.output
+    assert "input 50 x units 32 + bias 32 = 1,632" in outcome.output
+    assert outcome.output.rstrip().splitlines()[-1].split() == ["total", total]
+
+
+def test_help_and_compare_never_import_keras(tmp_path):
+    probe = (
+        "import sys\n"
+        "from rnnbench.cli import main\n"
+        "for args in (['--help'], ['compare', '--runs-dir', sys.argv[1]], ['run', '--help']):\n"
+        "    try:\n"
+        "        main(args)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted(name for name in ('keras', 'tensorflow', 'jax', 'torch') if name in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert completed.stdout.splitlines()[-1] == "HEAVY []"

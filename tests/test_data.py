@@ -1,0 +1,153 @@
+import gzip
+import hashlib
+import random
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import synthetic_reviews, write_tsv
+from rnnbench import data
+from rnnbench.data import DataError, load_dataset, load_imdb, read_tsv, split_validation
+
+
+def write_acl_tree(root: Path, split: str, rows: list[tuple[str, int]]) -> None:
+    for review_id, (text, label) in enumerate(rows):
+        folder = root / split / ("pos" if label else "neg")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{review_id}_{8 if label else 2}.txt").write_text(text, encoding="utf-8")
+
+
+def tsv_order(rows: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """How the shared TSV copy was made from the official files: sort by (label, id), then shuffle."""
+    ordered = sorted(((label, review_id, text) for review_id, (text, label) in enumerate(rows)))
+    random.Random(data.IMDB_SHUFFLE_SEED).shuffle(ordered)
+    return [(text, label) for label, _, text in ordered]
+
+
+def test_tsv_layout(tiny_data_dir):
+    dataset = load_imdb(str(tiny_data_dir))
+    assert (len(dataset.train_texts), len(dataset.test_texts)) == (400, 200)
+    assert dataset.train_labels.dtype == np.int64 and set(dataset.train_labels.tolist()) == {0, 1}
+    assert dataset.class_names == ("negative", "positive")
+    # HTML line breaks are removed on reading.
+    assert all("<br />" not in text for text in dataset.train_texts)
+    assert dataset.source == str(tiny_data_dir / "imdb")
+
+
+def test_data_dir_from_environment(tiny_data_dir, monkeypatch):
+    monkeypatch.setenv("RNNBENCH_DATA_DIR", str(tiny_data_dir))
+    assert len(load_imdb().train_texts) == 400
+
+
+def test_official_layout_reads_in_the_tsv_copys_order(tmp_path):
+    train_rows, test_rows = synthetic_reviews(60, seed=3), synthetic_reviews(40, seed=4)
+    write_acl_tree(tmp_path / "acl" / "aclImdb", "train", train_rows)
+    write_acl_tree(tmp_path / "acl" / "aclImdb", "test", test_rows)
+    write_tsv(tmp_path / "tsv" / "imdb" / "train.tsv.gz", tsv_order(train_rows))
+    write_tsv(tmp_path / "tsv" / "imdb" / "test.tsv.gz", tsv_order(test_rows))
+    from_folders = load_imdb(str(tmp_path / "acl"))
+    from_tsv = load_imdb(str(tmp_path / "tsv"))
+    assert from_folders.train_texts == from_tsv.train_texts
+    np.testing.assert_array_equal(from_folders.train_labels, from_tsv.train_labels)
+    assert from_folders.test_texts == from_tsv.test_texts
+
+
+def test_missing_dataset_says_where_it_looked(tmp_path):
+    with pytest.raises(DataError) as caught:
+        load_imdb(str(tmp_path))
+    message = str(caught.value)
+    assert message.startswith(f"IMDB not found in {tmp_path} (looked for {tmp_path / 'imdb' / 'train.tsv.gz'}, ")
+    assert message.endswith("point --data-dir or RNNBENCH_DATA_DIR at a folder holding imdb/train.tsv.gz or aclImdb/, or unset it to download")
+    assert "\n" not in message
+
+
+def test_limit_keeps_the_first_training_rows(tiny_data_dir):
+    full = load_dataset("imdb", str(tiny_data_dir))
+    limited = load_dataset("imdb", str(tiny_data_dir), limit=50)
+    assert limited.train_texts == full.train_texts[:50]
+    assert len(limited.test_texts) == 200
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("text\tlabel\nfine\t1\nbroken row\n", "line 3: expected 2 tab-separated fields, got 1"),
+        ("text\tlabel\nfine\tone\n", "line 2: label 'one' is not an integer"),
+        ("review\tstars\nfine\t1\n", "line 1: expected a header with 'text' and 'label' columns, got ['review', 'stars']"),
+    ],
+)
+def test_tsv_errors_name_file_and_line(tmp_path, content, expected):
+    path = tmp_path / "bad.tsv.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write(content)
+    with pytest.raises(DataError) as caught:
+        read_tsv(path)
+    assert str(caught.value) == f"{path}: {expected}"
+
+
+def test_split_is_stratified_seeded_and_disjoint():
+    labels = np.array([0] * 700 + [1] * 300)
+    train, validation = split_validation(labels, 0.2, seed=7)
+    assert len(validation) == 200 and len(train) == 800
+    assert (labels[validation] == 1).sum() == 60
+    assert not set(train) & set(validation)
+    again_train, again_validation = split_validation(labels, 0.2, seed=7)
+    np.testing.assert_array_equal(validation, again_validation)
+    assert not np.array_equal(validation, split_validation(labels, 0.2, seed=8)[1])
+
+
+def test_split_rejects_a_class_too_small():
+    with pytest.raises(DataError, match="class 1 has 1 training rows: too few to hold out a validation fraction of 0.2"):
+        split_validation(np.array([0] * 10 + [1]), 0.2, seed=1)
+
+
+def make_archive(tmp_path: Path) -> tuple[str, str]:
+    tree = tmp_path / "archive_tree" / "aclImdb"
+    write_acl_tree(tree, "train", synthetic_reviews(30, seed=5))
+    write_acl_tree(tree, "test", synthetic_reviews(20, seed=6))
+    archive = tmp_path / "served" / "aclImdb_v1.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree, arcname="aclImdb")
+    return archive.as_uri(), hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def test_download_through_keras_get_file(tmp_path, monkeypatch):
+    url, digest = make_archive(tmp_path)
+    monkeypatch.setattr(data, "IMDB_URL", url)
+    monkeypatch.setattr(data, "IMDB_SHA256", digest)
+    monkeypatch.delenv("RNNBENCH_DATA_DIR", raising=False)
+    cache = tmp_path / "cache"
+    dataset = load_imdb(cache_dir=str(cache))
+    assert (len(dataset.train_texts), len(dataset.test_texts)) == (30, 20)
+    assert (cache / "datasets" / "aclImdb_v1.tar.gz").exists()
+    # A second load reads the unpacked cache without downloading: the served file may vanish.
+    Path(url.removeprefix("file://")).unlink()
+    assert load_imdb(cache_dir=str(cache)).train_texts == dataset.train_texts
+
+
+def test_download_rejects_a_wrong_checksum(tmp_path, monkeypatch):
+    url, _ = make_archive(tmp_path)
+    monkeypatch.setattr(data, "IMDB_URL", url)
+    monkeypatch.setattr(data, "IMDB_SHA256", "0" * 64)
+    monkeypatch.delenv("RNNBENCH_DATA_DIR", raising=False)
+    with pytest.raises(DataError, match=r"^IMDB download from file://.* failed \(Incomplete or corrupted file detected"):
+        load_imdb(cache_dir=str(tmp_path / "cache"))
+
+
+def test_download_failure_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "IMDB_URL", (tmp_path / "nowhere.tar.gz").as_uri())
+    monkeypatch.delenv("RNNBENCH_DATA_DIR", raising=False)
+    with pytest.raises(DataError) as caught:
+        load_imdb(cache_dir=str(tmp_path / "cache"))
+    assert str(caught.value).startswith(f"IMDB download from {(tmp_path / 'nowhere.tar.gz').as_uri()} failed (")
+    assert str(caught.value).endswith("point --data-dir or RNNBENCH_DATA_DIR at a local copy")
+
+
+def test_real_imdb(real_data_dir):
+    dataset = load_dataset("imdb", str(real_data_dir))
+    assert (len(dataset.train_texts), len(dataset.test_texts)) == (25_000, 25_000)
+    assert np.bincount(dataset.train_labels).tolist() == [12_500, 12_500]
+    assert np.bincount(dataset.test_labels).tolist() == [12_500, 12_500]

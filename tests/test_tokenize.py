@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+
+from rnnbench import tokenize
+from rnnbench.tokenize import OOV_INDEX, PADDING_INDEX, build_vocabulary, encode, split_words
+
+TEXTS = [
+    "The movie was GREAT, great fun!",
+    "A dull, dull film... I hated it.",
+    "don't miss: 영화가 정말 재미있다!",
+    "",
+    "rare words only: zebra",
+]
+
+
+def test_split_words_lowercases_and_strips_keras_filters():
+    assert split_words("The movie was GREAT, great fun!") == ["the", "movie", "was", "great", "great", "fun"]
+    # Apostrophes stay (as in Keras' Tokenizer); Korean is kept and split on spaces.
+    assert split_words("don't miss: 영화가 정말 재미있다!") == ["don't", "miss", "영화가", "정말", "재미있다"]
+    assert split_words("tab\there\nnewline") == ["tab", "here", "newline"]
+
+
+def test_corpus_rows_match_split_words():
+    corpus = tokenize.tokenize(TEXTS, workers=1)
+    assert len(corpus) == len(TEXTS)
+    for row, text in enumerate(TEXTS):
+        assert corpus.tokens(row) == split_words(text)
+    assert corpus.lengths.tolist() == [6, 7, 5, 0, 4]
+
+
+def test_parallel_tokenize_equals_single_process(monkeypatch):
+    texts = [f"review {i} says {'good' if i % 3 else 'bad'} things about film {i % 17}" for i in range(3000)]
+    monkeypatch.setattr(tokenize, "_PARALLEL_MIN_CHARACTERS", 1000)
+    single = tokenize.tokenize(texts, workers=1)
+    parallel = tokenize.tokenize(texts, workers=2)
+    assert single.words == parallel.words
+    np.testing.assert_array_equal(single.token_ids, parallel.token_ids)
+    np.testing.assert_array_equal(single.offsets, parallel.offsets)
+
+
+def test_vocabulary_counts_only_the_given_rows():
+    corpus = tokenize.tokenize(["alpha alpha beta", "beta gamma", "delta delta delta delta"], workers=1)
+    vocabulary = build_vocabulary(corpus, np.array([0, 1]), num_words=10)
+    # "delta" occurs only in row 2, which is not a training row.
+    assert vocabulary.words == ("alpha", "beta", "gamma")
+    assert "delta" not in vocabulary.index
+    assert vocabulary.index == {"alpha": 2, "beta": 3, "gamma": 4}
+    assert vocabulary.distinct_words == 3
+
+
+def test_vocabulary_keeps_num_words_minus_two_most_frequent_ties_alphabetical():
+    corpus = tokenize.tokenize(["b b b a a c c d"], workers=1)
+    vocabulary = build_vocabulary(corpus, np.array([0]), num_words=4)
+    assert vocabulary.words == ("b", "a")
+    assert vocabulary.size == 4
+
+
+def test_encode_pre_padding_and_truncation_match_keras_pad_sequences():
+    from keras.utils import pad_sequences
+
+    corpus = tokenize.tokenize(["one two three four five", "six", "two rare one"], workers=1)
+    vocabulary = build_vocabulary(corpus, np.array([0, 1]), num_words=20)
+    index = vocabulary.index
+    rows = np.array([0, 1, 2])
+    raw = [[index.get(word, OOV_INDEX) for word in corpus.tokens(row)] for row in rows]
+    for padding in ("pre", "post"):
+        for truncating in ("pre", "post"):
+            expected = pad_sequences(raw, maxlen=3, padding=padding, truncating=truncating, value=PADDING_INDEX)
+            actual = encode(corpus, vocabulary, rows, 3, padding, truncating)
+            np.testing.assert_array_equal(actual, expected)
+    # Pre truncation keeps a text's end; pre padding puts zeros first.
+    default = encode(corpus, vocabulary, rows, 3)
+    assert [vocabulary.words[i - 2] for i in default[0]] == ["three", "four", "five"]
+    assert default[1].tolist() == [0, 0, index["six"]]
+    assert default[2].tolist() == [index["two"], OOV_INDEX, index["one"]]
+
+
+def test_unknown_words_map_to_the_oov_index():
+    corpus = tokenize.tokenize(["known words", "unknown novelty"], workers=1)
+    vocabulary = build_vocabulary(corpus, np.array([0]), num_words=10)
+    assert encode(corpus, vocabulary, np.array([1]), 2).tolist() == [[OOV_INDEX, OOV_INDEX]]
+
+
+def test_encode_rejects_bad_padding():
+    corpus = tokenize.tokenize(["a"], workers=1)
+    with pytest.raises(ValueError, match="padding and truncating must be 'pre' or 'post'"):
+        encode(corpus, build_vocabulary(corpus, np.array([0]), 5), np.array([0]), 2, padding="left")
+
+
+def test_real_imdb_vocabulary_and_shapes(real_data_dir):
+    from rnnbench.data import load_dataset
+
+    dataset = load_dataset("imdb", str(real_data_dir))
+    corpus = tokenize.tokenize(dataset.train_texts + dataset.test_texts)
+    assert len(corpus) == 50_000
+    vocabulary = build_vocabulary(corpus, np.arange(25_000), 10_000)
+    assert vocabulary.size == 10_000
+    assert vocabulary.words[:5] == ("the", "and", "a", "of", "to")
+    # <br /> tags are removed when IMDB is read.
+    assert "br" not in vocabulary.index
+    sequences = encode(corpus, vocabulary, np.arange(25_000, 50_000), 200)
+    assert sequences.shape == (25_000, 200) and sequences.dtype == np.int32
+    assert sequences.max() == 9_999 and sequences.min() == 0

@@ -1,0 +1,105 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from rnnbench import results
+from rnnbench.config import config_from_mapping
+from rnnbench.train import run_experiment
+
+
+def tiny_config(cell: str = "ann", **sections):
+    raw = {"name": f"tiny_{cell}", "model": {"cell": cell, "embedding_dim": 8, "units": 8, "dense_units": 8},
+           "data": {"num_words": 50, "maxlen": 24}, "train": {"epochs": 3, "batch_size": 32, "seed": 3}}
+    for section, values in sections.items():
+        raw[section].update(values)
+    return config_from_mapping(raw)
+
+
+def test_run_writes_exactly_the_expected_files(tiny_data_dir, tmp_path):
+    runs_dir = tmp_path / "runs"
+    lines = []
+    record = run_experiment(tiny_config("gru"), str(tiny_data_dir), runs_dir, "rnnbench run tiny.yaml", echo=lines.append)
+    run_dir = runs_dir / record["run_dir"].split("/")[-1]
+    assert sorted(path.name for path in runs_dir.iterdir()) == sorted(["index.sqlite", run_dir.name])
+    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.keras", "result.json", "vocabulary.json"]
+
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["config"]["model"]["cell"] == "gru"
+    assert config["command"] == "rnnbench run tiny.yaml"
+    assert config["backend"] == "tensorflow" and config["device"].startswith("CPU: ")
+    assert config["data"]["train_rows"] == 320 and config["data"]["validation_rows"] == 80 and config["data"]["test_rows"] == 200
+    assert set(config["versions"]) >= {"python", "keras", "numpy", "tensorflow"}
+
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert [entry["epoch"] for entry in history] == [1, 2, 3]
+    assert set(history[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+
+    result = json.loads((run_dir / "result.json").read_text())["result"]
+    accuracies = [entry["val_accuracy"] for entry in history]
+    # Best is the maximum over epochs (the first of equal maxima), never simply the last epoch.
+    assert result["best_val_accuracy"] == max(accuracies)
+    assert result["best_epoch"] == 1 + int(np.argmax(accuracies))
+    assert result["epochs_run"] == 3
+    assert result["mean_epoch_seconds"] == pytest.approx(np.mean([entry["seconds"] for entry in history]))
+    assert record["parameters"] == 50 * 8 + 3 * 8 * (8 + 8 + 2) + 8 * 8 + 8 + 9
+
+    vocabulary = json.loads((run_dir / "vocabulary.json").read_text())
+    # The synthetic reviews hold 24 distinct words, fewer than the 48 that num_words=50 allows.
+    assert vocabulary["padding_index"] == 0 and vocabulary["oov_index"] == 1 and len(vocabulary["words"]) == 24
+    assert record["data"]["distinct_training_words"] == 24
+
+    # The saved model is the best epoch's: its validation accuracy is the recorded best.
+    indexed = results.read_runs(runs_dir)
+    assert [(entry["run_id"], entry["status"]) for entry in indexed] == [(run_dir.name, "completed")]
+    assert indexed[0]["result"] == result
+    assert any("(best so far)" in line for line in lines)
+
+
+def test_saved_model_is_the_best_epoch(tiny_data_dir, tmp_path):
+    from rnnbench.train import Prepared
+
+    config = tiny_config("ann", train={"epochs": 4})
+    record = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
+    model = keras.models.load_model(record["run_dir"] + "/model.keras")
+    prepared = Prepared(config, str(tiny_data_dir), echo=lambda line: None)
+    _, validation_accuracy = model.evaluate(prepared.x_validation, prepared.y_validation, verbose=0)
+    _, test_accuracy = model.evaluate(prepared.x_test, prepared.y_test, verbose=0)
+    assert validation_accuracy == pytest.approx(record["result"]["best_val_accuracy"], abs=1e-6)
+    assert test_accuracy == pytest.approx(record["result"]["test_accuracy"], abs=1e-6)
+
+
+def test_validation_on_the_test_split(tiny_data_dir, tmp_path):
+    config = tiny_config("ann", data={"validation": "test"}, train={"epochs": 1})
+    record = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
+    assert record["data"]["validation_rows"] == 200 and record["data"]["train_rows"] == 400
+    assert record["data"]["validated_on"] == "test"
+    assert record["result"]["best_val_accuracy"] == pytest.approx(record["result"]["test_accuracy"], abs=1e-6)
+
+
+def test_each_run_gets_a_new_directory(tiny_data_dir, tmp_path):
+    config = tiny_config("ann", train={"epochs": 1})
+    first = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
+    second = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
+    assert first["run_dir"] != second["run_dir"]
+    assert len(results.read_runs(tmp_path / "runs")) == 2
+
+
+def test_a_diverging_run_is_never_a_best_result(tiny_data_dir, tmp_path):
+    config = tiny_config("ann", train={"epochs": 3, "learning_rate": 10.0, "optimizer": "sgd"})
+    config = config.model_copy(update={"model": config.model.model_copy(update={"dense_units": 64})})
+    record = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
+    if record["status"] == "diverged":
+        assert results.read_runs(tmp_path / "runs") == []
+        assert [entry["status"] for entry in results.read_runs(tmp_path / "runs", statuses=None)] == ["diverged"]
+        assert "best_val_accuracy" not in record["result"]
+
+
+def test_real_imdb_slice_learns(real_data_dir, tmp_path):
+    # The bag-of-words baseline on 3,000 real reviews: far above chance after two epochs.
+    config = config_from_mapping({"name": "slice", "model": {"cell": "ann"}, "data": {"limit": 3000}, "train": {"epochs": 2}})
+    record = run_experiment(config, str(real_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
+    assert record["data"]["train_rows"] == 2400 and record["data"]["test_rows"] == 25_000
+    assert 0.75 <= record["result"]["best_val_accuracy"] <= 0.95
+    assert 0.75 <= record["result"]["test_accuracy"] <= 0.95

@@ -92,7 +92,8 @@ def test_every_shipped_config_loads():
     for path in paths:
         config = load_config(path)
         assert config.model.cell in CELLS
-        assert config.name == path.stem
+        expected = f"lecture_{path.stem}" if path.parent.name == "lecture" else path.stem
+        assert config.name == expected
     lecture = {path.stem: load_config(path) for path in (ROOT / "configs" / "lecture").glob("*.yaml")}
     assert set(lecture) == {"ann", "embedding", "simple_rnn", "lstm", "gru", "gru2"}
     assert all(config.data.maxlen == 20 for config in lecture.values())

@@ -89,13 +89,13 @@ def run(config_path: str, overrides: Sequence[str], backend: str | None, data_di
     """
     config = _load_config(config_path, _overrides(overrides, backend))
     _select_backend(config.backend)
-    from rnnbench import data, results, train
+    from rnnbench import data, embeddings, results, tokenize, train
 
     # The command that repeats this run (data and runs folders are the machine's business).
     command = shlex.join(["rnnbench", "run", config_path, *(f"--set={item}" for item in overrides)] + (["--backend", backend] if backend else []))
     try:
         record = train.run_experiment(config, data_dir, Path(runs_dir), command, echo=click.echo)
-    except (data.DataError, results.ResultsError) as error:
+    except (data.DataError, results.ResultsError, embeddings.EmbeddingError, tokenize.TokenizerError) as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         click.echo(f"\n[{config.name}] interrupted; the run is recorded as interrupted in {runs_dir}/", err=True)
@@ -131,15 +131,25 @@ def compare(runs_dir: str, output_format: str, show_all: bool) -> None:
 @click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(dir_okay=False))
 @set_option
 @backend_option
-def summary(config_path: str, overrides: Sequence[str], backend: str | None) -> None:
-    """Print the model of CONFIG.yaml and each layer's parameter formula, without loading data."""
+@click.option("--data-dir", envvar="RNNBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Where data.files are found (read only to count their classes).")
+def summary(config_path: str, overrides: Sequence[str], backend: str | None, data_dir: str | None) -> None:
+    """Print the model of CONFIG.yaml and each layer's parameter formula, without training.
+
+    Built-in datasets are not read at all; for `data.files` only the labels are counted.
+    """
     config = _load_config(config_path, _overrides(overrides, backend))
     _select_backend(config.backend)
     from tabulate import tabulate
 
     from rnnbench import data, model
 
-    network = model.build_model(config, config.data.num_words, data.NUM_CLASSES[config.data.dataset])
+    num_classes = data.NUM_CLASSES.get(config.data.dataset)
+    if num_classes is None:
+        try:
+            num_classes = data.load_dataset(config.data, data_dir).num_classes
+        except data.DataError as error:
+            raise click.ClickException(str(error)) from None
+    network = model.build_model(config, config.data.num_words, num_classes)
     network.summary(print_fn=lambda line, line_break=True: click.echo(line, nl=line_break))
     rows = [(name, formula, f"{count:,}") for name, formula, count in model.parameter_formulas(network)]
     rows.append(("total", "", f"{network.count_params():,}"))

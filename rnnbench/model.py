@@ -7,9 +7,10 @@ in its embedding, head or output. Nothing here reads files, seeds or prints.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import keras
+import numpy as np
 from keras import layers
 
 from rnnbench.config import Config
@@ -21,10 +22,18 @@ RECURRENT_LAYERS = {
 }
 
 
+def _embedding(config: Config, vocabulary_size: int) -> layers.Embedding:
+    # Pre-trained vectors are set by `build_model` after the layer is built, not through an
+    # initializer, which would copy the whole matrix into the saved model's config.
+    return layers.Embedding(
+        vocabulary_size, config.model.embedding_dim, trainable=config.model.embedding_trainable, name="embedding"
+    )
+
+
 def _recurrent_encoder(cell: str) -> Callable[[Config, int], list[layers.Layer]]:
     def encoder(config: Config, vocabulary_size: int) -> list[layers.Layer]:
         model = config.model
-        stack: list[layers.Layer] = [layers.Embedding(vocabulary_size, model.embedding_dim, name="embedding")]
+        stack: list[layers.Layer] = [_embedding(config, vocabulary_size)]
         for depth in range(model.layers):
             # Every layer but the last hands its whole sequence to the next one.
             recurrent = RECURRENT_LAYERS[cell](
@@ -45,10 +54,7 @@ def _bag_of_words(config: Config, vocabulary_size: int) -> list[layers.Layer]:
 
 def _flat_embedding(config: Config, vocabulary_size: int) -> list[layers.Layer]:
     # The lecture's "train data embedding": word vectors concatenated in order.
-    return [
-        layers.Embedding(vocabulary_size, config.model.embedding_dim, name="embedding"),
-        layers.Flatten(name="flatten"),
-    ]
+    return [_embedding(config, vocabulary_size), layers.Flatten(name="flatten")]
 
 
 ENCODERS: dict[str, Callable[[Config, int], list[layers.Layer]]] = {
@@ -58,8 +64,13 @@ ENCODERS: dict[str, Callable[[Config, int], list[layers.Layer]]] = {
 }
 
 
-def build_model(config: Config, vocabulary_size: int, num_classes: int) -> keras.Sequential:
-    """Build (not compile) the model for `config`: sigmoid output for 2 classes, softmax above."""
+def build_model(
+    config: Config, vocabulary_size: int, num_classes: int, embedding_matrix: Optional[np.ndarray] = None
+) -> keras.Sequential:
+    """Build (not compile) the model for `config`: sigmoid output for 2 classes, softmax above.
+
+    `embedding_matrix` (vocabulary_size x embedding_dim) replaces the Embedding's random start.
+    """
     if num_classes < 2:
         raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
     stack: list[layers.Layer] = [keras.Input(shape=(config.data.maxlen,), dtype="int32", name="tokens")]
@@ -71,7 +82,10 @@ def build_model(config: Config, vocabulary_size: int, num_classes: int) -> keras
         stack.append(layers.Dense(1, activation="sigmoid", name="output"))
     else:
         stack.append(layers.Dense(num_classes, activation="softmax", name="output"))
-    return keras.Sequential(stack, name=f"{config.model.cell}_classifier")
+    model = keras.Sequential(stack, name=f"{config.model.cell}_classifier")
+    if embedding_matrix is not None:
+        model.get_layer("embedding").set_weights([embedding_matrix])
+    return model
 
 
 def loss_for(num_classes: int) -> str:

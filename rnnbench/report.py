@@ -36,6 +36,7 @@ def _result(key: str, digits: int) -> Callable[[dict[str, Any]], Any]:
 # (header, how to read it from a run's record)
 COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("name", lambda record: record["name"]),
+    ("dataset", lambda record: record.get("data", {}).get("dataset", "-")),
     ("cell", _cell),
     ("layers", _recurrent_only("layers")),
     ("embedding dim", lambda record: "-" if record["config"]["model"]["cell"] == "ann" else record["config"]["model"]["embedding_dim"]),
@@ -43,6 +44,7 @@ COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("params", lambda record: f"{record['parameters']:,}"),
     ("best val acc", _result("best_val_accuracy", 4)),
     ("best epoch", lambda record: record.get("result", {}).get("best_epoch", "-")),
+    ("val macro-F1", _result("val_macro_f1", 4)),
     ("test acc", _result("test_accuracy", 4)),
     ("s/epoch", _result("mean_epoch_seconds", 1)),
     ("backend", lambda record: record["backend"]),
@@ -58,7 +60,11 @@ def sort_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def format_runs(records: list[dict[str, Any]], output_format: str = "table", show_status: bool = False) -> str:
     if output_format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {output_format!r}")
-    columns = COLUMNS + ([("status", lambda record: record["status"]), ("run", lambda record: record["run_id"])] if show_status else [])
+    # Macro-F1 is shown only when some run has it (runs recorded before it existed don't).
+    has_f1 = any("val_macro_f1" in record.get("result", {}) for record in records)
+    columns = [column for column in COLUMNS if has_f1 or column[0] != "val macro-F1"]
+    if show_status:
+        columns += [("status", lambda record: record["status"]), ("run", lambda record: record["run_id"])]
     headers = [header for header, _ in columns]
     rows = [[read(record) for _, read in columns] for record in sort_runs(records)]
     if output_format == "csv":
@@ -72,5 +78,5 @@ def format_runs(records: list[dict[str, Any]], output_format: str = "table", sho
 
 
 def _alignment(headers: list[str]) -> tuple[str, ...]:
-    numeric = {"layers", "embedding dim", "units", "params", "best val acc", "best epoch", "test acc", "s/epoch"}
+    numeric = {"layers", "embedding dim", "units", "params", "best val acc", "best epoch", "val macro-F1", "test acc", "s/epoch"}
     return tuple("right" if header in numeric else "left" for header in headers)

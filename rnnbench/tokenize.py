@@ -1,21 +1,34 @@
-"""Texts to padded integer sequences: word tokens, a training-only vocabulary, padding.
+"""Texts to padded integer sequences: tokens, a training-only vocabulary, padding.
 
-The corpus (every text of every split) is tokenized once into a flat array of word ids; a
+The corpus (every text of every split) is tokenized once into a flat array of token ids; a
 vocabulary is then counted over the training rows only, and each split is encoded by a
 table lookup plus vectorized padding. Tokenizing is the only pure-Python step, so large
-corpora are split across processes.
+corpora are split across processes, and its result is cached on disk by the texts' content
+and the tokenizer (RNNBENCH_CACHE_DIR, default ~/.cache/rnnbench; safe to delete).
+
+Tokenizers: `word` (lowercase, Keras' punctuation filters, split on ASCII whitespace),
+`char` (the characters of the word tokenizer's output, one space between words) and
+`morpheme` (Korean morphemes from kiwipiepy, punctuation dropped).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import importlib.metadata
+import importlib.util
+import io
+import json
 import multiprocessing
 import os
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 import numpy as np
+
+from rnnbench.results import write_atomic
 
 # Keras' old `Tokenizer` default: these characters become spaces, then text splits on whitespace.
 FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
@@ -27,6 +40,16 @@ _SEPARATOR = "\x00"
 _BYTE_TABLE = bytes.maketrans(FILTERS.encode("ascii"), b" " * len(FILTERS))
 # Below this many characters a second process costs more to start than it saves.
 _PARALLEL_MIN_CHARACTERS = 4_000_000
+TOKENIZERS = ("word", "char", "morpheme")
+CACHE_VARIABLE = "RNNBENCH_CACHE_DIR"
+# Bump when tokenizing changes, so old cache entries are no longer found.
+_CACHE_FORMAT = 1
+# kiwipiepy's tags for punctuation and brackets; the word tokenizer drops punctuation too.
+_MORPHEME_PUNCTUATION_TAGS = ("SF", "SP", "SS", "SE", "SO")
+
+
+class TokenizerError(Exception):
+    """A tokenizer that can't run here, described in one line."""
 
 
 @dataclass(frozen=True)
@@ -76,8 +99,43 @@ def split_words(text: str) -> list[str]:
     return [token.decode("utf-8") for token in text.lower().encode("utf-8").translate(_BYTE_TABLE).split()]
 
 
-def tokenize(texts: Sequence[str], workers: int | None = None) -> Corpus:
+def split_characters(text: str) -> list[str]:
+    """The char tokenizer on one text: the word tokenizer's words, character by character, spaces between."""
+    return list(" ".join(split_words(text)))
+
+
+class _Morphemes:
+    """The morpheme tokenizer; kiwipiepy's model loads once per process, on first use."""
+
+    analyzer = None
+
+    def __call__(self, texts: Sequence[str]) -> list[list[str]]:
+        if _Morphemes.analyzer is None:
+            from kiwipiepy import Kiwi
+
+            _Morphemes.analyzer = Kiwi()
+        return [
+            [token.form.lower() for token in tokens if not token.tag.startswith(_MORPHEME_PUNCTUATION_TAGS)]
+            for tokens in _Morphemes.analyzer.tokenize(list(texts))
+        ]
+
+
+def split_morphemes(text: str) -> list[str]:
+    """The morpheme tokenizer on one text."""
+    check_tokenizer("morpheme")
+    return _Morphemes()([text])[0]
+
+
+def check_tokenizer(tokenizer: str) -> None:
+    if tokenizer not in TOKENIZERS:
+        raise TokenizerError(f"unknown tokenizer {tokenizer!r} (available: {', '.join(TOKENIZERS)})")
+    if tokenizer == "morpheme" and importlib.util.find_spec("kiwipiepy") is None:
+        raise TokenizerError("data.tokenizer='morpheme' needs kiwipiepy: pip install 'rnnbench[ko]' (or pip install kiwipiepy)")
+
+
+def tokenize(texts: Sequence[str], tokenizer: str = "word", workers: int | None = None) -> Corpus:
     """Tokenize every text once; runs on up to `workers` processes (default: all cores) for large corpora."""
+    check_tokenizer(tokenizer)
     if workers is None:
         workers = os.cpu_count() or 1
     characters = sum(map(len, texts))
@@ -85,20 +143,26 @@ def tokenize(texts: Sequence[str], workers: int | None = None) -> Corpus:
     bounds = np.linspace(0, len(texts), workers + 1).astype(int)
     chunks = [texts[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
     if workers == 1:
-        parts = [_tokenize_chunk(chunks[0])]
+        parts = [_tokenize_chunk(chunks[0], tokenizer)]
     else:
         # `spawn`, not `fork`: the caller may already have started TensorFlow's threads.
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
-            futures = [pool.submit(_tokenize_chunk, chunk) for chunk in chunks[1:]]
-            parts = [_tokenize_chunk(chunks[0])] + [future.result() for future in futures]
+            futures = [pool.submit(_tokenize_chunk, chunk, tokenizer) for chunk in chunks[1:]]
+            parts = [_tokenize_chunk(chunks[0], tokenizer)] + [future.result() for future in futures]
     return _merge(parts)
 
 
-def _tokenize_chunk(texts: Sequence[str]) -> tuple[list[bytes], np.ndarray, np.ndarray]:
-    """Chunk-local word list (UTF-8), word ids and per-text token counts; `split_words` on every text."""
+def _tokenize_chunk(texts: Sequence[str], tokenizer: str = "word") -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """Chunk-local token list (UTF-8), token ids and per-text token counts."""
     if not texts:
         return [], np.zeros(0, np.int32), np.zeros(0, np.int64)
+    if tokenizer != "word":
+        split: Callable[[Sequence[str]], list[list[str]]] = (
+            _Morphemes() if tokenizer == "morpheme" else (lambda batch: [split_characters(text) for text in batch])
+        )
+        return _number_tokens([[token.encode("utf-8") for token in tokens] for tokens in split(texts)])
+    # The word tokenizer's fast path: one bytes pass over the whole chunk instead of one per text.
     separator = _SEPARATOR.encode("ascii")
     data = separator.join([_clean(text).lower().encode("utf-8") for text in texts])
     tokens = data.translate(_BYTE_TABLE).replace(separator, b" " + separator + b" ").split()
@@ -109,6 +173,13 @@ def _tokenize_chunk(texts: Sequence[str]) -> tuple[list[bytes], np.ndarray, np.n
     stops = np.concatenate((separators, [len(flat)]))
     words = list(ids)[1:]
     return words, flat[flat != 0] - 1, stops - starts
+
+
+def _number_tokens(rows: list[list[bytes]]) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    ids = _WordIds()
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    flat = np.fromiter((ids[token] for tokens in rows for token in tokens), dtype=np.int32, count=int(lengths.sum()))
+    return list(ids), flat, lengths
 
 
 def _clean(text: str) -> str:
@@ -138,6 +209,49 @@ def _merge(parts: list[tuple[list[bytes], np.ndarray, np.ndarray]]) -> Corpus:
     token_ids = np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, np.int32)
     words = tuple(word.decode("utf-8") for word in index)
     return Corpus(words=words, token_ids=token_ids, offsets=offsets)
+
+
+def cache_folder() -> Path:
+    return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "rnnbench") / "corpora"
+
+
+def load_or_tokenize(texts: Sequence[str], tokenizer: str = "word") -> tuple[Corpus, bool]:
+    """The tokenized corpus from the cache when these texts were tokenized this way before; (corpus, cached)."""
+    check_tokenizer(tokenizer)
+    path = cache_folder() / f"{_cache_key(texts, tokenizer)}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            words = tuple(json.loads(stored["words"].tobytes().decode("utf-8")))
+            corpus = Corpus(words=words, token_ids=stored["token_ids"], offsets=stored["offsets"])
+        if len(corpus) == len(texts):
+            return corpus, True
+    except (OSError, ValueError, KeyError, EOFError):
+        pass  # Missing or unreadable: tokenize again and rewrite it.
+    corpus = tokenize(texts, tokenizer)
+    _store(path, corpus)
+    return corpus, False
+
+
+def _cache_key(texts: Sequence[str], tokenizer: str) -> str:
+    digest = hashlib.sha256(f"format {_CACHE_FORMAT}; tokenizer {tokenizer}".encode())
+    if tokenizer == "morpheme":
+        digest.update(importlib.metadata.version("kiwipiepy").encode())
+    # Lengths first, so that the joined text can't be split into texts in two ways.
+    digest.update(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)).tobytes())
+    digest.update("".join(texts).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def _store(path: Path, corpus: Corpus) -> None:
+    """Write the cache entry atomically; a cache that can't be written only costs time."""
+    words = np.frombuffer(json.dumps(corpus.words, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, words=words, token_ids=corpus.token_ids, offsets=corpus.offsets)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, buffer.getvalue())
+    except OSError:
+        pass
 
 
 def _row_token_mask(corpus: Corpus, rows: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 import keras
 import numpy as np
 
-from rnnbench import backend, data, model as model_factory, results, tokenize
+from rnnbench import backend, data, embeddings, metrics, model as model_factory, results, tokenize
 from rnnbench.config import Config
 
 OPTIMIZERS = {
@@ -23,7 +23,7 @@ OPTIMIZERS = {
     "rmsprop": keras.optimizers.RMSprop,
     "sgd": keras.optimizers.SGD,
 }
-# Evaluation batches only change speed, never the result, so they can be large.
+# Prediction batches only change speed, never the result, so they can be large.
 EVALUATION_BATCH_SIZE = 512
 
 
@@ -33,25 +33,37 @@ class Prepared:
     def __init__(self, config: Config, data_dir: Optional[str], echo: Callable[[str], None]):
         settings = config.data
         started = time.perf_counter()
-        dataset = data.load_dataset(settings.dataset, data_dir, settings.limit)
+        dataset = data.load_dataset(settings, data_dir)
+        # One corpus holds every split, in the order train, validation file (if any), test.
         train_count = len(dataset.train_texts)
-        if settings.validation == "test":
+        validation_texts = dataset.validation_texts or []
+        texts = dataset.train_texts + validation_texts + dataset.test_texts
+        test_rows = train_count + len(validation_texts) + np.arange(len(dataset.test_texts))
+        if dataset.validation_texts is not None:
             training_rows = np.arange(train_count)
-            validation_rows = train_count + np.arange(len(dataset.test_texts))
-            validation_labels = dataset.test_labels
+            validation_rows = train_count + np.arange(len(validation_texts))
+            validation_labels, validated_on = dataset.validation_labels, "the validation file"
+        elif settings.validation == "test":
+            training_rows, validation_rows = np.arange(train_count), test_rows
+            validation_labels, validated_on = dataset.test_labels, "the test split"
         else:
-            training_rows, held_out = data.split_validation(dataset.train_labels, settings.validation, config.train.seed)
-            validation_rows = held_out
-            validation_labels = dataset.train_labels[held_out]
-        test_rows = train_count + np.arange(len(dataset.test_texts))
+            training_rows, validation_rows = data.split_validation(
+                dataset.train_labels, settings.validation, config.train.seed, dataset.class_names
+            )
+            validation_labels = dataset.train_labels[validation_rows]
+            validated_on = f"{settings.validation:g} of the training split"
         echo(
-            f"{dataset.name}: {len(training_rows):,} training / {len(validation_rows):,} validation"
-            f"{' (the test split)' if settings.validation == 'test' else ''} / {len(test_rows):,} test rows"
-            f" from {dataset.source} ({time.perf_counter() - started:.1f} s)"
+            f"{dataset.name}: {len(training_rows):,} training / {len(validation_rows):,} validation ({validated_on})"
+            f" / {len(test_rows):,} test rows, {dataset.num_classes} classes, from {dataset.source}"
+            f" ({time.perf_counter() - started:.1f} s)"
         )
+        for key, value in dataset.notes.items():
+            if key == "skipped_empty_texts":
+                for path, count in value.items():
+                    echo(f"skipped {count:,} rows with an empty text in {path}")
 
         started = time.perf_counter()
-        corpus = tokenize.tokenize(dataset.train_texts + dataset.test_texts)
+        corpus, cached = tokenize.load_or_tokenize(texts, settings.tokenizer)
         # The vocabulary is counted on the training rows only, never validation or test rows.
         self.vocabulary = tokenize.build_vocabulary(corpus, training_rows, settings.num_words)
 
@@ -63,23 +75,26 @@ class Prepared:
         self.x_test, self.y_test = encode(test_rows), dataset.test_labels
         self.num_classes = dataset.num_classes
         self.class_names = dataset.class_names
-        self.source = dataset.source
         lengths = corpus.lengths[training_rows]
         self.summary = {
             "dataset": dataset.name,
             "source": dataset.source,
             "class_names": list(dataset.class_names),
+            "tokenizer": settings.tokenizer,
             "train_rows": int(len(training_rows)),
             "validation_rows": int(len(validation_rows)),
-            "validated_on": "test" if settings.validation == "test" else "held-out training rows",
+            "validated_on": validated_on,
             "test_rows": int(len(test_rows)),
-            "distinct_training_words": self.vocabulary.distinct_words,
-            "vocabulary_words": len(self.vocabulary.words),
+            "distinct_training_tokens": self.vocabulary.distinct_words,
+            "vocabulary_tokens": len(self.vocabulary.words),
             "truncated_share": float(np.mean(lengths > settings.maxlen)) if len(lengths) else 0.0,
+            "majority_class_share": float(np.bincount(validation_labels).max() / len(validation_labels)),
+            **{key: value for key, value in dataset.notes.items() if key != "class_names"},
         }
         echo(
-            f"tokenized {len(corpus):,} texts in {time.perf_counter() - started:.1f} s: kept {len(self.vocabulary.words):,}"
-            f" of {self.summary['distinct_training_words']:,} training words; {self.summary['truncated_share']:.0%}"
+            f"{settings.tokenizer} tokens of {len(corpus):,} texts {'read from the cache' if cached else 'made'} in"
+            f" {time.perf_counter() - started:.1f} s: kept {len(self.vocabulary.words):,} of"
+            f" {self.vocabulary.distinct_words:,} training tokens; {self.summary['truncated_share']:.0%}"
             f" of training texts longer than maxlen {settings.maxlen}"
         )
 
@@ -136,8 +151,21 @@ def run_experiment(
     echo(f"[{config.name}] {config.model.cell}, backend {config.backend}")
     prepared = Prepared(config, data_dir, echo)
 
+    pretrained = None
+    if config.model.pretrained_embedding is not None:
+        pretrained = embeddings.load_pretrained(
+            config.model.pretrained_embedding, prepared.vocabulary, config.data.num_words,
+            config.model.embedding_dim, config.train.seed, data_dir,
+        )
+        echo(
+            f"pre-trained vectors {pretrained.source}: {pretrained.found:,} of {len(prepared.vocabulary.words):,}"
+            f" vocabulary words found ({pretrained.coverage:.1%}); {'trainable' if config.model.embedding_trainable else 'frozen'}"
+        )
+
     keras.utils.set_random_seed(config.train.seed)
-    network = model_factory.build_model(config, config.data.num_words, prepared.num_classes)
+    network = model_factory.build_model(
+        config, config.data.num_words, prepared.num_classes, None if pretrained is None else pretrained.matrix
+    )
     network.compile(
         optimizer=OPTIMIZERS[config.train.optimizer](learning_rate=config.train.learning_rate),
         loss=model_factory.loss_for(prepared.num_classes),
@@ -154,6 +182,13 @@ def run_experiment(
         "parameters": int(network.count_params()),
         "data": prepared.summary,
     }
+    if pretrained is not None:
+        record["embedding"] = {
+            "source": pretrained.source,
+            "found": pretrained.found,
+            "coverage": pretrained.coverage,
+            "trainable": config.model.embedding_trainable,
+        }
     run = results.create_run(runs_dir, config.name)
     record["run_dir"] = str(run.path)
     run.write_config(record)
@@ -188,16 +223,31 @@ def run_experiment(
         return record
 
     network.set_weights(recorder.best_weights)
-    test_loss, test_accuracy = network.evaluate(
-        prepared.x_test, prepared.y_test, batch_size=EVALUATION_BATCH_SIZE, verbose=0
-    )
+    scores = {}
+    for split, inputs, labels in (
+        ("val", prepared.x_validation, prepared.y_validation),
+        ("test", prepared.x_test, prepared.y_test),
+    ):
+        probabilities = network.predict(inputs, batch_size=EVALUATION_BATCH_SIZE, verbose=0)
+        confusion = metrics.confusion_matrix(labels, metrics.predicted_classes(probabilities), prepared.num_classes)
+        scores[split] = {
+            "accuracy": float(np.trace(confusion) / confusion.sum()),
+            "loss": metrics.cross_entropy(labels, probabilities),
+            "macro_f1": metrics.macro_f1(confusion),
+            "confusion": confusion.tolist(),
+        }
     epoch_seconds = [entry["seconds"] for entry in recorder.history]
     record["result"] = {
         "best_val_accuracy": recorder.best["val_accuracy"],
         "best_epoch": recorder.best["epoch"],
         "best_val_loss": recorder.best["val_loss"],
-        "test_accuracy": float(test_accuracy),
-        "test_loss": float(test_loss),
+        "val_macro_f1": scores["val"]["macro_f1"],
+        "test_accuracy": scores["test"]["accuracy"],
+        "test_loss": scores["test"]["loss"],
+        "test_macro_f1": scores["test"]["macro_f1"],
+        # Rows are true classes and columns predicted ones, in the order of data.class_names.
+        "val_confusion": scores["val"]["confusion"],
+        "test_confusion": scores["test"]["confusion"],
         "epochs_run": len(recorder.history),
         "mean_epoch_seconds": float(np.mean(epoch_seconds)),
         "train_seconds": time.perf_counter() - started,

@@ -25,7 +25,7 @@ def main() -> None:
     arguments = parser.parse_args()
 
     started = time.perf_counter()
-    dataset = data.load_dataset("imdb", arguments.data_dir)
+    dataset = data.load_imdb(arguments.data_dir)
     read_seconds = time.perf_counter() - started
     texts = dataset.train_texts + dataset.test_texts
     train_rows = np.arange(len(dataset.train_texts))

@@ -62,3 +62,4 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     # No test may write to the user's runs/ or Keras cache, or depend on where it is started.
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setenv("RNNBENCH_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("RNNBENCH_CACHE_DIR", str(tmp_path / "cache"))

@@ -60,20 +60,21 @@ def test_run_then_compare(tiny_data_dir, tmp_path):
     table = invoke("compare", "--runs-dir", runs)
     assert table.exit_code == 0
     header, rule, row = table.output.splitlines()
-    assert header.split()[:3] == ["name", "cell", "layers"]
-    assert row.split()[:6] == ["tiny", "ann", "-", "-", "-", f"{record['parameters']:,}"]
+    assert header.split()[:4] == ["name", "dataset", "cell", "layers"]
+    assert row.split()[:7] == ["tiny", "imdb", "ann", "-", "-", "-", f"{record['parameters']:,}"]
     assert f"{record['result']['best_val_accuracy']:.4f}" in row
 
     markdown = invoke("compare", "--runs-dir", runs, "--format", "markdown").output.splitlines()
     assert markdown[0].startswith("| name ") and set(markdown[1]) <= set("|-: ")
     csv_lines = invoke("compare", "--runs-dir", runs, "--format", "csv").output.splitlines()
-    assert csv_lines[0] == "name,cell,layers,embedding dim,units,params,best val acc,best epoch,test acc,s/epoch,backend,device"
-    assert csv_lines[1].startswith("tiny,ann,-,-,-,")
+    assert csv_lines[0] == "name,dataset,cell,layers,embedding dim,units,params,best val acc,best epoch,val macro-F1,test acc,s/epoch,backend,device"
+    assert csv_lines[1].startswith("tiny,imdb,ann,-,-,-,")
 
 
 def fake_record(name: str, cell: str, accuracy: float, status: str = "completed") -> dict:
     return {
         "name": name,
+        "data": {"dataset": "imdb"},
         "config": {"model": {"cell": cell, "layers": 1, "embedding_dim": 50, "units": 50, "bidirectional": False}},
         "parameters": 516_965,
         "backend": "tensorflow",
@@ -90,7 +91,8 @@ def test_compare_sorts_by_best_validation_accuracy_and_hides_unfinished(tmp_path
     results.index_run(runs, "run9", "d", "running", {**fake_record("d", "gru", 0.0), "result": {}})
     rows = invoke("compare", "--runs-dir", str(runs)).output.splitlines()[2:]
     assert [row.split()[0] for row in rows] == ["b", "a", "c"]
-    assert rows[0].split()[6:10] == ["0.8700", "3", "0.8600", "12.3"]
+    # These records carry no macro-F1, so that column is left out.
+    assert rows[0].split()[7:11] == ["0.8700", "3", "0.8600", "12.3"]
     every = invoke("compare", "--runs-dir", str(runs), "--all").output.splitlines()
     assert "status" in every[0] and len(every) == 6 and "running" in every[-1]
 

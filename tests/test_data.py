@@ -9,7 +9,8 @@ import pytest
 
 from conftest import synthetic_reviews, write_tsv
 from rnnbench import data
-from rnnbench.data import DataError, load_dataset, load_imdb, read_tsv, split_validation
+from rnnbench.config import DataConfig
+from rnnbench.data import DataError, load_dataset, load_imdb, read_labelled, split_validation
 
 
 def write_acl_tree(root: Path, split: str, rows: list[tuple[str, int]]) -> None:
@@ -64,8 +65,8 @@ def test_missing_dataset_says_where_it_looked(tmp_path):
 
 
 def test_limit_keeps_the_first_training_rows(tiny_data_dir):
-    full = load_dataset("imdb", str(tiny_data_dir))
-    limited = load_dataset("imdb", str(tiny_data_dir), limit=50)
+    full = load_dataset(DataConfig(), str(tiny_data_dir))
+    limited = load_dataset(DataConfig(limit=50), str(tiny_data_dir))
     assert limited.train_texts == full.train_texts[:50]
     assert len(limited.test_texts) == 200
 
@@ -74,8 +75,8 @@ def test_limit_keeps_the_first_training_rows(tiny_data_dir):
     "content, expected",
     [
         ("text\tlabel\nfine\t1\nbroken row\n", "line 3: expected 2 tab-separated fields, got 1"),
-        ("text\tlabel\nfine\tone\n", "line 2: label 'one' is not an integer"),
-        ("review\tstars\nfine\t1\n", "line 1: expected a header with 'text' and 'label' columns, got ['review', 'stars']"),
+        ("text\tlabel\nfine\t\n", "line 2: missing label"),
+        ("review\tstars\nfine\t1\n", "no column 'text' for data.files.text_column; the columns are review, stars"),
     ],
 )
 def test_tsv_errors_name_file_and_line(tmp_path, content, expected):
@@ -83,7 +84,7 @@ def test_tsv_errors_name_file_and_line(tmp_path, content, expected):
     with gzip.open(path, "wt", encoding="utf-8") as handle:
         handle.write(content)
     with pytest.raises(DataError) as caught:
-        read_tsv(path)
+        read_labelled(path, "tsv", "text", "label")
     assert str(caught.value) == f"{path}: {expected}"
 
 
@@ -99,7 +100,7 @@ def test_split_is_stratified_seeded_and_disjoint():
 
 
 def test_split_rejects_a_class_too_small():
-    with pytest.raises(DataError, match="class 1 has 1 training rows: too few to hold out a validation fraction of 0.2"):
+    with pytest.raises(DataError, match="the training split: class 1 has 1 rows, too few to hold out a validation fraction of 0.2"):
         split_validation(np.array([0] * 10 + [1]), 0.2, seed=1)
 
 
@@ -147,7 +148,7 @@ def test_download_failure_is_one_line(tmp_path, monkeypatch):
 
 
 def test_real_imdb(real_data_dir):
-    dataset = load_dataset("imdb", str(real_data_dir))
+    dataset = load_dataset(DataConfig(), str(real_data_dir))
     assert (len(dataset.train_texts), len(dataset.test_texts)) == (25_000, 25_000)
     assert np.bincount(dataset.train_labels).tolist() == [12_500, 12_500]
     assert np.bincount(dataset.test_labels).tolist() == [12_500, 12_500]

@@ -88,9 +88,10 @@ def test_encode_rejects_bad_padding():
 
 
 def test_real_imdb_vocabulary_and_shapes(real_data_dir):
+    from rnnbench.config import DataConfig
     from rnnbench.data import load_dataset
 
-    dataset = load_dataset("imdb", str(real_data_dir))
+    dataset = load_dataset(DataConfig(), str(real_data_dir))
     corpus = tokenize.tokenize(dataset.train_texts + dataset.test_texts)
     assert len(corpus) == 50_000
     vocabulary = build_vocabulary(corpus, np.arange(25_000), 10_000)

@@ -48,7 +48,7 @@ def test_run_writes_exactly_the_expected_files(tiny_data_dir, tmp_path):
     vocabulary = json.loads((run_dir / "vocabulary.json").read_text())
     # The synthetic reviews hold 24 distinct words, fewer than the 48 that num_words=50 allows.
     assert vocabulary["padding_index"] == 0 and vocabulary["oov_index"] == 1 and len(vocabulary["words"]) == 24
-    assert record["data"]["distinct_training_words"] == 24
+    assert record["data"]["distinct_training_tokens"] == 24
 
     # The saved model is the best epoch's: its validation accuracy is the recorded best.
     indexed = results.read_runs(runs_dir)
@@ -74,7 +74,7 @@ def test_validation_on_the_test_split(tiny_data_dir, tmp_path):
     config = tiny_config("ann", data={"validation": "test"}, train={"epochs": 1})
     record = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
     assert record["data"]["validation_rows"] == 200 and record["data"]["train_rows"] == 400
-    assert record["data"]["validated_on"] == "test"
+    assert record["data"]["validated_on"] == "the test split"
     assert record["result"]["best_val_accuracy"] == pytest.approx(record["result"]["test_accuracy"], abs=1e-6)
 
 

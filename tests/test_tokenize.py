@@ -102,3 +102,47 @@ def test_real_imdb_vocabulary_and_shapes(real_data_dir):
     sequences = encode(corpus, vocabulary, np.arange(25_000, 50_000), 200)
     assert sequences.shape == (25_000, 200) and sequences.dtype == np.int32
     assert sequences.max() == 9_999 and sequences.min() == 0
+
+
+def test_char_tokenizer():
+    corpus = tokenize.tokenize(["Ab, c!", "  영화  좋다 "], "char", workers=1)
+    assert corpus.tokens(0) == ["a", "b", " ", "c"]
+    assert corpus.tokens(1) == ["영", "화", " ", "좋", "다"]
+
+
+def test_morpheme_tokenizer_splits_korean_particles_and_drops_punctuation():
+    pytest.importorskip("kiwipiepy")
+    corpus = tokenize.tokenize(["영화가 정말 재미있다!", "영화를 봤어?"], "morpheme", workers=1)
+    assert corpus.tokens(0) == ["영화", "가", "정말", "재미있", "다"]
+    # The noun is one token whatever particle follows it, unlike with the word tokenizer.
+    assert corpus.tokens(1)[:2] == ["영화", "를"]
+
+
+def test_morpheme_tokenizer_without_kiwipiepy_says_how_to_install(monkeypatch):
+    real_find_spec = tokenize.importlib.util.find_spec
+    monkeypatch.setattr(tokenize.importlib.util, "find_spec", lambda name: None if name == "kiwipiepy" else real_find_spec(name))
+    with pytest.raises(tokenize.TokenizerError) as caught:
+        tokenize.tokenize(["영화"], "morpheme")
+    assert str(caught.value) == "data.tokenizer='morpheme' needs kiwipiepy: pip install 'rnnbench[ko]' (or pip install kiwipiepy)"
+
+
+def test_cache_returns_the_same_corpus_and_survives_damage(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    first, cached = tokenize.load_or_tokenize(TEXTS, "word")
+    assert not cached
+    second, cached = tokenize.load_or_tokenize(TEXTS, "word")
+    assert cached and second.words == first.words
+    np.testing.assert_array_equal(second.token_ids, first.token_ids)
+    np.testing.assert_array_equal(second.offsets, first.offsets)
+    # The key covers the tokenizer and every text's content and boundaries.
+    assert not tokenize.load_or_tokenize(TEXTS, "char")[1]
+    assert not tokenize.load_or_tokenize(TEXTS[:-1] + [TEXTS[-1] + "!"], "word")[1]
+    assert not tokenize.load_or_tokenize(["ab", "c"], "word")[1] and not tokenize.load_or_tokenize(["a", "bc"], "word")[1]
+    # A damaged or deleted entry is rebuilt, never trusted.
+    entries = list((tmp_path / "cache" / "corpora").glob("*.npz"))
+    assert len(entries) == 5
+    for entry in entries:
+        entry.write_bytes(b"not a cache file")
+    rebuilt, cached = tokenize.load_or_tokenize(TEXTS, "word")
+    assert not cached and rebuilt.words == first.words
+    assert tokenize.load_or_tokenize(TEXTS, "word")[1]

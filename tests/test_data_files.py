@@ -1,0 +1,187 @@
+"""Datasets described by files in a config: formats, labels, splits and every kind of bad input."""
+
+import csv
+import gzip
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rnnbench import results
+from rnnbench.cli import main
+from rnnbench.config import config_from_mapping
+from rnnbench.data import DataError, load_dataset
+
+TOPICS = {
+    "deportes": ["partido", "gol", "equipo", "liga", "jugador"],
+    "cocina": ["receta", "horno", "sal", "tomate", "cena"],
+    "viajes": ["playa", "vuelo", "hotel", "maleta", "mapa"],
+}
+FILLER = ["el", "la", "un", "muy", "hoy", "con", "y", "de"]
+
+
+def spanish_rows(count: int, seed: int) -> list[tuple[str, str]]:
+    generator = random.Random(seed)
+    rows = []
+    for index in range(count):
+        topic = list(TOPICS)[index % 3]
+        words = [generator.choice(FILLER) for _ in range(generator.randint(3, 8))] + generator.sample(TOPICS[topic], 2)
+        generator.shuffle(words)
+        # Commas and quotes inside the text exercise CSV quoting.
+        rows.append((f'"{words[0]}", ' + " ".join(words[1:]), topic))
+    return rows
+
+
+def files_config(train: str, **files) -> dict:
+    return {
+        "name": "files_run",
+        "model": {"cell": "gru", "embedding_dim": 8, "units": 8, "dense_units": 8},
+        "data": {"dataset": "files", "files": {"train": train, **files}, "num_words": 60, "maxlen": 12},
+        "train": {"epochs": 2, "seed": 2},
+    }
+
+
+def write_csv(path: Path, rows, header=("texto", "tema")) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def test_multiclass_csv_with_string_labels_runs_from_a_config_alone(tmp_path):
+    write_csv(tmp_path / "temas.csv", spanish_rows(300, seed=1))
+    config = tmp_path / "temas.yaml"
+    raw = files_config("temas.csv", text_column="texto", label_column="tema")
+    config.write_text(json.dumps(raw), encoding="utf-8")  # JSON is YAML too
+    outcome = CliRunner().invoke(main, ["run", str(config), "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")])
+    assert outcome.exit_code == 0, outcome.output
+    assert "3 classes" in outcome.output
+    record = results.read_runs(tmp_path / "runs")[0]
+    assert record["data"]["class_names"] == ["cocina", "deportes", "viajes"]
+    assert (record["data"]["train_rows"], record["data"]["validation_rows"], record["data"]["test_rows"]) == (192, 48, 60)
+    result = record["result"]
+    assert np.array(result["test_confusion"]).shape == (3, 3) and np.sum(result["test_confusion"]) == 60
+    assert 0.0 <= result["val_macro_f1"] <= 1.0 and "test_macro_f1" in result
+    assert record["parameters"] == 60 * 8 + 3 * 8 * (8 + 8 + 2) + 8 * 8 + 8 + 8 * 3 + 3
+
+
+def test_class_folder_tree_with_separate_test_folder(tmp_path):
+    for split, count, seed in (("train", 90, 3), ("test", 30, 4)):
+        for index, (text, topic) in enumerate(spanish_rows(count, seed)):
+            folder = tmp_path / "corpus" / split / topic
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{index:03d}.txt").write_text(text, encoding="utf-8")
+    config = tmp_path / "folders.yaml"
+    config.write_text(json.dumps(files_config(str(tmp_path / "corpus" / "train"), test=str(tmp_path / "corpus" / "test"))))
+    outcome = CliRunner().invoke(main, ["run", str(config), "--runs-dir", str(tmp_path / "runs")])
+    assert outcome.exit_code == 0, outcome.output
+    record = results.read_runs(tmp_path / "runs")[0]
+    assert record["data"]["class_names"] == ["cocina", "deportes", "viajes"]
+    assert (record["data"]["train_rows"] + record["data"]["validation_rows"], record["data"]["test_rows"]) == (90, 30)
+
+
+def test_jsonl_gzip_tsv_and_validation_file(tmp_path):
+    rows = spanish_rows(90, seed=5)
+    with gzip.open(tmp_path / "train.jsonl.gz", "wt", encoding="utf-8") as handle:
+        for text, topic in rows[:60]:
+            handle.write(json.dumps({"text": text, "label": topic}, ensure_ascii=False) + "\n")
+    with gzip.open(tmp_path / "test.tsv.gz", "wt", encoding="utf-8") as handle:
+        handle.write("text\tlabel\n" + "".join(f"{text}\t{topic}\n" for text, topic in rows[60:75]))
+    (tmp_path / "validation.tsv").write_text("text\tlabel\n" + "".join(f"{text}\t{topic}\n" for text, topic in rows[75:]), encoding="utf-8")
+    settings = config_from_mapping(files_config("train.jsonl.gz", test="test.tsv.gz", validation="validation.tsv")).data
+    dataset = load_dataset(settings, str(tmp_path))
+    assert (len(dataset.train_texts), len(dataset.validation_texts), len(dataset.test_texts)) == (60, 15, 15)
+    assert dataset.train_texts[0] == rows[0][0]
+
+
+def test_integer_labels_are_ordered_numerically(tmp_path):
+    write_csv(tmp_path / "numbers.csv", [("a b", "10"), ("c d", "2"), ("e f", "10"), ("g h", "2")] * 5, header=("text", "label"))
+    settings = config_from_mapping(files_config("numbers.csv")).data
+    dataset = load_dataset(settings, str(tmp_path))
+    assert dataset.class_names == ("2", "10")
+
+
+def test_single_file_test_split_is_stratified_shuffled_and_the_same_for_every_seed(tmp_path):
+    # Grouped by label, like the chatbot file: a split that didn't shuffle would miss classes.
+    rows = sorted(spanish_rows(150, seed=6), key=lambda row: row[1])
+    write_csv(tmp_path / "grouped.csv", rows, header=("text", "label"))
+    first = load_dataset(config_from_mapping(files_config("grouped.csv")).data, str(tmp_path))
+    assert np.bincount(first.test_labels).tolist() == [10, 10, 10]
+    other_seed = files_config("grouped.csv")
+    other_seed["train"]["seed"] = 99
+    assert load_dataset(config_from_mapping(other_seed).data, str(tmp_path)).test_texts == first.test_texts
+
+
+def test_empty_texts_are_skipped_counted_and_recorded(tmp_path):
+    rows = spanish_rows(60, seed=7) + [("   ", "cocina"), ("", "viajes")]
+    write_csv(tmp_path / "gaps.csv", rows, header=("text", "label"))
+    config = tmp_path / "gaps.yaml"
+    config.write_text(json.dumps(files_config("gaps.csv")))
+    outcome = CliRunner().invoke(main, ["run", str(config), "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")])
+    assert outcome.exit_code == 0, outcome.output
+    assert f"skipped 2 rows with an empty text in {tmp_path / 'gaps.csv'}" in outcome.output
+    record = results.read_runs(tmp_path / "runs")[0]
+    assert record["data"]["skipped_empty_texts"] == {str(tmp_path / "gaps.csv"): 2}
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+BAD_INPUTS = [
+    # (file name, content, extra files settings, expected message after "<path>: ")
+    ("missing.csv", None, {}, None),
+    ("cols.csv", b"txt,label\nhola,a\n", {}, "no column 'text' for data.files.text_column; the columns are txt, label (did you mean 'txt'?)"),
+    ("empty.csv", b"", {}, "the file is empty"),
+    ("header.tsv", b"text\tlabel\n", {}, "no rows after the header"),
+    ("fields.tsv", b"text\tlabel\nuno\ta\ndos\n", {}, "line 3: expected 2 tab-separated fields, got 1"),
+    ("fields.csv", b"text,label\nuno,a\ndos,b,c\n", {}, "line 3: expected 2 comma-separated fields, got 3"),
+    ("nolabel.csv", b"text,label\nuno,a\ndos,\n", {}, "line 3: missing label"),
+    ("badlabel.jsonl", b'{"text": "uno", "label": "a"}\n{"text": "dos", "label": [1, 2]}\n', {}, 'line 2: label [1, 2] is not a string or an integer'),
+    ("nulllabel.jsonl", b'{"text": "uno", "label": null}\n', {}, "line 1: missing label"),
+    ("badjson.jsonl", b'{"text": "uno", "label": "a"}\n{"text": \n', {}, "line 2: not valid JSON (Expecting value)"),
+    ("utf8.tsv", b"text\tlabel\nuno\ta\n\xff\xfe\tb\n", {}, "line 3: not valid UTF-8 (byte 0xff)"),
+    ("name.txt", b"text,label\n", {}, "cannot tell the format from the name; set data.files.format to tsv, csv, jsonl or folders"),
+    ("oneclass.csv", b"text,label\nuno,a\ndos,a\n", {}, "found 1 class (a); a classifier needs at least 2"),
+    ("few.csv", b"text,label\n" + b"".join(b"t%d,a\n" % i for i in range(20)) + b"solo,b\n", {}, "class 'b' has 1 rows, too few to hold out a test fraction of 0.2"),
+]
+
+
+@pytest.mark.parametrize("name, content, extra, expected", BAD_INPUTS, ids=[row[0] for row in BAD_INPUTS])
+def test_bad_input_is_one_line_naming_the_file_and_writes_no_run(tmp_path, name, content, extra, expected):
+    path = tmp_path / name
+    if content is not None:
+        write_bytes(path, content)
+    config = tmp_path / "bad.yaml"
+    config.write_text(json.dumps(files_config(name, **extra)))
+    outcome = CliRunner().invoke(main, ["run", str(config), "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")])
+    assert outcome.exit_code == 1
+    error = outcome.output.splitlines()[-1]
+    assert outcome.output.count("Error:") == 1 and "Traceback" not in outcome.output
+    if expected is None:
+        assert error == (
+            f"Error: data.files.train: {name} not found (looked in {tmp_path / name}, {Path.cwd() / name}); "
+            "relative paths are read from --data-dir / RNNBENCH_DATA_DIR, then the current folder"
+        )
+    else:
+        assert error == f"Error: {path}: {expected}"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_real_korean_chatbot_data(tmp_path):
+    import os
+
+    data_dir = os.environ.get("RNNBENCH_DATA_DIR")
+    if not data_dir or not (Path(data_dir) / "chatbot" / "all.tsv.gz").exists():
+        pytest.skip("the chatbot data is not available: set RNNBENCH_DATA_DIR to a folder holding chatbot/all.tsv.gz")
+    settings = config_from_mapping({"data": {"dataset": "files", "files": {"train": "chatbot/all.tsv.gz"}}}).data
+    dataset = load_dataset(settings, data_dir)
+    assert dataset.class_names == ("0", "1", "2")
+    assert len(dataset.train_texts) + len(dataset.test_texts) == 11_823
+    assert np.bincount(dataset.test_labels).tolist() == [1058, 714, 593]
+    assert dataset.train_texts[0] and all(isinstance(text, str) for text in dataset.train_texts)

@@ -79,52 +79,96 @@ def main() -> None:
 @click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(dir_okay=False))
 @set_option
 @backend_option
+@click.option("--seeds", "seed_count", type=click.IntRange(1, 100), help="Train N runs, seeds train.seed .. train.seed + N - 1 (replaces train.seeds).")
+@click.option("--force", is_flag=True, help="Train again even runs whose config and seed already completed.")
 @click.option("--data-dir", envvar="RNNBENCH_DATA_DIR", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @runs_dir_option
-def run(config_path: str, overrides: Sequence[str], backend: str | None, data_dir: str | None, runs_dir: str) -> None:
-    """Train the model that CONFIG.yaml describes and record the result.
+def run(
+    config_path: str, overrides: Sequence[str], backend: str | None, seed_count: int | None, force: bool, data_dir: str | None, runs_dir: str
+) -> None:
+    """Train the model(s) that CONFIG.yaml describes and record the results.
 
-    The run's resolved config, per-epoch history, best model and final metrics are written
-    to a new folder under the runs directory; `rnnbench compare` lists the results.
+    One run per seed (train.seeds or --seeds) and per point of the config's `sweep:` section.
+    Each run's resolved config, per-epoch history, best model and final metrics go to a new
+    folder under the runs directory. A run whose config and seed already completed is reused,
+    so an interrupted sweep continues where it stopped when run again.
     """
-    config = _load_config(config_path, _overrides(overrides, backend))
-    _select_backend(config.backend)
-    from rnnbench import data, embeddings, results, tokenize, train
+    from rnnbench.config import ConfigError
+    from rnnbench.sweep import expand
+
+    try:
+        configs = expand(config_path, _overrides(overrides, backend), seed_count)
+    except ConfigError as error:
+        raise UserError(str(error)) from None
+    _select_backend(configs[0].backend)
+    if len({config.backend for config in configs}) > 1:
+        raise UserError(f"{config_path}: a sweep runs in one process, so it can't vary `backend`; run one config per backend")
+    from rnnbench import data, embeddings, report, results, tokenize, train
 
     # The command that repeats this run (data and runs folders are the machine's business).
-    command = shlex.join(["rnnbench", "run", config_path, *(f"--set={item}" for item in overrides)] + (["--backend", backend] if backend else []))
+    command = shlex.join(
+        ["rnnbench", "run", config_path, *(f"--set={item}" for item in overrides)]
+        + (["--backend", backend] if backend else [])
+        + (["--seeds", str(seed_count)] if seed_count else [])
+    )
     try:
-        record = train.run_experiment(config, data_dir, Path(runs_dir), command, echo=click.echo)
+        records = train.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo)
     except (data.DataError, results.ResultsError, embeddings.EmbeddingError, tokenize.TokenizerError) as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
-        click.echo(f"\n[{config.name}] interrupted; the run is recorded as interrupted in {runs_dir}/", err=True)
+        again = "" if len(configs) == 1 else "; run the same command again to continue: finished runs are reused"
+        click.echo(f"\ninterrupted; the run in progress is recorded as interrupted in {runs_dir}/{again}", err=True)
         sys.exit(130)
-    outcome = record.get("result", {})
-    if record["status"] != "completed":
-        raise click.ClickException(f"[{config.name}] {record['status']} after {outcome.get('epochs_run', 0)} epochs (see {record['run_dir']})")
-    click.echo(
-        f"[{config.name}] best val_accuracy {outcome['best_val_accuracy']:.4f} at epoch {outcome['best_epoch']}; "
-        f"test accuracy {outcome['test_accuracy']:.4f}; {outcome['mean_epoch_seconds']:.1f} s/epoch; recorded in {record['run_dir']}"
-    )
+    failed = [record for record in records if record.get("status") != "completed"]
+    if len(records) > 1:
+        click.echo("")
+        click.echo(report.format_groups(records))
+    else:
+        record = records[0]
+        outcome = record.get("result", {})
+        if not failed:
+            click.echo(
+                f"[{record['name']}] best val_accuracy {outcome['best_val_accuracy']:.4f} at epoch {outcome['best_epoch']}; "
+                f"test accuracy {outcome['test_accuracy']:.4f}; {outcome['mean_epoch_seconds']:.1f} s/epoch; recorded in {record['run_dir']}"
+            )
+    if failed:
+        names = ", ".join(f"{record['name']} ({record.get('status')})" for record in failed)
+        raise click.ClickException(f"{len(failed)} of {len(records)} runs did not complete: {names}")
 
 
 @main.command()
 @runs_dir_option
-@click.option("--format", "output_format", type=click.Choice(["table", "markdown", "csv"]), default="table", show_default=True)
-@click.option("--all", "show_all", is_flag=True, help="Also list runs that did not complete, with their status.")
-def compare(runs_dir: str, output_format: str, show_all: bool) -> None:
-    """Print the comparison table of recorded runs, best validation accuracy first."""
+@click.option("--format", "output_format", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True)
+@click.option("--per-run", is_flag=True, help="One row per run instead of one per config (its seeds summarised).")
+@click.option("--all", "show_all", is_flag=True, help="One row per run, including runs that did not complete, with their status.")
+@click.option("--name", "names", multiple=True, metavar="PATTERN", help="Only runs whose name matches this glob pattern (repeatable).")
+def compare(runs_dir: str, output_format: str, per_run: bool, show_all: bool, names: Sequence[str]) -> None:
+    """Print the comparison table of recorded runs, best validation accuracy first.
+
+    Runs that share a config apart from their seed form one row: n, mean ± standard deviation
+    of the best validation accuracy, its 95% confidence interval and the mean test accuracy,
+    followed by a verdict on which configs can't be told apart from the best.
+    """
     from rnnbench import report, results
 
     try:
         records = results.read_runs(Path(runs_dir), statuses=None if show_all else ("completed",))
     except results.ResultsError as error:
         raise click.ClickException(str(error)) from None
+    records = _matching(records, names)
     if not records:
         click.echo(f"No {'' if show_all else 'completed '}runs in {runs_dir}/ yet; train one with: rnnbench run CONFIG.yaml", err=True)
         return
-    click.echo(report.format_runs(records, output_format, show_status=show_all))
+    if per_run or show_all:
+        click.echo(report.format_runs(records, output_format, show_status=show_all))
+    else:
+        click.echo(report.format_groups(records, output_format))
+
+
+def _matching(records: list[dict], names: Sequence[str]) -> list[dict]:
+    import fnmatch
+
+    return [record for record in records if not names or any(fnmatch.fnmatchcase(record["name"], pattern) for pattern in names)]
 
 
 @main.command()

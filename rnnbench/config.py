@@ -9,6 +9,8 @@ one line naming the file, the dotted key, the bad value and what is allowed.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -114,6 +116,8 @@ class TrainConfig(_Section):
     optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
     learning_rate: float = Field(0.001, gt=0.0, le=10.0)
     seed: int = Field(1, ge=0, le=2**31 - 1)
+    # Several seeds: one run per seed, replacing `seed` (`rnnbench run --seeds N` gives N seeds from `seed`).
+    seeds: Optional[Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(min_length=1, max_length=100)]] = None
 
 
 class Config(_Section):
@@ -128,9 +132,27 @@ class Config(_Section):
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
+    def fingerprint(self) -> str:
+        """Identifies a run: two runs with the same fingerprint train the same model on the same data split."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode("utf-8")).hexdigest()
+
+    def group_fingerprint(self) -> str:
+        """Identifies the config apart from its seed: runs that share it differ by chance alone."""
+        settings = self.to_dict()
+        del settings["train"]["seed"], settings["train"]["seeds"]
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+
 
 def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
     """Read a YAML config, apply `key=value` overrides, and validate the result once."""
+    raw = read_mapping(path)
+    if "sweep" in raw:
+        raise ConfigError(f"{path}: has a sweep section; expand it with rnnbench.sweep.expand")
+    return config_from_mapping(raw, source=str(path), overrides=overrides)
+
+
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """The YAML mapping of a config file, with `name` defaulting to the file's stem."""
     path = Path(path)
     source = str(path)
     try:
@@ -153,19 +175,25 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Confi
             f"got {_type_name(raw)}"
         )
     raw.setdefault("name", path.stem)
-    return config_from_mapping(raw, source=source, overrides=overrides)
+    return raw
 
 
-def config_from_mapping(
-    raw: dict[str, Any], source: str = "<config>", overrides: typing.Sequence[str] = ()
-) -> Config:
-    """Validate a mapping (with `key=value` overrides applied) into a Config."""
+# An override is `key=value` text (from --set), or an already typed (key, value, label) triple.
+Override = Union[str, tuple[str, Any, str]]
+
+
+def config_from_mapping(raw: dict[str, Any], source: str = "<config>", overrides: typing.Sequence[Override] = ()) -> Config:
+    """Validate a mapping (with overrides applied) into a Config."""
     raw = _deep_copy(raw)
     override_sources: dict[str, str] = {}
     for override in overrides:
-        key, value = parse_override(override)
-        _set_dotted(raw, key, value, source=f"--set {override}")
-        override_sources[key] = f"--set {override}"
+        if isinstance(override, str):
+            key, value = parse_override(override)
+            label = f"--set {override}"
+        else:
+            key, value, label = override
+        _set_dotted(raw, key, value, source=label)
+        override_sources[key] = label
     try:
         return Config.model_validate(raw)
     except pydantic.ValidationError as error:

@@ -175,6 +175,8 @@ def run_experiment(
     record: dict[str, Any] = {
         "name": config.name,
         "config": config.to_dict(),
+        "fingerprint": config.fingerprint(),
+        "group": config.group_fingerprint(),
         "command": command,
         "backend": keras.backend.backend(),
         "device": device,
@@ -256,3 +258,62 @@ def run_experiment(
     run.write_result(record)
     results.index_run(runs_dir, run.run_id, config.name, "completed", record)
     return record
+
+
+def completed_runs(runs_dir: Path) -> dict[str, dict[str, Any]]:
+    """Completed runs by the fingerprint of their config (re-validated, so older records match too)."""
+    found = {}
+    for record in results.read_runs(runs_dir):
+        try:
+            found[Config.model_validate(record["config"]).fingerprint()] = record
+        except ValueError:
+            continue  # A record from an incompatible version: it can't be reused.
+    return found
+
+
+def run_all(
+    configs: list[Config],
+    data_dir: Optional[str],
+    runs_dir: Path,
+    command: str,
+    force: bool = False,
+    echo: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Run each config in turn, reusing any that already completed (unless `force`), with a progress line per run."""
+    done = {} if force else completed_runs(runs_dir)
+    records = []
+    for position, config in enumerate(configs, start=1):
+        label = f"[{position}/{len(configs)}] {config.name}, seed {config.train.seed}"
+        existing = done.get(config.fingerprint())
+        if existing is not None:
+            echo(f"{label}: already completed in {existing['run_dir']}; reused, not retrained (--force trains it again)")
+            records.append(existing)
+            continue
+        if len(configs) > 1:
+            echo(f"{label}: training")
+        record = run_experiment(config, data_dir, runs_dir, command, echo)
+        records.append(record)
+        if len(configs) > 1:
+            echo(f"{label}: {_outcome(record)}")
+            echo(f"running summary: {running_summary(records)}")
+    return records
+
+
+def _outcome(record: dict[str, Any]) -> str:
+    result = record.get("result", {})
+    if record.get("status") != "completed":
+        return f"{record.get('status')} after {result.get('epochs_run', 0)} epochs"
+    return (
+        f"best val_accuracy {result['best_val_accuracy']:.4f} at epoch {result['best_epoch']}, "
+        f"test accuracy {result['test_accuracy']:.4f}, {result['mean_epoch_seconds']:.1f} s/epoch"
+    )
+
+
+def running_summary(records: list[dict[str, Any]]) -> str:
+    from rnnbench.verdict import group_runs
+
+    parts = []
+    for group in group_runs(records):
+        spread = f" ± {group.std:.4f}" if group.n > 1 else ""
+        parts.append(f"{group.name} {group.mean:.4f}{spread} (n={group.n})")
+    return "; ".join(parts) or "no completed runs yet"

@@ -57,16 +57,16 @@ def test_run_then_compare(tiny_data_dir, tmp_path):
     assert record["command"] == f"rnnbench run {config} --set=train.seed=5"
     assert record["config"]["train"]["seed"] == 5
 
-    table = invoke("compare", "--runs-dir", runs)
+    table = invoke("compare", "--runs-dir", runs, "--per-run")
     assert table.exit_code == 0
     header, rule, row = table.output.splitlines()
     assert header.split()[:4] == ["name", "dataset", "cell", "layers"]
     assert row.split()[:7] == ["tiny", "imdb", "ann", "-", "-", "-", f"{record['parameters']:,}"]
     assert f"{record['result']['best_val_accuracy']:.4f}" in row
 
-    markdown = invoke("compare", "--runs-dir", runs, "--format", "markdown").output.splitlines()
+    markdown = invoke("compare", "--runs-dir", runs, "--format", "markdown", "--per-run").output.splitlines()
     assert markdown[0].startswith("| name ") and set(markdown[1]) <= set("|-: ")
-    csv_lines = invoke("compare", "--runs-dir", runs, "--format", "csv").output.splitlines()
+    csv_lines = invoke("compare", "--runs-dir", runs, "--format", "csv", "--per-run").output.splitlines()
     assert csv_lines[0] == "name,dataset,cell,layers,embedding dim,units,params,best val acc,best epoch,val macro-F1,test acc,s/epoch,backend,device"
     assert csv_lines[1].startswith("tiny,imdb,ann,-,-,-,")
 
@@ -89,7 +89,7 @@ def test_compare_sorts_by_best_validation_accuracy_and_hides_unfinished(tmp_path
     for run_id, (name, cell, accuracy) in enumerate([("a", "lstm", 0.85), ("b", "gru", 0.87), ("c", "simple_rnn", 0.80)]):
         results.index_run(runs, f"run{run_id}", name, "completed", fake_record(name, cell, accuracy))
     results.index_run(runs, "run9", "d", "running", {**fake_record("d", "gru", 0.0), "result": {}})
-    rows = invoke("compare", "--runs-dir", str(runs)).output.splitlines()[2:]
+    rows = invoke("compare", "--runs-dir", str(runs), "--per-run").output.splitlines()[2:]
     assert [row.split()[0] for row in rows] == ["b", "a", "c"]
     # These records carry no macro-F1, so that column is left out.
     assert rows[0].split()[7:11] == ["0.8700", "3", "0.8600", "12.3"]

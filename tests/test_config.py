@@ -87,15 +87,17 @@ def test_missing_file(tmp_path):
 
 
 def test_every_shipped_config_loads():
-    paths = sorted((ROOT / "configs").rglob("*.yaml"))
+    paths = sorted(path for path in (ROOT / "configs").rglob("*.yaml") if path.parent.name != "sweeps")
     assert len(paths) >= 12
     for path in paths:
         config = load_config(path)
         assert config.model.cell in CELLS
-        expected = f"lecture_{path.stem}" if path.parent.name == "lecture" else path.stem
+        # Configs in a sub-folder are named after it, so that `compare` tells them apart.
+        expected = path.stem if path.parent.name == "configs" else f"{path.parent.name}_{path.stem}"
         assert config.name == expected
+        assert path.read_text().startswith("# ") and "# Run: rnnbench run " in path.read_text()
     lecture = {path.stem: load_config(path) for path in (ROOT / "configs" / "lecture").glob("*.yaml")}
-    assert set(lecture) == {"ann", "embedding", "simple_rnn", "lstm", "gru", "gru2"}
+    assert set(lecture) == {"ann", "embedding", "pretrained", "simple_rnn", "lstm", "gru", "gru2"}
     assert all(config.data.maxlen == 20 for config in lecture.values())
     assert lecture["gru2"].model.layers == 2
 

@@ -165,6 +165,27 @@ def compare(runs_dir: str, output_format: str, per_run: bool, show_all: bool, na
         click.echo(report.format_groups(records, output_format))
 
 
+@main.command()
+@runs_dir_option
+@click.option("--name", "names", multiple=True, metavar="PATTERN", help="Only runs whose name matches this glob pattern (repeatable).")
+@click.option("--out", "out_dir", default="report", show_default=True, type=click.Path(file_okay=False), help="Folder to write the report into.")
+@click.option("--title", default="rnnbench report", show_default=True)
+def report(runs_dir: str, names: Sequence[str], out_dir: str, title: str) -> None:
+    """Write a report of completed runs: report.md with its PNG pictures, and a self-contained report.html.
+
+    It holds the comparison table (mean ± std over seeds, 95% CI), the verdict, learning
+    curves, accuracy against parameters and seconds per epoch, every run, and the environment.
+    """
+    from rnnbench import report as reporting, results
+
+    records = _matching(results.read_runs(Path(runs_dir)), names)
+    if not records:
+        raise click.ClickException(f"no completed runs in {runs_dir}/ match {', '.join(names) or 'anything'}")
+    command = shlex.join(["rnnbench", "report", *(f"--name={name}" for name in names), "--out", out_dir])
+    written = reporting.write_report(records, Path(runs_dir), Path(out_dir), title, command)
+    click.echo(f"wrote {written[0]} and {written[1]} with {len(written) - 2} pictures")
+
+
 def _matching(records: list[dict], names: Sequence[str]) -> list[dict]:
     import fnmatch
 

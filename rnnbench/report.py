@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
+import platform
+from datetime import datetime, timezone
+from html import escape
+from pathlib import Path
 from typing import Any, Callable
 
 from tabulate import tabulate
 
+from rnnbench.results import write_atomic
 from rnnbench.verdict import Group, group_runs, verdict
 
 FORMATS = ("table", "markdown", "csv", "json")
@@ -154,3 +160,88 @@ def _render(headers: list[str], rows: list[list[Any]], output_format: str) -> st
 def _alignment(headers: list[str]) -> tuple[str, ...]:
     numeric = {"layers", "embedding dim", "units", "params", "n", "best val acc", "95% CI", "best epoch", "val macro-F1", "test acc", "s/epoch"}
     return tuple("right" if header in numeric else "left" for header in headers)
+
+
+def write_report(records: list[dict[str, Any]], runs_dir: Path, out_dir: Path, title: str, command: str) -> list[Path]:
+    """Write report.md (pictures beside it) and a self-contained report.html into `out_dir`."""
+    from rnnbench import plots
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    groups = group_runs(records)
+    completed = [record for group in groups for record in group.records]
+    pictures: list[tuple[str, Path]] = [
+        ("Best validation accuracy per config", plots.comparison_chart(groups, out_dir / "comparison.png")),
+        ("Accuracy against parameter count", plots.accuracy_against(groups, "parameters", "parameters", out_dir / "accuracy_vs_parameters.png")),
+        ("Accuracy against seconds per epoch", plots.accuracy_against(groups, "mean_epoch_seconds", "seconds per epoch", out_dir / "accuracy_vs_seconds.png")),
+    ]
+    for index, group in enumerate(groups, start=1):
+        path = out_dir / f"curves_{index:02d}_{_file_safe(group.name)}.png"
+        pictures.append((f"Learning curves: {group.name}", plots.learning_curves(group, runs_dir, path)))
+
+    wall = sum(record["result"].get("wall_seconds", record["result"].get("train_seconds", 0.0)) for record in completed)
+    facts = [
+        f"{len(completed)} completed runs in {len(groups)} configs, from `{runs_dir}`",
+        f"time spent in these runs, added up: {wall / 60:.1f} min",
+        f"made with `{command}` on {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+    ]
+    environment = _environment(completed)
+    grouped = format_groups(completed, "markdown", with_verdict=False)
+    per_run = format_runs(completed, "markdown")
+    lines = verdict(groups)
+
+    markdown = [f"# {title}", ""] + [f"- {fact}" for fact in facts] + ["", "## Comparison", "", grouped, ""]
+    markdown += ["## Verdict", "", lines[0] if lines else "", ""] + [line if line.startswith("-") else f"  {line.strip()}" for line in lines[1:]]
+    markdown += ["", "## Pictures", ""]
+    for caption, path in pictures:
+        markdown += [f"### {caption}", "", f"![{caption}]({path.name})", ""]
+    markdown += ["## Runs", "", per_run, "", "## Environment", ""] + [f"- {key}: {value}" for key, value in environment.items()]
+    markdown_path = out_dir / "report.md"
+    write_atomic(markdown_path, ("\n".join(markdown) + "\n").encode("utf-8"))
+
+    html = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>", _STYLE, "</head><body>",
+            f"<h1>{escape(title)}</h1><ul>" + "".join(f"<li>{_inline(fact)}</li>" for fact in facts) + "</ul>",
+            "<h2>Comparison</h2>", _html_table(format_groups(completed, "csv")),
+            "<h2>Verdict</h2><p>" + "<br>".join(escape(line) for line in lines) + "</p>", "<h2>Pictures</h2>"]
+    for caption, path in pictures:
+        encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+        html.append(f"<h3>{escape(caption)}</h3><img alt='{escape(caption)}' src='data:image/png;base64,{encoded}'>")
+    html += ["<h2>Runs</h2>", _html_table(format_runs(completed, "csv")), "<h2>Environment</h2><ul>"]
+    html += [f"<li>{escape(key)}: {escape(str(value))}</li>" for key, value in environment.items()] + ["</ul></body></html>"]
+    html_path = out_dir / "report.html"
+    write_atomic(html_path, "\n".join(html).encode("utf-8"))
+    return [markdown_path, html_path] + [path for _, path in pictures]
+
+
+_STYLE = (
+    "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+    "img{max-width:100%}</style>"
+)
+
+
+def _environment(records: list[dict[str, Any]]) -> dict[str, str]:
+    versions: dict[str, set[str]] = {}
+    for record in records:
+        for package, version in record.get("versions", {}).items():
+            versions.setdefault(package, set()).add(version)
+    environment = {
+        "backend": ", ".join(sorted({record["backend"] for record in records})),
+        "device": ", ".join(sorted({record["device"] for record in records})),
+        "report written on": platform.platform(),
+    }
+    environment.update({package: ", ".join(sorted(found)) for package, found in sorted(versions.items())})
+    return environment
+
+
+def _html_table(csv_text: str) -> str:
+    rows = list(csv.reader(io.StringIO(csv_text)))
+    return tabulate(rows[1:], headers=rows[0], tablefmt="html", disable_numparse=True)
+
+
+def _inline(text: str) -> str:
+    parts = escape(text).split("`")
+    return "".join(f"<code>{part}</code>" if index % 2 else part for index, part in enumerate(parts))
+
+
+def _file_safe(name: str) -> str:
+    return "".join(character if character.isalnum() or character in "-_." else "_" for character in name)

@@ -149,6 +149,7 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Train one model for `config` and record it under `runs_dir`; returns the run's record."""
     echo(f"[{config.name}] {config.model.cell}, backend {config.backend}")
+    run_started = time.perf_counter()
     prepared = Prepared(config, data_dir, echo)
 
     pretrained = None
@@ -253,6 +254,8 @@ def run_experiment(
         "epochs_run": len(recorder.history),
         "mean_epoch_seconds": float(np.mean(epoch_seconds)),
         "train_seconds": time.perf_counter() - started,
+        # The whole run: reading and tokenizing data, training, predicting, saving.
+        "wall_seconds": time.perf_counter() - run_started,
     }
     record["status"] = "completed"
     run.write_result(record)

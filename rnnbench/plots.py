@@ -1,0 +1,101 @@
+"""Pictures of recorded runs, drawn headless to PNG files with matplotlib."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # No display: draw straight to files.
+
+import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
+import matplotlib.ticker  # noqa: E402
+
+from rnnbench.verdict import Group  # noqa: E402
+
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def read_history(runs_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+    path = runs_dir / record["run_id"] / "history.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def learning_curves(group: Group, runs_dir: Path, path: Path) -> Path:
+    """Training (dashed) and validation (solid) accuracy and loss per epoch for each run of a group; dots mark best epochs."""
+    figure, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for index, record in enumerate(sorted(group.records, key=lambda record: record["config"]["train"]["seed"])):
+        history = read_history(runs_dir, record)
+        if not history:
+            continue
+        color = COLORS[index % len(COLORS)]
+        epochs = [entry["epoch"] for entry in history]
+        seed = record["config"]["train"]["seed"]
+        for axis, key in ((accuracy_axis, "accuracy"), (loss_axis, "loss")):
+            axis.plot(epochs, [entry[key] for entry in history], "--", color=color, alpha=0.6, label=f"train, seed {seed}")
+            axis.plot(epochs, [entry[f"val_{key}"] for entry in history], "-", color=color, label=f"validation, seed {seed}")
+        best = record["result"]["best_epoch"]
+        best_entry = next(entry for entry in history if entry["epoch"] == best)
+        accuracy_axis.plot([best], [best_entry["val_accuracy"]], "o", color=color, markersize=8)
+        loss_axis.plot([best], [best_entry["val_loss"]], "o", color=color, markersize=8)
+    for axis, label in ((accuracy_axis, "accuracy"), (loss_axis, "loss")):
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.xaxis.get_major_locator().set_params(integer=True)
+    accuracy_axis.legend(fontsize=7, loc="best")
+    figure.suptitle(f"{group.name}: learning curves (dots: best epoch by validation accuracy)")
+    return _save(figure, path)
+
+
+def comparison_chart(groups: list[Group], path: Path) -> Path:
+    """Mean best validation accuracy per config, error bars one standard deviation, dots the single runs."""
+    ordered = list(reversed(groups))
+    figure, axis = plt.subplots(figsize=(8, 0.45 * len(ordered) + 1.5))
+    positions = range(len(ordered))
+    axis.barh(list(positions), [group.mean for group in ordered], xerr=[group.std for group in ordered],
+              color=COLORS[0], alpha=0.35, capsize=4, label="mean ± std")
+    for position, group in zip(positions, ordered):
+        axis.plot(group.accuracies, [position] * group.n, "o", color=COLORS[0], markersize=4)
+    axis.set_yticks(list(positions), [f"{group.name} (n={group.n})" for group in ordered])
+    low = min(min(group.accuracies) for group in groups)
+    high = max(max(group.accuracies) for group in groups)
+    margin = max(0.01, (high - low) * 0.15)
+    axis.set_xlim(low - margin, high + margin)
+    axis.set_xlabel("best validation accuracy")
+    axis.grid(axis="x", alpha=0.3)
+    axis.set_title("Best validation accuracy per config (dots: single runs)")
+    return _save(figure, path)
+
+
+def accuracy_against(groups: list[Group], key: str, label: str, path: Path) -> Path:
+    """Mean best validation accuracy (± std) against a per-run quantity such as parameters or seconds per epoch."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for index, group in enumerate(groups):
+        x = _mean_of(group, key)
+        axis.errorbar([x], [group.mean], yerr=[group.std], fmt="o", color=COLORS[index % len(COLORS)], capsize=4)
+        axis.annotate(group.name, (x, group.mean), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1000 else f"{value:g}"))
+    axis.set_xlabel(label)
+    axis.set_ylabel("best validation accuracy")
+    axis.grid(alpha=0.3)
+    axis.set_title(f"Accuracy against {label}")
+    return _save(figure, path)
+
+
+def _mean_of(group: Group, key: str) -> float:
+    if key == "parameters":
+        return float(group.records[0]["parameters"])
+    value = group.mean_of(key)
+    return float("nan") if value is None else value
+
+
+def _save(figure: Any, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -301,6 +301,11 @@ def _describe(details: list[dict[str, Any]], key: str, field: Any) -> str:
         return f"{shown} {simple[kind]}"
     if kind == "missing":
         return f"{key} is required"
+    if kind in ("too_short", "too_long"):
+        bound = detail["ctx"].get("min_length" if kind == "too_short" else "max_length")
+        return f"{shown} must hold {'at least' if kind == 'too_short' else 'at most'} {bound} values"
+    if kind == "list_type":
+        return f"{shown} is not a list"
     if kind == "value_error":
         # Raised by a validator above, whose message names the keys itself.
         return str(detail["ctx"]["error"])

@@ -55,7 +55,7 @@ def learning_curves(group: Group, runs_dir: Path, path: Path) -> Path:
 def comparison_chart(groups: list[Group], path: Path) -> Path:
     """Mean best validation accuracy per config, error bars one standard deviation, dots the single runs."""
     ordered = list(reversed(groups))
-    figure, axis = plt.subplots(figsize=(8, 0.45 * len(ordered) + 1.5))
+    figure, axis = plt.subplots(figsize=(8, max(3.0, 0.45 * len(ordered) + 1.5)))
     positions = range(len(ordered))
     axis.barh(list(positions), [group.mean for group in ordered], xerr=[group.std for group in ordered],
               color=COLORS[0], alpha=0.35, capsize=4, label="mean ± std")

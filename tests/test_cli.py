@@ -128,3 +128,29 @@ def test_help_and_compare_never_import_keras(tmp_path):
     )
     completed = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, check=True)
     assert completed.stdout.splitlines()[-1] == "HEAVY []"
+
+
+def test_seeds_reuse_and_force(tiny_data_dir, tmp_path):
+    config = write_config(tmp_path, "model: {cell: ann, dense_units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 1}\n", "seeded.yaml")
+    common = ["--data-dir", str(tiny_data_dir), "--runs-dir", str(tmp_path / "runs")]
+    first = invoke("run", str(config), "--seeds", "2", *common)
+    assert first.exit_code == 0, first.output
+    assert "[1/2] seeded, seed 1: training" in first.output and "[2/2] seeded, seed 2: training" in first.output
+    assert "running summary: seeded " in first.output and "(n=2)" in first.output
+    assert "- best: seeded (mean " in first.output
+    run_dirs = sorted(path.name for path in (tmp_path / "runs").iterdir() if path.is_dir())
+    assert len(run_dirs) == 2
+
+    again = invoke("run", str(config), "--seeds", "2", *common)
+    assert again.exit_code == 0
+    assert again.output.count("already completed in ") == 2 and "reused, not retrained (--force trains it again)" in again.output
+    assert "training" not in again.output
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir() if path.is_dir()) == run_dirs
+
+    # A third seed trains only the new one; --force trains everything again.
+    third = invoke("run", str(config), "--seeds", "3", *common)
+    assert third.output.count("already completed in ") == 2 and "[3/3] seeded, seed 3: training" in third.output
+    forced = invoke("run", str(config), "--force", *common)
+    assert "already completed" not in forced.output
+    records = results.read_runs(tmp_path / "runs")
+    assert sorted(record["config"]["train"]["seed"] for record in records) == [1, 1, 2, 3]

@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import secrets
+import socket
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -26,6 +27,8 @@ RUNS_DIR_VARIABLE = "RNNBENCH_RUNS_DIR"
 DEFAULT_RUNS_DIR = "runs"
 INDEX_FILE = "index.sqlite"
 STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
+# Not stored: how `read_runs` reports a `running` run whose process is gone (killed, crashed).
+INCOMPLETE = "incomplete"
 
 
 class ResultsError(Exception):
@@ -130,8 +133,28 @@ def index_run(runs_dir: Path, run_id: str, name: str, status: str, record: dict[
         raise ResultsError(f"cannot update {runs_dir / INDEX_FILE}: {error}") from None
 
 
+def this_process() -> dict[str, Any]:
+    """Stored with a running run, so that a reader can tell whether its process still lives."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _process_gone(process: Optional[dict[str, Any]]) -> bool:
+    if not process or process.get("host") != socket.gethostname():
+        return False  # Another machine's process can't be checked from here.
+    try:
+        os.kill(int(process["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError, OverflowError):
+        return False
+    return False
+
+
 def read_runs(runs_dir: Path, statuses: Optional[Iterable[str]] = ("completed",)) -> list[dict[str, Any]]:
-    """Records of the indexed runs with one of `statuses` (all runs if None), oldest first."""
+    """Records of the indexed runs with one of `statuses` (all runs if None), oldest first.
+
+    A run still marked `running` whose process is gone is reported as `incomplete`.
+    """
     if not (runs_dir / INDEX_FILE).exists():
         return []
     try:
@@ -143,9 +166,11 @@ def read_runs(runs_dir: Path, statuses: Optional[Iterable[str]] = ("completed",)
     wanted = None if statuses is None else set(statuses)
     records = []
     for run_id, status, started, updated, record in rows:
+        entry = json.loads(record)
+        if status == "running" and _process_gone(entry.get("process")):
+            status = INCOMPLETE
         if wanted is not None and status not in wanted:
             continue
-        entry = json.loads(record)
         entry.update(run_id=run_id, status=status, started=started, updated=updated)
         records.append(entry)
     return records

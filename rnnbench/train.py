@@ -196,7 +196,7 @@ def run_experiment(
     record["run_dir"] = str(run.path)
     run.write_config(record)
     run.write_vocabulary(prepared.vocabulary.words)
-    results.index_run(runs_dir, run.run_id, config.name, "running", record)
+    results.index_run(runs_dir, run.run_id, config.name, "running", {**record, "process": results.this_process()})
     echo(f"{network.count_params():,} parameters on {device}; recording in {run.path}")
 
     recorder = _Recorder(run, config.train.epochs, echo)

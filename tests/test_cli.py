@@ -154,3 +154,16 @@ def test_seeds_reuse_and_force(tiny_data_dir, tmp_path):
     assert "already completed" not in forced.output
     records = results.read_runs(tmp_path / "runs")
     assert sorted(record["config"]["train"]["seed"] for record in records) == [1, 1, 2, 3]
+
+
+def test_a_killed_run_shows_as_incomplete(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    results.index_run(runs, "run-dead", "killed", "running", {**fake_record("killed", "gru", 0.0), "result": {}, "process": {**results.this_process(), "pid": int(dead)}})
+    results.index_run(runs, "run-alive", "alive", "running", {**fake_record("alive", "gru", 0.0), "result": {}, "process": results.this_process()})
+    statuses = {record["name"]: record["status"] for record in results.read_runs(runs, statuses=None)}
+    assert statuses == {"killed": "incomplete", "alive": "running"}
+    listing = invoke("compare", "--runs-dir", str(runs), "--all").output
+    assert "incomplete" in listing and "running" in listing
+    assert invoke("compare", "--runs-dir", str(runs)).output.startswith("No completed runs in ")

@@ -23,15 +23,6 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
-def _load_config(config_path: str, overrides: Sequence[str]):
-    from rnnbench.config import ConfigError, load_config
-
-    try:
-        return load_config(config_path, overrides)
-    except ConfigError as error:
-        raise UserError(str(error)) from None
-
-
 def _select_backend(name: str) -> None:
     from rnnbench.backend import BackendError, select_backend
 
@@ -202,7 +193,16 @@ def summary(config_path: str, overrides: Sequence[str], backend: str | None, dat
 
     Built-in datasets are not read at all; for `data.files` only the labels are counted.
     """
-    config = _load_config(config_path, _overrides(overrides, backend))
+    from rnnbench.config import ConfigError
+    from rnnbench.sweep import expand
+
+    try:
+        configs = expand(config_path, _overrides(overrides, backend))
+    except ConfigError as error:
+        raise UserError(str(error)) from None
+    config = configs[0]
+    if len(configs) > 1:
+        click.echo(f"{config_path} describes {len(configs)} runs; this is the first, {config.name} (seed {config.train.seed})")
     _select_backend(config.backend)
     from tabulate import tabulate
 

@@ -303,7 +303,7 @@ def _describe(details: list[dict[str, Any]], key: str, field: Any) -> str:
         return f"{key} is required"
     if kind in ("too_short", "too_long"):
         bound = detail["ctx"].get("min_length" if kind == "too_short" else "max_length")
-        return f"{shown} must hold {'at least' if kind == 'too_short' else 'at most'} {bound} values"
+        return f"{shown} must hold {'at least' if kind == 'too_short' else 'at most'} {bound} value{'' if bound == 1 else 's'}"
     if kind == "list_type":
         return f"{shown} is not a list"
     if kind == "value_error":

@@ -57,7 +57,7 @@ def test_plain_config_with_seed_count_and_overrides(tmp_path):
         ("sweep:\n  variants: {deep: {model.layers: 0}}\n", "sweep.variants.deep: model.layers=0 is out of range (allowed: >= 1 and <= 8)"),
         ("sweep:\n  variants: {deep: 2}\n", "sweep.variants.deep must map dotted keys to values, got 2"),
         ("sweep: [1, 2]\n", "sweep must be a mapping with keys grid, variants"),
-        ("train: {seeds: []}\n", "train.seeds=[] must hold at least 1 values"),
+        ("train: {seeds: []}\n", "train.seeds=[] must hold at least 1 value"),
         ("train: {seeds: 3}\n", "train.seeds=3 is not a list"),
     ],
 )

@@ -1,0 +1,89 @@
+"""The bad-config corpus and property-based tests: a user mistake always gets one line, never a traceback."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rnnbench.cli import main
+from rnnbench.config import Config, ConfigError, config_from_mapping
+
+CORPUS = sorted((Path(__file__).parent / "bad_configs").glob("*.yaml"))
+
+
+def expectation(path: Path) -> str:
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("# expect: "), f"{path} must open with '# expect: <error>'"
+    return first.removeprefix("# expect: ")
+
+
+def test_the_corpus_is_large():
+    assert len(CORPUS) >= 30
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=[path.stem for path in CORPUS])
+def test_bad_config_fails_with_its_one_line_error(path, tmp_path):
+    for command in (["run", str(path), "--runs-dir", str(tmp_path / "runs")], ["summary", str(path)]):
+        outcome = CliRunner().invoke(main, command)
+        assert outcome.exit_code == 2, outcome.output
+        assert outcome.output == f"Error: {path}: {expectation(path)}\n"
+        assert outcome.exception is None or isinstance(outcome.exception, SystemExit)
+    assert not (tmp_path / "runs").exists()
+
+
+SECTIONS = {name: list(field.annotation.model_fields) for name, field in Config.model_fields.items() if hasattr(field.annotation, "model_fields")}
+KEYS = st.sampled_from([f"{section}.{key}" for section, keys in SECTIONS.items() for key in keys] + ["name", "backend", "model.typo", "junk", "data.files.train"])
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12), st.sampled_from(["gru", "lstm", "test", "files", "imdb", "pre", "adam", "glove-6b-50d", "word"]),
+)
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=5)
+
+
+def nested(pairs: dict) -> dict:
+    raw: dict = {}
+    for dotted, value in pairs.items():
+        node = raw
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+    return raw
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(KEYS, VALUES, max_size=6))
+def test_any_mapping_is_accepted_or_refused_in_one_line(pairs):
+    try:
+        config = config_from_mapping(nested(pairs), source="generated.yaml")
+    except ConfigError as error:
+        message = str(error)
+        assert message.startswith("generated.yaml: ") and "\n" not in message and len(message) < 600
+    else:
+        assert isinstance(config, Config)
+
+
+OVERRIDES = st.lists(st.builds(lambda key, text: f"{key}={text}", KEYS, st.text(max_size=10)) | st.text(max_size=15), max_size=3)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(OVERRIDES)
+def test_any_set_arguments_get_an_answer_not_a_traceback(tmp_path, overrides):
+    config = tmp_path / "plain.yaml"
+    config.write_text("model: {cell: gru}\n", encoding="utf-8")
+    arguments = ["summary", str(config)]
+    for override in overrides:
+        arguments += ["--set", override]
+    outcome = CliRunner().invoke(main, arguments)
+    if outcome.exit_code == 0:
+        assert "Total params:" in outcome.output
+    else:
+        assert outcome.exit_code in (1, 2), outcome.output
+        assert isinstance(outcome.exception, SystemExit), repr(outcome.exception)
+        assert outcome.output.startswith("Error: ") and outcome.output.count("\n") == 1

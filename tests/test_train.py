@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -86,14 +87,50 @@ def test_each_run_gets_a_new_directory(tiny_data_dir, tmp_path):
     assert len(results.read_runs(tmp_path / "runs")) == 2
 
 
-def test_a_diverging_run_is_never_a_best_result(tiny_data_dir, tmp_path):
-    config = tiny_config("ann", train={"epochs": 3, "learning_rate": 10.0, "optimizer": "sgd"})
-    config = config.model_copy(update={"model": config.model.model_copy(update={"dense_units": 64})})
-    record = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
-    if record["status"] == "diverged":
-        assert results.read_runs(tmp_path / "runs") == []
-        assert [entry["status"] for entry in results.read_runs(tmp_path / "runs", statuses=None)] == ["diverged"]
-        assert "best_val_accuracy" not in record["result"]
+def test_a_diverging_run_is_never_a_best_result(tiny_data_dir, tmp_path, monkeypatch):
+    from rnnbench import model as model_factory
+
+    def not_a_number(labels, predictions):
+        return keras.ops.mean(predictions) * float("nan")
+
+    monkeypatch.setattr(model_factory, "loss_for", lambda num_classes: not_a_number)
+    lines = []
+    record = run_experiment(tiny_config("ann", train={"epochs": 3}), str(tiny_data_dir), tmp_path / "runs", "test", echo=lines.append)
+    assert record["status"] == "diverged"
+    assert record["result"] == {"epochs_run": 1}
+    assert "epoch 1/3: the loss is not finite; stopping (recorded as diverged)" in lines
+    assert results.read_runs(tmp_path / "runs") == []
+    assert [entry["status"] for entry in results.read_runs(tmp_path / "runs", statuses=None)] == ["diverged"]
+
+
+def test_same_seed_same_history_on_cpu(tiny_data_dir, tmp_path):
+    config = tiny_config("gru", model={"dropout": 0.3})
+    first = run_experiment(config, str(tiny_data_dir), tmp_path / "a", "test", echo=lambda line: None)
+    second = run_experiment(config, str(tiny_data_dir), tmp_path / "b", "test", echo=lambda line: None)
+
+    def history(record):
+        lines = Path(record["run_dir"], "history.jsonl").read_text().splitlines()
+        return [{key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines]
+
+    assert history(first) == history(second)
+    assert first["result"]["test_accuracy"] == second["result"]["test_accuracy"]
+    other = run_experiment(tiny_config("gru", model={"dropout": 0.3}, train={"seed": 4}), str(tiny_data_dir), tmp_path / "c", "test", echo=lambda line: None)
+    assert history(other) != history(first)
+
+
+def test_unwritable_runs_folder_is_one_line(tiny_data_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from rnnbench.cli import main
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the runs folder should be")
+    config = tmp_path / "tiny.yaml"
+    config.write_text("model: {cell: ann, dense_units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 1}\n")
+    outcome = CliRunner().invoke(main, ["run", str(config), "--data-dir", str(tiny_data_dir), "--runs-dir", str(blocker / "runs")])
+    assert outcome.exit_code == 1
+    assert outcome.output.splitlines()[-1].startswith(f"Error: cannot create a run directory in {blocker / 'runs'}: ")
+    assert blocker.read_text() == "a file where the runs folder should be"
 
 
 def test_real_imdb_slice_learns(real_data_dir, tmp_path):

@@ -200,6 +200,9 @@ def run_experiment(
     echo(f"{network.count_params():,} parameters on {device}; recording in {run.path}")
 
     recorder = _Recorder(run, config.train.epochs, echo)
+    # Keras' progress bar on a terminal, placed before the recorder so that its line ends before
+    # the recorder's epoch line starts; elsewhere the recorder's line per epoch is enough.
+    progress = [keras.callbacks.ProgbarLogger()] if sys.stdout.isatty() else []
     started = time.perf_counter()
     try:
         network.fit(
@@ -208,9 +211,8 @@ def run_experiment(
             validation_data=(prepared.x_validation, prepared.y_validation),
             epochs=config.train.epochs,
             batch_size=config.train.batch_size,
-            callbacks=[recorder],
-            # Keras' progress bar on a terminal; elsewhere the recorder's line per epoch is enough.
-            verbose=1 if sys.stdout.isatty() else 0,
+            callbacks=[*progress, recorder],
+            verbose=1 if progress else 0,
         )
     except KeyboardInterrupt:
         results.index_run(runs_dir, run.run_id, config.name, "interrupted", {**record, "history": recorder.history})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,19 @@ def learning_curves(group: Group, runs_dir: Path, path: Path) -> Path:
     return _save(figure, path)
 
 
+def short_names(groups: list[Group]) -> tuple[dict[str, str], str]:
+    """Labels without the prefix all names share (a sweep's name), and that prefix for the title."""
+    names = [group.name for group in groups]
+    if len(names) < 2:
+        return {name: name for name in names}, ""
+    shared = os.path.commonprefix(names)
+    shared = shared[: shared.rfind("-") + 1]
+    return {name: name[len(shared):] or name for name in names}, shared.rstrip("-")
+
+
 def comparison_chart(groups: list[Group], path: Path) -> Path:
     """Mean best validation accuracy per config, error bars one standard deviation, dots the single runs."""
+    labels, shared = short_names(groups)
     ordered = list(reversed(groups))
     figure, axis = plt.subplots(figsize=(8, max(3.0, 0.45 * len(ordered) + 1.5)))
     positions = range(len(ordered))
@@ -61,29 +73,31 @@ def comparison_chart(groups: list[Group], path: Path) -> Path:
               color=COLORS[0], alpha=0.35, capsize=4, label="mean ± std")
     for position, group in zip(positions, ordered):
         axis.plot(group.accuracies, [position] * group.n, "o", color=COLORS[0], markersize=4)
-    axis.set_yticks(list(positions), [f"{group.name} (n={group.n})" for group in ordered])
+    axis.set_yticks(list(positions), [f"{labels[group.name]} (n={group.n})" for group in ordered])
     low = min(min(group.accuracies) for group in groups)
     high = max(max(group.accuracies) for group in groups)
     margin = max(0.01, (high - low) * 0.15)
     axis.set_xlim(low - margin, high + margin)
     axis.set_xlabel("best validation accuracy")
     axis.grid(axis="x", alpha=0.3)
-    axis.set_title("Best validation accuracy per config (dots: single runs)")
+    axis.set_title(f"{shared + ': ' if shared else ''}best validation accuracy per config (dots: single runs)")
     return _save(figure, path)
 
 
 def accuracy_against(groups: list[Group], key: str, label: str, path: Path) -> Path:
     """Mean best validation accuracy (± std) against a per-run quantity such as parameters or seconds per epoch."""
+    labels, shared = short_names(groups)
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for index, group in enumerate(groups):
         x = _mean_of(group, key)
-        axis.errorbar([x], [group.mean], yerr=[group.std], fmt="o", color=COLORS[index % len(COLORS)], capsize=4)
-        axis.annotate(group.name, (x, group.mean), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        color = COLORS[index % len(COLORS)]
+        axis.errorbar([x], [group.mean], yerr=[group.std], fmt="o", color=color, capsize=4, label=labels[group.name])
+    axis.legend(fontsize=8, loc="best")
     axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1000 else f"{value:g}"))
     axis.set_xlabel(label)
     axis.set_ylabel("best validation accuracy")
     axis.grid(alpha=0.3)
-    axis.set_title(f"Accuracy against {label}")
+    axis.set_title(f"{shared + ': ' if shared else ''}accuracy against {label}")
     return _save(figure, path)
 
 

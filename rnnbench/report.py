@@ -120,8 +120,13 @@ def format_groups(records: list[dict[str, Any]], output_format: str = "table", w
         return table
     lines = verdict(groups)
     if output_format == "markdown":
-        lines = [lines[0], ""] + lines[1:]
+        lines = _markdown_verdict(lines)
     return table + "\n\n" + "\n".join(lines)
+
+
+def _markdown_verdict(lines: list[str]) -> list[str]:
+    """The verdict as a Markdown list: every statement its own item."""
+    return lines[:1] + [""] + [f"- {line.strip().removeprefix('- ')}" for line in lines[1:]] if lines else []
 
 
 def _group_dict(group: Group) -> dict[str, Any]:
@@ -190,7 +195,7 @@ def write_report(records: list[dict[str, Any]], runs_dir: Path, out_dir: Path, t
     lines = verdict(groups)
 
     markdown = [f"# {title}", ""] + [f"- {fact}" for fact in facts] + ["", "## Comparison", "", grouped, ""]
-    markdown += ["## Verdict", "", lines[0] if lines else "", ""] + [line if line.startswith("-") else f"  {line.strip()}" for line in lines[1:]]
+    markdown += ["## Verdict", ""] + _markdown_verdict(lines)
     markdown += ["", "## Pictures", ""]
     for caption, path in pictures:
         markdown += [f"### {caption}", "", f"![{caption}]({path.name})", ""]

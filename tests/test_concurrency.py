@@ -1,0 +1,36 @@
+"""Eight `rnnbench run` processes at once against one runs folder: every run recorded once, nothing corrupted."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rnnbench import results
+
+
+def test_eight_processes_share_a_runs_folder(tiny_data_dir, tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text("model: {cell: ann, dense_units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 1}\n")
+    runs = tmp_path / "runs"
+    environment = {**os.environ, "RNNBENCH_DATA_DIR": str(tiny_data_dir), "RNNBENCH_RUNS_DIR": str(runs),
+                   "RNNBENCH_CACHE_DIR": str(tmp_path / "cache"), "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1"}
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "rnnbench", "run", str(config), "--set", f"train.seed={seed}"],
+                         env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for seed in range(1, 9)
+    ]
+    outputs = [process.communicate(timeout=600)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0] * 8, outputs
+    records = results.read_runs(runs)
+    assert sorted(record["config"]["train"]["seed"] for record in records) == list(range(1, 9))
+    folders = sorted(path for path in runs.iterdir() if path.is_dir())
+    assert len(folders) == 8
+    for folder in folders:
+        result = json.loads((folder / "result.json").read_text())
+        assert result["status"] == "completed" and len((folder / "history.jsonl").read_text().splitlines()) == 1
+    assert not list(runs.rglob("*.tmp"))
+    compared = subprocess.run([sys.executable, "-m", "rnnbench", "compare", "--runs-dir", str(runs), "--format", "json"],
+                              capture_output=True, text=True, check=True)
+    groups = json.loads(compared.stdout)["groups"]
+    assert [(group["name"], group["n"]) for group in groups] == [("tiny", 8)]

@@ -189,7 +189,7 @@ def config_from_mapping(raw: dict[str, Any], source: str = "<config>", overrides
     for override in overrides:
         if isinstance(override, str):
             key, value = parse_override(override)
-            label = f"--set {override}"
+            label = f"--set {_printable(override)}"
         else:
             key, value, label = override
         _set_dotted(raw, key, value, source=label)
@@ -217,12 +217,17 @@ def parse_override(override: str) -> tuple[str, Any]:
     key, sep, text = override.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"--set {override}: expected KEY=VALUE, e.g. --set model.layers=2")
+        raise ConfigError(f"--set {_printable(override)}: expected KEY=VALUE, e.g. --set model.layers=2")
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as error:
-        raise ConfigError(f"--set {override}: the value is not valid YAML: {_yaml_problem(error)}") from None
+        raise ConfigError(f"--set {_printable(override)}: the value is not valid YAML: {_yaml_problem(error)}") from None
     return key, value
+
+
+def _printable(text: str) -> str:
+    # An error stays on one line even when the argument holds a line break or a tab.
+    return text if text.isprintable() else repr(text)
 
 
 def _set_dotted(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
@@ -266,6 +271,7 @@ def _section(annotation: Any) -> Any:
 
 
 def _describe(details: list[dict[str, Any]], key: str, field: Any) -> str:
+    key = _printable(key)
     detail = details[0]
     kind = detail["type"]
     value = detail.get("input")

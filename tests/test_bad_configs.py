@@ -87,3 +87,11 @@ def test_any_set_arguments_get_an_answer_not_a_traceback(tmp_path, overrides):
         assert outcome.exit_code in (1, 2), outcome.output
         assert isinstance(outcome.exception, SystemExit), repr(outcome.exception)
         assert outcome.output.startswith("Error: ") and outcome.output.count("\n") == 1
+
+
+def test_line_breaks_in_keys_and_arguments_stay_on_one_line():
+    with pytest.raises(ConfigError) as caught:
+        config_from_mapping({"model": {"a\nb": 1}}, source="x.yaml")
+    assert str(caught.value).startswith("x.yaml: unknown key 'model.a\\nb' (allowed: ")
+    outcome = CliRunner().invoke(main, ["summary", str(Path(__file__).parent.parent / "configs" / "gru.yaml"), "--set", "\n"])
+    assert outcome.exit_code == 2 and outcome.output == "Error: --set '\\n': expected KEY=VALUE, e.g. --set model.layers=2\n"

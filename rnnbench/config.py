@@ -19,13 +19,6 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-CELLS = ("simple_rnn", "lstm", "gru", "ann", "embedding")
-RECURRENT_CELLS = ("simple_rnn", "lstm", "gru")
-BACKENDS = ("tensorflow", "jax", "torch")
-DATASETS = ("imdb", "files")
-TOKENIZERS = ("word", "char", "morpheme")
-PRETRAINED_EMBEDDINGS = ("glove-6b-50d",)
-OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 
 
 class ConfigError(ValueError):
@@ -64,6 +57,10 @@ class ModelConfig(_Section):
         if self.pretrained_embedding is not None and self.cell == "ann":
             raise ValueError("model.pretrained_embedding needs a model with an embedding; model.cell='ann' has none")
         return self
+
+
+# The configurable cells, read off the annotation so that the two can't drift apart.
+CELLS = typing.get_args(ModelConfig.model_fields["cell"].annotation)
 
 
 class FilesConfig(_Section):

@@ -23,8 +23,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-RUNS_DIR_VARIABLE = "RNNBENCH_RUNS_DIR"
-DEFAULT_RUNS_DIR = "runs"
 INDEX_FILE = "index.sqlite"
 STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
 # Not stored: how `read_runs` reports a `running` run whose process is gone (killed, crashed).
@@ -33,10 +31,6 @@ INCOMPLETE = "incomplete"
 
 class ResultsError(Exception):
     """Runs that can't be written or read, described in one line."""
-
-
-def runs_dir_from(option: Optional[str]) -> Path:
-    return Path(option or os.environ.get(RUNS_DIR_VARIABLE) or DEFAULT_RUNS_DIR)
 
 
 def now() -> str:

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -118,12 +118,6 @@ class _Morphemes:
             [token.form.lower() for token in tokens if not token.tag.startswith(_MORPHEME_PUNCTUATION_TAGS)]
             for tokens in _Morphemes.analyzer.tokenize(list(texts))
         ]
-
-
-def split_morphemes(text: str) -> list[str]:
-    """The morpheme tokenizer on one text."""
-    check_tokenizer("morpheme")
-    return _Morphemes()([text])[0]
 
 
 def check_tokenizer(tokenizer: str) -> None:

@@ -1,4 +1,3 @@
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -109,7 +108,7 @@ def test_summary_of_lecture_configs(cell, total, recurrent):
     assert outcome.exit_code == 0, outcome.output
     assert f"Total params: {total}" in outcome.output
     assert "vocabulary 10,000 x embedding 50 = 500,000" in outcome.output
-    assert f"units 50 x (input 50 + recurrent 50 + bias" in outcome.output and f"= {recurrent}" in outcome.output
+    assert "units 50 x (input 50 + recurrent 50 + bias" in outcome.output and f"= {recurrent}" in outcome.output
     assert "input 50 x units 32 + bias 32 = 1,632" in outcome.output
     assert outcome.output.rstrip().splitlines()[-1].split() == ["total", total]
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from rnnbench import results
 from rnnbench.cli import main
 from rnnbench.config import config_from_mapping
-from rnnbench.data import DataError, load_dataset
+from rnnbench.data import load_dataset
 
 TOPICS = {
     "deportes": ["partido", "gol", "equipo", "liga", "jugador"],

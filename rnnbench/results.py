@@ -38,14 +38,20 @@ def now() -> str:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write `data` to `path` through a temporary file and a rename; the old file stays whole on failure."""
+    try:
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise ResultsError(f"cannot write {path}: {error.strerror or error}") from None
     try:
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise ResultsError(f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -78,8 +84,12 @@ class RunDirectory:
     def save_model(self, model: Any) -> None:
         # Keras insists on the .keras suffix, so the temporary name keeps it.
         temporary = self.path / ".model.tmp.keras"
-        model.save(temporary)
-        os.replace(temporary, self.path / "model.keras")
+        try:
+            model.save(temporary)
+            os.replace(temporary, self.path / "model.keras")
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise ResultsError(f"cannot write {self.path / 'model.keras'}: {error.strerror or error}") from None
 
 
 def create_run(runs_dir: Path, name: str) -> RunDirectory:

@@ -218,7 +218,10 @@ def run_experiment(
         results.index_run(runs_dir, run.run_id, config.name, "interrupted", {**record, "history": recorder.history})
         raise
     except Exception as error:
-        results.index_run(runs_dir, run.run_id, config.name, "failed", {**record, "error": repr(error), "history": recorder.history})
+        try:
+            results.index_run(runs_dir, run.run_id, config.name, "failed", {**record, "error": str(error), "history": recorder.history})
+        except results.ResultsError:
+            pass  # The disk may be what failed; the error being raised says more than this one would.
         raise
 
     if recorder.diverged or recorder.best is None:

@@ -140,3 +140,43 @@ def test_real_imdb_slice_learns(real_data_dir, tmp_path):
     assert record["data"]["train_rows"] == 2400 and record["data"]["test_rows"] == 25_000
     assert 0.75 <= record["result"]["best_val_accuracy"] <= 0.95
     assert 0.75 <= record["result"]["test_accuracy"] <= 0.95
+
+
+def test_a_full_disk_while_saving_is_one_line_and_keeps_earlier_records(tiny_data_dir, tmp_path, monkeypatch):
+    import errno
+
+    from click.testing import CliRunner
+
+    from rnnbench.cli import main
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text("model: {cell: ann, dense_units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 2}\n")
+    arguments = ["run", str(config), "--data-dir", str(tiny_data_dir), "--runs-dir", str(tmp_path / "runs")]
+    assert CliRunner().invoke(main, arguments).exit_code == 0
+    before = results.read_runs(tmp_path / "runs")
+
+    real_fdopen = results.os.fdopen
+
+    class FullDisk:
+        def __init__(self, descriptor, mode):
+            self.handle = real_fdopen(descriptor, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exception):
+            self.handle.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(results.os, "fdopen", FullDisk)
+    outcome = CliRunner().invoke(main, [*arguments, "--set", "train.seed=2"])
+    assert outcome.exit_code == 1
+    assert outcome.output.splitlines()[-1].startswith("Error: cannot write ")
+    assert outcome.output.splitlines()[-1].endswith(": No space left on device")
+    assert "Traceback" not in outcome.output
+    monkeypatch.undo()
+    # The earlier run is untouched, and no temporary file was left behind.
+    assert results.read_runs(tmp_path / "runs") == before
+    assert not list((tmp_path / "runs").rglob("*.tmp"))

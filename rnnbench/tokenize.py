@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rnnbench.results import write_atomic
+from rnnbench.results import ResultsError, write_atomic
 
 # Keras' old `Tokenizer` default: these characters become spaces, then text splits on whitespace.
 FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
@@ -244,7 +244,7 @@ def _store(path: Path, corpus: Corpus) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, buffer.getvalue())
-    except OSError:
+    except (OSError, ResultsError):
         pass
 
 

@@ -146,3 +146,12 @@ def test_cache_returns_the_same_corpus_and_survives_damage(tmp_path, monkeypatch
     rebuilt, cached = tokenize.load_or_tokenize(TEXTS, "word")
     assert not cached and rebuilt.words == first.words
     assert tokenize.load_or_tokenize(TEXTS, "word")[1]
+
+
+def test_an_unwritable_cache_only_costs_time(tmp_path, monkeypatch):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("RNNBENCH_CACHE_DIR", str(blocker))
+    corpus, cached = tokenize.load_or_tokenize(TEXTS, "word")
+    assert not cached and corpus.tokens(0) == split_words(TEXTS[0])
+    assert not tokenize.load_or_tokenize(TEXTS, "word")[1]

@@ -173,7 +173,12 @@ def report(runs_dir: str, names: Sequence[str], out_dir: str, title: str) -> Non
     if not records:
         raise click.ClickException(f"no completed runs in {runs_dir}/ match {', '.join(names) or 'anything'}")
     command = shlex.join(["rnnbench", "report", *(f"--name={name}" for name in names), "--out", out_dir])
-    written = reporting.write_report(records, Path(runs_dir), Path(out_dir), title, command)
+    try:
+        written = reporting.write_report(records, Path(runs_dir), Path(out_dir), title, command)
+    except results.ResultsError as error:
+        raise click.ClickException(str(error)) from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write the report into {out_dir}: {error.strerror or error}") from None
     click.echo(f"wrote {written[0]} and {written[1]} with {len(written) - 2} pictures")
 
 

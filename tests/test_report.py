@@ -91,3 +91,14 @@ def test_compare_groups_seeds_and_prints_the_verdict(tmp_path):
     assert as_json["verdict"][1] == "- best: gru (mean 0.8515, n=2)"
     per_run = CliRunner().invoke(main, ["compare", "--runs-dir", str(runs_dir), "--per-run", "--format", "json"]).output
     assert len(json.loads(per_run)) == 4
+
+
+def test_unwritable_report_folder_is_one_line(tmp_path):
+    runs_dir = tmp_path / "runs"
+    seed_runs(runs_dir)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the report folder should be")
+    outcome = CliRunner().invoke(main, ["report", "--runs-dir", str(runs_dir), "--out", str(blocker / "report")])
+    assert outcome.exit_code == 1
+    assert outcome.output.startswith(f"Error: cannot write the report into {blocker / 'report'}: ")
+    assert outcome.output.count("\n") == 1

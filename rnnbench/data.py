@@ -242,7 +242,7 @@ def load_files(files: FilesConfig, data_dir: Optional[str], test_fraction: float
 
     train_texts, _, _, train_path = splits["train"]
     train_labels = encoded["train"]
-    notes: dict[str, Any] = {"class_names": list(class_names)}
+    notes: dict[str, Any] = {}
     for split, (_, _, skipped, path) in splits.items():
         if skipped:
             notes.setdefault("skipped_empty_texts", {})[str(path)] = skipped

@@ -67,6 +67,11 @@ class Corpus:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Each word's id; built once, however many splits are encoded."""
+        return {word: word_id for word_id, word in enumerate(self.words)}
+
     def tokens(self, row: int) -> list[str]:
         return [self.words[i] for i in self.token_ids[self.offsets[row] : self.offsets[row + 1]]]
 
@@ -278,9 +283,8 @@ def encode(
     if padding not in ("pre", "post") or truncating not in ("pre", "post"):
         raise ValueError(f"padding and truncating must be 'pre' or 'post', got {padding!r} and {truncating!r}")
     table = np.full(len(corpus.words), OOV_INDEX, dtype=np.int32)
-    positions = {word: i for i, word in enumerate(corpus.words)}
     for word, vocabulary_index in vocabulary.index.items():
-        word_id = positions.get(word)
+        word_id = corpus.index.get(word)
         if word_id is not None:
             table[word_id] = vocabulary_index
 

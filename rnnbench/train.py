@@ -57,10 +57,8 @@ class Prepared:
             f" / {len(test_rows):,} test rows, {dataset.num_classes} classes, from {dataset.source}"
             f" ({time.perf_counter() - started:.1f} s)"
         )
-        for key, value in dataset.notes.items():
-            if key == "skipped_empty_texts":
-                for path, count in value.items():
-                    echo(f"skipped {count:,} rows with an empty text in {path}")
+        for path, count in dataset.notes.get("skipped_empty_texts", {}).items():
+            echo(f"skipped {count:,} rows with an empty text in {path}")
 
         started = time.perf_counter()
         corpus, cached = tokenize.load_or_tokenize(texts, settings.tokenizer)
@@ -89,7 +87,7 @@ class Prepared:
             "vocabulary_tokens": len(self.vocabulary.words),
             "truncated_share": float(np.mean(lengths > settings.maxlen)) if len(lengths) else 0.0,
             "majority_class_share": float(np.bincount(validation_labels).max() / len(validation_labels)),
-            **{key: value for key, value in dataset.notes.items() if key != "class_names"},
+            **dataset.notes,
         }
         echo(
             f"{settings.tokenizer} tokens of {len(corpus):,} texts {'read from the cache' if cached else 'made'} in"

@@ -71,18 +71,32 @@ def main() -> None:
 @set_option
 @backend_option
 @click.option("--seeds", "seed_count", type=click.IntRange(1, 100), help="Train N runs, seeds train.seed .. train.seed + N - 1 (replaces train.seeds).")
-@click.option("--force", is_flag=True, help="Train again even runs whose config and seed already completed.")
+@click.option("--force", is_flag=True, help="Train again, from the start, even runs whose config and seed already completed.")
+@click.option(
+    "--resume/--no-resume",
+    default=True,
+    show_default=True,
+    help="Go on with an unfinished run of the same config and seed from its last finished epoch, or start a new run.",
+)
 @click.option("--data-dir", envvar="RNNBENCH_DATA_DIR", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @runs_dir_option
 def run(
-    config_path: str, overrides: Sequence[str], backend: str | None, seed_count: int | None, force: bool, data_dir: str | None, runs_dir: str
+    config_path: str,
+    overrides: Sequence[str],
+    backend: str | None,
+    seed_count: int | None,
+    force: bool,
+    resume: bool,
+    data_dir: str | None,
+    runs_dir: str,
 ) -> None:
     """Train the model(s) that CONFIG.yaml describes and record the results.
 
     One run per seed (train.seeds or --seeds) and per point of the config's `sweep:` section.
     Each run's resolved config, per-epoch history, best model and final metrics go to a new
     folder under the runs directory. A run whose config and seed already completed is reused,
-    so an interrupted sweep continues where it stopped when run again.
+    and one that was interrupted, killed or crashed goes on from its last finished epoch, so
+    running the same command again continues where it stopped.
     """
     from rnnbench.config import ConfigError
     from rnnbench.sweep import expand
@@ -103,12 +117,16 @@ def run(
         + (["--seeds", str(seed_count)] if seed_count else [])
     )
     try:
-        records = train.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo)
+        records = train.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume)
     except (data.DataError, results.ResultsError, embeddings.EmbeddingError, tokenize.TokenizerError) as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
-        again = "" if len(configs) == 1 else "; run the same command again to continue: finished runs are reused"
-        click.echo(f"\ninterrupted; the run in progress is recorded as interrupted in {runs_dir}/{again}", err=True)
+        finished = "" if len(configs) == 1 else ", finished runs are reused"
+        click.echo(
+            f"\ninterrupted; the run in progress is recorded as interrupted in {runs_dir}/; run the same command"
+            f" again to continue: it resumes from the last finished epoch{finished}",
+            err=True,
+        )
         sys.exit(130)
     failed = [record for record in records if record.get("status") != "completed"]
     if len(records) > 1:

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import importlib.util
 import json
+import os
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 
@@ -120,11 +122,18 @@ class TrainConfig(_Section):
 class Config(_Section):
     # Defaults to the config file's stem.
     name: str = Field("run", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-    # Keras backend, chosen before Keras is imported.
-    backend: Literal["tensorflow", "jax", "torch"] = "tensorflow"
+    # Keras backend, chosen before Keras is imported. `auto` is resolved at load, so a record
+    # always names a real backend: $KERAS_BACKEND when set, else JAX when it is installed (the
+    # fastest on a CPU for these models: docs/performance.md), else TensorFlow.
+    backend: Literal["auto", "tensorflow", "jax", "torch"] = Field("auto", validate_default=True)
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+
+    @field_validator("backend")
+    @classmethod
+    def _resolve_backend(cls, backend: str) -> str:
+        return default_backend() if backend == "auto" else backend
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -138,6 +147,17 @@ class Config(_Section):
         settings = self.to_dict()
         del settings["train"]["seed"], settings["train"]["seeds"]
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def default_backend() -> str:
+    """What `backend: auto` means here; it only looks for packages, it imports none."""
+    chosen = os.environ.get("KERAS_BACKEND")
+    if chosen in BACKENDS:
+        return chosen
+    return "jax" if importlib.util.find_spec("jax") is not None else "tensorflow"
 
 
 def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:

@@ -4,6 +4,7 @@
     runs/<run id>/history.jsonl    one JSON object per finished epoch, rewritten after each epoch
     runs/<run id>/result.json      the final metrics, written once at the end
     runs/<run id>/model.keras      the best epoch's model, with vocabulary.json beside it
+    runs/<run id>/checkpoint.npz   while unfinished: weights, optimizer state and progress after the last epoch
     runs/index.sqlite              one row per run: its status and its record, updated in transactions
 
 Every file is written to a temporary name in the same folder and renamed into place, so a
@@ -14,6 +15,8 @@ nothing heavy: `compare` must answer instantly.
 from __future__ import annotations
 
 import datetime
+import fcntl
+import io
 import json
 import os
 import secrets
@@ -24,6 +27,8 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 INDEX_FILE = "index.sqlite"
+CHECKPOINT_FILE = "checkpoint.npz"
+LOCK_FILE = ".lock"
 STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
 # Not stored: how `read_runs` reports a `running` run whose process is gone (killed, crashed).
 INCOMPLETE = "incomplete"
@@ -80,6 +85,54 @@ class RunDirectory:
 
     def write_vocabulary(self, words: Iterable[str]) -> None:
         write_json(self.path / "vocabulary.json", {"padding_index": 0, "oov_index": 1, "first_word_index": 2, "words": list(words)})
+
+    def write_checkpoint(self, arrays: dict[str, Any]) -> None:
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_atomic(self.path / CHECKPOINT_FILE, buffer.getvalue())
+
+    def read_checkpoint(self) -> dict[str, Any]:
+        import numpy as np
+
+        path = self.path / CHECKPOINT_FILE
+        try:
+            with np.load(path) as archive:
+                return {key: archive[key] for key in archive.files}
+        except (OSError, ValueError) as error:
+            raise ResultsError(f"cannot read {path}: {error}; start afresh with --no-resume") from None
+
+    def has_checkpoint(self) -> bool:
+        return (self.path / CHECKPOINT_FILE).exists()
+
+    def remove_checkpoint(self) -> None:
+        (self.path / CHECKPOINT_FILE).unlink(missing_ok=True)
+
+    def lock(self) -> bool:
+        """Take this run for this process (until it exits); False if another process has it."""
+        try:
+            descriptor = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise ResultsError(f"cannot lock {self.path}: {error.strerror or error}") from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            return False
+        # The descriptor stays open on purpose: the lock lasts as long as this process.
+        self._lock_descriptor = descriptor
+        return True
+
+    def unlock(self) -> None:
+        descriptor = getattr(self, "_lock_descriptor", None)
+        if descriptor is not None:
+            if not self.has_checkpoint():
+                # Finished: nothing is left to resume. A process still holding the old file checks
+                # for the checkpoint after taking the lock, so removing it here is safe.
+                (self.path / LOCK_FILE).unlink(missing_ok=True)
+            os.close(descriptor)
+            self._lock_descriptor = None
 
     def save_model(self, model: Any) -> None:
         # Keras insists on the .keras suffix, so the temporary name keeps it.
@@ -151,7 +204,12 @@ def _process_gone(process: Optional[dict[str, Any]]) -> bool:
         return True
     except (PermissionError, ValueError, OverflowError):
         return False
-    return False
+    # A killed process that no parent has reaped yet still answers signals, as a zombie.
+    try:
+        with open(f"/proc/{int(process['pid'])}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def read_runs(runs_dir: Path, statuses: Optional[Iterable[str]] = ("completed",)) -> list[dict[str, Any]]:

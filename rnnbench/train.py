@@ -5,6 +5,7 @@ Import this module only after `backend.select_backend`, since it imports Keras.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -97,45 +98,93 @@ class Prepared:
         )
 
 
-class _Recorder(keras.callbacks.Callback):
-    """Writes the history after every epoch and keeps (and saves) the best epoch's weights."""
+class _Progress:
+    """What a run has done so far; saved after every epoch, so an interrupted run resumes from it."""
 
-    def __init__(self, run: results.RunDirectory, epochs: int, echo: Callable[[str], None]):
-        super().__init__()
-        self.run = run
-        self.epochs = epochs
-        self.echo = echo
+    def __init__(self) -> None:
         self.history: list[dict[str, Any]] = []
         self.best: Optional[dict[str, Any]] = None
         self.best_weights: Optional[list[np.ndarray]] = None
-        self.diverged = False
-        self._started = 0.0
+        self.resumed: list[dict[str, Any]] = []
 
-    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
-        self._started = time.perf_counter()
+    def save(self, run: results.RunDirectory, network: keras.Model) -> None:
+        """One file with everything training needs to go on: written whole or not at all."""
+        state = {"history": self.history, "best": self.best, "resumed": self.resumed}
+        arrays = {"state": np.frombuffer(json.dumps(state).encode("utf-8"), dtype=np.uint8)}
+        # `variables` includes the dropout layers' random-generator states, not only weights.
+        for prefix, values in (
+            ("variable", [variable.numpy() for variable in network.variables]),
+            ("optimizer", [variable.numpy() for variable in network.optimizer.variables]),
+            ("best", self.best_weights or []),
+        ):
+            arrays.update({f"{prefix}_{index}": np.asarray(value) for index, value in enumerate(values)})
+        run.write_checkpoint(arrays)
 
-    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
-        logs = logs or {}
-        entry = {"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()}}
-        entry["seconds"] = time.perf_counter() - self._started
-        self.history.append(entry)
-        self.run.write_history(self.history)
+    @classmethod
+    def load(cls, run: results.RunDirectory, network: keras.Model) -> "_Progress":
+        """Restore the checkpoint into `network` (compiled), and return the progress it holds."""
+        arrays = run.read_checkpoint()
+        progress = cls()
+        state = json.loads(arrays["state"].tobytes().decode("utf-8"))
+        progress.history, progress.best, progress.resumed = state["history"], state["best"], state["resumed"]
+
+        def saved(prefix: str) -> list[np.ndarray]:
+            return [arrays[f"{prefix}_{index}"] for index in range(sum(key.startswith(f"{prefix}_") for key in arrays))]
+
+        network.optimizer.build(network.trainable_variables)
+        for prefix, variables in (("variable", network.variables), ("optimizer", network.optimizer.variables)):
+            values = saved(prefix)
+            if [tuple(value.shape) for value in values] != [tuple(variable.shape) for variable in variables]:
+                raise results.ResultsError(f"{run.path / results.CHECKPOINT_FILE}: does not match this model; start afresh with --no-resume")
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+        progress.best_weights = saved("best") or None
+        return progress
+
+
+def _train(
+    network: keras.Model, prepared: Prepared, config: Config, run: results.RunDirectory, progress: _Progress,
+    echo: Callable[[str], None],
+) -> bool:
+    """Train the epochs that `progress` has not done yet; False if the loss stopped being finite."""
+    epochs = config.train.epochs
+    # Keras' progress bar on a terminal; elsewhere the line per epoch below is enough.
+    verbose = 1 if sys.stdout.isatty() else 0
+    for epoch in range(len(progress.history), epochs):
+        # rnnbench shuffles, not Keras: each epoch's order follows from the seed and the epoch
+        # alone, so a resumed run sees the same batches as an uninterrupted one.
+        order = np.random.default_rng([config.train.seed, epoch]).permutation(len(prepared.y_train))
+        started = time.perf_counter()
+        fitted = network.fit(
+            prepared.x_train[order],
+            prepared.y_train[order],
+            validation_data=(prepared.x_validation, prepared.y_validation),
+            batch_size=config.train.batch_size,
+            initial_epoch=epoch,
+            epochs=epoch + 1,
+            shuffle=False,
+            verbose=verbose,
+        )
+        entry = {"epoch": epoch + 1, **{key: float(values[-1]) for key, values in fitted.history.items()}}
+        entry["seconds"] = time.perf_counter() - started
+        progress.history.append(entry)
         if not all(math.isfinite(entry.get(key, 0.0)) for key in ("loss", "val_loss")):
-            self.diverged = True
-            self.model.stop_training = True
-            self.echo(f"epoch {epoch + 1}/{self.epochs}: the loss is not finite; stopping (recorded as diverged)")
-            return
+            run.write_history(progress.history)
+            echo(f"epoch {epoch + 1}/{epochs}: the loss is not finite; stopping (recorded as diverged)")
+            return False
         # Best is the maximum over epochs of the validation accuracy; ties keep the earlier epoch.
-        improved = self.best is None or entry["val_accuracy"] > self.best["val_accuracy"]
+        improved = progress.best is None or entry["val_accuracy"] > progress.best["val_accuracy"]
         if improved:
-            self.best = entry
-            self.best_weights = [weight.copy() for weight in self.model.get_weights()]
-            self.run.save_model(self.model)
-        self.echo(
-            f"epoch {epoch + 1}/{self.epochs}: loss {entry['loss']:.4f}, accuracy {entry['accuracy']:.4f},"
+            progress.best = entry
+            progress.best_weights = network.get_weights()
+        run.write_history(progress.history)
+        progress.save(run, network)
+        echo(
+            f"epoch {epoch + 1}/{epochs}: loss {entry['loss']:.4f}, accuracy {entry['accuracy']:.4f},"
             f" val_loss {entry['val_loss']:.4f}, val_accuracy {entry['val_accuracy']:.4f}"
             f"{' (best so far)' if improved else ''}, {entry['seconds']:.1f} s"
         )
+    return True
 
 
 def run_experiment(
@@ -144,8 +193,13 @@ def run_experiment(
     runs_dir: Path,
     command: str,
     echo: Callable[[str], None] = print,
+    resume: Optional[results.RunDirectory] = None,
 ) -> dict[str, Any]:
-    """Train one model for `config` and record it under `runs_dir`; returns the run's record."""
+    """Train one model for `config` and record it under `runs_dir`; returns the run's record.
+
+    With `resume` (an unfinished run of the same config, locked by the caller), training goes on
+    from that run's last finished epoch, in its directory.
+    """
     echo(f"[{config.name}] {config.model.cell}, backend {config.backend}")
     run_started = time.perf_counter()
     prepared = Prepared(config, data_dir, echo)
@@ -190,45 +244,49 @@ def run_experiment(
             "coverage": pretrained.coverage,
             "trainable": config.model.embedding_trainable,
         }
-    run = results.create_run(runs_dir, config.name)
+    if resume is None:
+        run, progress = results.create_run(runs_dir, config.name), _Progress()
+    else:
+        run = resume
+        progress = _Progress.load(run, network)
+        progress.resumed.append({"after_epoch": len(progress.history), "at": results.now(), "device": device})
     record["run_dir"] = str(run.path)
+    if progress.resumed:
+        record["resumed"] = progress.resumed
     run.write_config(record)
     run.write_vocabulary(prepared.vocabulary.words)
     results.index_run(runs_dir, run.run_id, config.name, "running", {**record, "process": results.this_process()})
-    echo(f"{network.count_params():,} parameters on {device}; recording in {run.path}")
+    if resume is None:
+        echo(f"{network.count_params():,} parameters on {device}; recording in {run.path}")
+    else:
+        echo(
+            f"{network.count_params():,} parameters on {device}; resuming {run.path} after epoch"
+            f" {len(progress.history)} of {config.train.epochs} (best so far: epoch"
+            f" {progress.best['epoch'] if progress.best else '-'})"
+        )
 
-    recorder = _Recorder(run, config.train.epochs, echo)
-    # Keras' progress bar on a terminal, placed before the recorder so that its line ends before
-    # the recorder's epoch line starts; elsewhere the recorder's line per epoch is enough.
-    progress = [keras.callbacks.ProgbarLogger()] if sys.stdout.isatty() else []
     started = time.perf_counter()
     try:
-        network.fit(
-            prepared.x_train,
-            prepared.y_train,
-            validation_data=(prepared.x_validation, prepared.y_validation),
-            epochs=config.train.epochs,
-            batch_size=config.train.batch_size,
-            callbacks=[*progress, recorder],
-            verbose=1 if progress else 0,
-        )
+        finite = _train(network, prepared, config, run, progress, echo)
     except KeyboardInterrupt:
-        results.index_run(runs_dir, run.run_id, config.name, "interrupted", {**record, "history": recorder.history})
+        results.index_run(runs_dir, run.run_id, config.name, "interrupted", {**record, "history": progress.history})
         raise
     except Exception as error:
         try:
-            results.index_run(runs_dir, run.run_id, config.name, "failed", {**record, "error": str(error), "history": recorder.history})
+            results.index_run(runs_dir, run.run_id, config.name, "failed", {**record, "error": str(error), "history": progress.history})
         except results.ResultsError:
             pass  # The disk may be what failed; the error being raised says more than this one would.
         raise
 
-    if recorder.diverged or recorder.best is None:
-        record["result"] = {"epochs_run": len(recorder.history)}
+    if not finite or progress.best is None:
+        record["result"] = {"epochs_run": len(progress.history)}
         results.index_run(runs_dir, run.run_id, config.name, "diverged", record)
+        run.remove_checkpoint()
         record["status"] = "diverged"
         return record
 
-    network.set_weights(recorder.best_weights)
+    network.set_weights(progress.best_weights)
+    run.save_model(network)
     scores = {}
     for split, inputs, labels in (
         ("val", prepared.x_validation, prepared.y_validation),
@@ -242,11 +300,11 @@ def run_experiment(
             "macro_f1": metrics.macro_f1(confusion),
             "confusion": confusion.tolist(),
         }
-    epoch_seconds = [entry["seconds"] for entry in recorder.history]
+    epoch_seconds = [entry["seconds"] for entry in progress.history]
     record["result"] = {
-        "best_val_accuracy": recorder.best["val_accuracy"],
-        "best_epoch": recorder.best["epoch"],
-        "best_val_loss": recorder.best["val_loss"],
+        "best_val_accuracy": progress.best["val_accuracy"],
+        "best_epoch": progress.best["epoch"],
+        "best_val_loss": progress.best["val_loss"],
         "val_macro_f1": scores["val"]["macro_f1"],
         "test_accuracy": scores["test"]["accuracy"],
         "test_loss": scores["test"]["loss"],
@@ -254,15 +312,18 @@ def run_experiment(
         # Rows are true classes and columns predicted ones, in the order of data.class_names.
         "val_confusion": scores["val"]["confusion"],
         "test_confusion": scores["test"]["confusion"],
-        "epochs_run": len(recorder.history),
+        "epochs_run": len(progress.history),
         "mean_epoch_seconds": float(np.mean(epoch_seconds)),
+        # Training in this process (after a resume, the epochs trained before it are not included).
         "train_seconds": time.perf_counter() - started,
-        # The whole run: reading and tokenizing data, training, predicting, saving.
+        # The whole run in this process: reading and tokenizing data, training, predicting, saving.
         "wall_seconds": time.perf_counter() - run_started,
     }
     record["status"] = "completed"
     run.write_result(record)
     results.index_run(runs_dir, run.run_id, config.name, "completed", record)
+    # The saved model and the history hold all a completed run needs; the checkpoint is only for resuming.
+    run.remove_checkpoint()
     return record
 
 
@@ -277,6 +338,36 @@ def completed_runs(runs_dir: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
+# Unfinished runs that a new `rnnbench run` of the same config goes on with.
+RESUMABLE = ("interrupted", results.INCOMPLETE, "failed")
+
+
+def unfinished_runs(runs_dir: Path) -> dict[str, list[results.RunDirectory]]:
+    """Runs that stopped before their last epoch and kept a checkpoint, newest first, by fingerprint."""
+    found: dict[str, list[results.RunDirectory]] = {}
+    for record in reversed(results.read_runs(runs_dir, RESUMABLE)):
+        run = results.RunDirectory(runs_dir / record["run_id"])
+        if not run.has_checkpoint():
+            continue
+        try:
+            fingerprint = Config.model_validate(record["config"]).fingerprint()
+        except ValueError:
+            continue
+        found.setdefault(fingerprint, []).append(run)
+    return found
+
+
+def _take_unfinished(candidates: list[results.RunDirectory], echo: Callable[[str], None]) -> Optional[results.RunDirectory]:
+    for run in candidates:
+        if not run.lock():
+            echo(f"{run.path} is being resumed by another process; leaving it to that one")
+            continue
+        if run.has_checkpoint():  # Another process may have finished it since the index was read.
+            return run
+        run.unlock()
+    return None
+
+
 def run_all(
     configs: list[Config],
     data_dir: Optional[str],
@@ -284,9 +375,12 @@ def run_all(
     command: str,
     force: bool = False,
     echo: Callable[[str], None] = print,
+    resume: bool = True,
 ) -> list[dict[str, Any]]:
-    """Run each config in turn, reusing any that already completed (unless `force`), with a progress line per run."""
+    """Run each config in turn with a progress line per run, reusing any that already completed
+    (unless `force`) and going on with any that stopped part-way (if `resume` and not `force`)."""
     done = {} if force else completed_runs(runs_dir)
+    unfinished = unfinished_runs(runs_dir) if resume and not force else {}
     records = []
     for position, config in enumerate(configs, start=1):
         label = f"[{position}/{len(configs)}] {config.name}, seed {config.train.seed}"
@@ -295,9 +389,14 @@ def run_all(
             echo(f"{label}: already completed in {existing['run_dir']}; reused, not retrained (--force trains it again)")
             records.append(existing)
             continue
+        unfinished_run = _take_unfinished(unfinished.get(config.fingerprint(), []), echo)
         if len(configs) > 1:
-            echo(f"{label}: training")
-        record = run_experiment(config, data_dir, runs_dir, command, echo)
+            echo(f"{label}: {'resuming' if unfinished_run else 'training'}")
+        try:
+            record = run_experiment(config, data_dir, runs_dir, command, echo, resume=unfinished_run)
+        finally:
+            if unfinished_run is not None:
+                unfinished_run.unlock()
         records.append(record)
         if len(configs) > 1:
             echo(f"{label}: {_outcome(record)}")

@@ -63,7 +63,7 @@ def test_unknown_cell_names_file_key_choices_and_suggestion(tmp_path):
         ("train:\n  optimizer: adma\n", "exp.yaml: train.optimizer='adma' is not one of adam, adamw, rmsprop, sgd (did you mean 'adam'?)"),
         ("train:\n  learning_rate: fast\n", "exp.yaml: train.learning_rate='fast' is not a number"),
         ("model: gru\n", "exp.yaml: model must be a mapping with keys bidirectional, cell, dense_units, dropout, embedding_dim, embedding_trainable, layers, pretrained_embedding, units, got a string"),
-        ("backend: tensorflw\n", "exp.yaml: backend='tensorflw' is not one of jax, tensorflow, torch (did you mean 'tensorflow'?)"),
+        ("backend: tensorflw\n", "exp.yaml: backend='tensorflw' is not one of auto, jax, tensorflow, torch (did you mean 'tensorflow'?)"),
         ("- model\n", "exp.yaml: expected a mapping of sections (name, backend, model, data, train), got a list"),
         ("", "exp.yaml: the file is empty (write at least one key, e.g. 'model: {cell: gru}')"),
         ("model: [\n", "exp.yaml: invalid YAML at line 2, column 1: expected the node content, but found '<stream end>'"),

@@ -1,0 +1,153 @@
+"""Resuming: a run killed mid-epoch goes on from its last finished epoch, to the same history."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import synthetic_reviews, write_tsv
+from rnnbench import results
+from rnnbench.cli import main
+from rnnbench.config import config_from_mapping
+from rnnbench.train import run_experiment
+
+# Small batches make each epoch last a few seconds, long enough to be killed in the middle of one.
+CONFIG = {
+    "name": "resumable",
+    "model": {"cell": "gru", "embedding_dim": 8, "units": 8, "dense_units": 8, "dropout": 0.3},
+    "data": {"num_words": 50, "maxlen": 24},
+    "train": {"epochs": 3, "batch_size": 4, "seed": 5},
+}
+
+
+@pytest.fixture
+def slow_data_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "slow_data"
+    write_tsv(root / "imdb" / "train.tsv.gz", synthetic_reviews(1200, seed=1))
+    write_tsv(root / "imdb" / "test.tsv.gz", synthetic_reviews(100, seed=2))
+    return root
+
+
+def _environment(data_dir: Path, runs_dir: Path, tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "RNNBENCH_DATA_DIR": str(data_dir), "RNNBENCH_RUNS_DIR": str(runs_dir),
+            "RNNBENCH_CACHE_DIR": str(tmp_path / "cache"), "KERAS_BACKEND": "tensorflow"}
+
+
+def _start(config_path: Path, environment: dict[str, str], *arguments: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "rnnbench", "run", str(config_path), *arguments],
+                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _history_lines(runs_dir: Path) -> list[str]:
+    found = list(runs_dir.glob("*/history.jsonl"))
+    return found[0].read_text().splitlines() if found else []
+
+
+def _wait_for_epochs(runs_dir: Path, count: int, process: subprocess.Popen, deadline: float = 300) -> None:
+    started = time.monotonic()
+    while not (len(_history_lines(runs_dir)) >= count and list(runs_dir.glob(f"*/{results.CHECKPOINT_FILE}"))):
+        assert process.poll() is None, process.communicate()[0]
+        assert time.monotonic() - started < deadline, "training never reached the epoch"
+        time.sleep(0.05)
+
+
+def _without_seconds(lines: list[str]) -> list[dict]:
+    return [{key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines]
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_history(slow_data_dir, tmp_path):
+    config_path = tmp_path / "resumable.yaml"
+    config_path.write_text(json.dumps(CONFIG))
+    runs = tmp_path / "runs"
+    environment = _environment(slow_data_dir, runs, tmp_path)
+
+    process = _start(config_path, environment)
+    _wait_for_epochs(runs, 1, process)
+    time.sleep(0.5)  # Into the second epoch, which takes seconds.
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert process.returncode == -signal.SIGKILL
+    assert len(_history_lines(runs)) == 1  # Killed inside epoch 2, not between epochs.
+    [killed] = results.read_runs(runs, statuses=None)
+    assert killed["status"] == "incomplete"
+
+    # Resumed by the same command, in this process (which saves a second start of Keras).
+    resumed = CliRunner().invoke(main, ["run", str(config_path)], env=environment)
+    output = resumed.output
+    assert resumed.exit_code == 0, output
+    run_dir = runs / killed["run_id"]
+    assert f"resuming {run_dir} after epoch 1 of 3 (best so far: epoch 1)" in output
+    assert "epoch 1/3" not in output and "epoch 3/3" in output
+
+    # The same config trained without interruption, in this process.
+    uninterrupted = run_experiment(config_from_mapping(CONFIG), str(slow_data_dir), tmp_path / "reference", "test", echo=lambda line: None)
+    reference = Path(uninterrupted["run_dir"])
+    assert _without_seconds(_history_lines(runs)) == _without_seconds((reference / "history.jsonl").read_text().splitlines())
+
+    [record] = results.read_runs(runs)  # Still one run: the killed one, now completed.
+    assert record["run_id"] == killed["run_id"]
+    for key in ("best_val_accuracy", "best_epoch", "best_val_loss", "test_accuracy", "test_loss", "val_confusion"):
+        assert record["result"][key] == uninterrupted["result"][key], key
+    assert [entry["after_epoch"] for entry in record["resumed"]] == [1]
+    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.keras", "result.json", "vocabulary.json"]
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(slow_data_dir, tmp_path):
+    config_path = tmp_path / "resumable.yaml"
+    config_path.write_text(json.dumps(CONFIG))
+    runs = tmp_path / "runs"
+    environment = _environment(slow_data_dir, runs, tmp_path)
+
+    process = _start(config_path, environment)
+    _wait_for_epochs(runs, 1, process)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == 130
+    assert output.splitlines()[-1] == (
+        f"interrupted; the run in progress is recorded as interrupted in {runs}/; run the same command again"
+        " to continue: it resumes from the last finished epoch"
+    )
+    assert "Traceback" not in output
+    [interrupted] = results.read_runs(runs, statuses=None)
+    assert interrupted["status"] == "interrupted"
+
+    # --no-resume leaves the interrupted run alone and starts a new one.
+    fresh = CliRunner().invoke(main, ["run", str(config_path), "--no-resume"], env=environment)
+    fresh_output = fresh.output
+    assert fresh.exit_code == 0, fresh_output
+    assert "resuming" not in fresh_output and "epoch 1/3" in fresh_output
+    statuses = {record["run_id"]: record["status"] for record in results.read_runs(runs, statuses=None)}
+    assert statuses[interrupted["run_id"]] == "interrupted" and sorted(statuses.values()) == ["completed", "interrupted"]
+    assert (runs / interrupted["run_id"] / results.CHECKPOINT_FILE).exists()
+
+
+def test_a_damaged_checkpoint_is_one_line(tiny_data_dir, tmp_path):
+    runs = tmp_path / "runs"
+    config = config_from_mapping({**CONFIG, "train": {**CONFIG["train"], "batch_size": 32}})
+    run = results.create_run(runs, config.name)
+    (run.path / results.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
+    results.index_run(runs, run.run_id, config.name, "interrupted", {"config": config.to_dict(), "run_dir": str(run.path)})
+    config_path = tmp_path / "resumable.yaml"
+    config_path.write_text(json.dumps({**CONFIG, "train": {**CONFIG["train"], "batch_size": 32}}))
+    outcome = CliRunner().invoke(main, ["run", str(config_path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs)])
+    assert outcome.exit_code == 1
+    assert outcome.output.splitlines()[-1].startswith(f"Error: cannot read {run.path / results.CHECKPOINT_FILE}: ")
+    assert outcome.output.splitlines()[-1].endswith("; start afresh with --no-resume")
+
+
+def test_a_run_can_be_locked_by_one_holder_at_a_time(tmp_path):
+    first = results.create_run(tmp_path, "locked")
+    second = results.RunDirectory(first.path)
+    assert first.lock()
+    assert not second.lock()
+    first.unlock()
+    assert second.lock()
+    second.unlock()
+    # Nothing left to resume (no checkpoint): the lock file goes with the last holder.
+    assert not (first.path / results.LOCK_FILE).exists()

@@ -243,3 +243,12 @@ def summary(config_path: str, overrides: Sequence[str], backend: str | None, dat
     rows.append(("total", "", f"{network.count_params():,}"))
     click.echo("\nParameters per layer:")
     click.echo(tabulate(rows, headers=["layer", "formula", "parameters"], tablefmt="simple", colalign=("left", "left", "right")))
+    from rnnbench import kernels
+
+    plans = {device: kernels.plan(config, config.backend, gpu=device == "GPU") for device in ("CPU", "GPU")}
+    if plans["CPU"]:
+        click.echo(f"\nRecurrent kernels on the {config.backend} backend:")
+        rows = [(choice.layer, device, choice.kernel, choice.reason) for device, choices in plans.items() for choice in choices]
+        click.echo(tabulate(rows, headers=["layer", "device", "kernel", "why"], tablefmt="simple"))
+        for warning in kernels.forfeited(config, config.backend):
+            click.echo(f"warning, on a GPU: {warning}")

@@ -5,6 +5,7 @@ Import this module only after `backend.select_backend`, since it imports Keras.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -15,7 +16,7 @@ from typing import Any, Callable, Optional
 import keras
 import numpy as np
 
-from rnnbench import backend, data, embeddings, metrics, model as model_factory, results, tokenize
+from rnnbench import backend, data, embeddings, kernels, metrics, model as model_factory, results, tokenize
 from rnnbench.config import Config
 
 OPTIMIZERS = {
@@ -225,6 +226,13 @@ def run_experiment(
         metrics=["accuracy"],
     )
     device = backend.device_description()
+    on_gpu = device.startswith("GPU")
+    choices = kernels.plan(config, keras.backend.backend(), on_gpu)
+    for choice in choices:
+        echo(f"{choice.layer}: {choice.kernel}, because {choice.reason}")
+    if on_gpu:
+        for warning in kernels.forfeited(config, keras.backend.backend()):
+            echo(f"warning: {warning}")
     record: dict[str, Any] = {
         "name": config.name,
         "config": config.to_dict(),
@@ -235,6 +243,7 @@ def run_experiment(
         "device": device,
         "versions": backend.versions(),
         "parameters": int(network.count_params()),
+        "kernels": [dataclasses.asdict(choice) for choice in choices],
         "data": prepared.summary,
     }
     if pretrained is not None:

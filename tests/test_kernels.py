@@ -1,0 +1,259 @@
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydantic
+import pytest
+
+from rnnbench.config import Config, DataConfig, ModelConfig, config_from_mapping
+from rnnbench.kernels import (
+    CUDNN,
+    GENERIC,
+    JAX_GRU_SCAN,
+    MASK_ERROR,
+    TORCH_LOOP,
+    KernelChoice,
+    forfeited,
+    plan,
+)
+
+
+def model(cell: str, *overrides: str) -> Config:
+    return config_from_mapping({"model": {"cell": cell}}, overrides=overrides)
+
+
+def future_model(cell: str, padding: str = "pre", **settings) -> Config:
+    """A config whose model section has layer settings model.py may expose one day (e.g. recurrent_dropout)."""
+    fields = {key: (type(value), value) for key, value in settings.items()}
+    section = pydantic.create_model("FutureModelConfig", __base__=ModelConfig, **fields)
+    return Config(model=section(cell=cell), data=DataConfig(padding=padding))
+
+
+@pytest.mark.parametrize(
+    "backend, cell, gpu, kernel, fused",
+    [
+        ("tensorflow", "simple_rnn", False, GENERIC, False),
+        ("tensorflow", "simple_rnn", True, GENERIC, False),
+        ("tensorflow", "lstm", False, GENERIC, False),
+        ("tensorflow", "lstm", True, CUDNN, True),
+        ("tensorflow", "gru", False, GENERIC, False),
+        ("tensorflow", "gru", True, CUDNN, True),
+        ("jax", "simple_rnn", False, GENERIC, False),
+        ("jax", "simple_rnn", True, GENERIC, False),
+        ("jax", "lstm", False, GENERIC, False),
+        ("jax", "lstm", True, CUDNN, True),
+        ("jax", "gru", False, JAX_GRU_SCAN, False),
+        ("jax", "gru", True, JAX_GRU_SCAN, False),
+        ("torch", "simple_rnn", False, GENERIC, False),
+        ("torch", "simple_rnn", True, GENERIC, False),
+        ("torch", "lstm", False, TORCH_LOOP, False),
+        ("torch", "lstm", True, CUDNN, True),
+        ("torch", "gru", False, TORCH_LOOP, False),
+        ("torch", "gru", True, CUDNN, True),
+    ],
+)
+def test_kernel_per_backend_cell_and_device(backend, cell, gpu, kernel, fused):
+    [choice] = plan(model(cell), backend, gpu)
+    assert (choice.layer, choice.kernel, choice.fused) == (f"{cell}_1", kernel, fused)
+
+
+def test_reasons_name_the_cause():
+    assert plan(model("gru"), "jax", gpu=True) == [
+        KernelChoice(
+            "gru_1",
+            JAX_GRU_SCAN,
+            False,
+            "the JAX backend has no fused GRU kernel (jax.experimental.rnn has only an LSTM), "
+            "so it runs its own lax.scan with the input projections precomputed",
+        )
+    ]
+    assert plan(model("lstm"), "torch", gpu=False)[0].reason == (
+        "the torch backend calls torch._VF.lstm (the op behind torch.nn.LSTM) only on CUDA, "
+        "so on the CPU it runs its own Python loop over time steps with the input projections precomputed"
+    )
+    assert plan(model("gru"), "tensorflow", gpu=False)[0].reason == (
+        "TensorFlow runs GRU on cuDNN only on a GPU, so on the CPU it runs the generic tf.while_loop step loop"
+    )
+    assert plan(model("simple_rnn"), "torch", gpu=True)[0].reason == (
+        "Keras has no fused SimpleRNN kernel on any backend, so it runs the generic Python step loop"
+    )
+
+
+def test_stacked_and_bidirectional_layers_are_named_like_the_model():
+    assert plan(model("lstm", "model.layers=2", "model.bidirectional=true"), "tensorflow", gpu=True) == [
+        KernelChoice(
+            f"bidirectional_lstm_{depth}", CUDNN, True, "TensorFlow runs LSTM on cuDNN when a GPU is visible; each direction is its own cuDNN call"
+        )
+        for depth in (1, 2)
+    ]
+    assert [choice.reason for choice in plan(model("gru", "model.bidirectional=true"), "torch", gpu=True)] == [
+        "the torch backend runs GRU through torch._VF.gru (the op behind torch.nn.GRU), which uses cuDNN on CUDA; both directions in one call"
+    ]
+
+
+@pytest.mark.parametrize("cell", ["ann", "embedding"])
+def test_cells_without_a_recurrent_layer_have_no_plan(cell):
+    assert plan(model(cell), "jax", gpu=True) == []
+    assert forfeited(model(cell), "jax") == []
+
+
+def test_unknown_backend_is_rejected():
+    with pytest.raises(ValueError, match=r"^unknown backend 'numpy' \(allowed: tensorflow, jax, torch\)$"):
+        plan(model("gru"), "numpy", gpu=False)
+
+
+def test_forfeited_names_the_backends_that_fuse_the_cell():
+    assert forfeited(model("gru", "model.layers=2"), "jax") == [
+        f"gru_{depth}: the JAX backend has no fused GRU kernel (jax.experimental.rnn has only an LSTM), so it runs its own "
+        "lax.scan with the input projections precomputed; the tensorflow and torch backends run GRU on cuDNN"
+        for depth in (1, 2)
+    ]
+    for backend in ("tensorflow", "jax", "torch"):
+        # SimpleRNN has no fused kernel anywhere, so there is nothing to forfeit.
+        assert forfeited(model("simple_rnn"), backend) == []
+        assert forfeited(model("lstm"), backend) == []
+    assert forfeited(model("gru"), "tensorflow") == forfeited(model("gru"), "torch") == []
+
+
+@pytest.mark.parametrize(
+    "backend, cell, settings, kernel, reason",
+    [
+        ("tensorflow", "lstm", {"recurrent_dropout": 0.2}, GENERIC,
+         "recurrent_dropout=0.2 makes Keras skip the backend's LSTM kernel and run the generic tf.while_loop step loop"),
+        ("tensorflow", "gru", {"reset_after": False}, GENERIC,
+         "reset_after=False rules out cuDNN, so TensorFlow runs the generic tf.while_loop step loop"),
+        ("jax", "lstm", {"activation": "relu"}, GENERIC,
+         "activation='relu' rules out cuDNN, so the JAX backend runs the generic lax.scan step loop"),
+        ("jax", "gru", {"unroll": True}, GENERIC,
+         "unroll=True rules out the JAX backend's own GRU scan, so it runs the generic lax.scan step loop"),
+        ("jax", "gru", {"activation": "relu"}, JAX_GRU_SCAN,
+         "the JAX backend has no fused GRU kernel (jax.experimental.rnn has only an LSTM), "
+         "so it runs its own lax.scan with the input projections precomputed"),
+        ("torch", "lstm", {"use_bias": False}, TORCH_LOOP,
+         "use_bias=False rules out cuDNN, so the torch backend runs its own Python loop over time steps with the input projections precomputed"),
+        ("torch", "gru", {"reset_after": False}, GENERIC,
+         "reset_after=False rules out the torch backend's GRU kernels, so it runs the generic Python step loop"),
+        ("torch", "lstm", {"mask_zero": True}, GENERIC,
+         "a padding mask rules out the torch backend's LSTM kernels, so it runs the generic Python step loop"),
+        ("tensorflow", "lstm", {"mask_zero": True}, MASK_ERROR,
+         "TensorFlow picks cuDNN, which accepts a padding mask only over post-padded sequences, "
+         "so training fails with data.padding='pre' (set data.padding: post)"),
+        ("tensorflow", "lstm", {"use_cudnn": False}, GENERIC,
+         "use_cudnn=False makes Keras skip the backend's LSTM kernel and run the generic tf.while_loop step loop"),
+    ],
+)
+def test_layer_settings_that_rule_out_the_fused_kernel_on_a_gpu(backend, cell, settings, kernel, reason):
+    assert plan(future_model(cell, **settings), backend, gpu=True) == [KernelChoice(f"{cell}_1", kernel, False, reason)]
+
+
+def test_a_mask_over_post_padded_sequences_keeps_cudnn_on_tensorflow():
+    assert plan(future_model("gru", padding="post", mask_zero=True), "tensorflow", gpu=True)[0].kernel == CUDNN
+
+
+def test_forfeited_by_a_setting_points_at_the_default():
+    assert forfeited(future_model("lstm", recurrent_dropout=0.2), "torch") == [
+        "lstm_1: recurrent_dropout=0.2 makes Keras skip the backend's LSTM kernel and run the generic Python step loop; "
+        "with Keras's default settings the torch backend runs LSTM on cuDNN"
+    ]
+    assert forfeited(future_model("gru", recurrent_dropout=0.2), "jax") == [
+        "gru_1: recurrent_dropout=0.2 makes Keras skip the backend's GRU kernel and run the generic lax.scan step loop; "
+        "the tensorflow and torch backends run GRU on cuDNN"
+    ]
+
+
+def test_importing_kernels_does_not_import_keras():
+    probe = "import sys, rnnbench.kernels; print(sorted(n for n in ('keras', 'tensorflow', 'jax', 'torch') if n in sys.modules))"
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == "[]"
+
+
+# What Keras calls, on the CPU, when rnnbench's one-layer model runs: the backend's fused-kernel entry
+# point (`lstm`/`gru`), which returns or raises NotImplementedError, the generic loop (`rnn`), and on
+# torch the two private paths behind `lstm`/`gru`. Each entry is (kernel plan() names, calls).
+CPU_CALLS = {
+    ("tensorflow", "simple_rnn"): (GENERIC, ["rnn returned"]),
+    ("tensorflow", "lstm"): (GENERIC, ["lstm raised NotImplementedError", "rnn returned"]),
+    ("tensorflow", "gru"): (GENERIC, ["gru raised NotImplementedError", "rnn returned"]),
+    ("jax", "simple_rnn"): (GENERIC, ["rnn returned"]),
+    ("jax", "lstm"): (GENERIC, ["lstm raised NotImplementedError", "rnn returned"]),
+    ("jax", "gru"): (JAX_GRU_SCAN, ["gru returned"]),
+    ("torch", "simple_rnn"): (GENERIC, ["rnn returned"]),
+    ("torch", "lstm"): (TORCH_LOOP, ["_fallback_lstm returned", "lstm returned"]),
+    ("torch", "gru"): (TORCH_LOOP, ["_fallback_gru returned", "gru returned"]),
+}
+
+
+def trace_calls(cell: str) -> list[str]:
+    """Run rnnbench's one-layer `cell` model once on the current Keras backend; list the kernel functions called."""
+    import keras
+    from keras.src import backend as keras_backend
+
+    from rnnbench.model import build_model
+
+    spied = [(keras_backend, ["lstm", "gru", "rnn"])]
+    if keras.backend.backend() == "torch":
+        spied.append((sys.modules["keras.src.backend.torch.rnn"], ["_cudnn_lstm", "_fallback_lstm", "_cudnn_gru", "_fallback_gru"]))
+    calls: list[str] = []
+    originals = []
+
+    def spy(name, function):
+        def wrapper(*args, **kwargs):
+            try:
+                result = function(*args, **kwargs)
+            except NotImplementedError:
+                calls.append(f"{name} raised NotImplementedError")
+                raise
+            calls.append(f"{name} returned")
+            return result
+
+        return wrapper
+
+    network = build_model(model(cell, "model.units=4", "model.embedding_dim=3", "data.maxlen=5"), 20, 2)
+    for module, names in spied:
+        for name in names:
+            originals.append((module, name, getattr(module, name)))
+            setattr(module, name, spy(name, getattr(module, name)))
+    try:
+        network(np.ones((2, 5), dtype="int32"))
+    finally:
+        for module, name, original in originals:
+            setattr(module, name, original)
+    return calls
+
+
+def _gpu_visible(backend: str) -> bool:
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() == "gpu"
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+def test_plan_matches_what_keras_runs_on_this_cpu(cell):
+    import keras
+
+    backend = keras.backend.backend()
+    if _gpu_visible(backend):
+        pytest.skip("checks the CPU path; a GPU is visible")
+    kernel, calls = CPU_CALLS[(backend, cell)]
+    assert plan(model(cell), backend, gpu=False)[0].kernel == kernel
+    assert trace_calls(cell) == calls
+
+
+def test_plan_names_the_layers_of_the_built_model():
+    from rnnbench.model import build_model
+
+    config = model("gru", "model.layers=2", "model.bidirectional=true", "data.maxlen=5")
+    names = [layer.name for layer in build_model(config, 20, 2).layers]
+    assert [choice.layer for choice in plan(config, "torch", gpu=True)] == names[1:3]

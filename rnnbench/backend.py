@@ -32,6 +32,25 @@ def select_backend(name: str) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+def set_random_seed(seed: int) -> None:
+    """`keras.utils.set_random_seed`, without importing TensorFlow when another backend runs.
+
+    Keras seeds TensorFlow whenever it is installed, for tf.data pipelines, which rnnbench does
+    not use on the JAX and torch backends; importing it there only costs seconds and memory per
+    run. Blocking the import while seeding makes Keras treat TensorFlow as absent in this process.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(seed)
+        return
+    sys.modules["tensorflow"] = None  # type: ignore[assignment]  # `import tensorflow` now raises ImportError.
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        del sys.modules["tensorflow"]
+
+
 def versions() -> dict[str, str]:
     """Versions of the packages a result depends on."""
     names = ["rnnbench", "keras", "numpy"] + [package for _, package in _BACKEND_PACKAGES.values()]

@@ -161,6 +161,8 @@ def _train(
             prepared.y_train[order],
             validation_data=(prepared.x_validation, prepared.y_validation),
             batch_size=config.train.batch_size,
+            # Validation only predicts, so its batch size changes speed, not the result.
+            validation_batch_size=EVALUATION_BATCH_SIZE,
             initial_epoch=epoch,
             epochs=epoch + 1,
             shuffle=False,
@@ -216,7 +218,7 @@ def run_experiment(
             f" vocabulary words found ({pretrained.coverage:.1%}); {'trainable' if config.model.embedding_trainable else 'frozen'}"
         )
 
-    keras.utils.set_random_seed(config.train.seed)
+    backend.set_random_seed(config.train.seed)
     network = model_factory.build_model(
         config, config.data.num_words, prepared.num_classes, None if pretrained is None else pretrained.matrix
     )

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# GPU check: Keras 3 on the JAX and PyTorch backends against plain PyTorch (cuDNN), and
+# rnnbench's own LSTM and GRU runs, on one NVIDIA GPU (an H100), in at most 5 minutes.
+#
+#   bash scripts/gpu_check.sh        (from anywhere; it works in the repository root)
+#
+# Made for the device machine: no TensorFlow, no internet, a python3 that holds PyTorch and
+# (maybe) JAX with CUDA. Everything it reports goes to $OUT when set (the device tool brings
+# that folder back), else to a new /tmp/gpu_check_out.* folder: gpu_check.log (all output),
+# bench_backends.json, rnnbench_runs.json and gpu_check_summary.md. Scratch files (the
+# installed wheels, the runs, the tokenizer cache) go to a new /tmp/gpu_check.* folder.
+#
+# Expected layout, relative to the repository root (a shared/ folder in the checkout travels
+# to the device machine; keep it out of git with: echo /shared/ >> "$(git rev-parse --git-path info/exclude)"):
+#
+#   shared/wheels/*.whl          one version of each, installed with --no-deps into /tmp (the
+#                                rnnbench wheel would otherwise pull in TensorFlow):
+#       rnnbench-0.1.0-py3-none-any.whl     python -m pip wheel --no-deps -w shared/wheels .
+#       keras-3.15.1-py3-none-any.whl and what the GPU image lacks of Keras' and rnnbench's needs:
+#       namex, optree, pydantic, pydantic_core, annotated_types, typing_inspection, and a
+#       typing_extensions new enough for pydantic (cp312 x86-64; about 6 MB in all):
+#           python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#             --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+#             --platform manylinux2014_x86_64 -d shared/wheels keras==3.15.1 namex==0.1.0 optree==0.20.0 \
+#             pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0
+#       (absl-py, numpy, rich, h5py, ml-dtypes, packaging, click, pyyaml, tabulate and matplotlib are in the GPU image.)
+#   shared/data/imdb/train.tsv.gz, shared/data/imdb/test.tsv.gz     (cp /work/shared/data/imdb/{train,test}.tsv.gz)
+#
+# Settings (environment variables; the defaults are the GPU check):
+#   WHEELS=shared/wheels  DATA_DIR=shared/data (or RNNBENCH_DATA_DIR)  PYTHON=python3  TOTAL_SECONDS=290
+#   DEVICE=gpu  SAMPLES=25000  MAXLEN=200  BATCH_SIZE=256  EPOCHS=2  RUN_SETS="" (extra --set KEY=VALUE for the runs)
+# A dry run on a CPU, with the packages already installed and tiny sizes:
+#   WHEELS=none DEVICE=cpu SAMPLES=500 MAXLEN=20 RUN_SETS="data.limit=500 data.maxlen=20" PYTHON=.venv/bin/python bash scripts/gpu_check.sh
+#
+# Every step runs under `timeout`, with the time left shared out, so that the whole check ends
+# within TOTAL_SECONDS; a step that runs out of time is reported and the check goes on.
+
+set -u
+cd "$(dirname "$0")/.."
+
+WHEELS=${WHEELS:-shared/wheels}
+DATA_DIR=${DATA_DIR:-${RNNBENCH_DATA_DIR:-shared/data}}
+PYTHON=${PYTHON:-python3}
+TOTAL_SECONDS=${TOTAL_SECONDS:-290}
+DEVICE=${DEVICE:-gpu}
+SAMPLES=${SAMPLES:-25000}
+MAXLEN=${MAXLEN:-200}
+BATCH_SIZE=${BATCH_SIZE:-256}
+EPOCHS=${EPOCHS:-2}
+RUN_SETS=${RUN_SETS:-}
+OUT_DIR=${OUT:-$(mktemp -d /tmp/gpu_check_out.XXXXXX)}
+SCRATCH=$(mktemp -d /tmp/gpu_check.XXXXXX)
+DEADLINE=$((SECONDS + TOTAL_SECONDS))
+# Kept back at the end for the summary.
+RESERVE=10
+# Steps that failed, timed out or were skipped; any makes the exit status 1.
+PROBLEMS=()
+export PYTHONUNBUFFERED=1 RNNBENCH_CACHE_DIR="$SCRATCH/cache"
+
+# Seconds the next step may take: at most CAP, and its SHARE of the time left, which the steps
+# still to come share out in proportion to their expected length (SHARE of TOTAL parts).
+step_limit() {
+    local cap=$1 share=$2 total=$3 left=$((DEADLINE - SECONDS - RESERVE))
+    local part=$((left * share / total))
+    echo $((part < cap ? part : cap))
+}
+
+# step NAME CAP SHARE TOTAL COMMAND...: runs COMMAND under timeout; says when it is skipped or stopped.
+step() {
+    local name=$1 cap=$2 share=$3 total=$4
+    shift 4
+    local limit
+    limit=$(step_limit "$cap" "$share" "$total")
+    if ((limit < 10)); then
+        echo "SKIPPED $name: only $((DEADLINE - SECONDS)) s of the $TOTAL_SECONDS s left"
+        PROBLEMS+=("$name: skipped, out of time")
+        return 125
+    fi
+    echo
+    echo "=== $name (at most $limit s; $((SECONDS)) s so far) ==="
+    local started=$SECONDS status
+    timeout --kill-after=5 "$limit" "$@"
+    status=$?
+    if ((status == 124 || status == 137)); then
+        echo "TIMED OUT $name after $limit s"
+        PROBLEMS+=("$name: timed out after $limit s")
+    elif ((status != 0)); then
+        echo "FAILED $name (exit code $status)"
+        PROBLEMS+=("$name: exit code $status")
+    fi
+    echo "--- $name: $((SECONDS - started)) s"
+    return $status
+}
+
+check() {
+    echo "gpu_check: device $DEVICE, $SAMPLES samples, maxlen $MAXLEN, batch size $BATCH_SIZE, $EPOCHS epochs; at most $TOTAL_SECONDS s"
+    echo "output: $OUT_DIR; scratch: $SCRATCH; data: $DATA_DIR; wheels: $WHEELS"
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    "$PYTHON" --version
+    if [[ ! -e "$DATA_DIR/imdb/train.tsv.gz" && ! -d "$DATA_DIR/aclImdb" ]]; then
+        echo "NO DATA: $DATA_DIR/imdb/train.tsv.gz is missing (see the layout at the top of $0); stopping"
+        return 1
+    fi
+
+    if [[ "$WHEELS" != none ]]; then
+        if ! compgen -G "$WHEELS/*.whl" >/dev/null; then
+            echo "NO WHEELS in $WHEELS (see the layout at the top of $0); stopping"
+            return 1
+        fi
+        # --no-deps: the wheels folder holds every missing dependency, and rnnbench's metadata
+        # asks for TensorFlow, which this machine neither has nor needs.
+        step "install wheels" 90 1 1 "$PYTHON" -m pip install -q --no-index --find-links "$WHEELS" --no-deps --no-compile \
+            --no-cache-dir --upgrade --target "$SCRATCH/site" "$WHEELS"/*.whl || return 1
+        export PYTHONPATH="$SCRATCH/site${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+    step "import check" 60 1 1 "$PYTHON" -c "
+import importlib.metadata as metadata, importlib.util, sys
+# Keras itself is imported by the measurements, each with its backend chosen first (a bare
+# import would pick TensorFlow); here only rnnbench's data side, which must not need it.
+import rnnbench.cli, rnnbench.data, rnnbench.tokenize
+heavy = [name for name in ('tensorflow', 'keras') if sys.modules.get(name) is not None]
+print('keras', metadata.version('keras'), '| rnnbench', metadata.version('rnnbench'),
+      '| tensorflow installed:', importlib.util.find_spec('tensorflow') is not None,
+      '| imported by rnnbench.cli, data, tokenize:', heavy or 'neither TensorFlow nor Keras')
+sys.exit(1 if heavy else 0)
+" || return 1
+
+    local jax_ok=0 torch_ok=0 want=gpu
+    [[ "$DEVICE" == cpu ]] && want=cpu
+    if step "JAX devices" 60 1 1 "$PYTHON" -c "
+import jax, sys
+print(jax.__version__, jax.devices())
+sys.exit(0 if jax.devices()[0].platform == '$want' else 1)
+"; then jax_ok=1; else echo "JAX sees no $want: skipping the Keras JAX backend"; fi
+    if step "PyTorch CUDA" 60 1 1 "$PYTHON" -c "
+import sys, torch
+print(torch.__version__, 'cuda available:', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')
+sys.exit(0 if torch.cuda.is_available() or '$want' == 'cpu' else 1)
+"; then torch_ok=1; else echo "PyTorch sees no CUDA GPU: skipping the Keras PyTorch backend and plain PyTorch"; fi
+
+    local implementations=() backends=()
+    ((jax_ok)) && implementations+=(jax) && backends+=(jax)
+    ((torch_ok)) && implementations+=(torch pytorch) && backends=(torch "${backends[@]}")
+    if ((${#implementations[@]} == 0)); then
+        echo "neither JAX nor PyTorch can use the $want here; nothing to measure"
+        return 1
+    fi
+
+    # The time left is shared out as if the benchmark took as long as one rnnbench run per
+    # implementation it measures (two cells, two short processes each); two runs per backend follow.
+    local runs_left=$((2 * ${#backends[@]})) bench_parts=${#implementations[@]}
+    step "bench_backends (${implementations[*]})" 150 "$bench_parts" $((bench_parts + runs_left)) "$PYTHON" scripts/bench_backends.py \
+        --device "$DEVICE" --maxlen "$MAXLEN" --batch-size "$BATCH_SIZE" --samples "$SAMPLES" --repeats 1 \
+        --implementations "${implementations[@]}" --data-dir "$DATA_DIR" --worker-timeout 60 \
+        --json "$OUT_DIR/bench_backends.json"
+
+    local sets=(--set "train.batch_size=$BATCH_SIZE" --set "train.epochs=$EPOCHS")
+    for item in $RUN_SETS; do sets+=(--set "$item"); done
+    for backend in "${backends[@]}"; do
+        for cell in lstm gru; do
+            # A runs folder of its own per run, so that nothing is reused and its folder is easy to find.
+            step "rnnbench run configs/$cell.yaml --backend $backend" 90 1 "$runs_left" "$PYTHON" -m rnnbench run "configs/$cell.yaml" \
+                --backend "$backend" "${sets[@]}" --data-dir "$DATA_DIR" --runs-dir "$SCRATCH/runs/$backend-$cell"
+            runs_left=$((runs_left - 1))
+        done
+    done
+
+    echo
+    echo "=== summary ($SECONDS s so far) ==="
+    timeout 30 "$PYTHON" - "$OUT_DIR" "$SCRATCH/runs" <<'SUMMARY'
+"""Samples/s of each rnnbench run from its recorded history, against the benchmark's numbers."""
+import json
+import sys
+from pathlib import Path
+
+out_dir, runs_root = Path(sys.argv[1]), Path(sys.argv[2])
+bench_path = out_dir / "bench_backends.json"
+bench = json.loads(bench_path.read_text()) if bench_path.exists() else {"rows": []}
+median = {(row["implementation"], row["cell"]): row["median"] for row in bench["rows"]}
+lines = []
+if bench["rows"]:
+    stopped = "" if bench.get("complete") else " (STOPPED EARLY: only the measurements that finished)"
+    lines += [f"## bench_backends.py{stopped}", "", f"settings: {bench['settings']}; devices: {', '.join(bench['devices'])}", "",
+              "| implementation | cell | samples/s | vs reference |", "| --- | --- | ---: | ---: |"]
+    lines += [f"| {row['label']} | {row['cell']} | {row['median']:,.0f} | {row['ratio']:.2f}x |" for row in bench["rows"]]
+    labels = {row["implementation"]: row["label"] for row in bench["rows"]}
+    lines += [""] + [f"reference for {cell}: {labels[name]}" for cell, name in bench["references"].items()] + [""]
+else:
+    lines += ["bench_backends.py gave no results", ""]
+
+runs = []
+for folder in sorted(runs_root.glob("*/*")):
+    history_path, config_path = folder / "history.jsonl", folder / "config.json"
+    if not history_path.exists() or not config_path.exists():
+        continue
+    record = json.loads(config_path.read_text())
+    history = [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]
+    train_rows = record.get("data", {}).get("train_rows", 20_000)
+    validation_rows = record.get("data", {}).get("validation_rows")
+    runs.append({
+        "run_dir": str(folder), "backend": record.get("backend"), "cell": record["config"]["model"]["cell"],
+        "device": record.get("device"), "train_rows": train_rows, "validation_rows": validation_rows,
+        "completed": (folder / "result.json").exists(),
+        "epochs": [{"epoch": entry["epoch"], "seconds": entry["seconds"], "samples_per_second": train_rows / entry["seconds"],
+                    "val_accuracy": entry.get("val_accuracy")} for entry in history],
+    })
+(out_dir / "rnnbench_runs.json").write_text(json.dumps(runs, indent=2) + "\n")
+
+lines += ["## rnnbench run (samples/s = data.train_rows / the epoch's recorded seconds, which include the validation pass)", "",
+          "| run | device | epoch 1 samples/s | last epoch samples/s | vs plain PyTorch | vs Keras benchmark, same backend | completed |",
+          "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+for run in runs:
+    epochs = run["epochs"]
+    if not epochs:
+        lines.append(f"| {run['backend']} {run['cell']} | {run['device']} | no epoch finished | | | | {run['completed']} |")
+        continue
+    last = epochs[-1]["samples_per_second"]
+    plain = median.get(("pytorch", run["cell"]))
+    keras_bench = median.get((run["backend"], run["cell"]))
+    lines.append(
+        f"| {run['backend']} {run['cell']} | {run['device']} | {epochs[0]['samples_per_second']:,.0f} | {last:,.0f} (epoch {epochs[-1]['epoch']})"
+        f" | {f'{last / plain:.2f}x' if plain else 'n/a'} | {f'{last / keras_bench:.2f}x' if keras_bench else 'n/a'} | {run['completed']} |"
+    )
+if not runs:
+    lines.append("no rnnbench run recorded an epoch")
+text = "\n".join(lines) + "\n"
+(out_dir / "gpu_check_summary.md").write_text(text)
+print(text)
+SUMMARY
+    echo "gpu_check: done in $SECONDS s; files in $OUT_DIR: $(ls "$OUT_DIR" | tr '\n' ' ')"
+    if ((${#PROBLEMS[@]})); then
+        printf 'problem: %s\n' "${PROBLEMS[@]}"
+        return 1
+    fi
+}
+
+mkdir -p "$OUT_DIR"
+# The log goes to $OUT as it is written, so it comes back even if the whole command is stopped.
+check 2>&1 | tee "$OUT_DIR/gpu_check.log"
+exit "${PIPESTATUS[0]}"

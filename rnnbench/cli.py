@@ -78,6 +78,13 @@ def main() -> None:
     show_default=True,
     help="Go on with an unfinished run of the same config and seed from its last finished epoch, or start a new run.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Train this many runs of a sweep at once, each in its own process (for a GPU that one small model leaves idle).",
+)
 @click.option("--data-dir", envvar="RNNBENCH_DATA_DIR", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @runs_dir_option
 def run(
@@ -87,6 +94,7 @@ def run(
     seed_count: int | None,
     force: bool,
     resume: bool,
+    jobs: int,
     data_dir: str | None,
     runs_dir: str,
 ) -> None:
@@ -117,7 +125,7 @@ def run(
         + (["--seeds", str(seed_count)] if seed_count else [])
     )
     try:
-        records = train.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume)
+        records = train.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs)
     except (data.DataError, results.ResultsError, embeddings.EmbeddingError, tokenize.TokenizerError) as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:

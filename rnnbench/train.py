@@ -279,6 +279,7 @@ def run_experiment(
     started = time.perf_counter()
     try:
         finite = _train(network, prepared, config, run, progress, echo)
+        train_seconds = time.perf_counter() - started
     except KeyboardInterrupt:
         results.index_run(runs_dir, run.run_id, config.name, "interrupted", {**record, "history": progress.history})
         raise
@@ -326,7 +327,7 @@ def run_experiment(
         "epochs_run": len(progress.history),
         "mean_epoch_seconds": float(np.mean(epoch_seconds)),
         # Training in this process (after a resume, the epochs trained before it are not included).
-        "train_seconds": time.perf_counter() - started,
+        "train_seconds": train_seconds,
         # The whole run in this process: reading and tokenizing data, training, predicting, saving.
         "wall_seconds": time.perf_counter() - run_started,
     }
@@ -387,32 +388,63 @@ def run_all(
     force: bool = False,
     echo: Callable[[str], None] = print,
     resume: bool = True,
+    jobs: int = 1,
 ) -> list[dict[str, Any]]:
-    """Run each config in turn with a progress line per run, reusing any that already completed
-    (unless `force`) and going on with any that stopped part-way (if `resume` and not `force`)."""
+    """Run each config with a progress line per run, reusing any that already completed (unless
+    `force`) and going on with any that stopped part-way (if `resume` and not `force`).
+
+    With `jobs` > 1, that many runs train at once, each in a process of its own: one small model
+    leaves most of a GPU idle. Records come back in the order of `configs` either way.
+    """
     done = {} if force else completed_runs(runs_dir)
     unfinished = unfinished_runs(runs_dir) if resume and not force else {}
-    records = []
+    records: dict[int, dict[str, Any]] = {}
+    pending = []
     for position, config in enumerate(configs, start=1):
         label = f"[{position}/{len(configs)}] {config.name}, seed {config.train.seed}"
         existing = done.get(config.fingerprint())
         if existing is not None:
             echo(f"{label}: already completed in {existing['run_dir']}; reused, not retrained (--force trains it again)")
-            records.append(existing)
-            continue
-        unfinished_run = _take_unfinished(unfinished.get(config.fingerprint(), []), echo)
-        if len(configs) > 1:
-            echo(f"{label}: {'resuming' if unfinished_run else 'training'}")
-        try:
-            record = run_experiment(config, data_dir, runs_dir, command, echo, resume=unfinished_run)
-        finally:
-            if unfinished_run is not None:
-                unfinished_run.unlock()
-        records.append(record)
+            records[position] = existing
+        else:
+            pending.append((position, label, config, [run.path for run in unfinished.get(config.fingerprint(), [])]))
+
+    def finished(position: int, label: str, record: dict[str, Any]) -> None:
+        records[position] = record
         if len(configs) > 1:
             echo(f"{label}: {_outcome(record)}")
-            echo(f"running summary: {running_summary(records)}")
-    return records
+            echo(f"running summary: {running_summary(list(records.values()))}")
+
+    if jobs <= 1 or len(pending) <= 1:
+        for position, label, config, candidates in pending:
+            finished(position, label, train_one(config, candidates, data_dir, runs_dir, command, label, len(configs) > 1, echo))
+    else:
+        from rnnbench import jobs as parallel
+
+        for position, label, record in parallel.train_many(pending, data_dir, runs_dir, command, jobs, echo):
+            finished(position, label, record)
+    return [records[position] for position in sorted(records)]
+
+
+def train_one(
+    config: Config,
+    candidates: list[Path],
+    data_dir: Optional[str],
+    runs_dir: Path,
+    command: str,
+    label: str,
+    announce: bool,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    """Train `config`, going on with the first of `candidates` (unfinished runs of it) that no other process holds."""
+    unfinished_run = _take_unfinished([results.RunDirectory(path) for path in candidates], echo)
+    if announce:
+        echo(f"{label}: {'resuming' if unfinished_run else 'training'}")
+    try:
+        return run_experiment(config, data_dir, runs_dir, command, echo, resume=unfinished_run)
+    finally:
+        if unfinished_run is not None:
+            unfinished_run.unlock()
 
 
 def _outcome(record: dict[str, Any]) -> str:

@@ -33,3 +33,37 @@ def test_eight_processes_share_a_runs_folder(tiny_data_dir, tmp_path):
                               capture_output=True, text=True, check=True)
     groups = json.loads(compared.stdout)["groups"]
     assert [(group["name"], group["n"]) for group in groups] == [("tiny", 8)]
+
+
+def test_jobs_trains_a_sweep_in_parallel_processes_with_the_sequential_results(tiny_data_dir, tmp_path):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(
+        "name: parallel\nmodel: {cell: gru, embedding_dim: 8, units: 8, dense_units: 8}\n"
+        "data: {num_words: 40, maxlen: 16}\ntrain: {epochs: 2, seeds: [1, 2, 3]}\n"
+    )
+    environment = {**os.environ, "RNNBENCH_DATA_DIR": str(tiny_data_dir), "RNNBENCH_CACHE_DIR": str(tmp_path / "cache")}
+
+    def run(runs, *arguments):
+        completed = subprocess.run([sys.executable, "-m", "rnnbench", "run", str(config), "--runs-dir", str(runs), *arguments],
+                                   env=environment, capture_output=True, text=True, timeout=600)
+        assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+        return completed.stdout
+
+    output = run(tmp_path / "parallel", "--jobs", "2")
+    assert "training 3 runs, 2 at a time" in output
+    # Each worker's lines name their run, so interleaved output stays readable.
+    assert any(line.startswith("[2/3] parallel, seed 2 epoch 2/2: ") for line in output.splitlines())
+    run(tmp_path / "sequential")
+
+    def histories(runs):
+        found = {}
+        for record in results.read_runs(runs):
+            lines = (runs / record["run_id"] / "history.jsonl").read_text().splitlines()
+            found[record["config"]["train"]["seed"]] = [
+                {key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines
+            ]
+        return found
+
+    parallel, sequential = histories(tmp_path / "parallel"), histories(tmp_path / "sequential")
+    assert sorted(parallel) == [1, 2, 3]
+    assert parallel == sequential

@@ -1,0 +1,61 @@
+"""Several runs at once (`rnnbench run --jobs N`), each in a process of its own.
+
+This module imports no Keras: a worker process must choose its backend (and how it takes GPU
+memory) before Keras is imported, and the pool imports this module first in every worker.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+
+def _start_worker(backend_name: str) -> None:
+    # Runs share one GPU: each takes memory as it needs it, instead of JAX's 75% or TensorFlow's
+    # all of it up front, which would leave nothing for the second run.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    from rnnbench.backend import select_backend
+
+    select_backend(backend_name)
+
+
+def _train(config: dict[str, Any], candidates: list[Path], data_dir: Optional[str], runs_dir: Path, command: str, label: str) -> dict[str, Any]:
+    from rnnbench.config import Config
+    from rnnbench.train import train_one
+
+    # Every line a worker prints names its run, since several runs print at once.
+    def echo(line: str) -> None:
+        print(f"{label} {line}", flush=True)
+
+    return train_one(Config.model_validate(config), candidates, data_dir, runs_dir, command, label, True, echo)
+
+
+def train_many(
+    pending: list[tuple[int, str, Any, list[Path]]],
+    data_dir: Optional[str],
+    runs_dir: Path,
+    command: str,
+    jobs: int,
+    echo: Callable[[str], None],
+) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """Train (position, label, config, unfinished runs) entries on `jobs` processes; yields each as it finishes."""
+    backend_name = pending[0][2].backend
+    context = multiprocessing.get_context("spawn")
+    echo(f"training {len(pending)} runs, {jobs} at a time")
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(backend_name,)) as pool:
+        futures = {
+            pool.submit(_train, config.to_dict(), candidates, data_dir, runs_dir, command, label): (position, label)
+            for position, label, config, candidates in pending
+        }
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                position, label = futures[future]
+                yield position, label, future.result()
+        except BaseException:
+            # Ctrl-C reaches the workers too (they mark their runs interrupted); nothing new starts.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise

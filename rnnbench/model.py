@@ -76,7 +76,9 @@ def build_model(
     stack: list[layers.Layer] = [keras.Input(shape=(config.data.maxlen,), dtype="int32", name="tokens")]
     stack += ENCODERS[config.model.cell](config, vocabulary_size)
     if config.model.dropout > 0:
-        stack.append(layers.Dropout(config.model.dropout, name="dropout"))
+        # A seeded Dropout draws its masks from a generator whose state is a model variable, so a
+        # checkpoint restores it; unseeded, the torch backend would use torch's global generator.
+        stack.append(layers.Dropout(config.model.dropout, seed=config.train.seed, name="dropout"))
     stack.append(layers.Dense(config.model.dense_units, activation="relu", name="dense"))
     if num_classes == 2:
         stack.append(layers.Dense(1, activation="sigmoid", name="output"))

@@ -1,6 +1,7 @@
 """Every installed Keras backend other than TensorFlow (which the rest of the suite runs on):
 the lecture's models build with the lecture's parameter counts, each layer runs the kernel that
-`rnnbench.kernels.plan` names, and a tiny training run is reproducible with the same seed."""
+`rnnbench.kernels.plan` names, a tiny training run is reproducible with the same seed, and a run
+interrupted after its first epoch resumes to the same history."""
 
 import importlib.util
 import json
@@ -24,7 +25,7 @@ def probe(data_dir: str, runs_dir: str) -> dict:
 
     from rnnbench.config import config_from_mapping, load_config
     from rnnbench.model import build_model
-    from rnnbench.train import run_experiment
+    from rnnbench.train import run_all, run_experiment
     from test_kernels import trace_calls
 
     root = Path(__file__).resolve().parent.parent
@@ -37,12 +38,34 @@ def probe(data_dir: str, runs_dir: str) -> dict:
         "name": "tiny", "model": {"cell": "gru", "embedding_dim": 8, "units": 8, "dense_units": 8, "dropout": 0.3},
         "data": {"num_words": 50, "maxlen": 24}, "train": {"epochs": 2, "batch_size": 32, "seed": 3},
     })
+    def history(record: dict) -> list[dict]:
+        lines = Path(record["run_dir"], "history.jsonl").read_text().splitlines()
+        return [{key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines]
+
     for attempt in ("a", "b"):
         record = run_experiment(config, data_dir, Path(runs_dir) / attempt, "test", echo=lambda line: None)
-        lines = Path(record["run_dir"], "history.jsonl").read_text().splitlines()
-        found["histories"].append([{key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines])
+        found["histories"].append(history(record))
         found["backend_recorded"] = record["backend"]
         found["kernels_recorded"] = record["kernels"]
+
+    # Interrupted as the second epoch starts, then resumed from the checkpoint of the first.
+    fit = keras.Model.fit
+
+    def interrupted_fit(self, *arguments, **settings):
+        if settings.get("initial_epoch") == 1:
+            raise KeyboardInterrupt
+        return fit(self, *arguments, **settings)
+
+    keras.Model.fit = interrupted_fit
+    try:
+        run_experiment(config, data_dir, Path(runs_dir) / "c", "test", echo=lambda line: None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        keras.Model.fit = fit
+    [resumed] = run_all([config], data_dir, Path(runs_dir) / "c", "test", echo=lambda line: None)
+    found["resumed_history"] = history(resumed)
+    found["resumed_after"] = [entry["after_epoch"] for entry in resumed["resumed"]]
     return found
 
 
@@ -65,3 +88,5 @@ def test_backend_builds_runs_the_planned_kernels_and_reproduces(backend, tiny_da
     first, second = found["histories"]
     assert [entry["epoch"] for entry in first] == [1, 2]
     assert first == second  # Same config, same seed, same backend, on the CPU: the same history.
+    assert found["resumed_after"] == [1]
+    assert found["resumed_history"] == first

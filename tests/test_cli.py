@@ -110,7 +110,11 @@ def test_summary_of_lecture_configs(cell, total, recurrent):
     assert "vocabulary 10,000 x embedding 50 = 500,000" in outcome.output
     assert "units 50 x (input 50 + recurrent 50 + bias" in outcome.output and f"= {recurrent}" in outcome.output
     assert "input 50 x units 32 + bias 32 = 1,632" in outcome.output
-    assert outcome.output.rstrip().splitlines()[-1].split() == ["total", total]
+    assert [line.split() for line in outcome.output.splitlines() if line.startswith("total ")] == [["total", total]]
+    # The kernel each recurrent layer runs, on the CPU and on a GPU, on the backend in use (TensorFlow in these tests).
+    kernels = outcome.output.split("Recurrent kernels on the tensorflow backend:\n", 1)[1].splitlines()
+    assert [line.split()[:2] for line in kernels[2:4]] == [[f"{cell}_1", "CPU"], [f"{cell}_1", "GPU"]]
+    assert ("cuDNN (fused)" in kernels[3]) == (cell != "simple_rnn")
 
 
 def test_help_and_compare_never_import_keras(tmp_path):

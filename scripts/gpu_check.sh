@@ -24,7 +24,7 @@
 #             --platform manylinux2014_x86_64 -d shared/wheels keras==3.15.1 namex==0.1.0 optree==0.20.0 \
 #             pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0
 #       (absl-py, numpy, rich, h5py, ml-dtypes, packaging, click, pyyaml, tabulate and matplotlib are in the GPU image.)
-#   shared/data/imdb/train.tsv.gz, shared/data/imdb/test.tsv.gz     (cp /work/shared/data/imdb/{train,test}.tsv.gz)
+#   shared/data/imdb/train.tsv.gz, shared/data/imdb/test.tsv.gz     (copies of the IMDB files from the data folder)
 #
 # Settings (environment variables; the defaults are the GPU check):
 #   WHEELS=shared/wheels  DATA_DIR=shared/data (or RNNBENCH_DATA_DIR)  PYTHON=python3  TOTAL_SECONDS=290

@@ -57,18 +57,23 @@ def _wait_for_epochs(runs_dir: Path, count: int, process: subprocess.Popen, dead
         time.sleep(0.05)
 
 
+def _train_one_epoch_in_a_subprocess(data_dir: Path, tmp_path: Path) -> tuple[Path, Path, dict[str, str], subprocess.Popen]:
+    """`rnnbench run` of CONFIG in a new process, returned once its first epoch is recorded."""
+    config_path = tmp_path / "resumable.yaml"
+    config_path.write_text(json.dumps(CONFIG))
+    runs = tmp_path / "runs"
+    environment = _environment(data_dir, runs, tmp_path)
+    process = _start(config_path, environment)
+    _wait_for_epochs(runs, 1, process)
+    return config_path, runs, environment, process
+
+
 def _without_seconds(lines: list[str]) -> list[dict]:
     return [{key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines]
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_history(slow_data_dir, tmp_path):
-    config_path = tmp_path / "resumable.yaml"
-    config_path.write_text(json.dumps(CONFIG))
-    runs = tmp_path / "runs"
-    environment = _environment(slow_data_dir, runs, tmp_path)
-
-    process = _start(config_path, environment)
-    _wait_for_epochs(runs, 1, process)
+    config_path, runs, environment, process = _train_one_epoch_in_a_subprocess(slow_data_dir, tmp_path)
     time.sleep(0.5)  # Into the second epoch, which takes seconds.
     process.send_signal(signal.SIGKILL)
     process.communicate()
@@ -99,13 +104,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_history(slow_data_d
 
 
 def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(slow_data_dir, tmp_path):
-    config_path = tmp_path / "resumable.yaml"
-    config_path.write_text(json.dumps(CONFIG))
-    runs = tmp_path / "runs"
-    environment = _environment(slow_data_dir, runs, tmp_path)
-
-    process = _start(config_path, environment)
-    _wait_for_epochs(runs, 1, process)
+    config_path, runs, environment, process = _train_one_epoch_in_a_subprocess(slow_data_dir, tmp_path)
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 130

@@ -24,12 +24,17 @@ def probe(data_dir: str, runs_dir: str) -> dict:
     import keras
 
     from rnnbench.config import config_from_mapping, load_config
-    from rnnbench.model import build_model
+    import numpy as np
+
+    from rnnbench.model import MultiHot, build_model
     from rnnbench.train import run_all, run_experiment
     from test_kernels import trace_calls
 
     root = Path(__file__).resolve().parent.parent
     found = {"backend": keras.backend.backend(), "parameters": {}, "calls": {}, "histories": []}
+    tokens = np.array([[0, 0, 3, 3, 9], [1, 2, 3, 4, 5]], dtype="int32")
+    found["multi_hot"] = [keras.ops.convert_to_numpy(layer(tokens)).tolist() for layer in (
+        MultiHot(10), keras.layers.CategoryEncoding(num_tokens=10, output_mode="multi_hot"))]
     for cell in LECTURE_PARAMETERS:
         network = build_model(load_config(root / "configs" / "lecture" / f"{cell}.yaml"), 10_000, 2)
         found["parameters"][cell] = network.count_params()
@@ -81,6 +86,8 @@ def test_backend_builds_runs_the_planned_kernels_and_reproduces(backend, tiny_da
 
     assert found["backend"] == found["backend_recorded"] == backend
     assert found["parameters"] == LECTURE_PARAMETERS
+    ours, keras_own = found["multi_hot"]
+    assert ours == keras_own  # The bag-of-words layer gives CategoryEncoding's values on this backend too.
     assert found["calls"] == {cell: CPU_CALLS[(backend, cell)][1] for cell in LECTURE_PARAMETERS}
     assert found["kernels_recorded"] == [
         {"layer": "gru_1", "kernel": CPU_CALLS[(backend, "gru")][0], "fused": False, "reason": found["kernels_recorded"][0]["reason"]}

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from rnnbench.config import CELLS, config_from_mapping
-from rnnbench.model import ENCODERS, build_model, loss_for, parameter_formulas
+from rnnbench.model import ENCODERS, MultiHot, build_model, loss_for, parameter_formulas
 
 
 def lecture(cell: str, *overrides: str, maxlen: int = 20):
@@ -79,3 +79,20 @@ def test_formula_text_spells_out_the_lecture_numbers():
     assert formulas["lstm_1"] == "4 gates x units 50 x (input 50 + recurrent 50 + bias 1) = 20,200"
     assert formulas["dense"] == "input 50 x units 32 + bias 32 = 1,632"
     assert formulas["output"] == "input 32 x units 1 + bias 1 = 33"
+
+
+def test_multi_hot_gives_category_encodings_values():
+    # Padding, repeated ids and the largest id, in rows of the same length.
+    tokens = np.array([[0, 0, 3, 3, 9], [1, 2, 3, 4, 5], [9, 9, 9, 9, 9]], dtype="int32")
+    ours = keras.ops.convert_to_numpy(MultiHot(10)(tokens))
+    keras_own = keras.ops.convert_to_numpy(keras.layers.CategoryEncoding(num_tokens=10, output_mode="multi_hot")(tokens))
+    np.testing.assert_array_equal(ours, keras_own)
+    assert ours.tolist()[0] == [1, 0, 0, 1, 0, 0, 0, 0, 0, 1]
+
+
+def test_a_saved_bag_of_words_model_loads_again(tmp_path):
+    network = build_model(config_from_mapping({"model": {"cell": "ann"}, "data": {"maxlen": 5}}), 10, 2)
+    network.save(tmp_path / "ann.keras")
+    loaded = keras.saving.load_model(tmp_path / "ann.keras")
+    tokens = np.array([[0, 1, 2, 3, 4]], dtype="int32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(tokens)), keras.ops.convert_to_numpy(network(tokens)))

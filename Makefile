@@ -21,12 +21,13 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# All four benchmarks, about 9 minutes on 2 CPU cores; figures and how to read them: docs/performance.md.
+# All five benchmarks, about 10 minutes on 2 CPU cores; figures and how to read them: docs/performance.md.
 bench: setup
 	$(BIN)/python scripts/bench_startup.py --runs-dir runs
 	$(BIN)/python scripts/bench_tokenize.py
 	$(BIN)/python scripts/bench_overhead.py --skip-rnnbench-tensorflow
 	$(BIN)/python scripts/bench_backends.py --repeats 1
+	$(BIN)/python scripts/bench_multi_hot.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -117,6 +117,7 @@ def run(
     if len({config.backend for config in configs}) > 1:
         raise UserError(f"{config_path}: a sweep runs in one process, so it can't vary `backend`; run one config per backend")
     from rnnbench import data, embeddings, report, results, tokenize, train
+    from rnnbench.jobs import WorkerError
 
     # The command that repeats this run (data and runs folders are the machine's business).
     command = shlex.join(
@@ -126,7 +127,7 @@ def run(
     )
     try:
         records = train.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs)
-    except (data.DataError, results.ResultsError, embeddings.EmbeddingError, tokenize.TokenizerError) as error:
+    except (data.DataError, results.ResultsError, embeddings.EmbeddingError, tokenize.TokenizerError, WorkerError) as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         finished = "" if len(configs) == 1 else ", finished runs are reused"

@@ -7,10 +7,16 @@ memory) before Keras is imported, and the pool imports this module first in ever
 from __future__ import annotations
 
 import concurrent.futures
+import concurrent.futures.process
 import multiprocessing
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
+
+
+class WorkerError(Exception):
+    """A worker process that died without a result (killed, out of memory), in one line."""
 
 
 def _start_worker(backend_name: str) -> None:
@@ -27,11 +33,18 @@ def _train(config: dict[str, Any], candidates: list[Path], data_dir: Optional[st
     from rnnbench.config import Config
     from rnnbench.train import train_one
 
-    # Every line a worker prints names its run, since several runs print at once.
+    # Every line a worker prints names its run, since several runs print at once; progress bars
+    # from several processes would overwrite each other, so there are none.
     def echo(line: str) -> None:
         print(f"{label} {line}", flush=True)
 
-    return train_one(Config.model_validate(config), candidates, data_dir, runs_dir, command, label, True, echo)
+    try:
+        return train_one(Config.model_validate(config), candidates, data_dir, runs_dir, command, label, False, echo, progress_bar=False)
+    except KeyboardInterrupt:
+        # The run is recorded as interrupted by now. Leave the pool, rather than go on to the next
+        # queued run: Ctrl-C stops the whole sweep.
+        sys.stdout.flush()
+        os._exit(130)
 
 
 def train_many(
@@ -54,8 +67,15 @@ def train_many(
         try:
             for future in concurrent.futures.as_completed(futures):
                 position, label = futures[future]
-                yield position, label, future.result()
+                try:
+                    record = future.result()
+                except concurrent.futures.process.BrokenProcessPool:
+                    raise WorkerError(
+                        f"a worker process died during {label} (killed, or out of memory); finished runs are"
+                        " recorded: run the same command again to continue"
+                    ) from None
+                yield position, label, record
         except BaseException:
-            # Ctrl-C reaches the workers too (they mark their runs interrupted); nothing new starts.
-            pool.shutdown(wait=True, cancel_futures=True)
+            # Ctrl-C reaches the workers too: each records its run as interrupted and exits.
+            pool.shutdown(wait=False, cancel_futures=True)
             raise

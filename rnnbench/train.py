@@ -143,14 +143,20 @@ class _Progress:
         return progress
 
 
+class _ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar without its "Epoch k/k" line, which would be wrong here: each `fit`
+    trains one epoch of several, and the line printed after the bar names the epoch."""
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        super().set_params({**params, "epochs": 1})
+
+
 def _train(
     network: keras.Model, prepared: Prepared, config: Config, run: results.RunDirectory, progress: _Progress,
-    echo: Callable[[str], None],
+    echo: Callable[[str], None], progress_bar: bool,
 ) -> bool:
     """Train the epochs that `progress` has not done yet; False if the loss stopped being finite."""
     epochs = config.train.epochs
-    # Keras' progress bar on a terminal; elsewhere the line per epoch below is enough.
-    verbose = 1 if sys.stdout.isatty() else 0
     for epoch in range(len(progress.history), epochs):
         # rnnbench shuffles, not Keras: each epoch's order follows from the seed and the epoch
         # alone, so a resumed run sees the same batches as an uninterrupted one.
@@ -166,7 +172,8 @@ def _train(
             initial_epoch=epoch,
             epochs=epoch + 1,
             shuffle=False,
-            verbose=verbose,
+            callbacks=[_ProgressBar()] if progress_bar else [],
+            verbose=1 if progress_bar else 0,
         )
         entry = {"epoch": epoch + 1, **{key: float(values[-1]) for key, values in fitted.history.items()}}
         entry["seconds"] = time.perf_counter() - started
@@ -197,11 +204,13 @@ def run_experiment(
     command: str,
     echo: Callable[[str], None] = print,
     resume: Optional[results.RunDirectory] = None,
+    progress_bar: Optional[bool] = None,
 ) -> dict[str, Any]:
     """Train one model for `config` and record it under `runs_dir`; returns the run's record.
 
     With `resume` (an unfinished run of the same config, locked by the caller), training goes on
-    from that run's last finished epoch, in its directory.
+    from that run's last finished epoch, in its directory. Keras' progress bar is shown if
+    `progress_bar`, by default when standard output is a terminal; a line per epoch always is.
     """
     echo(f"[{config.name}] {config.model.cell}, backend {config.backend}")
     run_started = time.perf_counter()
@@ -278,7 +287,7 @@ def run_experiment(
 
     started = time.perf_counter()
     try:
-        finite = _train(network, prepared, config, run, progress, echo)
+        finite = _train(network, prepared, config, run, progress, echo, sys.stdout.isatty() if progress_bar is None else progress_bar)
         train_seconds = time.perf_counter() - started
     except KeyboardInterrupt:
         results.index_run(runs_dir, run.run_id, config.name, "interrupted", {**record, "history": progress.history})
@@ -435,13 +444,14 @@ def train_one(
     label: str,
     announce: bool,
     echo: Callable[[str], None],
+    progress_bar: Optional[bool] = None,
 ) -> dict[str, Any]:
     """Train `config`, going on with the first of `candidates` (unfinished runs of it) that no other process holds."""
     unfinished_run = _take_unfinished([results.RunDirectory(path) for path in candidates], echo)
     if announce:
         echo(f"{label}: {'resuming' if unfinished_run else 'training'}")
     try:
-        return run_experiment(config, data_dir, runs_dir, command, echo, resume=unfinished_run)
+        return run_experiment(config, data_dir, runs_dir, command, echo, resume=unfinished_run, progress_bar=progress_bar)
     finally:
         if unfinished_run is not None:
             unfinished_run.unlock()

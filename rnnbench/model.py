@@ -55,6 +55,7 @@ class MultiHot(layers.Layer):
     CategoryEncoding builds a (batch, length, num_tokens) one-hot tensor on every backend but
     TensorFlow (which has a bincount path): 64 M floats per batch of 32 reviews at maxlen 200,
     which made an epoch of the `ann` model take minutes on the JAX backend instead of seconds.
+    rnnbench uses this layer on JAX and torch, and CategoryEncoding on TensorFlow.
     """
 
     def __init__(self, num_tokens: int, **kwargs):
@@ -77,7 +78,11 @@ class MultiHot(layers.Layer):
 
 
 def _bag_of_words(config: Config, vocabulary_size: int) -> list[layers.Layer]:
-    # The lecture's ANN: which vocabulary words occur in the text, as a multi-hot vector.
+    # The lecture's ANN: which vocabulary words occur in the text, as a multi-hot vector. Both
+    # layers give the same values; TensorFlow's bincount path is the faster one there
+    # (scripts/bench_multi_hot.py).
+    if keras.backend.backend() == "tensorflow":
+        return [layers.CategoryEncoding(num_tokens=vocabulary_size, output_mode="multi_hot", name="bag_of_words")]
     return [MultiHot(vocabulary_size, name="bag_of_words")]
 
 

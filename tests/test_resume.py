@@ -40,8 +40,11 @@ def _environment(data_dir: Path, runs_dir: Path, tmp_path: Path) -> dict[str, st
 
 
 def _start(config_path: Path, environment: dict[str, str], *arguments: str) -> subprocess.Popen:
+    # Ctrl-C's signal must reach Python's handler even when the tests run in the background of a
+    # non-interactive shell, which starts its jobs with SIGINT ignored.
     return subprocess.Popen([sys.executable, "-m", "rnnbench", "run", str(config_path), *arguments],
-                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _history_lines(runs_dir: Path) -> list[str]:

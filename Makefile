@@ -21,7 +21,7 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# All five benchmarks, about 10 minutes on 2 CPU cores; figures and how to read them: docs/performance.md.
+# All five benchmarks, about 9 minutes on 2 CPU cores; figures and how to read them: docs/performance.md.
 bench: setup
 	$(BIN)/python scripts/bench_startup.py --runs-dir runs
 	$(BIN)/python scripts/bench_tokenize.py

@@ -363,9 +363,9 @@ def completed_runs(runs_dir: Path) -> dict[str, dict[str, Any]]:
 RESUMABLE = ("interrupted", results.INCOMPLETE, "failed")
 
 
-def unfinished_runs(runs_dir: Path) -> dict[str, list[results.RunDirectory]]:
-    """Runs that stopped before their last epoch and kept a checkpoint, newest first, by fingerprint."""
-    found: dict[str, list[results.RunDirectory]] = {}
+def unfinished_runs(runs_dir: Path) -> dict[str, list[Path]]:
+    """Folders of runs that stopped before their last epoch and kept a checkpoint, newest first, by fingerprint."""
+    found: dict[str, list[Path]] = {}
     for record in reversed(results.read_runs(runs_dir, RESUMABLE)):
         run = results.RunDirectory(runs_dir / record["run_id"])
         if not run.has_checkpoint():
@@ -374,12 +374,12 @@ def unfinished_runs(runs_dir: Path) -> dict[str, list[results.RunDirectory]]:
             fingerprint = Config.model_validate(record["config"]).fingerprint()
         except ValueError:
             continue
-        found.setdefault(fingerprint, []).append(run)
+        found.setdefault(fingerprint, []).append(run.path)
     return found
 
 
-def _take_unfinished(candidates: list[results.RunDirectory], echo: Callable[[str], None]) -> Optional[results.RunDirectory]:
-    for run in candidates:
+def _take_unfinished(candidates: list[Path], echo: Callable[[str], None]) -> Optional[results.RunDirectory]:
+    for run in map(results.RunDirectory, candidates):
         if not run.lock():
             echo(f"{run.path} is being resumed by another process; leaving it to that one")
             continue
@@ -416,7 +416,7 @@ def run_all(
             echo(f"{label}: already completed in {existing['run_dir']}; reused, not retrained (--force trains it again)")
             records[position] = existing
         else:
-            pending.append((position, label, config, [run.path for run in unfinished.get(config.fingerprint(), [])]))
+            pending.append((position, label, config, unfinished.get(config.fingerprint(), [])))
 
     def finished(position: int, label: str, record: dict[str, Any]) -> None:
         records[position] = record
@@ -447,7 +447,7 @@ def train_one(
     progress_bar: Optional[bool] = None,
 ) -> dict[str, Any]:
     """Train `config`, going on with the first of `candidates` (unfinished runs of it) that no other process holds."""
-    unfinished_run = _take_unfinished([results.RunDirectory(path) for path in candidates], echo)
+    unfinished_run = _take_unfinished(candidates, echo)
     if announce:
         echo(f"{label}: {'resuming' if unfinished_run else 'training'}")
     try:

@@ -8,11 +8,13 @@ import os
 import platform
 import sys
 
+from rnnbench.errors import InputError
+
 # The module each backend needs, and the distribution whose version is recorded.
 _BACKEND_PACKAGES = {"tensorflow": ("tensorflow", "tensorflow"), "jax": ("jax", "jax"), "torch": ("torch", "torch")}
 
 
-class BackendError(Exception):
+class BackendError(InputError):
     """A backend that can't be used here, described in one line."""
 
 

@@ -18,18 +18,31 @@ RUNS_DIR_HELP = "Folder of recorded runs."
 
 
 class UserError(click.ClickException):
-    """A mistake in the input (config, override, data): one line on stderr, exit code 2."""
+    """A mistake in the command line itself: one line on stderr, exit code 2."""
 
     exit_code = 2
 
 
-def _select_backend(name: str) -> None:
-    from rnnbench.backend import BackendError, select_backend
+class _Commands(click.Group):
+    """The command group; it turns every rnnbench error into one line on stderr and its exit code
+    (2 for a mistake in the input, 1 for work that could not be done), so no command can let one
+    through as a traceback."""
 
-    try:
-        select_backend(name)
-    except BackendError as error:
-        raise UserError(str(error)) from None
+    def invoke(self, ctx: click.Context):
+        from rnnbench.errors import RnnbenchError
+
+        try:
+            return super().invoke(ctx)
+        except RnnbenchError as error:
+            failure = click.ClickException(str(error))
+            failure.exit_code = error.exit_code
+            raise failure from None
+
+
+def _select_backend(name: str) -> None:
+    from rnnbench.backend import select_backend
+
+    select_backend(name)
 
 
 def _overrides(overrides: Sequence[str], backend: str | None) -> list[str]:
@@ -53,7 +66,7 @@ runs_dir_option = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rnnbench")
 def main() -> None:
     """Run and compare recurrent text classifiers (SimpleRNN, LSTM, GRU, stacked,
@@ -106,18 +119,13 @@ def run(
     and one that was interrupted, killed or crashed goes on from its last finished epoch, so
     running the same command again continues where it stopped.
     """
-    from rnnbench.config import ConfigError
     from rnnbench.sweep import expand
 
-    try:
-        configs = expand(config_path, _overrides(overrides, backend), seed_count)
-    except ConfigError as error:
-        raise UserError(str(error)) from None
+    configs = expand(config_path, _overrides(overrides, backend), seed_count)
     _select_backend(configs[0].backend)
     if len({config.backend for config in configs}) > 1:
         raise UserError(f"{config_path}: a sweep runs in one process, so it can't vary `backend`; run one config per backend")
-    from rnnbench import data, embeddings, report, results, tokenize, train
-    from rnnbench.jobs import WorkerError
+    from rnnbench import report, train
 
     # The command that repeats this run (data and runs folders are the machine's business).
     command = shlex.join(
@@ -127,8 +135,6 @@ def run(
     )
     try:
         records = train.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs)
-    except (data.DataError, results.ResultsError, embeddings.EmbeddingError, tokenize.TokenizerError, WorkerError) as error:
-        raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         finished = "" if len(configs) == 1 else ", finished runs are reused"
         click.echo(
@@ -169,10 +175,7 @@ def compare(runs_dir: str, output_format: str, per_run: bool, show_all: bool, na
     """
     from rnnbench import report, results
 
-    try:
-        records = results.read_runs(Path(runs_dir), statuses=None if show_all else ("completed",))
-    except results.ResultsError as error:
-        raise click.ClickException(str(error)) from None
+    records = results.read_runs(Path(runs_dir), statuses=None if show_all else ("completed",))
     records = _matching(records, names)
     if not records:
         click.echo(f"No {'' if show_all else 'completed '}runs in {runs_dir}/ yet; train one with: rnnbench run CONFIG.yaml", err=True)
@@ -202,8 +205,6 @@ def report(runs_dir: str, names: Sequence[str], out_dir: str, title: str) -> Non
     command = shlex.join(["rnnbench", "report", *(f"--name={name}" for name in names), "--out", out_dir])
     try:
         written = reporting.write_report(records, Path(runs_dir), Path(out_dir), title, command)
-    except results.ResultsError as error:
-        raise click.ClickException(str(error)) from None
     except OSError as error:
         raise click.ClickException(f"cannot write the report into {out_dir}: {error.strerror or error}") from None
     click.echo(f"wrote {written[0]} and {written[1]} with {len(written) - 2} pictures")
@@ -225,13 +226,9 @@ def summary(config_path: str, overrides: Sequence[str], backend: str | None, dat
 
     Built-in datasets are not read at all; for `data.files` only the labels are counted.
     """
-    from rnnbench.config import ConfigError
     from rnnbench.sweep import expand
 
-    try:
-        configs = expand(config_path, _overrides(overrides, backend))
-    except ConfigError as error:
-        raise UserError(str(error)) from None
+    configs = expand(config_path, _overrides(overrides, backend))
     config = configs[0]
     if len(configs) > 1:
         click.echo(f"{config_path} describes {len(configs)} runs; this is the first, {config.name} (seed {config.train.seed})")
@@ -242,10 +239,7 @@ def summary(config_path: str, overrides: Sequence[str], backend: str | None, dat
 
     num_classes = data.NUM_CLASSES.get(config.data.dataset)
     if num_classes is None:
-        try:
-            num_classes = data.load_dataset(config.data, data_dir).num_classes
-        except data.DataError as error:
-            raise click.ClickException(str(error)) from None
+        num_classes = data.load_dataset(config.data, data_dir).num_classes
     network = model.build_model(config, config.data.num_words, num_classes)
     network.summary(print_fn=lambda line, line_break=True: click.echo(line, nl=line_break))
     rows = [(name, formula, f"{count:,}") for name, formula, count in model.parameter_formulas(network)]

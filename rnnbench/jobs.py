@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+from rnnbench.errors import RnnbenchError
 
-class WorkerError(Exception):
+
+class WorkerError(RnnbenchError):
     """A worker process that died without a result (killed, out of memory), in one line."""
 
 

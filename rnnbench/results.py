@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from rnnbench.errors import RnnbenchError
+
 INDEX_FILE = "index.sqlite"
 CHECKPOINT_FILE = "checkpoint.npz"
 LOCK_FILE = ".lock"
@@ -34,7 +36,7 @@ STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
 INCOMPLETE = "incomplete"
 
 
-class ResultsError(Exception):
+class ResultsError(RnnbenchError):
     """Runs that can't be written or read, described in one line."""
 
 

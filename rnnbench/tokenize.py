@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from rnnbench.results import ResultsError, write_atomic
+from rnnbench.errors import InputError
 
 # Keras' old `Tokenizer` default: these characters become spaces, then text splits on whitespace.
 FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
@@ -48,7 +49,7 @@ _CACHE_FORMAT = 1
 _MORPHEME_PUNCTUATION_TAGS = ("SF", "SP", "SS", "SE", "SO")
 
 
-class TokenizerError(Exception):
+class TokenizerError(InputError):
     """A tokenizer that can't run here, described in one line."""
 
 

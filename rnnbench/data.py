@@ -20,6 +20,7 @@ import io
 import json
 import os
 import random
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -36,6 +37,8 @@ IMDB_CLASS_NAMES = ("negative", "positive")
 # The TSV copy was made by sorting the official files by (label, review id) and shuffling
 # with this seed; reading the official layout repeats that, so both layouts give one order.
 IMDB_SHUFFLE_SEED = 2011
+# The TSV copy's column of IMDb film ids (aclImdb has them in urls_neg.txt and urls_pos.txt).
+IMDB_FILM_COLUMN = "movie"
 # Number of classes per built-in dataset, known without reading the data (for `summary`).
 NUM_CLASSES = {"imdb": 2}
 # The test split cut from a single file must be the same for every run, whatever its seed,
@@ -62,6 +65,10 @@ class TextDataset:
     validation_labels: Optional[np.ndarray] = None
     # Counted, documented handling of imperfect rows, e.g. {"skipped_empty_texts": 3}.
     notes: dict[str, Any] = field(default_factory=dict)
+    # Each training row's group (IMDB's film, or data.files.group_column's value), and what a
+    # group is ("film"); None when the data has no groups.
+    train_groups: Optional[np.ndarray] = None
+    group_name: Optional[str] = None
 
     @property
     def num_classes(self) -> int:
@@ -69,15 +76,41 @@ class TextDataset:
 
 
 def load_dataset(settings: DataConfig, data_dir: Optional[str] = None) -> TextDataset:
-    """Load the dataset `settings` describe; `settings.limit` keeps only the first N training rows."""
+    """Load the dataset `settings` describe; `settings.limit` keeps a stratified sample of N training rows."""
     if settings.dataset == "imdb":
         dataset = load_imdb(data_dir)
     else:
-        dataset = load_files(settings.files, data_dir, settings.test_fraction)
+        dataset = load_files(settings.files, data_dir, settings.test_fraction, settings.hold_out)
     limit = settings.limit
     if limit is not None and limit < len(dataset.train_texts):
-        dataset = replace(dataset, train_texts=dataset.train_texts[:limit], train_labels=dataset.train_labels[:limit])
+        rows = stratified_sample(dataset.train_labels, limit)
+        dataset = replace(
+            dataset,
+            train_texts=[dataset.train_texts[row] for row in rows],
+            train_labels=dataset.train_labels[rows],
+            train_groups=None if dataset.train_groups is None else dataset.train_groups[rows],
+            notes={**dataset.notes, "limit": f"{limit:,} training rows, a stratified sample (seed {TEST_SPLIT_SEED})"},
+        )
     return dataset
+
+
+def stratified_sample(labels: np.ndarray, count: int) -> np.ndarray:
+    """`count` rows in file order, each class in its share of `labels` (the same rows for every seed).
+
+    The first N rows would do for a shuffled file but not for one sorted by label, where they
+    would hold a single class.
+    """
+    classes, sizes = np.unique(labels, return_counts=True)
+    exact = count * sizes / len(labels)
+    # Largest remainders: the shares add up to `count`, and every class keeps at least one row.
+    taken = np.maximum(np.floor(exact).astype(int), 1)
+    for position in np.argsort(-(exact - np.floor(exact)), kind="stable"):
+        if taken.sum() >= count:
+            break
+        taken[position] += 1
+    generator = np.random.default_rng(TEST_SPLIT_SEED)
+    rows = [generator.permutation(np.flatnonzero(labels == label))[:size] for label, size in zip(classes, taken)]
+    return np.sort(np.concatenate(rows))
 
 
 def load_imdb(data_dir: Optional[str] = None, cache_dir: Optional[str] = None) -> TextDataset:
@@ -146,11 +179,11 @@ def download_imdb(url: Optional[str] = None, sha256: Optional[str] = None, cache
 
 def _read_imdb(folder: Path) -> TextDataset:
     if (folder / "train.tsv.gz").exists():
-        train_texts, train_labels = _read_imdb_tsv(folder / "train.tsv.gz")
-        test_texts, test_labels = _read_imdb_tsv(folder / "test.tsv.gz")
+        train_texts, train_labels, train_films = _read_imdb_tsv(folder / "train.tsv.gz")
+        test_texts, test_labels, _ = _read_imdb_tsv(folder / "test.tsv.gz")
     else:
-        train_texts, train_labels = _read_review_folders(folder / "train")
-        test_texts, test_labels = _read_review_folders(folder / "test")
+        train_texts, train_labels, train_films = _read_review_folders(folder / "train")
+        test_texts, test_labels, _ = _read_review_folders(folder / "test")
     return TextDataset(
         name="imdb",
         train_texts=[_clean_review(text) for text in train_texts],
@@ -159,17 +192,21 @@ def _read_imdb(folder: Path) -> TextDataset:
         test_labels=test_labels,
         class_names=IMDB_CLASS_NAMES,
         source=str(folder),
+        train_groups=train_films,
+        group_name=None if train_films is None else "film",
     )
 
 
-def _read_imdb_tsv(path: Path) -> tuple[list[str], np.ndarray]:
+def _read_imdb_tsv(path: Path) -> tuple[list[str], np.ndarray, Optional[np.ndarray]]:
+    """Texts, 0/1 labels and, when the file has a `movie` column, each review's IMDb film id."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    texts, labels, _ = read_labelled(path, "tsv", "text", "label")
-    unknown = sorted(set(labels) - {"0", "1"})
+    rows = read_labelled(path, "tsv", "text", "label", group_column=IMDB_FILM_COLUMN, group_required=False)
+    unknown = sorted(set(rows.labels) - {"0", "1"})
     if unknown:
         raise DataError(f"{path}: IMDB labels must be 0 or 1, found {unknown[0]!r}")
-    return texts, np.asarray([label == "1" for label in labels], dtype=np.int64)
+    films = None if rows.groups is None else np.asarray(rows.groups)
+    return rows.texts, np.asarray([label == "1" for label in rows.labels], dtype=np.int64), films
 
 
 def _clean_review(text: str) -> str:
@@ -177,9 +214,11 @@ def _clean_review(text: str) -> str:
     return text.replace("<br />", " ")
 
 
-def _read_review_folders(split_folder: Path) -> tuple[list[str], np.ndarray]:
-    """Read aclImdb's `neg/` and `pos/` files (named `<id>_<stars>.txt`) in the TSV copy's order."""
+def _read_review_folders(split_folder: Path) -> tuple[list[str], np.ndarray, Optional[np.ndarray]]:
+    """Read aclImdb's `neg/` and `pos/` files (named `<id>_<stars>.txt`) in the TSV copy's order,
+    with each review's film from `urls_neg.txt` / `urls_pos.txt` when they are there."""
     rows = []
+    films: dict[tuple[int, int], str] = {}
     for label, class_folder in enumerate(("neg", "pos")):
         folder = split_folder / class_folder
         if not folder.is_dir():
@@ -187,6 +226,7 @@ def _read_review_folders(split_folder: Path) -> tuple[list[str], np.ndarray]:
         for path in folder.glob("*.txt"):
             review_id = int(path.stem.split("_")[0]) if path.stem.split("_")[0].isdigit() else -1
             rows.append((label, review_id, path.name, path))
+        films.update({(label, review_id): film for review_id, film in enumerate(_film_ids(split_folder / f"urls_{class_folder}.txt"))})
     rows.sort(key=lambda row: row[:3])
     random.Random(IMDB_SHUFFLE_SEED).shuffle(rows)
     texts = []
@@ -195,7 +235,19 @@ def _read_review_folders(split_folder: Path) -> tuple[list[str], np.ndarray]:
             texts.append(path.read_text(encoding="utf-8").replace("\t", " "))
         except (OSError, UnicodeDecodeError) as error:
             raise DataError(f"{path}: cannot read ({error})") from None
-    return texts, np.asarray([row[0] for row in rows], dtype=np.int64)
+    review_films = [films.get((label, review_id)) for label, review_id, _, _ in rows]
+    groups = None if None in review_films else np.asarray(review_films)
+    return texts, np.asarray([row[0] for row in rows], dtype=np.int64), groups
+
+
+def _film_ids(urls: Path) -> list[str]:
+    """The IMDb title id on each line of an aclImdb `urls_*.txt` file (line i is review i); [] if absent."""
+    try:
+        lines = urls.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError):
+        return []
+    found = [re.search(r"tt\d+", line) for line in lines if line.strip()]
+    return [match.group(0) if match else "" for match in found]
 
 
 def split_validation(
@@ -205,8 +257,15 @@ def split_validation(
     class_names: Optional[tuple[str, ...]] = None,
     what: str = "validation",
     source: str = "the training split",
+    groups: Optional[np.ndarray] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified, seeded hold-out: (kept rows, held-out rows), each in ascending order."""
+    """Stratified, seeded hold-out: (kept rows, held-out rows), each in ascending order.
+
+    With `groups` (one value per row), whole groups are held out, so that no group is on both
+    sides, and the held-out share of each class comes as close to `fraction` as the groups allow.
+    """
+    if groups is not None:
+        return _split_groups(labels, groups, fraction, seed, class_names, what, source)
     generator = np.random.default_rng(seed)
     held_out = []
     for label in np.unique(labels):
@@ -223,17 +282,62 @@ def split_validation(
     return kept_rows, held_out_rows
 
 
-def load_files(files: FilesConfig, data_dir: Optional[str], test_fraction: float) -> TextDataset:
+def _split_groups(
+    labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int,
+    class_names: Optional[tuple[str, ...]], what: str, source: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    names, group_of_row = np.unique(groups, return_inverse=True)
+    num_classes = int(labels.max()) + 1
+    # Rows of each class in each group.
+    counts = np.zeros((len(names), num_classes), dtype=np.int64)
+    np.add.at(counts, (group_of_row, labels), 1)
+    target = fraction * np.bincount(labels, minlength=num_classes)
+    held = np.zeros(num_classes)
+    chosen = np.zeros(len(names), dtype=bool)
+    order = np.random.default_rng(seed).permutation(len(names))
+    # Groups in a seeded random order; one is held out if that brings the held-out class counts
+    # closer to their targets. The first pass overfills no class, the second tops up with
+    # groups that still help, so a class is not overfilled early to fill another.
+    for may_overfill in (False, True):
+        for group in order[~chosen[order]]:
+            after = held + counts[group]
+            if (may_overfill or np.all(after <= target)) and np.abs(target - after).sum() < np.abs(target - held).sum():
+                held, chosen[group] = after, True
+    held_out_rows = np.flatnonzero(chosen[group_of_row])
+    kept_rows = np.flatnonzero(~chosen[group_of_row])
+    for label in range(num_classes):
+        if held[label] == 0 or held[label] == np.sum(labels == label):
+            name = class_names[label] if class_names else label
+            raise DataError(
+                f"{source}: class {name!r} is in too few groups ({int(np.count_nonzero(counts[:, label]))}) to hold out"
+                f" a {what} fraction of {fraction} by group; use data.hold_out: rows"
+            )
+    return kept_rows, held_out_rows
+
+
+def shared_group_share(groups: Optional[np.ndarray], kept_rows: np.ndarray, held_out_rows: np.ndarray) -> Optional[float]:
+    """The share of held-out rows whose group also has rows among the kept ones (None without groups)."""
+    if groups is None or len(held_out_rows) == 0:
+        return None
+    return float(np.mean(np.isin(groups[held_out_rows], groups[kept_rows])))
+
+
+def load_files(files: FilesConfig, data_dir: Optional[str], test_fraction: float, hold_out: str = "groups") -> TextDataset:
     """A dataset from files: one file (a test split is cut off), or train/test[/validation] files."""
     data_dir = data_dir or os.environ.get(DATA_DIR_VARIABLE) or None
     splits: dict[str, tuple[list[str], list[str], int, Path]] = {}
+    train_groups = None
     for split in ("train", "test", "validation"):
         given = getattr(files, split)
         if given is None:
             continue
         path = resolve_path(given, data_dir, f"data.files.{split}")
-        texts, labels, skipped = read_labelled(path, files.format, files.text_column, files.label_column)
-        splits[split] = (texts, labels, skipped, path)
+        # Only the training file's groups are used: validation and single-file test splits are cut from it.
+        group_column = files.group_column if split == "train" else None
+        rows = read_labelled(path, files.format, files.text_column, files.label_column, group_column=group_column)
+        splits[split] = (rows.texts, rows.labels, rows.skipped, path)
+        if split == "train" and rows.groups is not None:
+            train_groups = np.asarray(rows.groups)
 
     class_names = _class_order({label for _, labels, _, _ in splits.values() for label in labels})
     if len(class_names) < 2:
@@ -250,14 +354,19 @@ def load_files(files: FilesConfig, data_dir: Optional[str], test_fraction: float
     if "test" in splits:
         test_texts, test_labels = splits["test"][0], encoded["test"]
     else:
+        by_group = train_groups is not None and hold_out == "groups"
         kept, held_out = split_validation(
-            train_labels, test_fraction, TEST_SPLIT_SEED, class_names, what="test", source=str(train_path)
+            train_labels, test_fraction, TEST_SPLIT_SEED, class_names, what="test", source=str(train_path),
+            groups=train_groups if by_group else None,
         )
         test_texts = [train_texts[row] for row in held_out]
         test_labels = train_labels[held_out]
         train_texts = [train_texts[row] for row in kept]
         train_labels = train_labels[kept]
-        notes["test_split"] = f"{test_fraction:g} of {train_path.name}, stratified (seed {TEST_SPLIT_SEED})"
+        whole = f", whole {files.group_column} groups" if by_group else ""
+        notes["test_split"] = f"{test_fraction:g} of {train_path.name}, stratified{whole} (seed {TEST_SPLIT_SEED})"
+        if train_groups is not None:
+            train_groups = train_groups[kept]
     validation = splits.get("validation")
     return TextDataset(
         name=files.train,
@@ -270,6 +379,8 @@ def load_files(files: FilesConfig, data_dir: Optional[str], test_fraction: float
         validation_texts=validation[0] if validation else None,
         validation_labels=encoded["validation"] if validation else None,
         notes=notes,
+        train_groups=train_groups,
+        group_name=files.group_column if train_groups is not None else None,
     )
 
 
@@ -295,12 +406,30 @@ def _is_integer(text: str) -> bool:
     return text.strip().lstrip("-").isdigit()
 
 
-def read_labelled(path: Path, file_format: str, text_column: str, label_column: str) -> tuple[list[str], list[str], int]:
-    """(texts, labels as strings, number of rows skipped for an empty text) from one file or class folder."""
+@dataclass(frozen=True)
+class LabelledRows:
+    """The rows of one file: texts, labels as strings, groups (None without a group column), and
+    how many rows were skipped for an empty text."""
+
+    texts: list[str]
+    labels: list[str]
+    skipped: int
+    groups: Optional[list[str]] = None
+
+
+def read_labelled(
+    path: Path, file_format: str, text_column: str, label_column: str,
+    group_column: Optional[str] = None, group_required: bool = True,
+) -> LabelledRows:
+    """The labelled rows of one file or class folder; with `group_column`, each row's group too
+    (a file without that column is an error if `group_required`, else it has no groups)."""
     if file_format == "auto":
         file_format = _format_of(path)
     if file_format == "folders":
-        return _read_class_folders(path)
+        if group_column is not None:
+            raise DataError(f"{path}: the 'folders' format has no columns, so data.files.group_column can't be read")
+        texts, labels, skipped = _read_class_folders(path)
+        return LabelledRows(texts, labels, skipped)
     if path.is_dir():
         raise DataError(f"{path}: is a folder, but data.files.format is {file_format!r} (a folder of class folders needs 'folders' or 'auto')")
     text = _read_utf8(path)
@@ -309,8 +438,10 @@ def read_labelled(path: Path, file_format: str, text_column: str, label_column: 
     reader = {"tsv": _tsv_rows, "csv": _csv_rows, "jsonl": _jsonl_rows}[file_format]
     texts: list[str] = []
     labels: list[str] = []
+    groups: list[str] = []
+    has_groups = False
     skipped = 0
-    for line_number, text_value, label in reader(path, text, text_column, label_column):
+    for line_number, text_value, label, group in reader(path, text, text_column, label_column, group_column, group_required):
         if label is None or not str(label).strip():
             raise DataError(f"{path}: line {line_number}: missing label")
         if not text_value.strip():
@@ -318,9 +449,14 @@ def read_labelled(path: Path, file_format: str, text_column: str, label_column: 
             continue
         texts.append(text_value)
         labels.append(str(label).strip())
+        if group is not None:
+            has_groups = True
+            if not str(group).strip():
+                raise DataError(f"{path}: line {line_number}: missing group in column {group_column!r}")
+            groups.append(str(group).strip())
     if not texts:
         raise DataError(f"{path}: no rows with a text")
-    return texts, labels, skipped
+    return LabelledRows(texts, labels, skipped, groups if has_groups else None)
 
 
 def _format_of(path: Path) -> str:
@@ -356,12 +492,19 @@ def _column(path: Path, header: list[str], name: str, key: str) -> int:
     raise DataError(f"{path}: no column {name!r} for {key}; the columns are {', '.join(header)}{hint}")
 
 
-def _tsv_rows(path: Path, text: str, text_column: str, label_column: str):
+def _group_index(path: Path, header: list[str], group_column: Optional[str], required: bool) -> Optional[int]:
+    if group_column is None or (group_column not in header and not required):
+        return None
+    return _column(path, header, group_column, "data.files.group_column")
+
+
+def _tsv_rows(path: Path, text: str, text_column: str, label_column: str, group_column: Optional[str], group_required: bool):
     # No quoting: fields are split on tabs and rows on "\n" only (texts may hold U+0085).
     lines = text.split("\n")
     header = lines[0].rstrip("\r").split("\t")
     text_index = _column(path, header, text_column, "data.files.text_column")
     label_index = _column(path, header, label_column, "data.files.label_column")
+    group_index = _group_index(path, header, group_column, group_required)
     if len(lines) < 2 or not any(line.strip() for line in lines[1:]):
         raise DataError(f"{path}: no rows after the header")
     for line_number, line in enumerate(lines[1:], start=2):
@@ -371,15 +514,16 @@ def _tsv_rows(path: Path, text: str, text_column: str, label_column: str):
         fields = line.split("\t")
         if len(fields) != len(header):
             raise DataError(f"{path}: line {line_number}: expected {len(header)} tab-separated fields, got {len(fields)}")
-        yield line_number, fields[text_index], fields[label_index]
+        yield line_number, fields[text_index], fields[label_index], None if group_index is None else fields[group_index]
 
 
-def _csv_rows(path: Path, text: str, text_column: str, label_column: str):
+def _csv_rows(path: Path, text: str, text_column: str, label_column: str, group_column: Optional[str], group_required: bool):
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
         text_index = _column(path, header, text_column, "data.files.text_column")
         label_index = _column(path, header, label_column, "data.files.label_column")
+        group_index = _group_index(path, header, group_column, group_required)
         rows = 0
         for fields in reader:
             if not fields:
@@ -387,14 +531,14 @@ def _csv_rows(path: Path, text: str, text_column: str, label_column: str):
             rows += 1
             if len(fields) != len(header):
                 raise DataError(f"{path}: line {reader.line_num}: expected {len(header)} comma-separated fields, got {len(fields)}")
-            yield reader.line_num, fields[text_index], fields[label_index]
+            yield reader.line_num, fields[text_index], fields[label_index], None if group_index is None else fields[group_index]
     except csv.Error as error:
         raise DataError(f"{path}: line {reader.line_num}: {error}") from None
     if rows == 0:
         raise DataError(f"{path}: no rows after the header")
 
 
-def _jsonl_rows(path: Path, text: str, text_column: str, label_column: str):
+def _jsonl_rows(path: Path, text: str, text_column: str, label_column: str, group_column: Optional[str], group_required: bool):
     for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -411,7 +555,12 @@ def _jsonl_rows(path: Path, text: str, text_column: str, label_column: str):
             raise DataError(f"{path}: line {line_number}: {text_column!r} is {json.dumps(value)}, not a string")
         if isinstance(label, bool) or not isinstance(label, (str, int, type(None))):
             raise DataError(f"{path}: line {line_number}: label {json.dumps(label)} is not a string or an integer")
-        yield line_number, value, label
+        group = None
+        if group_column is not None and (group_required or group_column in row):
+            group = row.get(group_column)
+            if isinstance(group, bool) or not isinstance(group, (str, int)):
+                raise DataError(f"{path}: line {line_number}: group {json.dumps(group)} in {group_column!r} is not a string or an integer")
+        yield line_number, value, label, group
 
 
 def _read_class_folders(root: Path) -> tuple[list[str], list[str], int]:

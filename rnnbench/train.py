@@ -49,11 +49,15 @@ class Prepared:
             training_rows, validation_rows = np.arange(train_count), test_rows
             validation_labels, validated_on = dataset.test_labels, "the test split"
         else:
+            by_group = settings.hold_out == "groups" and dataset.train_groups is not None
             training_rows, validation_rows = data.split_validation(
-                dataset.train_labels, settings.validation, config.train.seed, dataset.class_names
+                dataset.train_labels, settings.validation, config.train.seed, dataset.class_names,
+                groups=dataset.train_groups if by_group else None,
             )
             validation_labels = dataset.train_labels[validation_rows]
-            validated_on = f"{settings.validation:g} of the training split"
+            validated_on = f"{settings.validation:g} of the training split" + (
+                f", whole {dataset.group_name}s" if by_group else ", rows at random"
+            )
         echo(
             f"{dataset.name}: {len(training_rows):,} training / {len(validation_rows):,} validation ({validated_on})"
             f" / {len(test_rows):,} test rows, {dataset.num_classes} classes, from {dataset.source}"
@@ -89,6 +93,10 @@ class Prepared:
             "vocabulary_tokens": len(self.vocabulary.words),
             "truncated_share": float(np.mean(lengths > settings.maxlen)) if len(lengths) else 0.0,
             "majority_class_share": float(np.bincount(validation_labels).max() / len(validation_labels)),
+            # How much validation can reward memorising a group (a film's title, its actors): the
+            # share of validation rows whose group also has training rows. 0 when whole groups are held out.
+            "validation_rows_sharing_a_group": data.shared_group_share(dataset.train_groups, training_rows, validation_rows)
+            if dataset.validation_texts is None and settings.validation != "test" else None,
             **dataset.notes,
         }
         echo(
@@ -348,12 +356,28 @@ def run_experiment(
     return record
 
 
+def recorded_config(settings: dict[str, Any]) -> Config:
+    """The config a run record holds, as this version reads it: a key added since the record was
+    written takes the value the run really used, not today's default. Raises ValueError for a
+    record that this version can't represent (it is then never reused)."""
+    settings = json.loads(json.dumps(settings))
+    data_settings = settings.get("data", {})
+    if "hold_out" not in data_settings:
+        # Written before data.hold_out existed: data.limit took the first N rows rather than
+        # today's stratified sample, which no key can express; IMDB's validation was drawn as
+        # rows; files had no group column, so for them both values mean the same split.
+        if data_settings.get("limit") is not None:
+            raise ValueError("data.limit took the first rows before data.hold_out existed")
+        data_settings["hold_out"] = "rows" if data_settings.get("dataset", "imdb") == "imdb" else "groups"
+    return Config.model_validate(settings)
+
+
 def completed_runs(runs_dir: Path) -> dict[str, dict[str, Any]]:
     """Completed runs by the fingerprint of their config (re-validated, so older records match too)."""
     found = {}
     for record in results.read_runs(runs_dir):
         try:
-            found[Config.model_validate(record["config"]).fingerprint()] = record
+            found[recorded_config(record["config"]).fingerprint()] = record
         except ValueError:
             continue  # A record from an incompatible version: it can't be reused.
     return found
@@ -371,7 +395,7 @@ def unfinished_runs(runs_dir: Path) -> dict[str, list[Path]]:
         if not run.has_checkpoint():
             continue
         try:
-            fingerprint = Config.model_validate(record["config"]).fingerprint()
+            fingerprint = recorded_config(record["config"]).fingerprint()
         except ValueError:
             continue
         found.setdefault(fingerprint, []).append(run.path)

@@ -64,11 +64,84 @@ def test_missing_dataset_says_where_it_looked(tmp_path):
     assert "\n" not in message
 
 
-def test_limit_keeps_the_first_training_rows(tiny_data_dir):
+def test_limit_keeps_a_stratified_sample_in_file_order(tiny_data_dir):
     full = load_dataset(DataConfig(), str(tiny_data_dir))
     limited = load_dataset(DataConfig(limit=50), str(tiny_data_dir))
-    assert limited.train_texts == full.train_texts[:50]
-    assert len(limited.test_texts) == 200
+    assert len(limited.train_texts) == 50 and len(limited.test_texts) == 200
+    positions = [full.train_texts.index(text) for text in limited.train_texts]
+    assert positions == sorted(positions)
+    assert np.bincount(limited.train_labels).tolist() == [25, 25]
+    assert limited.notes["limit"] == "50 training rows, a stratified sample (seed 0)"
+
+
+def test_limit_of_a_file_sorted_by_label_keeps_every_class():
+    labels = np.array([0] * 600 + [1] * 300 + [2] * 100)
+    rows = data.stratified_sample(labels, 101)
+    assert np.bincount(labels[rows]).tolist() == [61, 30, 10]
+    np.testing.assert_array_equal(rows, data.stratified_sample(labels, 101))
+
+
+def test_group_split_holds_out_whole_groups_stratified():
+    generator = np.random.default_rng(3)
+    groups = np.repeat(np.arange(300), 10)
+    labels = (generator.random(3000) < np.repeat(generator.random(300), 10)).astype(np.int64)
+    kept, held_out = split_validation(labels, 0.2, seed=5, groups=groups)
+    assert not set(groups[kept]) & set(groups[held_out])
+    assert sorted(np.concatenate([kept, held_out]).tolist()) == list(range(3000))
+    for label in (0, 1):
+        share = np.mean(labels[held_out] == label) / np.mean(labels == label) * len(held_out) / 3000
+        assert abs(np.sum(labels[held_out] == label) / np.sum(labels == label) - 0.2) < 0.01, share
+    assert data.shared_group_share(groups, kept, held_out) == 0.0
+    random_kept, random_held_out = split_validation(labels, 0.2, seed=5)
+    assert data.shared_group_share(groups, random_kept, random_held_out) > 0.8
+    np.testing.assert_array_equal(held_out, split_validation(labels, 0.2, seed=5, groups=groups)[1])
+    assert not np.array_equal(held_out, split_validation(labels, 0.2, seed=6, groups=groups)[1])
+
+
+def test_group_split_refuses_a_class_in_one_group():
+    labels = np.array([0] * 50 + [1] * 5)
+    groups = np.array([f"g{row % 10}" for row in range(50)] + ["only"] * 5)
+    with pytest.raises(DataError) as caught:
+        split_validation(labels, 0.2, seed=1, groups=groups)
+    assert str(caught.value) == (
+        "the training split: class 1 is in too few groups (1) to hold out a validation fraction of 0.2 by group;"
+        " use data.hold_out: rows"
+    )
+
+
+def test_imdb_film_ids_from_the_tsv_and_from_the_official_urls_files(tmp_path):
+    rows = synthetic_reviews(40, seed=9)
+    films = {index: f"tt{index // 4:07d}" for index in range(40)}
+    root = tmp_path / "aclImdb"
+    write_acl_tree(root, "train", rows)
+    write_acl_tree(root, "test", rows[:10])
+    for split, count in (("train", 40), ("test", 10)):
+        for label, name in ((0, "neg"), (1, "pos")):
+            ids = {review_id for review_id in range(count) if rows[review_id][1] == label}
+            lines = [f"http://www.imdb.com/title/{films[i]}/usercomments" if i in ids else "http://www.imdb.com/title/tt9999999/usercomments" for i in range(max(ids) + 1)]
+            (root / split / f"urls_{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from_folders = load_imdb(str(tmp_path))
+    assert from_folders.group_name == "film"
+    expected = {text: films[index] for index, (text, _) in enumerate(rows)}
+    cleaned = {text.replace("<br />", " "): film for text, film in expected.items()}
+    assert from_folders.train_groups.tolist() == [cleaned[text] for text in from_folders.train_texts]
+    assert len(set(from_folders.train_groups)) == 10
+
+    tsv = tmp_path / "tsv" / "imdb"
+    tsv.mkdir(parents=True)
+    for split in ("train", "test"):
+        with gzip.open(tsv / f"{split}.tsv.gz", "wt", encoding="utf-8") as handle:
+            handle.write("text\tlabel\tmovie\n")
+            for text, label in rows:
+                handle.write(f"{text}\t{label}\t{expected[text]}\n")
+    from_tsv = load_imdb(str(tmp_path / "tsv"))
+    assert from_tsv.group_name == "film"
+    assert from_tsv.train_groups.tolist() == [expected[text] for text, _ in rows]
+
+
+def test_without_film_ids_imdb_has_no_groups(tiny_data_dir):
+    dataset = load_imdb(str(tiny_data_dir))
+    assert dataset.train_groups is None and dataset.group_name is None
 
 
 @pytest.mark.parametrize(
@@ -145,6 +218,16 @@ def test_download_failure_is_one_line(tmp_path, monkeypatch):
         load_imdb(cache_dir=str(tmp_path / "cache"))
     assert str(caught.value).startswith(f"IMDB download from {(tmp_path / 'nowhere.tar.gz').as_uri()} failed (")
     assert str(caught.value).endswith("point --data-dir or RNNBENCH_DATA_DIR at a local copy")
+
+
+def test_real_imdb_validation_by_film_shares_no_film_with_training(real_data_dir):
+    dataset = load_dataset(DataConfig(), str(real_data_dir))
+    assert dataset.group_name == "film" and len(set(dataset.train_groups)) == 3456
+    random_kept, random_held_out = split_validation(dataset.train_labels, 0.2, seed=1)
+    assert round(data.shared_group_share(dataset.train_groups, random_kept, random_held_out), 3) == 0.965
+    kept, held_out = split_validation(dataset.train_labels, 0.2, seed=1, groups=dataset.train_groups)
+    assert data.shared_group_share(dataset.train_groups, kept, held_out) == 0.0
+    assert np.bincount(dataset.train_labels[held_out]).tolist() == [2500, 2500]
 
 
 def test_real_imdb(real_data_dir):

@@ -160,7 +160,8 @@ def test_bad_input_is_one_line_naming_the_file_and_writes_no_run(tmp_path, name,
     config = tmp_path / "bad.yaml"
     config.write_text(json.dumps(files_config(name, **extra)))
     outcome = CliRunner().invoke(main, ["run", str(config), "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")])
-    assert outcome.exit_code == 1
+    # Data errors are input errors: exit code 2, like a bad config.
+    assert outcome.exit_code == 2
     error = outcome.output.splitlines()[-1]
     assert outcome.output.count("Error:") == 1 and "Traceback" not in outcome.output
     if expected is None:

@@ -13,7 +13,9 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import typing
+import unicodedata
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
@@ -130,19 +132,42 @@ class DataConfig(_Section):
         return self
 
 
+# Seeds are 32-bit signed integers for every backend's random generators.
+LARGEST_SEED = 2**31 - 1
+
+
 class TrainConfig(_Section):
     epochs: int = Field(5, ge=1, le=10_000)
     batch_size: int = Field(32, ge=1, le=1_000_000)
     optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam"
     learning_rate: float = Field(0.001, gt=0.0, le=10.0)
-    seed: int = Field(1, ge=0, le=2**31 - 1)
+    seed: int = Field(1, ge=0, le=LARGEST_SEED)
     # Several seeds: one run per seed, replacing `seed` (`rnnbench run --seeds N` gives N seeds from `seed`).
-    seeds: Optional[Annotated[list[Annotated[int, Field(ge=0, le=2**31 - 1)]], Field(min_length=1, max_length=100)]] = None
+    seeds: Optional[Annotated[list[Annotated[int, Field(ge=0, le=LARGEST_SEED)]], Field(min_length=1, max_length=100)]] = None
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_are_distinct(cls, seeds: Optional[list[int]]) -> Optional[list[int]]:
+        # A repeated seed trains the same run twice, and counting it twice in a mean and spread
+        # would make the spread look smaller than it is.
+        if seeds is None:
+            return seeds
+        repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+        if repeated:
+            listed = ", ".join(str(seed) for seed in repeated)
+            raise ValueError(
+                f"train.seeds={_shown(seeds)} repeats seed{'s' if len(repeated) > 1 else ''} {listed}; each seed gives one independent run"
+            )
+        return seeds
+
+
+# The longest run name: it becomes part of a folder name.
+NAME_LENGTH = 100
 
 
 class Config(_Section):
-    # Defaults to the config file's stem.
-    name: str = Field("run", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    # Defaults to the config file's stem, made to fit these rules (name_from_stem).
+    name: str = Field("run", min_length=1, max_length=NAME_LENGTH, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     # Keras backend, chosen before Keras is imported. `auto` is resolved at load, so a record
     # always names a real backend: $KERAS_BACKEND when set, else JAX when it is installed (the
     # fastest on a CPU for these models: docs/performance.md), else TensorFlow.
@@ -181,6 +206,162 @@ def default_backend() -> str:
     return "jax" if importlib.util.find_spec("jax") is not None else "tensorflow"
 
 
+# A config holds a few dozen values. Aliases let a few hundred bytes stand for billions of them
+# (the "billion laughs" document), so a document is measured, as its node graph, before anything
+# is built from it, and refused past these sizes.
+MOST_YAML_VALUES = 10_000
+# Configs nest four levels at most (sweep.variants.NAME.KEY); PyYAML composes nested values by
+# recursion, so a document nested hundreds of levels deep would end in a RecursionError.
+DEEPEST_YAML_NESTING = 50
+
+# YAML 1.2 floats that YAML 1.1 reads as strings: an exponent without a '.' (`1e-3`, `1E5`) or
+# without a sign (`2.5e3`). `learning_rate: 1e-3` is how most people write a learning rate.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
+
+
+class YamlDocumentError(ValueError):
+    """Well-formed YAML that rnnbench still refuses: a key twice in one mapping, aliases that
+    expand too far or into themselves, too deep a nesting. `line` is 1-based, or None;
+    `in_file` is what a file's message adds (a `--set` value has one line)."""
+
+    def __init__(self, problem: str, line: Optional[int] = None, in_file: str = ""):
+        super().__init__(problem)
+        self.problem = problem
+        self.line = line
+        self.in_file = in_file
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading floats as YAML 1.2 does and refusing documents that would
+    silently lose a value (a duplicate key) or that expand past MOST_YAML_VALUES values.
+
+    `root` is the dotted key the document sits under (a `--set` key), for the error messages.
+    """
+
+    def __init__(self, stream: str, root: str = ""):
+        super().__init__(stream)
+        self.root = root
+        self._depth = 0
+        self._aliases = 0
+        self._anchor_names: dict[int, str] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            return super().compose_node(parent, index)
+        event = self.peek_event()
+        self._depth += 1
+        if self._depth > DEEPEST_YAML_NESTING:
+            raise YamlDocumentError(
+                f"values nested more than {DEEPEST_YAML_NESTING} levels deep (a config needs a few)", event.start_mark.line + 1
+            )
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if event.anchor is not None:
+            self._anchor_names[id(node)] = event.anchor
+        return node
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        self._inspect(node)
+        return self.construct_document(node)
+
+    def _inspect(self, root: yaml.Node) -> None:
+        """Measure the document as it would expand, and find duplicate keys, without expanding it.
+
+        A depth-first walk over the node graph: each node is measured once (an alias is the
+        same node object as its anchor, so a memo keeps the walk linear in the document's size),
+        and a node met again while it is still open is inside itself. The walk keeps its own
+        stack, so aliases nested through aliases cannot exhaust Python's.
+        """
+        measured: dict[int, tuple[int, int]] = {}  # node id -> (values once expanded, levels)
+        open_nodes: set[int] = set()
+        stack: list[tuple[yaml.Node, str, bool]] = [(root, self.root, False)]
+        while stack:
+            node, path, children_done = stack.pop()
+            identity = id(node)
+            children = _child_nodes(node)
+            if children_done:
+                open_nodes.discard(identity)
+                values = 1 + sum(measured[id(child)][0] for _, child in children)
+                levels = 1 + max((measured[id(child)][1] for _, child in children), default=0)
+                if values > MOST_YAML_VALUES:
+                    through = "its aliases expand it to" if self._aliases else "it holds"
+                    raise YamlDocumentError(
+                        f"{through} more than {MOST_YAML_VALUES:,} values, the most rnnbench reads in a config (a config needs a few dozen)"
+                    )
+                if levels > DEEPEST_YAML_NESTING:
+                    raise YamlDocumentError(
+                        f"its aliases nest values more than {DEEPEST_YAML_NESTING} levels deep (a config needs a few)",
+                        node.start_mark.line + 1,
+                    )
+                measured[identity] = (values, levels)
+                continue
+            if identity in measured:
+                continue
+            if identity in open_nodes:
+                anchor = self._anchor_names.get(identity, "")
+                raise YamlDocumentError(
+                    f"anchor &{anchor} holds an alias to itself (*{anchor}), so its value would never end", node.start_mark.line + 1
+                )
+            open_nodes.add(identity)
+            if isinstance(node, yaml.MappingNode):
+                self._refuse_duplicate_keys(node, path)
+            stack.append((node, path, True))
+            # Reversed, so that the walk meets the document's values in reading order.
+            stack.extend((child, _join(path, part), False) for part, child in reversed(children))
+
+    def _refuse_duplicate_keys(self, node: yaml.MappingNode, path: str) -> None:
+        # PyYAML keeps the last of two equal keys, so `gru:` twice in sweep.variants used to make
+        # two variants one. Keys are compared as the values they construct to (`1` and `0x1`).
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first_lines:
+                where = f"in {_printable(path)}" if path else "at the top level"
+                raise YamlDocumentError(f"key {_printable(repr(key))} appears twice {where}", line, f" (first on line {first_lines[key]})")
+            first_lines[key] = line
+
+
+# Floats as YAML 1.2 reads them, beside YAML 1.1's (which stay, so `1.5` and `.inf` read as before).
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+.0123456789"))
+
+
+def _child_nodes(node: yaml.Node) -> list[tuple[str, yaml.Node]]:
+    """A node's children, each with the part it adds to the dotted path: `.key` or `[index]`."""
+    if isinstance(node, yaml.MappingNode):
+        return [
+            (str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?", child)
+            for key_node, value_node in node.value
+            for child in (key_node, value_node)
+        ]
+    if isinstance(node, yaml.SequenceNode):
+        return [(f"[{index}]", child) for index, child in enumerate(node.value)]
+    return []
+
+
+def _join(path: str, part: str) -> str:
+    if part.startswith("[") or not path:
+        return f"{path}{part}"
+    return f"{path}.{part}"
+
+
+def load_yaml(text: str, root: str = "") -> Any:
+    """The value of a YAML document, read by ConfigLoader; `root` names where it sits (a `--set` key)."""
+    loader = ConfigLoader(text, root)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Config:
     """Read a YAML config, apply `key=value` overrides, and validate the result once."""
     raw = read_mapping(path)
@@ -202,7 +383,10 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     except OSError as error:
         raise ConfigError(f"{source}: cannot read the file ({error.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
+    except YamlDocumentError as error:
+        line = "" if error.line is None else f"line {error.line}: "
+        raise ConfigError(f"{source}: {line}{error.problem}{error.in_file}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{source}: invalid YAML{_yaml_position(error)}: {_yaml_problem(error)}") from None
     if raw is None:
@@ -212,8 +396,23 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
             f"{source}: expected a mapping of sections ({', '.join(Config.model_fields)}), "
             f"got {_type_name(raw)}"
         )
-    raw.setdefault("name", path.stem)
+    if "name" not in raw:
+        raw["name"] = name_from_stem(path.stem)
     return raw
+
+
+def name_from_stem(stem: str) -> str:
+    """A valid run name made from a file's stem: `my run é` gives `my_run_e`.
+
+    The user did not write this name, so it is made to fit rather than refused: accents are
+    folded to ASCII, every other run of disallowed characters becomes one `_`, and the ends
+    are trimmed to a letter or digit; `run` when nothing is left.
+    """
+    decomposed = unicodedata.normalize("NFKD", stem)
+    folded = "".join(character for character in decomposed if not unicodedata.combining(character))
+    cleaned = re.sub(r"[^A-Za-z0-9_.\-]+", "_", folded)
+    trimmed = cleaned.strip("_.-")[:NAME_LENGTH].rstrip("_.-")
+    return trimmed or "run"
 
 
 # An override is `key=value` text (from --set), or an already typed (key, value, label) triple.
@@ -257,7 +456,9 @@ def parse_override(override: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"--set {_printable(override)}: expected KEY=VALUE, e.g. --set model.layers=2")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = load_yaml(text, root=_printable(key)) if text.strip() else None
+    except YamlDocumentError as error:
+        raise ConfigError(f"--set {_printable(override)}: {error.problem}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"--set {_printable(override)}: the value is not valid YAML: {_yaml_problem(error)}") from None
     return key, value
@@ -313,7 +514,7 @@ def _describe(details: list[dict[str, Any]], key: str, field: Any) -> str:
     detail = details[0]
     kind = detail["type"]
     value = detail.get("input")
-    shown = f"{key}={value!r}"
+    shown = f"{key}{_item_index(detail['loc'], key)}={_shown(value)}"
     if kind == "extra_forbidden":
         parent, _ = _locate(detail["loc"][:-1])
         allowed = _allowed_keys(parent)
@@ -356,6 +557,18 @@ def _describe(details: list[dict[str, Any]], key: str, field: Any) -> str:
     return f"{shown}: {detail['msg']}"
 
 
+def _shown(value: Any) -> str:
+    """repr(value), cut short so that an error stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:70]}... ({len(text):,} characters)"
+
+
+def _item_index(loc: tuple[Any, ...], key: str) -> str:
+    # pydantic locates an error in a list item by its index, after the key: train.seeds[1].
+    after = loc[len(key.split(".")) :]
+    return f"[{after[0]}]" if after and isinstance(after[0], int) else ""
+
+
 def _flatten_union(annotation: Any) -> list[Any]:
     if typing.get_origin(annotation) is Union:
         return [member for arg in typing.get_args(annotation) for member in _flatten_union(arg)]
@@ -371,11 +584,7 @@ def _literal_choices(field: Any) -> list[str]:
 
 def _allowed_values(field: Any) -> str:
     """Describe a numeric field's bounds, plus any literal alternatives, e.g. '> 0.0 and < 1.0, or 'test''."""
-    metadata = list(field.metadata)
-    for member in _flatten_union(field.annotation):
-        if typing.get_origin(member) is Annotated:
-            for extra in typing.get_args(member)[1:]:
-                metadata.extend(getattr(extra, "metadata", [extra]))
+    metadata = list(field.metadata) + _constraints(field.annotation)
     bounds = []
     for constraint in metadata:
         for attribute, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
@@ -385,6 +594,20 @@ def _allowed_values(field: Any) -> str:
     text = " and ".join(bounds)
     literals = ", ".join(repr(choice) for choice in _literal_choices(field))
     return ", or ".join(part for part in (text, literals) if part)
+
+
+def _constraints(annotation: Any) -> list[Any]:
+    """The constraints inside an annotation: a union's members and a list's items (train.seeds)."""
+    found = []
+    for member in _flatten_union(annotation):
+        if typing.get_origin(member) is Annotated:
+            inner, *extras = typing.get_args(member)
+            for extra in extras:
+                found.extend(getattr(extra, "metadata", [extra]))
+            found.extend(_constraints(inner))
+        elif typing.get_origin(member) is list:
+            found.extend(_constraints(typing.get_args(member)[0]))
+    return found
 
 
 def _allowed_keys(dotted_section: str) -> list[str]:

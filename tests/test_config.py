@@ -1,8 +1,9 @@
+import time
 from pathlib import Path
 
 import pytest
 
-from rnnbench.config import CELLS, Config, ConfigError, config_from_mapping, load_config
+from rnnbench.config import CELLS, Config, ConfigError, config_from_mapping, load_config, parse_override, read_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,3 +106,99 @@ def test_every_shipped_config_loads():
 def test_mapping_round_trip():
     config = config_from_mapping({"model": {"cell": "lstm", "layers": 2}})
     assert config_from_mapping(config.to_dict()) == config
+
+
+def test_a_key_written_twice_is_refused_with_its_lines_and_mapping(tmp_path):
+    variants = "sweep:\n  variants:\n    gru: {model.cell: gru}\n    lstm: {model.cell: lstm}\n    gru: {model.layers: 2}\n"
+    path = write(tmp_path, variants)
+    with pytest.raises(ConfigError) as caught:
+        read_mapping(path)
+    assert str(caught.value) == f"{path}: line 5: key 'gru' appears twice in sweep.variants (first on line 3)"
+    assert error_of(tmp_path, "model: {cell: gru}\ntrain: {epochs: 2}\nmodel: {cell: lstm}\n") == (
+        "exp.yaml: line 3: key 'model' appears twice at the top level (first on line 1)"
+    )
+    assert error_of(tmp_path, "model: {cell: gru, units: 8, cell: lstm}\n") == "exp.yaml: line 1: key 'cell' appears twice in model (first on line 1)"
+    # Keys are compared as the values they stand for, as a Python dict would.
+    assert error_of(tmp_path, "train:\n  seeds: [1]\n  seeds: [2]\n") == "exp.yaml: line 3: key 'seeds' appears twice in train (first on line 2)"
+    assert error_of(tmp_path, "model: {cell: gru}\n", ["model={cell: gru, cell: lstm}"]) == (
+        "--set model={cell: gru, cell: lstm}: key 'cell' appears twice in model"
+    )
+
+
+def test_a_merge_key_may_override_what_it_merges(tmp_path):
+    text = "model:\n  <<: {cell: lstm, units: 8}\n  units: 16\n"
+    config = load_config(write(tmp_path, text))
+    assert (config.model.cell, config.model.units) == ("lstm", 16)
+
+
+BILLION_LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n" for previous, name in zip("abcdefgh", "bcdefghi")
+)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (BILLION_LAUGHS, "exp.yaml: its aliases expand it to more than 10,000 values, the most rnnbench reads in a config (a config needs a few dozen)"),
+        ("model:\n  cell: &a [*a]\n", "exp.yaml: line 2: anchor &a holds an alias to itself (*a), so its value would never end"),
+        ("model: &m {cell: gru, extra: *m}\n", "exp.yaml: line 1: anchor &m holds an alias to itself (*m), so its value would never end"),
+        ("model: {units: " + "[" * 60 + "]" * 60 + "}\n", "exp.yaml: line 1: values nested more than 50 levels deep (a config needs a few)"),
+        (
+            "".join(f"l{depth}: &l{depth} [{f'*l{depth - 1}' if depth else 1}]\n" for depth in range(60)),
+            "exp.yaml: line 50: its aliases nest values more than 50 levels deep (a config needs a few)",
+        ),
+    ],
+)
+def test_documents_that_expand_without_end_are_refused_at_once(tmp_path, text, expected):
+    assert len(text) < 2_000
+    started = time.perf_counter()
+    assert error_of(tmp_path, text) == expected
+    assert time.perf_counter() - started < 0.5
+
+
+def test_aliases_within_bounds_still_work(tmp_path):
+    path = write(tmp_path, "defaults: &small {model.units: 8}\nsweep:\n  variants:\n    a: *small\n    b: {<<: *small, model.layers: 2}\n")
+    raw = read_mapping(path)
+    assert raw["sweep"]["variants"] == {"a": {"model.units": 8}, "b": {"model.units": 8, "model.layers": 2}}
+
+
+def test_set_values_with_runaway_aliases_are_refused():
+    with pytest.raises(ConfigError) as caught:
+        parse_override("model.cell=&a [*a]")
+    assert str(caught.value) == "--set model.cell=&a [*a]: anchor &a holds an alias to itself (*a), so its value would never end"
+
+
+def test_floats_in_exponent_notation_are_numbers(tmp_path):
+    config = load_config(write(tmp_path, "train:\n  learning_rate: 1e-3\n"))
+    assert config.train.learning_rate == 0.001
+    assert config.model.layers == 1 and isinstance(config.model.layers, int)
+    values = [parse_override(f"x={text}")[1] for text in ("1e-3", "1E5", ".5e-2", "-2.5e+3", "2.5e3", "3", "1_000", "1.5", "e5", "1e")]
+    assert values == [0.001, 100000.0, 0.005, -2500.0, 2500.0, 3, 1000, 1.5, "e5", "1e"]
+    assert [type(value) for value in values[:7]] == [float] * 5 + [int] * 2
+    assert load_config(write(tmp_path, "model: {cell: gru}\n"), ["train.learning_rate=1E-2"]).train.learning_rate == 0.01
+    # Ints stay ints, so an integer key written as a float is still refused.
+    assert error_of(tmp_path, "train:\n  epochs: 1e3\n") == "exp.yaml: train.epochs=1000.0 is not an integer"
+
+
+def test_name_is_made_from_a_stem_that_is_not_a_valid_name(tmp_path):
+    assert load_config(write(tmp_path, "model: {cell: gru}\n", "my run é.yaml")).name == "my_run_e"
+    assert load_config(write(tmp_path, "model: {cell: gru}\n", "(draft) Çà & ça!.yaml")).name == "draft_Ca_ca"
+    assert load_config(write(tmp_path, "model: {cell: gru}\n", "日本語.yaml")).name == "run"
+    assert load_config(write(tmp_path, "model: {cell: gru}\n", "x" * 150 + ".yaml")).name == "x" * 100
+    # A name the user wrote is validated as written.
+    assert error_of(tmp_path, "name: my run\n") == (
+        "exp.yaml: name='my run' may only hold letters, digits, '_', '-' and '.', starting with a letter or digit"
+    )
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("train: {seeds: [1, 1]}\n", "exp.yaml: train.seeds=[1, 1] repeats seed 1; each seed gives one independent run"),
+        ("train: {seeds: [3, 1, 3, 2, 1]}\n", "exp.yaml: train.seeds=[3, 1, 3, 2, 1] repeats seeds 1, 3; each seed gives one independent run"),
+        ("train: {seeds: [1, 2147483648]}\n", "exp.yaml: train.seeds[1]=2147483648 is out of range (allowed: >= 0 and <= 2147483647)"),
+        ("name: " + "x" * 200 + "\n", "exp.yaml: name='" + "x" * 69 + "... (202 characters) is longer than 100 characters"),
+    ],
+)
+def test_seed_and_long_value_messages(tmp_path, text, expected):
+    assert error_of(tmp_path, text) == expected

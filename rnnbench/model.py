@@ -3,6 +3,10 @@
 Every model is  input -> encoder -> [Dropout] -> Dense(dense_units, relu) -> output,  where
 the encoder comes from one registry keyed by `model.cell`, so no cell can differ from another
 in its embedding, head or output. Nothing here reads files, seeds or prints.
+
+Each layer's parameter count has one formula, below, that serves both a built model
+(`parameter_formulas`, for `rnnbench summary`) and a config alone (`planned_parameters`), so
+that `build_model` refuses a model too large to build before it creates any layer.
 """
 
 from __future__ import annotations
@@ -14,6 +18,20 @@ import numpy as np
 from keras import layers, ops
 
 from rnnbench.config import Config
+from rnnbench.errors import InputError
+
+# Sizes that are each within their limits can together describe a model of billions of
+# parameters (2,000,000 words x 4096 dimensions), whose weights alone take tens of gigabytes
+# and whose building grinds for minutes; the largest model rnnbench builds.
+MOST_PARAMETERS = 1_000_000_000
+
+
+class ModelTooLargeError(InputError):
+    """A config whose model has more than MOST_PARAMETERS parameters, described in one line."""
+
+
+# Per layer: its name, the formula of its parameter count with the numbers filled in, the count.
+ParameterRows = list[tuple[str, str, int]]
 
 RECURRENT_LAYERS = {
     "simple_rnn": layers.SimpleRNN,
@@ -45,6 +63,26 @@ def _recurrent_encoder(cell: str) -> Callable[[Config, int], list[layers.Layer]]
         return stack
 
     return encoder
+
+
+def _recurrent_parameters(cell: str) -> Callable[[Config, int], tuple[ParameterRows, int]]:
+    def parameters(config: Config, vocabulary_size: int) -> tuple[ParameterRows, int]:
+        model = config.model
+        rows = [("embedding", *_embedding_formula(vocabulary_size, model.embedding_dim))]
+        directions = 2 if model.bidirectional else 1
+        inputs = model.embedding_dim
+        for depth in range(model.layers):
+            formula, count = _recurrent_formula(cell, inputs, model.units)
+            name = f"{cell}_{depth + 1}"
+            if model.bidirectional:
+                formula, count = _bidirectional_formula(formula, count)
+                name = f"bidirectional_{name}"
+            rows.append((name, formula, count))
+            # The next layer reads this one's output: units per direction, concatenated.
+            inputs = directions * model.units
+        return rows, inputs
+
+    return parameters
 
 
 @keras.saving.register_keras_serializable(package="rnnbench")
@@ -86,15 +124,32 @@ def _bag_of_words(config: Config, vocabulary_size: int) -> list[layers.Layer]:
     return [MultiHot(vocabulary_size, name="bag_of_words")]
 
 
+def _bag_of_words_parameters(config: Config, vocabulary_size: int) -> tuple[ParameterRows, int]:
+    return [("bag_of_words", "no weights", 0)], vocabulary_size
+
+
 def _flat_embedding(config: Config, vocabulary_size: int) -> list[layers.Layer]:
     # The lecture's "train data embedding": word vectors concatenated in order.
     return [_embedding(config, vocabulary_size), layers.Flatten(name="flatten")]
+
+
+def _flat_embedding_parameters(config: Config, vocabulary_size: int) -> tuple[ParameterRows, int]:
+    embedding = ("embedding", *_embedding_formula(vocabulary_size, config.model.embedding_dim))
+    return [embedding, ("flatten", "no weights", 0)], config.data.maxlen * config.model.embedding_dim
 
 
 ENCODERS: dict[str, Callable[[Config, int], list[layers.Layer]]] = {
     **{cell: _recurrent_encoder(cell) for cell in RECURRENT_LAYERS},
     "ann": _bag_of_words,
     "embedding": _flat_embedding,
+}
+
+# Per cell, the rows (name, formula, count) of the layers its encoder above builds, and the
+# width of the features it hands the dense head, computed from the config alone.
+ENCODER_PARAMETERS: dict[str, Callable[[Config, int], tuple[ParameterRows, int]]] = {
+    **{cell: _recurrent_parameters(cell) for cell in RECURRENT_LAYERS},
+    "ann": _bag_of_words_parameters,
+    "embedding": _flat_embedding_parameters,
 }
 
 
@@ -107,6 +162,7 @@ def build_model(
     """
     if num_classes < 2:
         raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+    refuse_too_large(config, vocabulary_size, num_classes)
     stack: list[layers.Layer] = [keras.Input(shape=(config.data.maxlen,), dtype="int32", name="tokens")]
     stack += ENCODERS[config.model.cell](config, vocabulary_size)
     if config.model.dropout > 0:
@@ -114,21 +170,24 @@ def build_model(
         # checkpoint restores it; unseeded, the torch backend would use torch's global generator.
         stack.append(layers.Dropout(config.model.dropout, seed=config.train.seed, name="dropout"))
     stack.append(layers.Dense(config.model.dense_units, activation="relu", name="dense"))
-    if num_classes == 2:
-        stack.append(layers.Dense(1, activation="sigmoid", name="output"))
-    else:
-        stack.append(layers.Dense(num_classes, activation="softmax", name="output"))
+    activation = "sigmoid" if num_classes == 2 else "softmax"
+    stack.append(layers.Dense(output_units(num_classes), activation=activation, name="output"))
     model = keras.Sequential(stack, name=f"{config.model.cell}_classifier")
     if embedding_matrix is not None:
         model.get_layer("embedding").set_weights([embedding_matrix])
     return model
 
 
+def output_units(num_classes: int) -> int:
+    """Two classes need one sigmoid unit (the probability of the second); more need one softmax unit each."""
+    return 1 if num_classes == 2 else num_classes
+
+
 def loss_for(num_classes: int) -> str:
     return "binary_crossentropy" if num_classes == 2 else "sparse_categorical_crossentropy"
 
 
-def parameter_formulas(model: keras.Model) -> list[tuple[str, str, int]]:
+def parameter_formulas(model: keras.Model) -> ParameterRows:
     """Per layer: (name, the parameter-count formula with its numbers filled in, the count)."""
     rows = []
     for layer in model.layers:
@@ -137,31 +196,116 @@ def parameter_formulas(model: keras.Model) -> list[tuple[str, str, int]]:
     return rows
 
 
+def planned_parameters(config: Config, vocabulary_size: int, num_classes: int) -> ParameterRows:
+    """Per layer of the model `build_model` would build: (name, formula, count), from the config alone.
+
+    The same rows as `parameter_formulas(build_model(config, vocabulary_size, num_classes))`,
+    with nothing built, so that a model's size is known in microseconds.
+    """
+    return _plan(config, vocabulary_size, num_classes)[0]
+
+
+def _plan(config: Config, vocabulary_size: int, num_classes: int) -> tuple[ParameterRows, int]:
+    """planned_parameters' rows, and the width of the features the encoder hands the dense head."""
+    rows, features = ENCODER_PARAMETERS[config.model.cell](config, vocabulary_size)
+    if config.model.dropout > 0:
+        rows.append(("dropout", "no weights", 0))
+    rows.append(("dense", *_dense_formula(features, config.model.dense_units)))
+    rows.append(("output", *_dense_formula(config.model.dense_units, output_units(num_classes))))
+    return rows, features
+
+
+def refuse_too_large(config: Config, vocabulary_size: int, num_classes: int) -> None:
+    """Raise ModelTooLargeError for a model of more than MOST_PARAMETERS parameters, naming
+    its largest parts and the keys that size them."""
+    rows, features = _plan(config, vocabulary_size, num_classes)
+    total = sum(count for _, _, count in rows)
+    if total <= MOST_PARAMETERS:
+        return
+    model = config.model
+    counts = {name: count for name, _, count in rows}
+    recurrent = sum(count for name, _, count in rows if name.removeprefix("bidirectional_").startswith(f"{model.cell}_"))
+    outputs = output_units(num_classes)
+    # Each part of the model: (its count, how it is made, the keys that size it).
+    dense_keys = _DENSE_KEYS.get(model.cell, ("model.units", "model.dense_units"))
+    parts = [
+        (counts["dense"], f"dense {features:,} x {model.dense_units} = {counts['dense']:,}", dense_keys),
+        (counts["output"], f"output {model.dense_units} x {outputs:,} = {counts['output']:,}", ("model.dense_units",)),
+    ]
+    if "embedding" in counts:
+        description = f"embedding {vocabulary_size:,} x {model.embedding_dim} = {counts['embedding']:,}"
+        parts.append((counts["embedding"], description, ("data.num_words", "model.embedding_dim")))
+    if recurrent:
+        layer_noun = "layer" if model.layers == 1 else "layers"
+        direction = "bidirectional " if model.bidirectional else ""
+        description = f"{model.layers} {direction}{model.cell} {layer_noun} of {model.units} units = {recurrent:,}"
+        parts.append((recurrent, description, ("model.units", "model.layers")))
+    # The largest parts that together make up most of the total: those are the ones to lower.
+    named: list[str] = []
+    keys: list[str] = []
+    covered = 0
+    for count, description, part_keys in sorted(parts, key=lambda part: part[0], reverse=True):
+        if covered >= 0.9 * total or len(named) == 3:
+            break
+        named.append(description)
+        keys += [key for key in part_keys if key not in keys]
+        covered += count
+    lower = keys[0] if len(keys) == 1 else f"{', '.join(keys[:-1])} or {keys[-1]}"
+    raise ModelTooLargeError(
+        f"model of {total:,} parameters ({'; '.join(named)}) is over rnnbench's limit of {MOST_PARAMETERS:,}; lower {lower}"
+    )
+
+
+# What sizes the dense head's input: the vocabulary for the bag of words, the flattened
+# sequence for `embedding`, and (the default) the last recurrent layer's units.
+_DENSE_KEYS = {
+    "ann": ("data.num_words", "model.dense_units"),
+    "embedding": ("data.maxlen", "model.embedding_dim", "model.dense_units"),
+}
+
+
+# The formulas, one per kind of layer, with their numbers filled in: each returns (formula, count).
+
+
+def _embedding_formula(vocabulary_size: int, embedding_dim: int) -> tuple[str, int]:
+    count = vocabulary_size * embedding_dim
+    return f"vocabulary {vocabulary_size:,} x embedding {embedding_dim} = {count:,}", count
+
+
+# Per cell: its gates, its bias vectors per gate, and how the formula names the gates. Each gate
+# has an input kernel, a recurrent kernel and a bias; Keras 3's GRU (reset_after=True) keeps
+# separate input and recurrent biases, hence 2.
+_GATES = {"simple_rnn": (1, 1, ""), "lstm": (4, 1, "4 gates x "), "gru": (3, 2, "3 gates x ")}
+
+
+def _recurrent_formula(cell: str, inputs: int, units: int, biases: Optional[int] = None) -> tuple[str, int]:
+    gates, default_biases, what = _GATES[cell]
+    biases = default_biases if biases is None else biases
+    count = gates * units * (inputs + units + biases)
+    return f"{what}units {units} x (input {inputs} + recurrent {units} + bias {biases}) = {count:,}", count
+
+
+def _bidirectional_formula(inner: str, count: int) -> tuple[str, int]:
+    # A forward and a backward copy of the layer, each with its own weights.
+    return f"2 directions x [{inner}]", 2 * count
+
+
+def _dense_formula(inputs: int, units: int) -> tuple[str, int]:
+    count = inputs * units + units
+    return f"input {inputs:,} x units {units} + bias {units} = {count:,}", count
+
+
 def _formula(layer: layers.Layer) -> tuple[str, int]:
     if isinstance(layer, layers.Bidirectional):
-        inner, count = _formula(layer.forward_layer)
-        return f"2 directions x [{inner}]", 2 * count
+        return _bidirectional_formula(*_formula(layer.forward_layer))
     if isinstance(layer, layers.Embedding):
-        count = layer.input_dim * layer.output_dim
-        return f"vocabulary {layer.input_dim:,} x embedding {layer.output_dim} = {count:,}", count
-    if isinstance(layer, (layers.SimpleRNN, layers.LSTM, layers.GRU)):
-        units = layer.units
-        inputs = layer.cell.kernel.shape[0]
-        # Each gate has an input kernel, a recurrent kernel and a bias; Keras 3's GRU
-        # (reset_after=True) keeps separate input and recurrent biases, hence "+ 2".
-        gates, biases, what = {
-            layers.SimpleRNN: (1, 1, ""),
-            layers.LSTM: (4, 1, "4 gates x "),
-            layers.GRU: (3, 2 if getattr(layer, "reset_after", True) else 1, "3 gates x "),
-        }[type(layer)]
-        count = gates * units * (inputs + units + biases)
-        return (
-            f"{what}units {units} x (input {inputs} + recurrent {units} + bias {biases}) = {count:,}",
-            count,
-        )
+        return _embedding_formula(layer.input_dim, layer.output_dim)
+    for cell, recurrent_layer in RECURRENT_LAYERS.items():
+        if type(layer) is recurrent_layer:
+            # A GRU built with reset_after=False has one bias per gate; rnnbench builds none.
+            biases = 1 if cell == "gru" and not getattr(layer, "reset_after", True) else None
+            return _recurrent_formula(cell, layer.cell.kernel.shape[0], layer.units, biases)
     if isinstance(layer, layers.Dense):
-        inputs = layer.kernel.shape[0]
-        count = inputs * layer.units + layer.units
-        return f"input {inputs:,} x units {layer.units} + bias {layer.units} = {count:,}", count
+        return _dense_formula(layer.kernel.shape[0], layer.units)
     count = layer.count_params() if layer.built else 0
     return ("no weights" if count == 0 else f"{count:,}"), count

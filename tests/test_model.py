@@ -1,9 +1,24 @@
+import time
+
 import keras
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from rnnbench.cli import main
 from rnnbench.config import CELLS, config_from_mapping
-from rnnbench.model import ENCODERS, MultiHot, build_model, loss_for, parameter_formulas
+from rnnbench.errors import InputError
+from rnnbench.model import (
+    ENCODER_PARAMETERS,
+    ENCODERS,
+    MOST_PARAMETERS,
+    ModelTooLargeError,
+    MultiHot,
+    build_model,
+    loss_for,
+    parameter_formulas,
+    planned_parameters,
+)
 
 
 def lecture(cell: str, *overrides: str, maxlen: int = 20):
@@ -11,7 +26,7 @@ def lecture(cell: str, *overrides: str, maxlen: int = 20):
 
 
 def test_registry_covers_every_configurable_cell():
-    assert set(ENCODERS) == set(CELLS)
+    assert set(ENCODERS) == set(CELLS) == set(ENCODER_PARAMETERS)
 
 
 @pytest.mark.parametrize(
@@ -96,3 +111,84 @@ def test_a_saved_bag_of_words_model_loads_again(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "ann.keras")
     tokens = np.array([[0, 1, 2, 3, 4]], dtype="int32")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(tokens)), keras.ops.convert_to_numpy(network(tokens)))
+
+
+@pytest.mark.parametrize(
+    "cell, extra, num_classes",
+    [
+        *[(cell, (), 2) for cell in CELLS],
+        *[(cell, ("model.layers=2", "model.bidirectional=true", "model.units=17", "model.embedding_dim=9", "model.dropout=0.1"), 3) for cell in CELLS],
+        ("lstm", ("model.bidirectional=true",), 2),
+        ("gru", ("model.layers=3", "model.units=7", "model.dense_units=5"), 5),
+    ],
+)
+def test_planned_parameters_equal_the_built_models(cell, extra, num_classes):
+    config = lecture(cell, *extra)
+    planned = planned_parameters(config, 1_000, num_classes)
+    network = build_model(config, 1_000, num_classes)
+    assert planned == parameter_formulas(network)
+    assert sum(count for _, _, count in planned) == network.count_params()
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (
+            ("data.num_words=2000000", "model.embedding_dim=4096"),
+            "model of 8,192,623,865 parameters (embedding 2,000,000 x 4096 = 8,192,000,000) is over rnnbench's limit of "
+            "1,000,000,000; lower data.num_words or model.embedding_dim",
+        ),
+        (
+            ("model.cell=lstm", "model.layers=8", "model.bidirectional=true", "model.units=4096"),
+            "model of 2,955,452,769 parameters (8 bidirectional lstm layers of 4096 units = 2,954,690,560) is over rnnbench's "
+            "limit of 1,000,000,000; lower model.units or model.layers",
+        ),
+        (
+            ("data.num_words=2000000", "model.embedding_dim=4096", "model.cell=lstm", "model.layers=8", "model.bidirectional=true", "model.units=4096"),
+            "model of 11,279,532,097 parameters (embedding 2,000,000 x 4096 = 8,192,000,000; 8 bidirectional lstm layers of 4096 units "
+            "= 3,087,269,888) is over rnnbench's limit of 1,000,000,000; lower data.num_words, model.embedding_dim, model.units or model.layers",
+        ),
+        (
+            ("model.cell=ann", "data.num_words=2000000", "model.dense_units=4096"),
+            "model of 8,192,008,193 parameters (dense 2,000,000 x 4096 = 8,192,004,096) is over rnnbench's limit of "
+            "1,000,000,000; lower data.num_words or model.dense_units",
+        ),
+        (
+            ("model.cell=embedding", "data.maxlen=100000", "model.embedding_dim=1000", "model.dense_units=100"),
+            "model of 10,010,000,201 parameters (dense 100,000,000 x 100 = 10,000,000,100) is over rnnbench's limit of "
+            "1,000,000,000; lower data.maxlen, model.embedding_dim or model.dense_units",
+        ),
+    ],
+)
+def test_a_model_too_large_is_refused_before_any_layer_is_made(monkeypatch, overrides, expected):
+    config = config_from_mapping({}, overrides=overrides)
+
+    def no_layers(*arguments, **keywords):
+        raise AssertionError("a layer was made")
+
+    monkeypatch.setattr(keras, "Input", no_layers)
+    started = time.perf_counter()
+    with pytest.raises(ModelTooLargeError) as caught:
+        build_model(config, config.data.num_words, 2)
+    assert time.perf_counter() - started < 0.1
+    assert str(caught.value) == expected and len(expected) < 300
+    assert isinstance(caught.value, InputError) and caught.value.exit_code == 2
+    assert sum(count for _, _, count in planned_parameters(config, config.data.num_words, 2)) > MOST_PARAMETERS
+
+
+def test_the_largest_lecture_sized_models_are_allowed():
+    config = lecture("lstm", "model.layers=8", "model.bidirectional=true", "model.units=1024")
+    assert sum(count for _, _, count in planned_parameters(config, 10_000, 2)) < MOST_PARAMETERS
+
+
+def test_summary_of_a_model_too_large_exits_2_at_once(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("data:\n  num_words: 2000000\nmodel:\n  embedding_dim: 4096\n", encoding="utf-8")
+    started = time.perf_counter()
+    outcome = CliRunner().invoke(main, ["summary", str(path)])
+    assert time.perf_counter() - started < 1.0
+    assert outcome.exit_code == 2
+    assert outcome.output == (
+        "Error: model of 8,192,623,865 parameters (embedding 2,000,000 x 4096 = 8,192,000,000) is over rnnbench's limit of "
+        "1,000,000,000; lower data.num_words or model.embedding_dim\n"
+    )

@@ -163,15 +163,22 @@ def run(
 @main.command()
 @runs_dir_option
 @click.option("--format", "output_format", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True)
-@click.option("--per-run", is_flag=True, help="One row per run instead of one per config (its seeds summarised).")
-@click.option("--all", "show_all", is_flag=True, help="One row per run, including runs that did not complete, with their status.")
+@click.option("--per-run", is_flag=True, help="One row per counted run (the latest per config and seed) instead of one per config.")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="One row per run, including runs that did not complete and runs replaced by a later run of the same config and seed, with their status.",
+)
 @click.option("--name", "names", multiple=True, metavar="PATTERN", help="Only runs whose name matches this glob pattern (repeatable).")
 def compare(runs_dir: str, output_format: str, per_run: bool, show_all: bool, names: Sequence[str]) -> None:
     """Print the comparison table of recorded runs, best validation accuracy first.
 
     Runs that share a config apart from their seed form one row: n, mean ± standard deviation
-    of the best validation accuracy, its 95% confidence interval and the mean test accuracy,
-    followed by a verdict on which configs can't be told apart from the best.
+    of the best validation accuracy, its 95% confidence interval, the mean test accuracy and
+    the mean gap between the two (val−test), followed by a verdict on which configs can't be
+    told apart from the best. n counts distinct seeds: a config and seed trained again counts
+    once, by its latest completed run. Collapsed models and runs with warnings are flagged.
     """
     from rnnbench import report, results
 

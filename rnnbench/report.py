@@ -1,4 +1,8 @@
-"""Formatting recorded runs: comparison tables (plain text, Markdown, CSV, JSON) and reports."""
+"""Formatting recorded runs: comparison tables (plain text, Markdown, CSV, JSON) and reports.
+
+Every table and report counts the runs that `verdict.counted_runs` counts: one completed run per
+config and seed, the one that finished last.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import csv
 import io
 import json
 import platform
+import statistics
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
@@ -15,7 +20,7 @@ from typing import Any, Callable
 from tabulate import tabulate
 
 from rnnbench.results import write_atomic
-from rnnbench.verdict import Group, group_runs, verdict
+from rnnbench.verdict import Group, counted_runs, group_runs, mark_replaced, val_test_gap, verdict
 
 FORMATS = ("table", "markdown", "csv", "json")
 _BASELINES = ("ann", "embedding")
@@ -23,13 +28,13 @@ _BASELINES = ("ann", "embedding")
 
 def _cell(record: dict[str, Any]) -> str:
     model = record["config"]["model"]
-    return f"bi-{model['cell']}" if model["bidirectional"] and model["cell"] not in _BASELINES else model["cell"]
+    return f"bi-{model['cell']}" if model.get("bidirectional") and model["cell"] not in _BASELINES else model["cell"]
 
 
 def _recurrent_only(key: str) -> Callable[[dict[str, Any]], Any]:
     def value(record: dict[str, Any]) -> Any:
         model = record["config"]["model"]
-        return "-" if model["cell"] in _BASELINES else model[key]
+        return "-" if model["cell"] in _BASELINES else model.get(key, "-")
 
     return value
 
@@ -42,22 +47,40 @@ def _result(key: str, digits: int) -> Callable[[dict[str, Any]], Any]:
     return value
 
 
-# (header, how to read it from a run's record)
+def _gap(record: dict[str, Any]) -> str:
+    gap = val_test_gap(record)
+    return "-" if gap is None else f"{gap:+.4f}"
+
+
+def _warnings(record: dict[str, Any]) -> str:
+    warnings = record.get("warnings", [])
+    if record.get("result", {}).get("collapsed") is True and not warnings:
+        # The runner words a collapse as one of the warnings; a record without them still shows it.
+        warnings = ["collapsed: one class predicted for every validation row"]
+    return "; ".join(warnings)
+
+
+# (header, how to read it from a run's record); a run that did not complete may lack parameters,
+# backend and device (see results.RECORD_FIELDS).
 COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("name", lambda record: record["name"]),
     ("dataset", lambda record: record.get("data", {}).get("dataset", "-")),
     ("cell", _cell),
     ("layers", _recurrent_only("layers")),
-    ("embedding dim", lambda record: "-" if record["config"]["model"]["cell"] == "ann" else record["config"]["model"]["embedding_dim"]),
+    ("embedding dim", lambda record: "-" if record["config"]["model"]["cell"] == "ann" else record["config"]["model"].get("embedding_dim", "-")),
     ("units", _recurrent_only("units")),
-    ("params", lambda record: f"{record['parameters']:,}"),
+    ("params", lambda record: f"{record['parameters']:,}" if "parameters" in record else "-"),
     ("best val acc", _result("best_val_accuracy", 4)),
     ("best epoch", lambda record: record.get("result", {}).get("best_epoch", "-")),
     ("val macro-F1", _result("val_macro_f1", 4)),
     ("test acc", _result("test_accuracy", 4)),
+    # Best validation accuracy minus test accuracy: large when choosing on validation flatters.
+    ("val−test", _gap),
     ("s/epoch", _result("mean_epoch_seconds", 1)),
-    ("backend", lambda record: record["backend"]),
-    ("device", lambda record: record["device"]),
+    ("backend", lambda record: record.get("backend", "-")),
+    ("device", lambda record: record.get("device", "-")),
+    # Shown only when some run has one: a collapsed model (one class for every validation row) or a runner's warning.
+    ("warnings", _warnings),
 ]
 
 
@@ -67,15 +90,18 @@ def sort_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def format_runs(records: list[dict[str, Any]], output_format: str = "table", show_status: bool = False) -> str:
-    """One row per run, best validation accuracy first."""
+    """One row per run, best validation accuracy first: the counted runs (`verdict.counted_runs`),
+    or with `show_status` every run, a completed one that a later run replaced shown as `replaced`."""
+    records = mark_replaced(records) if show_status else counted_runs(records)
     # Macro-F1 is shown only when some run has it (runs recorded before it existed don't).
     has_f1 = any("val_macro_f1" in record.get("result", {}) for record in records)
-    columns = [column for column in COLUMNS if has_f1 or column[0] != "val macro-F1"]
+    has_warnings = any(_warnings(record) for record in records)
+    columns = [column for column in COLUMNS if (has_f1 or column[0] != "val macro-F1") and (has_warnings or column[0] != "warnings")]
     if show_status:
         columns += [("status", lambda record: record["status"]), ("run", lambda record: record["run_id"])]
     ordered = sort_runs(records)
     if output_format == "json":
-        return json.dumps(ordered, indent=2)
+        return json.dumps([{**record, "val_test_gap": val_test_gap(record)} for record in ordered], indent=2)
     return _render([header for header, _ in columns], [[read(record) for _, read in columns] for record in ordered], output_format)
 
 
@@ -92,6 +118,18 @@ def _interval(group: Group) -> str:
     return "-" if interval is None else f"[{interval[0]:.4f}, {interval[1]:.4f}]"
 
 
+def _mean_gap(group: Group) -> str:
+    gaps = group.val_test_gaps
+    return "-" if not gaps else f"{statistics.fmean(gaps):+.4f}"
+
+
+def _group_warnings(group: Group) -> str:
+    runs = "run" if group.n == 1 else "runs"
+    parts = [f"collapsed in {group.collapsed} of {group.n} {runs}"] if group.collapsed else []
+    parts += [f"warnings in {group.with_warnings} of {group.n} {runs}"] if group.with_warnings else []
+    return "; ".join(parts)
+
+
 def _first(read: Callable[[dict[str, Any]], Any]) -> Callable[[Group], Any]:
     return lambda group: read(group.records[0])
 
@@ -103,8 +141,11 @@ GROUP_COLUMNS: list[tuple[str, Callable[[Group], Any]]] = [
     ("95% CI", _interval),
     ("val macro-F1", _mean("val_macro_f1", 4)),
     ("test acc", _mean("test_accuracy", 4)),
+    ("val−test", _mean_gap),
     ("s/epoch", _mean("mean_epoch_seconds", 1)),
-    *((header, _first(read)) for header, read in COLUMNS[-2:]),
+    ("backend", _first(lambda record: record["backend"])),
+    ("device", _first(lambda record: record["device"])),
+    ("warnings", _group_warnings),
 ]
 
 
@@ -114,7 +155,8 @@ def format_groups(records: list[dict[str, Any]], output_format: str = "table", w
     if output_format == "json":
         return json.dumps({"groups": [_group_dict(group) for group in groups], "verdict": verdict(groups)}, indent=2)
     has_f1 = any(group.mean_of("val_macro_f1") is not None for group in groups)
-    columns = [column for column in GROUP_COLUMNS if has_f1 or column[0] != "val macro-F1"]
+    has_warnings = any(_group_warnings(group) for group in groups)
+    columns = [column for column in GROUP_COLUMNS if (has_f1 or column[0] != "val macro-F1") and (has_warnings or column[0] != "warnings")]
     table = _render([header for header, _ in columns], [[read(group) for _, read in columns] for group in groups], output_format)
     if output_format == "csv" or not with_verdict:
         return table
@@ -141,11 +183,14 @@ def _group_dict(group: Group) -> dict[str, Any]:
         "best_val_accuracy_ci95": group.interval,
         "val_macro_f1_mean": group.mean_of("val_macro_f1"),
         "test_accuracy_mean": group.mean_of("test_accuracy"),
+        "val_test_gap_mean": statistics.fmean(group.val_test_gaps) if group.val_test_gaps else None,
         "mean_epoch_seconds": group.mean_of("mean_epoch_seconds"),
         "parameters": first["parameters"],
         "backend": first["backend"],
         "device": first["device"],
         "runs": [record["run_id"] for record in group.records],
+        "collapsed_runs": [record["run_id"] for record in group.records if record.get("result", {}).get("collapsed") is True],
+        "warnings": {record["run_id"]: record["warnings"] for record in group.records if record.get("warnings")},
     }
 
 
@@ -163,7 +208,7 @@ def _render(headers: list[str], rows: list[list[Any]], output_format: str) -> st
 
 
 def _alignment(headers: list[str]) -> tuple[str, ...]:
-    numeric = {"layers", "embedding dim", "units", "params", "n", "best val acc", "95% CI", "best epoch", "val macro-F1", "test acc", "s/epoch"}
+    numeric = {"layers", "embedding dim", "units", "params", "n", "best val acc", "95% CI", "best epoch", "val macro-F1", "test acc", "val−test", "s/epoch"}
     return tuple("right" if header in numeric else "left" for header in headers)
 
 
@@ -184,8 +229,11 @@ def write_report(records: list[dict[str, Any]], runs_dir: Path, out_dir: Path, t
         pictures.append((f"Learning curves: {group.name}", plots.learning_curves(group, runs_dir, path)))
 
     wall = sum(record["result"].get("wall_seconds", record["result"].get("train_seconds", 0.0)) for record in completed)
+    # Completed runs that a later run of the same config and seed replaced (verdict.counted_runs).
+    replaced = sum(1 for record in records if "best_val_accuracy" in record.get("result", {})) - len(completed)
     facts = [
-        f"{len(completed)} completed runs in {len(groups)} configs, from `{runs_dir}`",
+        f"{len(completed)} completed runs in {len(groups)} configs, from `{runs_dir}`"
+        + (f" ({replaced} more replaced by a later run of the same config and seed)" if replaced else ""),
         f"time spent in these runs, added up: {wall / 60:.1f} min",
         f"made with `{command}` on {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
     ]

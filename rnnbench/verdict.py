@@ -1,5 +1,12 @@
 """Grouping runs that differ only in their seed, their statistics, and which differences are real.
 
+Which runs count: within a group (runs sharing a config apart from the seed, `group_key`), one
+completed run per seed, the one that finished last. A run trained again for the same config and
+seed (`run --force`, a seed listed twice, two runs started at once) replaces the earlier one in
+every statistic, so n is the number of distinct seeds; the replaced run stays on disk and in
+`compare --all`, with the status `replaced` (derived here, never stored). `counted_runs` is that
+rule, and `group_runs`, the per-run table and the report all go through it.
+
 A group's numbers are the mean and sample standard deviation of the best validation accuracy
 over its seeds, with a 95% confidence interval from Student's t. The verdict compares every
 group with the best one by Welch's two-sided t-test at the 5% level: a group whose difference
@@ -16,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 ALPHA = 0.05
+# Not stored: how `mark_replaced` shows a completed run that a later run of its config and seed replaced.
+REPLACED = "replaced"
 TEST_NAME = "Welch's t-test on best validation accuracy over seeds, two-sided, 5% level"
 
 
@@ -63,6 +72,27 @@ class Group:
     def seeds(self) -> list[int]:
         return sorted(record["config"]["train"]["seed"] for record in self.records)
 
+    @property
+    def val_test_gaps(self) -> list[float]:
+        return [gap for gap in map(val_test_gap, self.records) if gap is not None]
+
+    @property
+    def collapsed(self) -> int:
+        """How many of the runs predict a single class for every validation row."""
+        return sum(1 for record in self.records if record.get("result", {}).get("collapsed") is True)
+
+    @property
+    def with_warnings(self) -> int:
+        return sum(1 for record in self.records if record.get("warnings"))
+
+
+def val_test_gap(record: dict[str, Any]) -> Optional[float]:
+    """Best validation accuracy minus test accuracy: how much choosing on validation flatters the run."""
+    result = record.get("result", {})
+    if "best_val_accuracy" not in result or "test_accuracy" not in result:
+        return None
+    return float(result["best_val_accuracy"]) - float(result["test_accuracy"])
+
 
 def group_key(record: dict[str, Any]) -> str:
     """The resolved config without its seed: runs sharing it differ by chance alone."""
@@ -75,12 +105,43 @@ def group_key(record: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True)
 
 
-def group_runs(records: list[dict[str, Any]]) -> list[Group]:
-    """Completed runs grouped by config apart from the seed, best mean validation accuracy first."""
-    groups: dict[str, Group] = {}
-    for record in records:
-        if "best_val_accuracy" not in record.get("result", {}):
+def _completed(record: dict[str, Any]) -> bool:
+    return record.get("status", "completed") == "completed" and "best_val_accuracy" in record.get("result", {})
+
+
+def _finished(record: dict[str, Any]) -> tuple[int, str]:
+    """When a run finished, for ordering: its last update in the index. A record not read back
+    from the index (the runner's own, just returned) has just finished, so it sorts last."""
+    return (0, record["updated"]) if "updated" in record else (1, "")
+
+
+def counted_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The completed runs that the statistics count, in the order given: in each group, one run
+    per seed, the one that finished last (the later in `records` when they finished together)."""
+    latest: dict[tuple[str, int], int] = {}
+    for position, record in enumerate(records):
+        if not _completed(record):
             continue
+        key = (group_key(record), record["config"]["train"]["seed"])
+        if key not in latest or _finished(record) >= _finished(records[latest[key]]):
+            latest[key] = position
+    counted = set(latest.values())
+    return [record for position, record in enumerate(records) if position in counted]
+
+
+def mark_replaced(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`records`, with every completed run that `counted_runs` leaves out shown as `replaced`."""
+    counted = {id(record) for record in counted_runs(records)}
+    return [
+        {**record, "status": REPLACED} if _completed(record) and id(record) not in counted else record
+        for record in records
+    ]
+
+
+def group_runs(records: list[dict[str, Any]]) -> list[Group]:
+    """The counted runs (`counted_runs`) grouped by config apart from the seed, best mean validation accuracy first."""
+    groups: dict[str, Group] = {}
+    for record in counted_runs(records):
         groups.setdefault(group_key(record), Group(name=record["name"])).records.append(record)
     return sorted(groups.values(), key=lambda group: -group.mean)
 

@@ -39,10 +39,13 @@ def test_bad_override_fails_before_anything_runs(tmp_path):
 
 def test_missing_data_is_one_line_and_writes_no_run(tmp_path):
     outcome = invoke("run", str(ROOT / "configs" / "ann.yaml"), "--data-dir", str(tmp_path / "nowhere"), "--runs-dir", str(tmp_path / "runs"))
-    assert outcome.exit_code == 1
+    # Missing data is a mistake in the input: exit code 2.
+    assert outcome.exit_code == 2
     assert outcome.output.startswith(f"[ann] ann, backend tensorflow\nError: IMDB not found in {tmp_path / 'nowhere'} (looked for ")
     assert outcome.output.count("\n") == 2
-    assert not (tmp_path / "runs").exists()
+    # The runner may have made the runs folder and its index, to check them, but no run.
+    assert results.read_runs(tmp_path / "runs", statuses=None) == []
+    assert not (tmp_path / "runs").exists() or [path.name for path in (tmp_path / "runs").iterdir()] == ["index.sqlite"]
 
 
 def test_run_then_compare(tiny_data_dir, tmp_path):
@@ -70,11 +73,11 @@ def test_run_then_compare(tiny_data_dir, tmp_path):
     assert csv_lines[1].startswith("tiny,imdb,ann,-,-,-,")
 
 
-def fake_record(name: str, cell: str, accuracy: float, status: str = "completed") -> dict:
+def fake_record(name: str, cell: str, accuracy: float, seed: int = 1) -> dict:
     return {
         "name": name,
         "data": {"dataset": "imdb"},
-        "config": {"model": {"cell": cell, "layers": 1, "embedding_dim": 50, "units": 50, "bidirectional": False}},
+        "config": {"model": {"cell": cell, "layers": 1, "embedding_dim": 50, "units": 50, "bidirectional": False}, "train": {"seed": seed}},
         "parameters": 516_965,
         "backend": "tensorflow",
         "device": "CPU: test",
@@ -91,7 +94,7 @@ def test_compare_sorts_by_best_validation_accuracy_and_hides_unfinished(tmp_path
     rows = invoke("compare", "--runs-dir", str(runs), "--per-run").output.splitlines()[2:]
     assert [row.split()[0] for row in rows] == ["b", "a", "c"]
     # These records carry no macro-F1, so that column is left out.
-    assert rows[0].split()[7:11] == ["0.8700", "3", "0.8600", "12.3"]
+    assert rows[0].split()[7:12] == ["0.8700", "3", "0.8600", "+0.0100", "12.3"]
     every = invoke("compare", "--runs-dir", str(runs), "--all").output.splitlines()
     assert "status" in every[0] and len(every) == 6 and "running" in every[-1]
 

@@ -3,6 +3,7 @@ import json
 import struct
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from rnnbench import results
@@ -102,3 +103,101 @@ def test_unwritable_report_folder_is_one_line(tmp_path):
     assert outcome.exit_code == 1
     assert outcome.output.startswith(f"Error: cannot write the report into {blocker / 'report'}: ")
     assert outcome.output.count("\n") == 1
+
+
+def index_again(runs_dir: Path, run_id: str, of: str, **changes) -> None:
+    """Index another run of the same config and seed as run `of` (as `run --force` would), with `changes` to its record."""
+    [earlier] = [record for record in results.read_runs(runs_dir) if record["run_id"] == of]
+    record = {key: value for key, value in earlier.items() if key not in ("run_id", "status", "started", "updated")}
+    for key, value in changes.items():
+        record[key] = {**record[key], **value} if isinstance(value, dict) else value
+    results.index_run(runs_dir, run_id, record["name"], "completed", record)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_compare_counts_the_latest_run_of_each_seed_and_shows_the_val_test_gap(tmp_path):
+    runs_dir = tmp_path / "runs"
+    seed_runs(runs_dir)
+    index_again(runs_dir, "run-gru-1-again", "run-gru-1", result={"best_val_accuracy": 0.861, "test_accuracy": 0.83})
+    grouped = invoke("compare", "--runs-dir", str(runs_dir)).output.splitlines()
+    assert grouped[0].split() == ["name", "dataset", "cell", "layers", "embedding", "dim", "units", "params", "n", "best", "val", "acc",
+                                  "95%", "CI", "test", "acc", "val−test", "s/epoch", "backend", "device"]
+    # n counts seeds 1 and 2 once each; seed 1 by its retrained run (0.861, test 0.83).
+    assert grouped[2] == "gru     imdb       gru            1               50       50   516,965    2  0.8565 ± 0.0064  [0.7993, 0.9137]      0.8350     +0.0215        3.0  tensorflow  CPU: test"
+    assert grouped[3] == "lstm    imdb       lstm           1               50       50   521,865    2  0.8015 ± 0.0007  [0.7951, 0.8079]      0.7900     +0.0115        3.0  tensorflow  CPU: test"
+    assert grouped[-2:] == ["- best: gru (mean 0.8565, n=2)", "  lstm: below gru, beyond noise (p=0.049; n=2 each)"]
+
+    per_run = [line.split() for line in invoke("compare", "--runs-dir", str(runs_dir), "--per-run").output.splitlines()[2:]]
+    assert [(row[7], row[9], row[10]) for row in per_run] == [
+        ("0.8610", "0.8300", "+0.0310"), ("0.8520", "0.8400", "+0.0120"), ("0.8020", "0.7900", "+0.0120"), ("0.8010", "0.7900", "+0.0110"),
+    ]
+    every = [line.split() for line in invoke("compare", "--runs-dir", str(runs_dir), "--all").output.splitlines()[2:]]
+    assert [(row[-1], row[-2]) for row in every] == [
+        ("run-gru-1-again", "completed"), ("run-gru-2", "completed"), ("run-gru-1", "replaced"), ("run-lstm-2", "completed"), ("run-lstm-1", "completed"),
+    ]
+    # The replaced run stays on disk and in the index as it was recorded.
+    assert {record["run_id"]: record["status"] for record in results.read_runs(runs_dir)}["run-gru-1"] == "completed"
+
+    as_json = json.loads(invoke("compare", "--runs-dir", str(runs_dir), "--format", "json").output)
+    gru = as_json["groups"][0]
+    assert (gru["n"], gru["seeds"], sorted(gru["runs"])) == (2, [1, 2], ["run-gru-1-again", "run-gru-2"])
+    assert gru["val_test_gap_mean"] == pytest.approx(0.0215)
+    assert (gru["collapsed_runs"], gru["warnings"]) == ([], {})
+    runs_json = json.loads(invoke("compare", "--runs-dir", str(runs_dir), "--per-run", "--format", "json").output)
+    assert [run["val_test_gap"] for run in runs_json] == pytest.approx([0.031, 0.012, 0.012, 0.011])
+
+
+def test_compare_shows_collapsed_models_and_warnings(tmp_path):
+    runs_dir = tmp_path / "runs"
+    seed_runs(runs_dir)
+    warning = "the best epoch's model predicts 'neg' for every validation row (a collapsed model: check train.learning_rate)"
+    index_again(runs_dir, "run-gru-3", "run-gru-1", config={"model": {"cell": "gru", "layers": 1, "embedding_dim": 50, "units": 50, "bidirectional": False},
+                                                              "train": {"seed": 3, "seeds": None}},
+                result={"best_val_accuracy": 0.5, "test_accuracy": 0.5, "collapsed": True}, warnings=[warning])
+    grouped = invoke("compare", "--runs-dir", str(runs_dir)).output.splitlines()
+    assert grouped[0].split()[-1] == "warnings"
+    assert grouped[2].startswith("lstm ") and grouped[2].endswith("CPU: test")
+    assert grouped[3].startswith("gru ") and grouped[3].endswith("CPU: test  collapsed in 1 of 3 runs; warnings in 1 of 3 runs")
+    per_run = invoke("compare", "--runs-dir", str(runs_dir), "--per-run", "--format", "csv").output.splitlines()
+    assert per_run[0].endswith(",backend,device,warnings")
+    assert per_run[-1] == f"gru,imdb,gru,1,50,50,\"516,965\",0.5000,2,0.5000,+0.0000,3.0,tensorflow,CPU: test,{warning}"
+    assert all(line.endswith("CPU: test,") for line in per_run[1:-1])
+
+    gru = json.loads(invoke("compare", "--runs-dir", str(runs_dir), "--format", "json").output)["groups"][1]
+    assert (gru["name"], gru["collapsed_runs"], gru["warnings"]) == ("gru", ["run-gru-3"], {"run-gru-3": [warning]})
+    last = json.loads(invoke("compare", "--runs-dir", str(runs_dir), "--per-run", "--format", "json").output)[-1]
+    assert (last["result"]["collapsed"], last["warnings"]) == (True, [warning])
+
+
+def test_a_collapsed_run_without_warnings_still_shows(tmp_path):
+    runs_dir = tmp_path / "runs"
+    seed_runs(runs_dir)
+    index_again(runs_dir, "run-lstm-2-again", "run-lstm-2", result={"collapsed": True})
+    per_run = invoke("compare", "--runs-dir", str(runs_dir), "--per-run", "--format", "csv").output.splitlines()
+    assert per_run[3].startswith("lstm,") and per_run[3].endswith(",CPU: test,collapsed: one class predicted for every validation row")
+    grouped = invoke("compare", "--runs-dir", str(runs_dir), "--format", "csv").output.splitlines()
+    assert grouped[2].startswith("lstm,") and grouped[2].endswith(",CPU: test,collapsed in 1 of 2 runs")
+
+
+def test_report_counts_the_latest_runs_and_shows_the_gap(tmp_path):
+    runs_dir = tmp_path / "runs"
+    seed_runs(runs_dir)
+    index_again(runs_dir, "run-gru-1-again", "run-gru-1", result={"best_val_accuracy": 0.861, "test_accuracy": 0.83})
+    out = tmp_path / "report"
+    outcome = invoke("report", "--runs-dir", str(runs_dir), "--out", str(out))
+    assert outcome.exit_code == 0, outcome.output
+    markdown = (out / "report.md").read_text()
+    assert f"- 4 completed runs in 2 configs, from `{runs_dir}` (1 more replaced by a later run of the same config and seed)\n" in markdown
+    assert (
+        "| gru    | imdb      | gru    |        1 |              50 |      50 |  516,965 |   2 | 0.8565 ± 0.0064 | [0.7993, 0.9137] |"
+        "     0.8350 |    +0.0215 |       3.0 | tensorflow | CPU: test |\n"
+    ) in markdown
+    assert "- best: gru (mean 0.8565, n=2)" in markdown
+    # The runs table lists the retrained run of seed 1 (0.8610), not the one it replaced (0.8510).
+    runs_table = markdown.split("## Runs\n\n")[1].split("\n\n")[0].splitlines()
+    assert [row.split("|")[8].strip() for row in runs_table[2:]] == ["0.8610", "0.8520", "0.8020", "0.8010"]
+    assert (out / "report.html").read_text().count("<th>val−test  </th>") == 2
+

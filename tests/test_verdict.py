@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from rnnbench.verdict import group_runs, student_t_cdf, t_quantile_975, verdict, welch_test
+from rnnbench.verdict import counted_runs, group_runs, mark_replaced, student_t_cdf, t_quantile_975, val_test_gap, verdict, welch_test
 
 
 def record(name: str, seed: int, accuracy: float, dataset: str = "imdb", test: float = 0.8) -> dict:
@@ -77,3 +77,47 @@ def test_verdict_is_per_dataset():
     lines = verdict(group_runs(runs("imdb_gru", [0.88, 0.87]) + runs("chat_gru", [0.80, 0.81], dataset="chatbot")))
     assert lines[1] == "- best on imdb: imdb_gru (mean 0.8750, n=2)"
     assert lines[2] == "- best on chatbot: chat_gru (mean 0.8050, n=2)"
+
+
+def test_a_seed_trained_twice_counts_once():
+    # The same config and seed trained twice (train.seeds: [1, 1], run --force, two runs at once).
+    twice = [record("gru", 1, 0.88), record("gru", 1, 0.88), record("lstm", 1, 0.80), record("lstm", 1, 0.80)]
+    groups = group_runs(twice)
+    assert [(group.name, group.n, group.seeds) for group in groups] == [("gru", 1, [1]), ("lstm", 1, [1])]
+    # Not "beyond noise (p<0.001)" from one run each.
+    assert verdict(groups)[2] == "  gru has a single run, so no difference can be told from noise; rerun with --seeds 3 or more"
+
+
+def test_the_latest_run_of_a_seed_replaces_the_earlier_one():
+    first = {**record("gru", 2, 0.70), "run_id": "old", "updated": "2026-11-28T10:00:05+00:00"}
+    retrained = {**record("gru", 2, 0.86), "run_id": "new", "updated": "2026-11-28T11:00:00+00:00"}
+    others = [{**record("gru", seed, accuracy), "run_id": f"seed{seed}", "updated": "2026-11-28T10:00:00+00:00"} for seed, accuracy in ((1, 0.85), (3, 0.87))]
+    # Oldest started first, as read_runs returns them; the retrained run finished last whatever the order.
+    for records in ([others[0], first, others[1], retrained], [retrained, others[0], first, others[1]]):
+        [group] = group_runs(records)
+        assert (group.n, group.seeds, group.mean) == (3, [1, 2, 3], pytest.approx(0.86))
+        assert [entry["run_id"] for entry in counted_runs(records)] == [entry["run_id"] for entry in records if entry is not first]
+        assert [entry.get("status") for entry in mark_replaced(records) if entry["run_id"] == "old"] == ["replaced"]
+        assert [entry.get("status") for entry in mark_replaced(records)].count("replaced") == 1
+
+
+def test_runs_finished_together_and_records_just_returned_count_the_later_one():
+    same_second = [{**record("gru", 1, accuracy), "updated": "2026-11-28T10:00:00+00:00"} for accuracy in (0.80, 0.82)]
+    assert group_runs(same_second)[0].mean == pytest.approx(0.82)
+    # A record the runner has just returned (not read back from the index) finished after every indexed one.
+    just_trained = record("gru", 1, 0.84)
+    assert group_runs([just_trained, *same_second])[0].mean == pytest.approx(0.84)
+
+
+def test_only_completed_runs_count_and_none_is_replaced_by_an_unfinished_one():
+    interrupted = {**record("gru", 1, 0.0), "status": "interrupted", "result": {}}
+    done = {**record("gru", 1, 0.85), "status": "completed", "updated": "2026-11-28T09:00:00+00:00"}
+    assert counted_runs([done, interrupted]) == [done]
+    assert [entry["status"] for entry in mark_replaced([done, interrupted])] == ["completed", "interrupted"]
+
+
+def test_val_test_gap():
+    assert val_test_gap(record("gru", 1, 0.88, test=0.85)) == pytest.approx(0.03)
+    assert val_test_gap({**record("gru", 1, 0.88), "result": {"best_val_accuracy": 0.88}}) is None
+    [group] = group_runs([record("gru", 1, 0.88, test=0.85), record("gru", 2, 0.90, test=0.80)])
+    assert group.val_test_gaps == pytest.approx([0.03, 0.10])

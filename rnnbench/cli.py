@@ -135,13 +135,8 @@ def run(
     )
     try:
         records = train.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs)
-    except KeyboardInterrupt:
-        finished = "" if len(configs) == 1 else ", finished runs are reused"
-        click.echo(
-            f"\ninterrupted; the run in progress is recorded as interrupted in {runs_dir}/; run the same command"
-            f" again to continue: it resumes from the last finished epoch{finished}",
-            err=True,
-        )
+    except KeyboardInterrupt as interrupt:
+        click.echo("\n" + _interrupted(getattr(interrupt, "run_dir", None), sweep=len(configs) > 1), err=True)
         sys.exit(130)
     failed = [record for record in records if record.get("status") != "completed"]
     if len(records) > 1:
@@ -158,6 +153,20 @@ def run(
     if failed:
         names = ", ".join(f"{record['name']} ({record.get('status')})" for record in failed)
         raise click.ClickException(f"{len(failed)} of {len(records)} runs did not complete: {names}")
+
+
+def _interrupted(run_dir: str | None, sweep: bool) -> str:
+    """What Ctrl-C left behind: the runner names the folder of the run it recorded as interrupted,
+    and names none when the interrupt came before a run was recorded (while data was read)."""
+    if run_dir is None:
+        if sweep:
+            return "interrupted before the next run was recorded; run the same command again to go on: finished runs are reused"
+        return "interrupted before the run was recorded, so there is nothing to resume; run the same command again to start it"
+    finished = ", and finished runs are reused" if sweep else ""
+    return (
+        f"interrupted; {run_dir} is recorded as interrupted; run the same command again to continue:"
+        f" it resumes from the last finished epoch{finished}"
+    )
 
 
 @main.command()
@@ -184,9 +193,10 @@ def compare(runs_dir: str, output_format: str, per_run: bool, show_all: bool, na
 
     records = results.read_runs(Path(runs_dir), statuses=None if show_all else ("completed",))
     records = _matching(records, names)
-    if not records:
+    if not records and output_format != "json":
         click.echo(f"No {'' if show_all else 'completed '}runs in {runs_dir}/ yet; train one with: rnnbench run CONFIG.yaml", err=True)
         return
+    # With --per-run, only the runs the statistics count; with --all, every run and its status.
     if per_run or show_all:
         click.echo(report.format_runs(records, output_format, show_status=show_all))
     else:

@@ -1,5 +1,7 @@
+import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -173,3 +175,51 @@ def test_a_killed_run_shows_as_incomplete(tmp_path):
     listing = invoke("compare", "--runs-dir", str(runs), "--all").output
     assert "incomplete" in listing and "running" in listing
     assert invoke("compare", "--runs-dir", str(runs)).output.startswith("No completed runs in ")
+
+
+@pytest.mark.parametrize("flags, expected", [(["--per-run"], []), (["--all"], []), ([], {"groups": [], "verdict": []})])
+def test_compare_as_json_without_runs_is_still_json(tmp_path, flags, expected):
+    outcome = CliRunner().invoke(main, ["compare", "--runs-dir", str(tmp_path / "empty"), "--format", "json", *flags])
+    assert outcome.exit_code == 0 and outcome.stderr == ""
+    assert json.loads(outcome.stdout) == expected
+
+
+def test_compare_without_runs_says_so_on_stderr(tmp_path):
+    outcome = CliRunner().invoke(main, ["compare", "--runs-dir", str(tmp_path / "empty"), "--format", "csv"])
+    assert (outcome.exit_code, outcome.stdout) == (0, "")
+    assert outcome.stderr == f"No completed runs in {tmp_path / 'empty'}/ yet; train one with: rnnbench run CONFIG.yaml\n"
+
+
+def interrupting_runner(run_dir: str | None) -> types.ModuleType:
+    """A stand-in for rnnbench.train whose run_all is interrupted by Ctrl-C, as the runner reports it."""
+
+    def run_all(*args, **options):
+        interrupt = KeyboardInterrupt()
+        if run_dir is not None:
+            interrupt.run_dir = run_dir
+        raise interrupt
+
+    return types.SimpleNamespace(run_all=run_all)
+
+
+@pytest.mark.parametrize(
+    "run_dir, seeds, expected",
+    [
+        ("runs/20261128-100000-ann-ab12cd", [], "interrupted; runs/20261128-100000-ann-ab12cd is recorded as interrupted; run the same command"
+         " again to continue: it resumes from the last finished epoch"),
+        ("runs/20261128-100000-ann-ab12cd", ["--seeds", "2"], "interrupted; runs/20261128-100000-ann-ab12cd is recorded as interrupted;"
+         " run the same command again to continue: it resumes from the last finished epoch, and finished runs are reused"),
+        (None, [], "interrupted before the run was recorded, so there is nothing to resume; run the same command again to start it"),
+        (None, ["--seeds", "2"], "interrupted before the next run was recorded; run the same command again to go on: finished runs are reused"),
+    ],
+)
+def test_ctrl_c_says_what_was_recorded(monkeypatch, tmp_path, run_dir, seeds, expected):
+    import rnnbench
+
+    # The stand-in also keeps Keras out of this test.
+    runner = interrupting_runner(run_dir)
+    monkeypatch.setattr(rnnbench, "train", runner, raising=False)
+    monkeypatch.setitem(sys.modules, "rnnbench.train", runner)
+    outcome = CliRunner().invoke(main, ["run", str(ROOT / "configs" / "ann.yaml"), *seeds, "--runs-dir", str(tmp_path / "runs")])
+    assert (outcome.exit_code, outcome.stdout) == (130, "")
+    assert outcome.stderr == f"\n{expected}\n"

@@ -14,16 +14,40 @@ matplotlib.use("Agg")  # No display: draw straight to files.
 import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
 import matplotlib.ticker  # noqa: E402
 
+from rnnbench.results import ResultsError  # noqa: E402
 from rnnbench.verdict import Group  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
+# What a learning curve reads from each epoch of a run's history.jsonl.
+HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+
+
 def read_history(runs_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's epochs ([] without a history file); a damaged file is a one-line ResultsError."""
     path = runs_dir / record["run_id"] / "history.jsonl"
-    if not path.exists():
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:
+        raise ResultsError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    history = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            raise ResultsError(f"{path}: line {number} is not valid JSON; restore the file or remove the run") from None
+        if not isinstance(entry, dict):
+            raise ResultsError(f"{path}: line {number} is not a JSON object; restore the file or remove the run")
+        for key in HISTORY_KEYS:
+            if isinstance(entry.get(key), bool) or not isinstance(entry.get(key), (int, float)):
+                raise ResultsError(f"{path}: line {number} has no number {key}; restore the file or remove the run")
+        history.append(entry)
+    return history
 
 
 def learning_curves(group: Group, runs_dir: Path, path: Path) -> Path:
@@ -39,16 +63,17 @@ def learning_curves(group: Group, runs_dir: Path, path: Path) -> Path:
         for axis, key in ((accuracy_axis, "accuracy"), (loss_axis, "loss")):
             axis.plot(epochs, [entry[key] for entry in history], "--", color=color, alpha=0.6, label=f"train, seed {seed}")
             axis.plot(epochs, [entry[f"val_{key}"] for entry in history], "-", color=color, label=f"validation, seed {seed}")
-        best = record["result"]["best_epoch"]
-        best_entry = next(entry for entry in history if entry["epoch"] == best)
-        accuracy_axis.plot([best], [best_entry["val_accuracy"]], "o", color=color, markersize=8)
-        loss_axis.plot([best], [best_entry["val_loss"]], "o", color=color, markersize=8)
+        best = next((entry for entry in history if entry["epoch"] == record["result"].get("best_epoch")), None)
+        if best is not None:
+            accuracy_axis.plot([best["epoch"]], [best["val_accuracy"]], "o", color=color, markersize=8)
+            loss_axis.plot([best["epoch"]], [best["val_loss"]], "o", color=color, markersize=8)
     for axis, label in ((accuracy_axis, "accuracy"), (loss_axis, "loss")):
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
         axis.xaxis.get_major_locator().set_params(integer=True)
-    accuracy_axis.legend(fontsize=7, loc="best")
+    if accuracy_axis.get_legend_handles_labels()[0]:  # Runs without a history file draw nothing.
+        accuracy_axis.legend(fontsize=7, loc="best")
     figure.suptitle(f"{group.name}: learning curves (dots: best epoch by validation accuracy)")
     return _save(figure, path)
 

@@ -8,8 +8,13 @@
     runs/index.sqlite              one row per run: its status and its record, updated in transactions
 
 Every file is written to a temporary name in the same folder and renamed into place, so a
-crash leaves either the old file or the new one, never half of one. This module imports
-nothing heavy: `compare` must answer instantly.
+crash leaves either the old file or the new one, never half of one; files get the permissions
+a plain `open()` would give them (0666 less the umask), so a shared runs folder stays readable.
+
+The index is checked as it is read: a file that is not a SQLite database, or a row whose record
+is not JSON or lacks a field that `compare` and `report` read (or has it with the wrong type),
+is one line naming the index file and the run. A 0-byte index is a new, empty one. This module
+imports nothing heavy: `compare` must answer instantly.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ import datetime
 import fcntl
 import io
 import json
+import math
 import os
 import secrets
 import socket
 import sqlite3
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -47,7 +52,7 @@ def now() -> str:
 def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename; the old file stays whole on failure."""
     try:
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        descriptor, temporary = _create_temporary(path)
     except OSError as error:
         raise ResultsError(f"cannot write {path}: {error.strerror or error}") from None
     try:
@@ -57,11 +62,22 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise ResultsError(f"cannot write {path}: {error.strerror or error}") from None
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+
+
+def _create_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside `path`, created with mode 0666 so that the umask decides, as for `open()`
+    (`tempfile.mkstemp` would make it 0600, unreadable to anyone else sharing the runs folder)."""
+    while True:
+        temporary = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
+        except FileExistsError:
+            continue
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -162,15 +178,45 @@ def create_run(runs_dir: Path, name: str) -> RunDirectory:
 def _connect(runs_dir: Path, read_only: bool = False) -> sqlite3.Connection:
     path = runs_dir / INDEX_FILE
     if read_only:
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    else:
-        connection = sqlite3.connect(path, timeout=30)
+        # A URI, so that SQLite opens the file read-only; `as_uri` escapes the characters that
+        # a URI reads as its own (%, ?, #), which a folder name may hold.
+        return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=30)
+    connection = sqlite3.connect(path, timeout=30)
+    try:
         connection.execute(
             "CREATE TABLE IF NOT EXISTS runs ("
             " run_id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL,"
             " started TEXT NOT NULL, updated TEXT NOT NULL, record TEXT NOT NULL)"
         )
+    except sqlite3.Error:
+        connection.close()
+        raise
     return connection
+
+
+def check_writable(runs_dir: Path) -> None:
+    """Create the runs folder and its index if needed and prove that a run can be recorded there,
+    before any run folder is made: a row is written in a transaction that is rolled back."""
+    path = runs_dir / INDEX_FILE
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ResultsError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        connection = _connect(runs_dir)
+        try:
+            # BEGIN IMMEDIATE alone succeeds on a read-only database; only a written page (and
+            # the journal file it needs beside the index) proves that a run can be recorded.
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute(
+                "INSERT INTO runs (run_id, name, status, started, updated, record) VALUES (?, '', '', '', '', '')",
+                (f".probe-{secrets.token_hex(4)}",),
+            )
+            connection.rollback()
+        finally:
+            connection.close()
+    except sqlite3.Error as error:
+        raise ResultsError(f"cannot write {path}: {error}") from None
 
 
 def index_run(runs_dir: Path, run_id: str, name: str, status: str, record: dict[str, Any]) -> None:
@@ -180,14 +226,16 @@ def index_run(runs_dir: Path, run_id: str, name: str, status: str, record: dict[
     stamp = now()
     try:
         connection = _connect(runs_dir)
-        with connection:
-            connection.execute(
-                "INSERT INTO runs (run_id, name, status, started, updated, record) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(run_id) DO UPDATE SET status = excluded.status, updated = excluded.updated,"
-                " record = excluded.record",
-                (run_id, name, status, stamp, stamp, json.dumps(record)),
-            )
-        connection.close()
+        try:
+            with connection:
+                connection.execute(
+                    "INSERT INTO runs (run_id, name, status, started, updated, record) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT(run_id) DO UPDATE SET status = excluded.status, updated = excluded.updated,"
+                    " record = excluded.record",
+                    (run_id, name, status, stamp, stamp, json.dumps(record)),
+                )
+        finally:
+            connection.close()
     except sqlite3.Error as error:
         raise ResultsError(f"cannot update {runs_dir / INDEX_FILE}: {error}") from None
 
@@ -200,6 +248,8 @@ def this_process() -> dict[str, Any]:
 def _process_gone(process: Optional[dict[str, Any]]) -> bool:
     if not process or process.get("host") != socket.gethostname():
         return False  # Another machine's process can't be checked from here.
+    if not isinstance(process.get("pid"), int) or process["pid"] <= 0:
+        return False  # Nor can one recorded without a usable process id.
     try:
         os.kill(int(process["pid"]), 0)
     except ProcessLookupError:
@@ -217,24 +267,167 @@ def _process_gone(process: Optional[dict[str, Any]]) -> bool:
 def read_runs(runs_dir: Path, statuses: Optional[Iterable[str]] = ("completed",)) -> list[dict[str, Any]]:
     """Records of the indexed runs with one of `statuses` (all runs if None), oldest first.
 
-    A run still marked `running` whose process is gone is reported as `incomplete`.
+    A run still marked `running` whose process is gone is reported as `incomplete`. Each record
+    returned has been checked against `RECORD_FIELDS`; a damaged index or row raises ResultsError.
     """
-    if not (runs_dir / INDEX_FILE).exists():
+    path = runs_dir / INDEX_FILE
+    try:
+        if path.stat().st_size == 0:
+            return []  # Created, never written: a new index, as SQLite itself treats it.
+    except FileNotFoundError:
         return []
+    except OSError as error:
+        raise ResultsError(f"cannot read {path}: {error.strerror or error}") from None
     try:
         connection = _connect(runs_dir, read_only=True)
-        rows = connection.execute("SELECT run_id, status, started, updated, record FROM runs ORDER BY started, run_id").fetchall()
-        connection.close()
+        try:
+            # Bytes, decoded below row by row, so that a row of damaged text is named by its run.
+            connection.text_factory = bytes
+            if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone() is None:
+                return []  # A database that no run has been recorded in yet.
+            rows = connection.execute("SELECT run_id, name, status, started, updated, record FROM runs ORDER BY started, run_id").fetchall()
+        finally:
+            connection.close()
     except sqlite3.Error as error:
-        raise ResultsError(f"cannot read {runs_dir / INDEX_FILE}: {error}") from None
+        raise ResultsError(f"cannot read {path}: {error}") from None
     wanted = None if statuses is None else set(statuses)
     records = []
-    for run_id, status, started, updated, record in rows:
-        entry = json.loads(record)
-        if status == "running" and _process_gone(entry.get("process")):
-            status = INCOMPLETE
-        if wanted is not None and status not in wanted:
-            continue
-        entry.update(run_id=run_id, status=status, started=started, updated=updated)
-        records.append(entry)
+    for row in rows:
+        run_id, name, status, started, updated, record = (_text(value) for value in row)
+        if wanted is not None and status not in wanted and status != "running":
+            continue  # Not wanted, whatever the record holds (a `running` run may turn out incomplete).
+        entry = _checked_record(path, run_id, name, status, started, updated, record)
+        if entry["status"] == "running" and _process_gone(entry.get("process")):
+            entry["status"] = INCOMPLETE
+        if wanted is None or entry["status"] in wanted:
+            records.append(entry)
     return records
+
+
+# Every field of a record that `compare`, `report` and the runner's reuse read, with its kind (see _KINDS).
+# A present field must have its kind; `always` fields must be present in every record, and
+# `completed` ones in completed runs (an unfinished run needs only its config to be resumed).
+RECORD_FIELDS: list[tuple[str, str, str]] = [
+    ("name", "text", "always"),
+    ("config", "mapping", "always"),
+    ("config.model", "mapping", "always"),
+    ("config.model.cell", "text", "always"),
+    ("config.model.layers", "integer", "optional"),
+    ("config.model.embedding_dim", "integer", "optional"),
+    ("config.model.units", "integer", "optional"),
+    ("config.model.bidirectional", "flag", "optional"),
+    ("config.train", "mapping", "always"),
+    ("config.train.seed", "integer", "always"),
+    ("group", "text", "optional"),
+    ("parameters", "integer", "completed"),
+    ("backend", "text", "completed"),
+    ("device", "text", "completed"),
+    ("run_dir", "text", "optional"),
+    ("data", "mapping", "optional"),
+    ("data.dataset", "text", "optional"),
+    ("versions", "mapping of texts", "optional"),
+    ("warnings", "list of texts", "optional"),
+    ("process", "mapping", "optional"),
+    ("process.pid", "integer", "optional"),
+    ("process.host", "text", "optional"),
+    ("result", "mapping", "completed"),
+    ("result.best_val_accuracy", "share", "completed"),
+    ("result.best_epoch", "integer", "optional"),
+    ("result.val_macro_f1", "share", "optional"),
+    ("result.test_accuracy", "share", "optional"),
+    ("result.mean_epoch_seconds", "seconds", "optional"),
+    ("result.train_seconds", "seconds", "optional"),
+    ("result.wall_seconds", "seconds", "optional"),
+    ("result.epochs_run", "integer", "optional"),
+    ("result.collapsed", "flag", "optional"),
+]
+
+
+def _is_number(value: Any, low: float, high: float) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value) and low <= value <= high
+    except OverflowError:  # An integer too large for a float.
+        return False
+
+
+_KINDS = {
+    "text": ("a string", lambda value: isinstance(value, str)),
+    # 64 bits, as SQLite stores them; parameter counts and seeds are far below.
+    "integer": ("an integer", lambda value: isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63),
+    "share": ("a number from 0 to 1", lambda value: _is_number(value, 0.0, 1.0)),
+    # A year of seconds is far more than any run takes; larger numbers are damage, and would break the charts.
+    "seconds": ("a number of seconds from 0 to 31536000", lambda value: _is_number(value, 0.0, 31_536_000.0)),
+    "flag": ("true or false", lambda value: isinstance(value, bool)),
+    "mapping": ("a JSON object", lambda value: isinstance(value, dict)),
+    "mapping of texts": ("a JSON object of strings", lambda value: isinstance(value, dict) and all(isinstance(item, str) for item in value.values())),
+    "list of texts": ("a list of strings", lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value)),
+}
+
+
+def _text(value: Any) -> Optional[str]:
+    """A column's value as text; None for NULL or bytes that are not UTF-8."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return None if value is None else str(value)
+
+
+def _checked_record(
+    path: Path, run_id: Optional[str], name: Optional[str], status: Optional[str], started: Optional[str], updated: Optional[str], text: Optional[str]
+) -> dict[str, Any]:
+    """The row's record with its run id, status and times, or ResultsError naming the run and the damage."""
+
+    def damaged(problem: str) -> ResultsError:
+        shown = run_id if run_id is not None and run_id.isprintable() else json.dumps(run_id)
+        return ResultsError(f"{path}: run {shown}: {problem}; remove the row or restore the file")
+
+    if run_id is None or started is None or updated is None:
+        raise damaged("its run id or times are not text")
+    if status not in STATUSES:
+        raise damaged(f"its status {_brief(status)} is not one of {', '.join(STATUSES)}")
+    if text is None:
+        raise damaged("the record is not UTF-8 text")
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise damaged(f"the record is not valid JSON (line {error.lineno}, column {error.colno})") from None
+    except RecursionError:
+        raise damaged("the record is not valid JSON (nested too deeply)") from None
+    if not isinstance(record, dict):
+        raise damaged("the record is not a JSON object")
+    if "name" not in record and name is not None:
+        record["name"] = name  # Records that leave it to the row's own column.
+    for key, kind, required in RECORD_FIELDS:
+        parent, _, last = key.rpartition(".")
+        container = _lookup(record, parent) if parent else record
+        if not isinstance(container, dict) or last not in container:
+            if required == "always" or (required == "completed" and status == "completed"):
+                raise damaged(f"the record has no {key}")
+            continue
+        description, fits = _KINDS[kind]
+        if not fits(container[last]):
+            raise damaged(f"{key} is {_brief(container[last])}, not {description}")
+    record.update(run_id=run_id, status=status, started=started, updated=updated)
+    return record
+
+
+def _lookup(record: dict[str, Any], dotted: str) -> Any:
+    value: Any = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _brief(value: Any) -> str:
+    """A value as JSON on one line, cut short."""
+    try:
+        shown = json.dumps(value, ensure_ascii=True)
+    except (RecursionError, ValueError):
+        shown = f"a {type(value).__name__}"
+    return shown if len(shown) <= 40 else shown[:37] + "..."

@@ -1,5 +1,6 @@
 import base64
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -182,12 +183,16 @@ def test_a_collapsed_run_without_warnings_still_shows(tmp_path):
     assert grouped[2].startswith("lstm,") and grouped[2].endswith(",CPU: test,collapsed in 1 of 2 runs")
 
 
-def test_report_counts_the_latest_runs_and_shows_the_gap(tmp_path):
+def test_report_counts_the_latest_runs_shows_the_gap_and_is_readable_by_others(tmp_path):
     runs_dir = tmp_path / "runs"
     seed_runs(runs_dir)
     index_again(runs_dir, "run-gru-1-again", "run-gru-1", result={"best_val_accuracy": 0.861, "test_accuracy": 0.83})
     out = tmp_path / "report"
-    outcome = invoke("report", "--runs-dir", str(runs_dir), "--out", str(out))
+    previous = os.umask(0o022)
+    try:
+        outcome = invoke("report", "--runs-dir", str(runs_dir), "--out", str(out))
+    finally:
+        os.umask(previous)
     assert outcome.exit_code == 0, outcome.output
     markdown = (out / "report.md").read_text()
     assert f"- 4 completed runs in 2 configs, from `{runs_dir}` (1 more replaced by a later run of the same config and seed)\n" in markdown
@@ -200,4 +205,17 @@ def test_report_counts_the_latest_runs_and_shows_the_gap(tmp_path):
     runs_table = markdown.split("## Runs\n\n")[1].split("\n\n")[0].splitlines()
     assert [row.split("|")[8].strip() for row in runs_table[2:]] == ["0.8610", "0.8520", "0.8020", "0.8010"]
     assert (out / "report.html").read_text().count("<th>val−test  </th>") == 2
+    for path in out.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o644, path
 
+
+def test_a_damaged_history_file_is_one_line_in_the_report(tmp_path):
+    runs_dir = tmp_path / "runs"
+    seed_runs(runs_dir)
+    history = runs_dir / "run-lstm-2" / "history.jsonl"
+    history.write_text(history.read_text() + '{"epoch": 4, "loss": 0.1\n')
+    outcome = CliRunner().invoke(main, ["report", "--runs-dir", str(runs_dir), "--out", str(tmp_path / "report")])
+    assert (outcome.exit_code, outcome.output) == (1, f"Error: {history}: line 4 is not valid JSON; restore the file or remove the run\n")
+    history.write_text('{"epoch": 1, "loss": 0.5}\n')
+    outcome = CliRunner().invoke(main, ["report", "--runs-dir", str(runs_dir), "--out", str(tmp_path / "report")])
+    assert (outcome.exit_code, outcome.output) == (1, f"Error: {history}: line 1 has no number accuracy; restore the file or remove the run\n")

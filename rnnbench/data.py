@@ -1,5 +1,12 @@
 """Datasets: finding, reading and splitting labelled texts.
 
+In: a `DataConfig` (which dataset, which files, how to split) and a data directory. Out: a
+`TextDataset`: training and test texts with integer labels, the class names in a stable order,
+an optional validation split, each training row's group, and `notes` that count what was done
+to imperfect data (empty texts skipped).
+Anything that can't be read becomes one `DataError` line that starts with the file or the
+config key at fault; this module never prints, trains or writes.
+
 IMDB (the Large Movie Review Dataset, 25,000 train / 25,000 test reviews) is read from a
 local data directory, in either of two layouts, or downloaded once into the Keras cache:
 
@@ -7,20 +14,23 @@ local data directory, in either of two layouts, or downloaded once into the Kera
     DATA_DIR/aclImdb/{train,test}/{neg,pos}/   the official archive, unpacked
 
 Any other labelled text comes from files that `data.files` names: TSV, CSV or JSONL, plain or
-gzip, or a folder with one sub-folder of .txt files per class. The data directory comes from
-`--data-dir` or the RNNBENCH_DATA_DIR environment variable.
+gzip, UTF-8 with or without a byte order mark, or a folder with one sub-folder of .txt files
+per class. The data directory comes from `--data-dir` or the RNNBENCH_DATA_DIR environment
+variable.
 """
 
 from __future__ import annotations
 
 import csv
 import difflib
+import errno
 import gzip
 import io
 import json
 import os
 import random
 import re
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -47,8 +57,33 @@ TEST_SPLIT_SEED = 0
 _EXTENSIONS = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
+# Characters that would break an error message over several lines (str.splitlines splits on
+# most of them) or garble a terminal: a message shows them escaped, as Python writes them.
+_CONTROL_CHARACTERS = {
+    code: repr(chr(code))[1:-1]
+    for code in [*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029]
+}
+
+
 class DataError(InputError):
     """Data that can't be found or read, described in one line."""
+
+    def __init__(self, message: str):
+        # Paths, column names and labels come from the user's files and may hold line breaks;
+        # the command line prints an error as exactly one line. (Values quoted from a file are
+        # kept short where they are quoted, with `_short`.)
+        super().__init__(message.translate(_CONTROL_CHARACTERS))
+
+
+def _short(value: str, limit: int = 40) -> str:
+    """`value` as a message shows it: whole when short, else its start and end around '…'."""
+    return value if len(value) <= limit else f"{value[: limit - 10]}…{value[-9:]}"
+
+
+def _listed(names: list[str], limit: int = 8) -> str:
+    """Up to `limit` names, shortened, then how many more there are."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(_short(name) for name in names[:limit]) + more
 
 
 @dataclass(frozen=True)
@@ -386,13 +421,45 @@ def load_files(files: FilesConfig, data_dir: Optional[str], test_fraction: float
 
 def resolve_path(given: str, data_dir: Optional[str], key: str) -> Path:
     """A relative path is looked up in the data directory first, then in the current directory."""
-    path = Path(given).expanduser()
+    try:
+        path = Path(given).expanduser()
+    except RuntimeError:  # "~user/..." for a user the system doesn't know
+        raise DataError(f"{key}: {_short(given, 200)}: cannot tell which home folder {given.split('/')[0]!r} means") from None
     candidates = [path] if path.is_absolute() else ([Path(data_dir) / path] if data_dir else []) + [Path.cwd() / path]
     for candidate in candidates:
-        if candidate.exists():
+        if _exists(candidate, key):
             return candidate
     looked = ", ".join(str(candidate) for candidate in candidates)
     raise DataError(f"{key}: {given} not found (looked in {looked}); relative paths are read from --data-dir / {DATA_DIR_VARIABLE}, then the current folder")
+
+
+def _exists(path: Path, key: str) -> bool:
+    """Whether `path` exists; a path the system can't even look up is an error naming `key`."""
+    try:
+        return path.exists()
+    except OSError as error:
+        # Path.exists answers False only for a missing file; a name longer than the file system
+        # allows, or a folder that may not be searched, raises.
+        if error.errno == errno.ENAMETOOLONG:
+            raise DataError(_name_too_long(path, key)) from None
+        raise DataError(f"{key}: cannot look up {path} ({error.strerror or error})") from None
+
+
+def _name_too_long(path: Path, key: str) -> str:
+    def size(text: str) -> int:
+        return len(text.encode("utf-8", "surrogatepass"))
+
+    try:
+        name_limit = os.pathconf(path.anchor or ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_limit = 255
+    longest = max(path.parts, key=size)
+    if size(longest) > name_limit:
+        return (
+            f"{key}: the name {_short(longest)!r} is {size(longest):,} bytes long;"
+            f" the file system allows names of at most {name_limit} bytes"
+        )
+    return f"{key}: the path {_short(str(path), 80)} is {size(str(path)):,} bytes long, longer than the file system allows"
 
 
 def _class_order(labels: set[str]) -> tuple[str, ...]:
@@ -432,7 +499,7 @@ def read_labelled(
         return LabelledRows(texts, labels, skipped)
     if path.is_dir():
         raise DataError(f"{path}: is a folder, but data.files.format is {file_format!r} (a folder of class folders needs 'folders' or 'auto')")
-    text = _read_utf8(path)
+    text = _read_text(path)
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
     reader = {"tsv": _tsv_rows, "csv": _csv_rows, "jsonl": _jsonl_rows}[file_format]
@@ -470,13 +537,25 @@ def _format_of(path: Path) -> str:
     raise DataError(f"{path}: cannot tell the format from the name; set data.files.format to tsv, csv, jsonl or folders")
 
 
-def _read_utf8(path: Path) -> str:
+# What text editors and spreadsheet programs put at the start of a Unicode file.
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _read_text(path: Path) -> str:
+    """A file's text: gunzipped when it starts with gzip's magic bytes, decoded as UTF-8, with no byte order mark."""
     try:
         raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError) as error:
-        raise DataError(f"{path}: cannot read ({error})") from None
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+    if raw[:2] == b"\x1f\x8b":
+        raw = _gunzip(path, raw)
+    # Spreadsheet programs save "CSV UTF-8" with a byte order mark first; left in, it would
+    # become part of the first column's name ("\ufefftext"), and that column would not be found.
+    if raw.startswith(_UTF8_BOM):
+        raw = raw[len(_UTF8_BOM) :]
+    elif raw[:2] in _UTF16_BOMS:
+        raise DataError(f"{path}: the file is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -484,12 +563,24 @@ def _read_utf8(path: Path) -> str:
         raise DataError(f"{path}: line {line}: not valid UTF-8 (byte {raw[error.start]:#04x})") from None
 
 
+def _gunzip(path: Path, raw: bytes) -> bytes:
+    # A gzip header followed by a damaged or cut-off body raises zlib.error, EOFError or
+    # gzip.BadGzipFile (an OSError), depending on where the damage is.
+    try:
+        return gzip.decompress(raw)
+    except EOFError:
+        reason = "its compressed data ends early; was the file cut short?"
+    except (OSError, zlib.error) as error:
+        reason = str(error)
+    raise DataError(f"{path}: not a valid gzip file ({reason})")
+
+
 def _column(path: Path, header: list[str], name: str, key: str) -> int:
     if name in header:
         return header.index(name)
     suggestion = difflib.get_close_matches(name, header, n=1)
-    hint = f" (did you mean {suggestion[0]!r}?)" if suggestion else ""
-    raise DataError(f"{path}: no column {name!r} for {key}; the columns are {', '.join(header)}{hint}")
+    hint = f" (did you mean {_short(suggestion[0])!r}?)" if suggestion else ""
+    raise DataError(f"{path}: no column {_short(name)!r} for {key}; the columns are {_listed(header)}{hint}")
 
 
 def _group_index(path: Path, header: list[str], group_column: Optional[str], required: bool) -> Optional[int]:
@@ -546,20 +637,25 @@ def _jsonl_rows(path: Path, text: str, text_column: str, label_column: str, grou
             row = json.loads(line)
         except json.JSONDecodeError as error:
             raise DataError(f"{path}: line {line_number}: not valid JSON ({error.msg})") from None
+        except RecursionError:
+            raise DataError(f"{path}: line {line_number}: not valid JSON (nested too deeply)") from None
+        except ValueError as error:  # an integer longer than Python converts (sys.int_max_str_digits)
+            raise DataError(f"{path}: line {line_number}: not valid JSON ({str(error).split(';')[0]})") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}: line {line_number}: expected a JSON object, got {type(row).__name__}")
         if text_column not in row:
-            raise DataError(f"{path}: line {line_number}: no key {text_column!r} for data.files.text_column; the keys are {', '.join(row)}")
-        value, label = row[text_column], row.get(label_column)
+            raise DataError(f"{path}: line {line_number}: no key {_short(text_column)!r} for data.files.text_column; the keys are {_listed(list(row))}")
+        value = row[text_column]
         if not isinstance(value, str):
-            raise DataError(f"{path}: line {line_number}: {text_column!r} is {json.dumps(value)}, not a string")
+            raise DataError(f"{path}: line {line_number}: {_short(text_column)!r} is {_short(json.dumps(value))}, not a string")
+        label = row.get(label_column)
         if isinstance(label, bool) or not isinstance(label, (str, int, type(None))):
-            raise DataError(f"{path}: line {line_number}: label {json.dumps(label)} is not a string or an integer")
+            raise DataError(f"{path}: line {line_number}: label {_short(json.dumps(label))} is not a string or an integer")
         group = None
         if group_column is not None and (group_required or group_column in row):
             group = row.get(group_column)
             if isinstance(group, bool) or not isinstance(group, (str, int)):
-                raise DataError(f"{path}: line {line_number}: group {json.dumps(group)} in {group_column!r} is not a string or an integer")
+                raise DataError(f"{path}: line {line_number}: group {_short(json.dumps(group))} in {_short(group_column)!r} is not a string or an integer")
         yield line_number, value, label, group
 
 
@@ -573,7 +669,7 @@ def _read_class_folders(root: Path) -> tuple[list[str], list[str], int]:
     texts, labels, skipped = [], [], 0
     for folder in classes:
         for path in sorted(folder.glob("*.txt")):
-            text = _read_utf8(path)
+            text = _read_text(path)
             if not text.strip():
                 skipped += 1
                 continue

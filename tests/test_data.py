@@ -235,3 +235,55 @@ def test_real_imdb(real_data_dir):
     assert (len(dataset.train_texts), len(dataset.test_texts)) == (25_000, 25_000)
     assert np.bincount(dataset.train_labels).tolist() == [12_500, 12_500]
     assert np.bincount(dataset.test_labels).tolist() == [12_500, 12_500]
+
+
+# --- Paths the system can't look up ---------------------------------------------------------------
+
+LONG_NAME = "a" * 296 + ".csv"
+
+
+@pytest.mark.parametrize("key", ["data.files.train", "data.files.test", "model.pretrained_embedding"])
+def test_a_name_longer_than_the_file_system_allows_is_one_line_naming_the_key(tmp_path, key):
+    with pytest.raises(DataError) as caught:
+        data.resolve_path(LONG_NAME, str(tmp_path), key)
+    assert str(caught.value) == (
+        f"{key}: the name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa…aaaaa.csv' is 300 bytes long; the file system allows names of at most 255 bytes"
+    )
+
+
+def test_a_long_name_for_pretrained_vectors_is_an_embedding_error(tmp_path):
+    from rnnbench.embeddings import EmbeddingError, load_pretrained
+    from rnnbench.tokenize import Vocabulary
+
+    with pytest.raises(EmbeddingError) as caught:
+        load_pretrained(str(tmp_path / LONG_NAME), Vocabulary(words=("hola",)), rows=3, dimension=2, seed=0)
+    assert str(caught.value) == (
+        "model.pretrained_embedding: the name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa…aaaaa.csv' is 300 bytes long;"
+        " the file system allows names of at most 255 bytes (or use 'glove-6b-50d')"
+    )
+
+
+def test_any_other_failure_to_look_up_a_path_is_one_line(tmp_path, monkeypatch):
+    def exists(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "exists", exists)
+    with pytest.raises(DataError) as caught:
+        data.resolve_path("train.csv", str(tmp_path), "data.files.train")
+    assert str(caught.value) == f"data.files.train: cannot look up {tmp_path / 'train.csv'} (Permission denied)"
+
+
+def test_an_error_message_is_one_line_whatever_the_file_holds(tmp_path):
+    path = tmp_path / "cols.csv"
+    path.write_bytes(b'"a\nb",label\r\nhola,x\n')
+    with pytest.raises(DataError) as caught:
+        read_labelled(path, "csv", "text", "label")
+    assert str(caught.value) == f"{path}: no column 'text' for data.files.text_column; the columns are a\\nb, label"
+    header = ",".join(f"column{index}" for index in range(20)) + ",label\n"
+    path.write_text(header + ",".join(["x"] * 21) + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        read_labelled(path, "csv", "text", "label")
+    assert str(caught.value) == (
+        f"{path}: no column 'text' for data.files.text_column; the columns are"
+        " column0, column1, column2, column3, column4, column5, column6, column7 and 13 more"
+    )

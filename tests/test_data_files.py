@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from rnnbench import results
 from rnnbench.cli import main
 from rnnbench.config import config_from_mapping
-from rnnbench.data import load_dataset
+from rnnbench.data import DataError, load_dataset, read_labelled
 
 TOPICS = {
     "deportes": ["partido", "gol", "equipo", "liga", "jugador"],
@@ -171,7 +171,8 @@ def test_bad_input_is_one_line_naming_the_file_and_writes_no_run(tmp_path, name,
         )
     else:
         assert error == f"Error: {path}: {expected}"
-    assert not (tmp_path / "runs").exists()
+    # No run folder: the data is read before a run is opened (the runs folder's index may exist).
+    assert not [path for path in (tmp_path / "runs").glob("*") if path.is_dir()]
 
 
 def test_real_korean_chatbot_data(tmp_path):
@@ -186,3 +187,58 @@ def test_real_korean_chatbot_data(tmp_path):
     assert len(dataset.train_texts) + len(dataset.test_texts) == 11_823
     assert np.bincount(dataset.test_labels).tolist() == [1058, 714, 593]
     assert dataset.train_texts[0] and all(isinstance(text, str) for text in dataset.train_texts)
+
+
+# --- Byte order marks and damaged gzip files ---------------------------------------------------
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("name", ["bom.tsv", "bom.tsv.gz", "bom.csv", "bom.csv.gz", "bom.jsonl"])
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path, name):
+    # Spreadsheet programs save "CSV UTF-8" with a byte order mark before the header.
+    if ".jsonl" in name:
+        content = b'{"text": "hola amigo", "label": "a"}\n{"text": "adios", "label": "b"}\n'
+    else:
+        separator = b"\t" if ".tsv" in name else b","
+        content = separator.join([b"text", b"label"]) + b"\r\nhola amigo" + separator + b"a\r\nadios" + separator + b"b\r\n"
+    raw = BOM + content
+    write_bytes(tmp_path / name, gzip.compress(raw) if name.endswith(".gz") else raw)
+    rows = read_labelled(tmp_path / name, "auto", "text", "label")
+    assert (rows.texts, rows.labels) == (["hola amigo", "adios"], ["a", "b"])
+
+
+def test_a_utf16_file_is_one_line_asking_for_utf8(tmp_path):
+    write_bytes(tmp_path / "excel.tsv", "text\tlabel\nhola\ta\n".encode("utf-16"))
+    with pytest.raises(DataError) as caught:
+        read_labelled(tmp_path / "excel.tsv", "auto", "text", "label")
+    assert str(caught.value) == f"{tmp_path / 'excel.tsv'}: the file is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8"
+
+
+GOOD_GZIP = gzip.compress(b"text\tlabel\nhola\t1\nadios\t0\n", mtime=0)
+DAMAGED_GZIP = [
+    # (what, bytes, reason)
+    ("garbage after the header", GOOD_GZIP[:10] + b"not deflate data at all", "Error -3 while decompressing data: invalid block type"),
+    ("truncated", GOOD_GZIP[:20], "its compressed data ends early; was the file cut short?"),
+    ("wrong checksum", GOOD_GZIP[:-8] + b"\0" * 8, "CRC check failed"),
+    ("header only", GOOD_GZIP[:2], "its compressed data ends early; was the file cut short?"),
+]
+
+
+@pytest.mark.parametrize("what, content, reason", DAMAGED_GZIP, ids=[row[0] for row in DAMAGED_GZIP])
+def test_a_damaged_gzip_file_is_one_line(tmp_path, what, content, reason):
+    path = write_bytes(tmp_path / "damaged.tsv.gz", content)
+    with pytest.raises(DataError) as caught:
+        read_labelled(path, "auto", "text", "label")
+    assert str(caught.value) == f"{path}: not a valid gzip file ({reason})"
+
+
+def test_a_damaged_gzip_file_through_the_cli_exits_2(tmp_path):
+    write_bytes(tmp_path / "damaged.tsv.gz", GOOD_GZIP[:20])
+    config = tmp_path / "damaged.yaml"
+    config.write_text(json.dumps(files_config("damaged.tsv.gz")))
+    outcome = CliRunner().invoke(main, ["summary", str(config), "--data-dir", str(tmp_path)])
+    assert (outcome.exit_code, outcome.output) == (
+        2, f"Error: {tmp_path / 'damaged.tsv.gz'}: not a valid gzip file (its compressed data ends early; was the file cut short?)\n"
+    )
+

@@ -3,7 +3,7 @@
 In: a `DataConfig` (which dataset, which files, how to split) and a data directory. Out: a
 `TextDataset`: training and test texts with integer labels, the class names in a stable order,
 an optional validation split, each training row's group, and `notes` that count what was done
-to imperfect data (empty texts skipped).
+to imperfect data (empty texts skipped, label spellings merged, texts shared with training).
 Anything that can't be read becomes one `DataError` line that starts with the file or the
 config key at fault; this module never prints, trains or writes.
 
@@ -24,13 +24,16 @@ from __future__ import annotations
 import csv
 import difflib
 import errno
+import filecmp
 import gzip
 import io
 import json
+import math
 import os
 import random
 import re
 import zlib
+from decimal import Decimal
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -360,34 +363,41 @@ def shared_group_share(groups: Optional[np.ndarray], kept_rows: np.ndarray, held
 def load_files(files: FilesConfig, data_dir: Optional[str], test_fraction: float, hold_out: str = "groups") -> TextDataset:
     """A dataset from files: one file (a test split is cut off), or train/test[/validation] files."""
     data_dir = data_dir or os.environ.get(DATA_DIR_VARIABLE) or None
-    splits: dict[str, tuple[list[str], list[str], int, Path]] = {}
-    train_groups = None
+    paths: dict[str, Path] = {}
+    splits: dict[str, LabelledRows] = {}
     for split in ("train", "test", "validation"):
         given = getattr(files, split)
         if given is None:
             continue
-        path = resolve_path(given, data_dir, f"data.files.{split}")
+        paths[split] = resolve_path(given, data_dir, f"data.files.{split}")
         # Only the training file's groups are used: validation and single-file test splits are cut from it.
         group_column = files.group_column if split == "train" else None
-        rows = read_labelled(path, files.format, files.text_column, files.label_column, group_column=group_column)
-        splits[split] = (rows.texts, rows.labels, rows.skipped, path)
-        if split == "train" and rows.groups is not None:
-            train_groups = np.asarray(rows.groups)
+        splits[split] = read_labelled(paths[split], files.format, files.text_column, files.label_column, group_column=group_column)
+    train_path = paths["train"]
 
-    class_names = _class_order({label for _, labels, _, _ in splits.values() for label in labels})
-    if len(class_names) < 2:
-        raise DataError(f"{splits['train'][3]}: found {len(class_names)} class ({', '.join(class_names)}); a classifier needs at least 2")
-    codes = {name: code for code, name in enumerate(class_names)}
-    encoded = {split: np.asarray([codes[label] for label in labels], dtype=np.int64) for split, (_, labels, _, _) in splits.items()}
-
-    train_texts, _, _, train_path = splits["train"]
-    train_labels = encoded["train"]
     notes: dict[str, Any] = {}
-    for split, (_, _, skipped, path) in splits.items():
-        if skipped:
-            notes.setdefault("skipped_empty_texts", {})[str(path)] = skipped
+    class_of, merged = _classes_of_labels([label for rows in splits.values() for label in rows.labels])
+    if merged:
+        notes["merged_labels"] = merged
+    class_names = _class_order(set(class_of.values()))
+    if len(class_names) < 2:
+        raise DataError(f"{train_path}: found {len(class_names)} class ({_listed(list(class_names))}); a classifier needs at least 2")
+    codes = {name: code for code, name in enumerate(class_names)}
+    encoded = {split: np.asarray([codes[class_of[label]] for label in rows.labels], dtype=np.int64) for split, rows in splits.items()}
+    for split in ("test", "validation"):
+        if split in splits:
+            _check_classes_are_in_training(paths[split], encoded[split], encoded["train"], class_names, train_path)
+            shared = _texts_in_training(split, paths[split], splits[split].texts, train_path, splits["train"].texts)
+            if shared:
+                notes[f"{split}_texts_in_training"] = shared
+    for split, rows in splits.items():
+        if rows.skipped:
+            notes.setdefault("skipped_empty_texts", {})[str(paths[split])] = rows.skipped
+
+    train_texts, train_labels = splits["train"].texts, encoded["train"]
+    train_groups = None if splits["train"].groups is None else np.asarray(splits["train"].groups)
     if "test" in splits:
-        test_texts, test_labels = splits["test"][0], encoded["test"]
+        test_texts, test_labels = splits["test"].texts, encoded["test"]
     else:
         by_group = train_groups is not None and hold_out == "groups"
         kept, held_out = split_validation(
@@ -410,8 +420,8 @@ def load_files(files: FilesConfig, data_dir: Optional[str], test_fraction: float
         test_texts=test_texts,
         test_labels=test_labels,
         class_names=class_names,
-        source=", ".join(str(path) for _, _, _, path in splits.values()),
-        validation_texts=validation[0] if validation else None,
+        source=", ".join(str(path) for path in paths.values()),
+        validation_texts=validation.texts if validation else None,
         validation_labels=encoded["validation"] if validation else None,
         notes=notes,
         train_groups=train_groups,
@@ -462,15 +472,108 @@ def _name_too_long(path: Path, key: str) -> str:
     return f"{key}: the path {_short(str(path), 80)} is {size(str(path)):,} bytes long, longer than the file system allows"
 
 
+# Booleans as pandas, Python and JSON write them (any case); among numbers they are 1 and 0.
+_BOOLEANS = {"false": "0", "true": "1"}
+# A decimal number as spreadsheets and pandas write one: sign, digits, decimal point. Exponents
+# are left out: "1e9999999" would spell a number too long to write out.
+_NUMBER = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?")
+
+
+def _classes_of_labels(labels: list[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Each label's class name, and for each class that several spellings merged into, the spellings.
+
+    Files written by different tools spell one label differently: `1`, `1.0`, `01` and `+1` are
+    one number; `True` and `true` one boolean, and next to numeric 0/1 labels `True` is 1 and
+    `False` 0. Left apart, each spelling would be a class of its own, and the model would be
+    asked to tell a class from itself. Numbers take their shortest spelling (`1.0` is `1`, `01` is
+    `1`, `2.50` is `2.5`); any other label keeps its spelling, so distinct strings stay distinct.
+    """
+    spellings = list(dict.fromkeys(labels))  # distinct, in the order they first occur
+    numbers = {label: _number_spelling(label) for label in spellings}
+    booleans = [label for label in spellings if label.lower() in _BOOLEANS]
+    others = [label for label in spellings if numbers[label] is None and label not in booleans]
+    booleans_are_numbers = bool(booleans) and not others and any(number is not None for number in numbers.values())
+    boolean_spellings = {label.lower() for label in booleans}
+    if booleans_are_numbers:
+        boolean_names = {label: _BOOLEANS[label.lower()] for label in booleans}
+    elif len(boolean_spellings) < len(booleans):
+        # `True` beside `true`: one boolean in two spellings, named as JSON writes it.
+        boolean_names = {label: label.lower() for label in booleans}
+    else:
+        boolean_names = {label: label for label in booleans}
+    class_of = {label: numbers[label] or boolean_names.get(label, label) for label in spellings}
+    merged: dict[str, list[str]] = {}
+    for label in spellings:
+        merged.setdefault(class_of[label], []).append(label)
+    return class_of, {name: found for name, found in merged.items() if len(found) > 1}
+
+
+def _number_spelling(label: str) -> Optional[str]:
+    """The shortest spelling of the number `label` writes ("01" and "1.0" are "1"), or None if it is no number."""
+    match = _NUMBER.fullmatch(label)
+    if match is None or not (match[2] or match[3]):
+        return None
+    sign, whole, fraction = match.groups()
+    # Worked on as text, not as int or float: a label may hold more digits than int() converts
+    # (sys.int_max_str_digits) or a float keeps.
+    value = (whole.lstrip("0") or "0") + ("." + fraction.rstrip("0") if fraction and fraction.rstrip("0") else "")
+    return "-" + value if sign == "-" and value != "0" else value
+
+
 def _class_order(labels: set[str]) -> tuple[str, ...]:
     """Class names in a stable order: numerically when every label is an integer, else alphabetically."""
     if all(_is_integer(label) for label in labels):
-        return tuple(sorted(labels, key=int))
+        # Decimal, not int: it compares integers of any length.
+        return tuple(sorted(labels, key=Decimal))
     return tuple(sorted(labels))
 
 
 def _is_integer(text: str) -> bool:
-    return text.strip().lstrip("-").isdigit()
+    # ASCII digits only: str.isdigit also accepts "²" and "١", which int() and Decimal refuse or misread.
+    return re.fullmatch(r"-?[0-9]+", text) is not None
+
+
+def _check_classes_are_in_training(
+    path: Path, labels: np.ndarray, train_labels: np.ndarray, class_names: tuple[str, ...], train_path: Path
+) -> None:
+    """A class no training row has can't be learnt; each of its rows would count as an error whatever the model does."""
+    unseen = np.setdiff1d(labels, train_labels)
+    if len(unseen):
+        name, rows = class_names[unseen[0]], int(np.sum(labels == unseen[0]))
+        raise DataError(
+            f"{path}: class {_short(name)!r} ({rows:,} rows) does not occur in the training file {train_path}; a model can't learn it"
+        )
+
+
+# A test or validation file that mostly repeats training texts measures memory, not how a model
+# does on texts it hasn't seen: from this share of its rows on, it is refused. Below it, the
+# shared rows are counted in the notes (IMDB's test split has 123 texts of its training split).
+_SHARED_TEXTS_LIMIT = 0.5
+
+
+def _texts_in_training(split: str, path: Path, texts: list[str], train_path: Path, train_texts: list[str]) -> int:
+    """How many of `texts` (rows of the `split` file) are also training texts; an error from half of them on."""
+    training = set(train_texts)
+    shared = sum(text in training for text in texts)
+    if shared < _SHARED_TEXTS_LIMIT * len(texts):
+        return shared
+    if _same_file(path, train_path):
+        how = " (it is the training file)"
+    elif path.is_file() and train_path.is_file() and filecmp.cmp(path, train_path, shallow=False):
+        how = " (the two files hold the same bytes)"
+    else:
+        how = ""
+    raise DataError(
+        f"{path}: {math.floor(100 * shared / len(texts))}% of its rows ({shared:,} of {len(texts):,}) have a text that is also"
+        f" in the training file {train_path}{how}; a {split} file must hold texts the model does not train on"
+    )
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    try:
+        return os.path.samefile(path, other)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -648,15 +751,24 @@ def _jsonl_rows(path: Path, text: str, text_column: str, label_column: str, grou
         value = row[text_column]
         if not isinstance(value, str):
             raise DataError(f"{path}: line {line_number}: {_short(text_column)!r} is {_short(json.dumps(value))}, not a string")
-        label = row.get(label_column)
-        if isinstance(label, bool) or not isinstance(label, (str, int, type(None))):
-            raise DataError(f"{path}: line {line_number}: label {_short(json.dumps(label))} is not a string or an integer")
+        label = _json_label(path, line_number, row.get(label_column))
         group = None
         if group_column is not None and (group_required or group_column in row):
             group = row.get(group_column)
             if isinstance(group, bool) or not isinstance(group, (str, int)):
                 raise DataError(f"{path}: line {line_number}: group {_short(json.dumps(group))} in {_short(group_column)!r} is not a string or an integer")
         yield line_number, value, label, group
+
+
+def _json_label(path: Path, line_number: int, label: Any) -> Optional[str]:
+    """A JSON label as text: numbers as Python writes them (1, 1.0), booleans as JSON does (true)."""
+    if label is None or isinstance(label, str):
+        return label
+    if isinstance(label, bool):
+        return "true" if label else "false"
+    if isinstance(label, int) or (isinstance(label, float) and math.isfinite(label)):
+        return repr(label)
+    raise DataError(f"{path}: line {line_number}: label {_short(json.dumps(label))} is not a string, a number or a boolean")
 
 
 def _read_class_folders(root: Path) -> tuple[list[str], list[str], int]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rnnbench import results
+from rnnbench import data, results
 from rnnbench.cli import main
 from rnnbench.config import config_from_mapping
 from rnnbench.data import DataError, load_dataset, read_labelled
@@ -142,7 +142,7 @@ BAD_INPUTS = [
     ("fields.tsv", b"text\tlabel\nuno\ta\ndos\n", {}, "line 3: expected 2 tab-separated fields, got 1"),
     ("fields.csv", b"text,label\nuno,a\ndos,b,c\n", {}, "line 3: expected 2 comma-separated fields, got 3"),
     ("nolabel.csv", b"text,label\nuno,a\ndos,\n", {}, "line 3: missing label"),
-    ("badlabel.jsonl", b'{"text": "uno", "label": "a"}\n{"text": "dos", "label": [1, 2]}\n', {}, 'line 2: label [1, 2] is not a string or an integer'),
+    ("badlabel.jsonl", b'{"text": "uno", "label": "a"}\n{"text": "dos", "label": [1, 2]}\n', {}, 'line 2: label [1, 2] is not a string, a number or a boolean'),
     ("nulllabel.jsonl", b'{"text": "uno", "label": null}\n', {}, "line 1: missing label"),
     ("badjson.jsonl", b'{"text": "uno", "label": "a"}\n{"text": \n', {}, "line 2: not valid JSON (Expecting value)"),
     ("utf8.tsv", b"text\tlabel\nuno\ta\n\xff\xfe\tb\n", {}, "line 3: not valid UTF-8 (byte 0xff)"),
@@ -241,4 +241,133 @@ def test_a_damaged_gzip_file_through_the_cli_exits_2(tmp_path):
     assert (outcome.exit_code, outcome.output) == (
         2, f"Error: {tmp_path / 'damaged.tsv.gz'}: not a valid gzip file (its compressed data ends early; was the file cut short?)\n"
     )
+
+
+# --- Labels written differently -----------------------------------------------------------------
+
+
+def labelled_csv(path: Path, labels: list[str]) -> Path:
+    # Texts of their own, so that no check on texts shared between files gets in the way.
+    rows = [(f"{path.stem} {index} {'uno dos' if index % 2 else 'tres'}", label) for index, label in enumerate(labels)]
+    return write_csv(path, rows, header=("text", "label"))
+
+
+def files_dataset(tmp_path: Path, train: str, **files):
+    return load_dataset(config_from_mapping(files_config(train, **files)).data, str(tmp_path))
+
+
+def test_spellings_of_one_number_are_one_class(tmp_path):
+    labelled_csv(tmp_path / "spelt.csv", ["1", "1.0", "01", " 1", "0", "0.0", "2", "+2"] * 10)
+    dataset = files_dataset(tmp_path, "spelt.csv")
+    assert dataset.class_names == ("0", "1", "2")
+    assert dataset.notes["merged_labels"] == {"1": ["1", "1.0", "01"], "0": ["0", "0.0"], "2": ["2", "+2"]}
+    assert np.bincount(np.concatenate([dataset.train_labels, dataset.test_labels])).tolist() == [20, 40, 20]
+
+
+def test_booleans_among_numbers_are_1_and_0(tmp_path):
+    labelled_csv(tmp_path / "train.csv", ["0", "1", "True", "true", "False"] * 6)
+    labelled_csv(tmp_path / "test.csv", ["TRUE", "0", "1.0", "false"])
+    dataset = files_dataset(tmp_path, "train.csv", test="test.csv")
+    assert dataset.class_names == ("0", "1")
+    assert dataset.notes["merged_labels"] == {"0": ["0", "False", "false"], "1": ["1", "True", "true", "TRUE", "1.0"]}
+    assert dataset.train_labels.tolist() == [0, 1, 1, 1, 0] * 6 and dataset.test_labels.tolist() == [1, 0, 1, 0]
+
+
+def test_one_boolean_in_two_spellings_is_one_class_named_as_json_writes_it(tmp_path):
+    labelled_csv(tmp_path / "bools.csv", ["True", "true", "False", "false"] * 5)
+    dataset = files_dataset(tmp_path, "bools.csv")
+    assert dataset.class_names == ("false", "true")
+    assert dataset.notes["merged_labels"] == {"true": ["True", "true"], "false": ["False", "false"]}
+
+
+@pytest.mark.parametrize(
+    "labels, class_names",
+    [
+        (["2", "10"], ("2", "10")),
+        (["-1", "0", "1"], ("-1", "0", "1")),
+        (["cocina", "deportes"], ("cocina", "deportes")),
+        (["True", "False"], ("False", "True")),
+        # Distinct strings stay distinct: case, words for numbers, numbers beside words.
+        (["a", "A", "one", "1", "True"], ("1", "A", "True", "a", "one")),
+        (["0.5", "1.5"], ("0.5", "1.5")),
+    ],
+)
+def test_clean_labels_keep_their_names_and_order_and_merge_nothing(tmp_path, labels, class_names):
+    labelled_csv(tmp_path / "clean.csv", labels * 10)
+    dataset = files_dataset(tmp_path, "clean.csv")
+    assert dataset.class_names == class_names
+    assert "merged_labels" not in dataset.notes
+
+
+def test_jsonl_numbers_and_booleans_are_labels(tmp_path):
+    lines = [{"text": f"texto {index}", "label": label} for index, label in enumerate([1, 1.0, True, 0, 0.0, False] * 5)]
+    (tmp_path / "typed.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    dataset = files_dataset(tmp_path, "typed.jsonl")
+    assert dataset.class_names == ("0", "1")
+    assert dataset.notes["merged_labels"] == {"1": ["1", "1.0", "true"], "0": ["0", "0.0", "false"]}
+
+
+def test_labels_that_are_not_numbers_never_crash_the_class_order(tmp_path):
+    # "²".isdigit() is True, but int("²") fails: the order must not take it for an integer.
+    labelled_csv(tmp_path / "odd.csv", ["²", "1", "--5", "١"] * 5)
+    assert files_dataset(tmp_path, "odd.csv").class_names == ("--5", "1", "²", "١")
+
+
+# --- Classes and texts the training file lacks or shares -------------------------------------------
+
+
+@pytest.mark.parametrize("split", ["test", "validation"])
+def test_a_class_only_in_the_test_or_validation_file_is_refused(tmp_path, split):
+    labelled_csv(tmp_path / "train.csv", ["a", "b"] * 10)
+    write_csv(tmp_path / "other.csv", [("uno", "a"), ("dos", "c"), ("tres", "c"), ("cuatro", "b")], header=("text", "label"))
+    with pytest.raises(DataError) as caught:
+        files_dataset(tmp_path, "train.csv", **{split: "other.csv"})
+    assert str(caught.value) == (
+        f"{tmp_path / 'other.csv'}: class 'c' (2 rows) does not occur in the training file {tmp_path / 'train.csv'}; a model can't learn it"
+    )
+
+
+def test_the_training_file_as_test_file_is_refused(tmp_path):
+    labelled_csv(tmp_path / "train.csv", ["a", "b"] * 10)
+    with pytest.raises(DataError) as caught:
+        files_dataset(tmp_path, "train.csv", test=str(tmp_path / "train.csv"))
+    assert str(caught.value) == (
+        f"{tmp_path / 'train.csv'}: 100% of its rows (20 of 20) have a text that is also in the training file"
+        f" {tmp_path / 'train.csv'} (it is the training file); a test file must hold texts the model does not train on"
+    )
+
+
+def test_a_copy_of_the_training_file_as_validation_file_is_refused(tmp_path):
+    labelled_csv(tmp_path / "train.csv", ["a", "b"] * 10)
+    (tmp_path / "copy.csv").write_bytes((tmp_path / "train.csv").read_bytes())
+    with pytest.raises(DataError) as caught:
+        files_dataset(tmp_path, "train.csv", validation="copy.csv")
+    assert str(caught.value) == (
+        f"{tmp_path / 'copy.csv'}: 100% of its rows (20 of 20) have a text that is also in the training file"
+        f" {tmp_path / 'train.csv'} (the two files hold the same bytes); a validation file must hold texts the model does not train on"
+    )
+
+
+def test_a_test_file_mostly_of_training_texts_is_refused_and_a_few_are_counted(tmp_path):
+    train = [(f"texto {index}", "ab"[index % 2]) for index in range(40)]
+    write_csv(tmp_path / "train.csv", train, header=("text", "label"))
+    # Half of the test rows are training texts: refused.
+    write_csv(tmp_path / "half.csv", train[:5] + [(f"nuevo {index}", "ab"[index % 2]) for index in range(5)], header=("text", "label"))
+    with pytest.raises(DataError) as caught:
+        files_dataset(tmp_path, "train.csv", test="half.csv")
+    assert str(caught.value) == (
+        f"{tmp_path / 'half.csv'}: 50% of its rows (5 of 10) have a text that is also in the training file"
+        f" {tmp_path / 'train.csv'}; a test file must hold texts the model does not train on"
+    )
+    # Fewer: counted in the notes, for test and validation files alike.
+    write_csv(tmp_path / "few.csv", train[:4] + [(f"nuevo {index}", "ab"[index % 2]) for index in range(6)], header=("text", "label"))
+    dataset = files_dataset(tmp_path, "train.csv", test="few.csv", validation="few.csv")
+    assert (dataset.notes["test_texts_in_training"], dataset.notes["validation_texts_in_training"]) == (4, 4)
+
+
+def test_real_imdb_files_share_123_texts_which_is_counted_not_refused(real_data_dir):
+    settings = config_from_mapping({"data": {"dataset": "files", "files": {"train": "imdb/train.tsv.gz", "test": "imdb/test.tsv.gz"}}}).data
+    dataset = load_dataset(settings, str(real_data_dir))
+    assert dataset.notes == {"test_texts_in_training": 123}
+    assert dataset.class_names == ("0", "1")
 

@@ -771,22 +771,51 @@ def _json_label(path: Path, line_number: int, label: Any) -> Optional[str]:
     raise DataError(f"{path}: line {line_number}: label {_short(json.dumps(label))} is not a string, a number or a boolean")
 
 
+# The suffix keras.utils.text_dataset_from_directory reads, in any case.
+_TEXT_FILE_SUFFIX = ".txt"
+
+
 def _read_class_folders(root: Path) -> tuple[list[str], list[str], int]:
-    """The layout keras.utils.text_dataset_from_directory reads: root/<class name>/*.txt."""
+    """The layout keras.utils.text_dataset_from_directory reads: root/<class name>/**/*.txt.
+
+    This mirrors Keras 3's `index_directory` and `iter_valid_files` (keras/src/utils/dataset_utils.py):
+    the classes are root's sub-folders (links to folders too) whose names don't start with ".",
+    in sorted order; a class's texts are the files anywhere below its folder, found by os.walk
+    (which doesn't enter linked folders), whose names end in ".txt" in any case (".TXT", and
+    hidden files too), in sorted folder order, then sorted name order. Unlike Keras, which would
+    keep a class with no files and never show a model one of its rows, a class folder without
+    .txt files is an error, and so is a sub-folder that can't be listed (Keras skips it).
+    """
     if not root.is_dir():
         raise DataError(f"{root}: not a folder (the 'folders' format needs one sub-folder of .txt files per class)")
-    classes = sorted(child for child in root.iterdir() if child.is_dir() and not child.name.startswith("."))
+    try:
+        classes = [name for name in sorted(os.listdir(root)) if not name.startswith(".") and (root / name).is_dir()]
+    except OSError as error:
+        raise DataError(f"{root}: cannot list the folder ({error.strerror or error})") from None
     if not classes:
         raise DataError(f"{root}: no class folders (expected one sub-folder of .txt files per class)")
     texts, labels, skipped = [], [], 0
-    for folder in classes:
-        for path in sorted(folder.glob("*.txt")):
-            text = _read_text(path)
-            if not text.strip():
-                skipped += 1
-                continue
-            texts.append(text)
-            labels.append(folder.name)
-    if not texts:
-        raise DataError(f"{root}: the class folders hold no .txt files with text")
+    for name in classes:
+        files = _text_files(root, name)
+        if not files:
+            raise DataError(f"{root}: class folder {_short(name)!r} holds no {_TEXT_FILE_SUFFIX} files")
+        class_texts = [_read_text(path) for path in files]
+        kept = [text for text in class_texts if text.strip()]
+        if not kept:
+            raise DataError(f"{root}: class folder {_short(name)!r} holds only empty {_TEXT_FILE_SUFFIX} files")
+        skipped += len(class_texts) - len(kept)
+        texts += kept
+        labels += [name] * len(kept)
     return texts, labels, skipped
+
+
+def _text_files(root: Path, class_name: str) -> list[Path]:
+    """The .txt files anywhere below root/class_name, in the order Keras lists them."""
+
+    def refuse(error: OSError) -> None:
+        raise DataError(f"{root}: cannot list {error.filename} in class folder {_short(class_name)!r} ({error.strerror or error})")
+
+    folders = sorted(os.walk(root / class_name, onerror=refuse), key=lambda entry: entry[0])
+    return [
+        Path(folder, name) for folder, _, names in folders for name in sorted(names) if name.lower().endswith(_TEXT_FILE_SUFFIX)
+    ]

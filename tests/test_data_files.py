@@ -371,3 +371,49 @@ def test_real_imdb_files_share_123_texts_which_is_counted_not_refused(real_data_
     assert dataset.notes == {"test_texts_in_training": 123}
     assert dataset.class_names == ("0", "1")
 
+
+# --- Class folders, as keras.utils.text_dataset_from_directory reads them ------------------------
+
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    for relative, text in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text, encoding="utf-8")
+    return root
+
+
+KERAS_TREE = {
+    "neg/a.txt": "malo",
+    "neg/B.TXT": "terrible",
+    "neg/deep/er/c.Txt": "aburrido",
+    "neg/notes.md": "not a text",
+    "neg/.hidden.txt": "oculto",
+    "pos/z.txt": "bueno",
+    "pos/sub/y.txt": "genial",
+    "pos/sub dir/x.txt": "excelente",
+    ".git/ignored.txt": "no class",
+    "top.txt": "no class either",
+}
+
+
+def test_class_folders_read_what_keras_reads_in_its_order(tmp_path):
+    from keras.src.utils.dataset_utils import index_directory
+
+    root = write_tree(tmp_path / "corpus", KERAS_TREE)
+    texts, labels, skipped = data._read_class_folders(root)
+    paths, keras_labels, keras_classes = index_directory(str(root), "inferred", formats=(".txt",), shuffle=False, verbose=False)
+    assert texts == [Path(path).read_text(encoding="utf-8") for path in paths]
+    assert labels == [keras_classes[label] for label in keras_labels]
+    assert (labels, skipped) == (["neg"] * 4 + ["pos"] * 3, 0)
+
+
+def test_an_empty_class_folder_is_refused(tmp_path):
+    root = write_tree(tmp_path / "corpus", {"neg/a.txt": "malo", "pos/readme.md": "no texts here"})
+    (root / "neutral").mkdir()
+    with pytest.raises(DataError) as caught:
+        read_labelled(root, "auto", "text", "label")
+    assert str(caught.value) == f"{root}: class folder 'neutral' holds no .txt files"
+    (root / "neutral" / "a.txt").write_text("  \n", encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        read_labelled(root, "auto", "text", "label")
+    assert str(caught.value) == f"{root}: class folder 'neutral' holds only empty .txt files"

@@ -71,7 +71,7 @@ def test_run_then_compare(tiny_data_dir, tmp_path):
     markdown = invoke("compare", "--runs-dir", runs, "--format", "markdown", "--per-run").output.splitlines()
     assert markdown[0].startswith("| name ") and set(markdown[1]) <= set("|-: ")
     csv_lines = invoke("compare", "--runs-dir", runs, "--format", "csv", "--per-run").output.splitlines()
-    assert csv_lines[0] == "name,dataset,cell,layers,embedding dim,units,params,best val acc,best epoch,val macro-F1,test acc,s/epoch,backend,device"
+    assert csv_lines[0] == "name,dataset,cell,layers,embedding dim,units,params,best val acc,best epoch,val macro-F1,test acc,val−test,s/epoch,backend,device"
     assert csv_lines[1].startswith("tiny,imdb,ann,-,-,-,")
 
 
@@ -162,6 +162,13 @@ def test_seeds_reuse_and_force(tiny_data_dir, tmp_path):
     assert "already completed" not in forced.output
     records = results.read_runs(tmp_path / "runs")
     assert sorted(record["config"]["train"]["seed"] for record in records) == [1, 1, 2, 3]
+    # The forced run of seed 1 replaces the first one in the statistics: n counts seeds, not runs.
+    [group] = json.loads(invoke("compare", "--format", "json", *common[2:]).output)["groups"]
+    assert (group["n"], group["seeds"]) == (3, [1, 2, 3])
+    forced_run = results.read_runs(tmp_path / "runs")[-1]["run_id"]
+    assert forced_run in group["runs"]
+    statuses = sorted(row.split()[-2] for row in invoke("compare", "--all", *common[2:]).output.splitlines()[2:])
+    assert statuses == ["completed", "completed", "completed", "replaced"]
 
 
 def test_a_killed_run_shows_as_incomplete(tmp_path):

@@ -5,13 +5,14 @@ Import this module only after `backend.select_backend`, since it imports Keras.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import keras
 import numpy as np
@@ -223,18 +224,42 @@ def run_experiment(
     echo(f"[{config.name}] {config.model.cell}, backend {config.backend}")
     run_started = time.perf_counter()
     prepared = Prepared(config, data_dir, echo)
+    pretrained = _pretrained_vectors(config, prepared, data_dir, echo)
+    network = _compiled_model(config, prepared, pretrained)
+    device, choices = _plan_kernels(config, echo)
+    record = _new_record(config, command, network, prepared, pretrained, device, choices)
+    run, progress = _open_run(runs_dir, config, record, network, prepared, resume, echo)
 
-    pretrained = None
-    if config.model.pretrained_embedding is not None:
-        pretrained = embeddings.load_pretrained(
-            config.model.pretrained_embedding, prepared.vocabulary, config.data.num_words,
-            config.model.embedding_dim, config.train.seed, data_dir,
-        )
-        echo(
-            f"pre-trained vectors {pretrained.source}: {pretrained.found:,} of {len(prepared.vocabulary.words):,}"
-            f" vocabulary words found ({pretrained.coverage:.1%}); {'trainable' if config.model.embedding_trainable else 'frozen'}"
-        )
+    with _recorded_if_stopped(runs_dir, run, record, progress):
+        started = time.perf_counter()
+        finite = _train(network, prepared, config, run, progress, echo, sys.stdout.isatty() if progress_bar is None else progress_bar)
+        train_seconds = time.perf_counter() - started
+        scores = _evaluate(network, prepared, run, progress) if finite and progress.best is not None else None
+    if scores is None:
+        return _finish(runs_dir, run, record, "diverged", {"epochs_run": len(progress.history)})
 
+    result = _result(progress, scores, train_seconds, wall_seconds=time.perf_counter() - run_started)
+    return _finish(runs_dir, run, record, "completed", result)
+
+
+def _pretrained_vectors(
+    config: Config, prepared: Prepared, data_dir: Optional[str], echo: Callable[[str], None]
+) -> Optional[embeddings.PretrainedEmbedding]:
+    if config.model.pretrained_embedding is None:
+        return None
+    pretrained = embeddings.load_pretrained(
+        config.model.pretrained_embedding, prepared.vocabulary, config.data.num_words,
+        config.model.embedding_dim, config.train.seed, data_dir,
+    )
+    echo(
+        f"pre-trained vectors {pretrained.source}: {pretrained.found:,} of {len(prepared.vocabulary.words):,}"
+        f" vocabulary words found ({pretrained.coverage:.1%}); {'trainable' if config.model.embedding_trainable else 'frozen'}"
+    )
+    return pretrained
+
+
+def _compiled_model(config: Config, prepared: Prepared, pretrained: Optional[embeddings.PretrainedEmbedding]) -> keras.Model:
+    # Seeded just before the weights are drawn, so that the same seed gives the same model.
     backend.set_random_seed(config.train.seed)
     network = model_factory.build_model(
         config, config.data.num_words, prepared.num_classes, None if pretrained is None else pretrained.matrix
@@ -244,6 +269,11 @@ def run_experiment(
         loss=model_factory.loss_for(prepared.num_classes),
         metrics=["accuracy"],
     )
+    return network
+
+
+def _plan_kernels(config: Config, echo: Callable[[str], None]) -> tuple[str, list[kernels.KernelChoice]]:
+    """The device, and the kernel each recurrent layer runs on it (one line each)."""
     device = backend.device_description()
     on_gpu = device.startswith("GPU")
     choices = kernels.plan(config, keras.backend.backend(), on_gpu)
@@ -252,6 +282,14 @@ def run_experiment(
     if on_gpu:
         for warning in kernels.forfeited(config, keras.backend.backend()):
             echo(f"warning: {warning}")
+    return device, choices
+
+
+def _new_record(
+    config: Config, command: str, network: keras.Model, prepared: Prepared,
+    pretrained: Optional[embeddings.PretrainedEmbedding], device: str, choices: list[kernels.KernelChoice],
+) -> dict[str, Any]:
+    """What a run is, before it trains: config, environment, model size, data."""
     record: dict[str, Any] = {
         "name": config.name,
         "config": config.to_dict(),
@@ -272,12 +310,20 @@ def run_experiment(
             "coverage": pretrained.coverage,
             "trainable": config.model.embedding_trainable,
         }
+    return record
+
+
+def _open_run(
+    runs_dir: Path, config: Config, record: dict[str, Any], network: keras.Model, prepared: Prepared,
+    resume: Optional[results.RunDirectory], echo: Callable[[str], None],
+) -> tuple[results.RunDirectory, _Progress]:
+    """A new run's folder, or `resume`'s with its checkpoint restored into `network`; indexed as running."""
     if resume is None:
         run, progress = results.create_run(runs_dir, config.name), _Progress()
     else:
         run = resume
         progress = _Progress.load(run, network)
-        progress.resumed.append({"after_epoch": len(progress.history), "at": results.now(), "device": device})
+        progress.resumed.append({"after_epoch": len(progress.history), "at": results.now(), "device": record["device"]})
     record["run_dir"] = str(run.path)
     if progress.resumed:
         record["resumed"] = progress.resumed
@@ -285,35 +331,34 @@ def run_experiment(
     run.write_vocabulary(prepared.vocabulary.words)
     results.index_run(runs_dir, run.run_id, config.name, "running", {**record, "process": results.this_process()})
     if resume is None:
-        echo(f"{network.count_params():,} parameters on {device}; recording in {run.path}")
+        echo(f"{network.count_params():,} parameters on {record['device']}; recording in {run.path}")
     else:
         echo(
-            f"{network.count_params():,} parameters on {device}; resuming {run.path} after epoch"
+            f"{network.count_params():,} parameters on {record['device']}; resuming {run.path} after epoch"
             f" {len(progress.history)} of {config.train.epochs} (best so far: epoch"
             f" {progress.best['epoch'] if progress.best else '-'})"
         )
+    return run, progress
 
-    started = time.perf_counter()
+
+@contextlib.contextmanager
+def _recorded_if_stopped(runs_dir: Path, run: results.RunDirectory, record: dict[str, Any], progress: _Progress) -> Iterator[None]:
+    """Index the run as interrupted (Ctrl-C) or failed (an error) if the block stops early."""
     try:
-        finite = _train(network, prepared, config, run, progress, echo, sys.stdout.isatty() if progress_bar is None else progress_bar)
-        train_seconds = time.perf_counter() - started
+        yield
     except KeyboardInterrupt:
-        results.index_run(runs_dir, run.run_id, config.name, "interrupted", {**record, "history": progress.history})
+        results.index_run(runs_dir, run.run_id, record["name"], "interrupted", {**record, "history": progress.history})
         raise
     except Exception as error:
         try:
-            results.index_run(runs_dir, run.run_id, config.name, "failed", {**record, "error": str(error), "history": progress.history})
+            results.index_run(runs_dir, run.run_id, record["name"], "failed", {**record, "error": str(error), "history": progress.history})
         except results.ResultsError:
             pass  # The disk may be what failed; the error being raised says more than this one would.
         raise
 
-    if not finite or progress.best is None:
-        record["result"] = {"epochs_run": len(progress.history)}
-        results.index_run(runs_dir, run.run_id, config.name, "diverged", record)
-        run.remove_checkpoint()
-        record["status"] = "diverged"
-        return record
 
+def _evaluate(network: keras.Model, prepared: Prepared, run: results.RunDirectory, progress: _Progress) -> dict[str, dict[str, Any]]:
+    """Save the best epoch's model and score it on the validation and test splits."""
     network.set_weights(progress.best_weights)
     run.save_model(network)
     scores = {}
@@ -329,8 +374,12 @@ def run_experiment(
             "macro_f1": metrics.macro_f1(confusion),
             "confusion": confusion.tolist(),
         }
+    return scores
+
+
+def _result(progress: _Progress, scores: dict[str, dict[str, Any]], train_seconds: float, wall_seconds: float) -> dict[str, Any]:
     epoch_seconds = [entry["seconds"] for entry in progress.history]
-    record["result"] = {
+    return {
         "best_val_accuracy": progress.best["val_accuracy"],
         "best_epoch": progress.best["epoch"],
         "best_val_loss": progress.best["val_loss"],
@@ -346,12 +395,17 @@ def run_experiment(
         # Training in this process (after a resume, the epochs trained before it are not included).
         "train_seconds": train_seconds,
         # The whole run in this process: reading and tokenizing data, training, predicting, saving.
-        "wall_seconds": time.perf_counter() - run_started,
+        "wall_seconds": wall_seconds,
     }
-    record["status"] = "completed"
-    run.write_result(record)
-    results.index_run(runs_dir, run.run_id, config.name, "completed", record)
-    # The saved model and the history hold all a completed run needs; the checkpoint is only for resuming.
+
+
+def _finish(runs_dir: Path, run: results.RunDirectory, record: dict[str, Any], status: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Record how the run ended (result.json for a completed one) and drop its checkpoint."""
+    record["result"], record["status"] = result, status
+    if status == "completed":
+        run.write_result(record)
+    results.index_run(runs_dir, run.run_id, record["name"], status, record)
+    # The saved model and the history hold all a finished run needs; the checkpoint is only for resuming.
     run.remove_checkpoint()
     return record
 

@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -220,6 +221,8 @@ def run_experiment(
     With `resume` (an unfinished run of the same config, locked by the caller), training goes on
     from that run's last finished epoch, in its directory. Keras' progress bar is shown if
     `progress_bar`, by default when standard output is a terminal; a line per epoch always is.
+    Ctrl-C after the run's folder exists records the run as interrupted and re-raises the
+    KeyboardInterrupt with that folder as its `run_dir`.
     """
     echo(f"[{config.name}] {config.model.cell}, backend {config.backend}")
     run_started = time.perf_counter()
@@ -327,9 +330,15 @@ def _open_run(
     record["run_dir"] = str(run.path)
     if progress.resumed:
         record["resumed"] = progress.resumed
-    run.write_config(record)
-    run.write_vocabulary(prepared.vocabulary.words)
-    results.index_run(runs_dir, run.run_id, config.name, "running", {**record, "process": results.this_process()})
+    try:
+        run.write_config(record)
+        run.write_vocabulary(prepared.vocabulary.words)
+        results.index_run(runs_dir, run.run_id, config.name, "running", {**record, "process": results.this_process()})
+    except BaseException:
+        if resume is None:
+            # Never indexed, so no one could find it: leave no half-written folder behind.
+            shutil.rmtree(run.path, ignore_errors=True)
+        raise
     if resume is None:
         echo(f"{network.count_params():,} parameters on {record['device']}; recording in {run.path}")
     else:
@@ -346,7 +355,9 @@ def _recorded_if_stopped(runs_dir: Path, run: results.RunDirectory, record: dict
     """Index the run as interrupted (Ctrl-C) or failed (an error) if the block stops early."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
+        # Says where the interrupted run is; absent when Ctrl-C came before a run existed.
+        error.run_dir = str(run.path)  # type: ignore[attr-defined]
         results.index_run(runs_dir, run.run_id, record["name"], "interrupted", {**record, "history": progress.history})
         raise
     except Exception as error:

@@ -81,6 +81,7 @@ class Prepared:
         self.x_test, self.y_test = encode(test_rows), dataset.test_labels
         self.num_classes = dataset.num_classes
         self.class_names = dataset.class_names
+        self.notes = dataset.notes
         lengths = corpus.lengths[training_rows]
         self.summary = {
             "dataset": dataset.name,
@@ -230,7 +231,7 @@ def run_experiment(
     pretrained = _pretrained_vectors(config, prepared, data_dir, echo)
     network = _compiled_model(config, prepared, pretrained)
     device, choices = _plan_kernels(config, echo)
-    record = _new_record(config, command, network, prepared, pretrained, device, choices)
+    record = _new_record(config, command, network, prepared, pretrained, device, choices, echo)
     run, progress = _open_run(runs_dir, config, record, network, prepared, resume, echo)
 
     with _recorded_if_stopped(runs_dir, run, record, progress):
@@ -242,6 +243,7 @@ def run_experiment(
         return _finish(runs_dir, run, record, "diverged", {"epochs_run": len(progress.history)})
 
     result = _result(progress, scores, train_seconds, wall_seconds=time.perf_counter() - run_started)
+    result["collapsed"] = _warn_if_collapsed(record, scores["val"]["confusion"], prepared.class_names, echo)
     return _finish(runs_dir, run, record, "completed", result)
 
 
@@ -283,6 +285,7 @@ def _plan_kernels(config: Config, echo: Callable[[str], None]) -> tuple[str, lis
     for choice in choices:
         echo(f"{choice.layer}: {choice.kernel}, because {choice.reason}")
     if on_gpu:
+        # Speed advice, not a doubt about the result, so it is not one of the record's warnings.
         for warning in kernels.forfeited(config, keras.backend.backend()):
             echo(f"warning: {warning}")
     return device, choices
@@ -291,8 +294,9 @@ def _plan_kernels(config: Config, echo: Callable[[str], None]) -> tuple[str, lis
 def _new_record(
     config: Config, command: str, network: keras.Model, prepared: Prepared,
     pretrained: Optional[embeddings.PretrainedEmbedding], device: str, choices: list[kernels.KernelChoice],
+    echo: Callable[[str], None],
 ) -> dict[str, Any]:
-    """What a run is, before it trains: config, environment, model size, data."""
+    """What a run is, before it trains: config, environment, model size, data, and warnings about the data."""
     record: dict[str, Any] = {
         "name": config.name,
         "config": config.to_dict(),
@@ -305,6 +309,8 @@ def _new_record(
         "parameters": int(network.count_params()),
         "kernels": [dataclasses.asdict(choice) for choice in choices],
         "data": prepared.summary,
+        # One line each, about what could make the result mean less than it seems.
+        "warnings": [],
     }
     if pretrained is not None:
         record["embedding"] = {
@@ -313,7 +319,46 @@ def _new_record(
             "coverage": pretrained.coverage,
             "trainable": config.model.embedding_trainable,
         }
+    for line in note_warnings(prepared.notes):
+        _warn(record, line, echo)
     return record
+
+
+def _warn(record: dict[str, Any], line: str, echo: Callable[[str], None]) -> None:
+    record["warnings"].append(line)
+    echo(f"warning: {line}")
+
+
+def _merged_labels(merged: dict[str, list[str]]) -> str:
+    sets = "; ".join(f"{', '.join(map(repr, spellings))} as {name!r}" for name, spellings in merged.items())
+    return f"label spellings merged into one class each: {sets} (check that each set means one class)"
+
+
+# Data notes (`TextDataset.notes`) that deserve a warning, and how each is said in one line.
+NOTE_WARNINGS: dict[str, Callable[[Any], str]] = {
+    "merged_labels": _merged_labels,
+}
+
+
+def note_warnings(notes: dict[str, Any]) -> list[str]:
+    """A warning line for each note in `notes` that deserves one (see NOTE_WARNINGS)."""
+    return [describe(notes[key]) for key, describe in NOTE_WARNINGS.items() if notes.get(key)]
+
+
+def _warn_if_collapsed(record: dict[str, Any], confusion: list[list[int]], class_names: tuple[str, ...], echo: Callable[[str], None]) -> bool:
+    """Whether the validation rows of `confusion` (rows true classes, columns predicted) are all
+    predicted as one class although they hold several; if so, a warning says which class."""
+    counts = np.asarray(confusion)
+    predicted = counts.sum(axis=0)
+    collapsed = bool(np.count_nonzero(predicted) == 1 and np.count_nonzero(counts.sum(axis=1)) > 1)
+    if collapsed:
+        _warn(
+            record,
+            f"the best epoch's model predicts {class_names[int(np.argmax(predicted))]!r} for every validation row"
+            " (a collapsed model: check train.learning_rate)",
+            echo,
+        )
+    return collapsed
 
 
 def _open_run(

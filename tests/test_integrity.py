@@ -1,6 +1,7 @@
 """The runner's side of an honest verdict: every run recorded once, with what could make it mean
 less than it seems (a collapsed model, merged labels), and nothing half-made left behind."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,8 @@ import pytest
 from rnnbench import data, results, train
 from rnnbench.config import config_from_mapping
 from rnnbench.train import run_experiment
+
+COLLAPSE = "the best epoch's model predicts 'positive' for every validation row (a collapsed model: check train.learning_rate)"
 
 
 def tiny_config(data_settings=(), **train_settings):
@@ -19,6 +22,50 @@ def tiny_config(data_settings=(), **train_settings):
 
 def run_folders(runs: Path) -> list[Path]:
     return sorted(path for path in runs.iterdir() if path.is_dir()) if runs.exists() else []
+
+
+def test_a_collapsed_model_is_flagged_and_warned_about(tiny_data_dir, tmp_path):
+    # SGD at learning rate 5 sends this model to one class in its first epoch, with a finite loss.
+    lines = []
+    runs = tmp_path / "runs"
+    record = run_experiment(tiny_config(optimizer="sgd", learning_rate=5.0), str(tiny_data_dir), runs, "test", echo=lines.append)
+    assert record["status"] == "completed"
+    assert record["result"]["collapsed"] is True
+    assert record["warnings"] == [COLLAPSE]
+    assert f"warning: {COLLAPSE}" in lines
+    written = json.loads(Path(record["run_dir"], "result.json").read_text())
+    assert written["warnings"] == [COLLAPSE] and written["result"]["collapsed"] is True
+    [indexed] = results.read_runs(runs)
+    assert indexed["warnings"] == [COLLAPSE] and indexed["result"]["collapsed"] is True
+
+
+def test_merged_labels_are_a_warning_recorded_with_the_run(tiny_data_dir, tmp_path, monkeypatch):
+    merged = {"1": ["1", "1.0", "01"], "true": ["True", "true"]}
+    expected = "label spellings merged into one class each: '1', '1.0', '01' as '1'; 'True', 'true' as 'true' (check that each set means one class)"
+    real_load = data.load_dataset
+
+    def load_with_notes(settings, data_dir=None):
+        dataset = real_load(settings, data_dir)
+        dataset.notes.update(merged_labels=merged, test_texts_in_training=2)
+        return dataset
+
+    monkeypatch.setattr(data, "load_dataset", load_with_notes)
+    lines = []
+    record = run_experiment(tiny_config(), str(tiny_data_dir), tmp_path / "runs", "test", echo=lines.append)
+    assert record["warnings"] == [expected]
+    assert f"warning: {expected}" in lines
+    # The notes themselves travel with the data summary; only the merge is a warning.
+    assert record["data"]["merged_labels"] == merged and record["data"]["test_texts_in_training"] == 2
+    assert json.loads(Path(record["run_dir"], "config.json").read_text())["warnings"] == [expected]
+    assert results.read_runs(tmp_path / "runs")[0]["warnings"] == [expected]
+
+
+def test_only_notes_that_deserve_one_make_a_warning():
+    assert train.note_warnings({}) == []
+    assert train.note_warnings({"skipped_empty_texts": {"a.tsv": 3}, "test_texts_in_training": 4, "merged_labels": {}}) == []
+    assert train.note_warnings({"merged_labels": {"0": ["0", "0.0"]}}) == [
+        "label spellings merged into one class each: '0', '0.0' as '0' (check that each set means one class)"
+    ]
 
 
 def test_ctrl_c_before_the_run_exists_names_no_run(tiny_data_dir, tmp_path, monkeypatch):

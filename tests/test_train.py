@@ -43,6 +43,8 @@ def test_run_writes_exactly_the_expected_files(tiny_data_dir, tmp_path):
     assert result["best_val_accuracy"] == max(accuracies)
     assert result["best_epoch"] == 1 + int(np.argmax(accuracies))
     assert result["epochs_run"] == 3
+    # A model that learned the synthetic cues predicts both classes: not collapsed, no warnings.
+    assert result["collapsed"] is False and record["warnings"] == []
     assert result["mean_epoch_seconds"] == pytest.approx(np.mean([entry["seconds"] for entry in history]))
     assert record["parameters"] == 50 * 8 + 3 * 8 * (8 + 8 + 2) + 8 * 8 + 8 + 9
 

@@ -31,7 +31,7 @@ def _start_worker(backend_name: str) -> None:
     select_backend(backend_name)
 
 
-def _train(config: dict[str, Any], candidates: list[Path], data_dir: Optional[str], runs_dir: Path, command: str, label: str) -> dict[str, Any]:
+def _train(config: dict[str, Any], data_dir: Optional[str], runs_dir: Path, command: str, label: str, reuse: bool, resume: bool) -> dict[str, Any]:
     from rnnbench.config import Config
     from rnnbench.train import train_one
 
@@ -41,30 +41,35 @@ def _train(config: dict[str, Any], candidates: list[Path], data_dir: Optional[st
         print(f"{label} {line}", flush=True)
 
     try:
-        return train_one(Config.model_validate(config), candidates, data_dir, runs_dir, command, label, False, echo, progress_bar=False)
+        return train_one(
+            Config.model_validate(config), data_dir, runs_dir, command, label, False, echo,
+            progress_bar=False, reuse=reuse, resume=resume,
+        )
     except KeyboardInterrupt:
-        # The run is recorded as interrupted by now. Leave the pool, rather than go on to the next
-        # queued run: Ctrl-C stops the whole sweep.
+        # The run, if one had started, is recorded as interrupted by now. Leave the pool, rather than
+        # go on to the next queued run: Ctrl-C stops the whole sweep.
         sys.stdout.flush()
         os._exit(130)
 
 
 def train_many(
-    pending: list[tuple[int, str, Any, list[Path]]],
+    pending: list[tuple[int, str, Any]],
     data_dir: Optional[str],
     runs_dir: Path,
     command: str,
     jobs: int,
     echo: Callable[[str], None],
+    reuse: bool = True,
+    resume: bool = True,
 ) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    """Train (position, label, config, unfinished runs) entries on `jobs` processes; yields each as it finishes."""
+    """Train (position, label, config) entries on `jobs` processes with `train.train_one`; yields each as it finishes."""
     backend_name = pending[0][2].backend
     context = multiprocessing.get_context("spawn")
     echo(f"training {len(pending)} runs, {jobs} at a time")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(backend_name,)) as pool:
         futures = {
-            pool.submit(_train, config.to_dict(), candidates, data_dir, runs_dir, command, label): (position, label)
-            for position, label, config, candidates in pending
+            pool.submit(_train, config.to_dict(), data_dir, runs_dir, command, label, reuse, resume): (position, label)
+            for position, label, config in pending
         }
         try:
             for future in concurrent.futures.as_completed(futures):

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -219,8 +221,8 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Train one model for `config` and record it under `runs_dir`; returns the run's record.
 
-    With `resume` (an unfinished run of the same config, locked by the caller), training goes on
-    from that run's last finished epoch, in its directory. Keras' progress bar is shown if
+    With `resume` (an unfinished run of the same config, whose lock the caller holds), training
+    goes on from that run's last finished epoch, in its directory. Keras' progress bar is shown if
     `progress_bar`, by default when standard output is a terminal; a line per epoch always is.
     Ctrl-C after the run's folder exists records the run as interrupted and re-raises the
     KeyboardInterrupt with that folder as its `run_dir`.
@@ -512,17 +514,6 @@ def unfinished_runs(runs_dir: Path) -> dict[str, list[Path]]:
     return found
 
 
-def _take_unfinished(candidates: list[Path], echo: Callable[[str], None]) -> Optional[results.RunDirectory]:
-    for run in map(results.RunDirectory, candidates):
-        if not run.lock():
-            echo(f"{run.path} is being resumed by another process; leaving it to that one")
-            continue
-        if run.has_checkpoint():  # Another process may have finished it since the index was read.
-            return run
-        run.unlock()
-    return None
-
-
 def run_all(
     configs: list[Config],
     data_dir: Optional[str],
@@ -540,17 +531,16 @@ def run_all(
     leaves most of a GPU idle. Records come back in the order of `configs` either way.
     """
     done = {} if force else completed_runs(runs_dir)
-    unfinished = unfinished_runs(runs_dir) if resume and not force else {}
     records: dict[int, dict[str, Any]] = {}
     pending = []
     for position, config in enumerate(configs, start=1):
         label = f"[{position}/{len(configs)}] {config.name}, seed {config.train.seed}"
         existing = done.get(config.fingerprint())
         if existing is not None:
-            echo(f"{label}: already completed in {existing['run_dir']}; reused, not retrained (--force trains it again)")
+            echo(f"{label}: {_reused(existing)}")
             records[position] = existing
         else:
-            pending.append((position, label, config, unfinished.get(config.fingerprint(), [])))
+            pending.append((position, label, config))
 
     def finished(position: int, label: str, record: dict[str, Any]) -> None:
         records[position] = record
@@ -558,20 +548,21 @@ def run_all(
             echo(f"{label}: {_outcome(record)}")
             echo(f"running summary: {running_summary(list(records.values()))}")
 
+    reuse, resume = not force, resume and not force
     if jobs <= 1 or len(pending) <= 1:
-        for position, label, config, candidates in pending:
-            finished(position, label, train_one(config, candidates, data_dir, runs_dir, command, label, len(configs) > 1, echo))
+        for position, label, config in pending:
+            record = train_one(config, data_dir, runs_dir, command, label, len(configs) > 1, echo, reuse=reuse, resume=resume)
+            finished(position, label, record)
     else:
         from rnnbench import jobs as parallel
 
-        for position, label, record in parallel.train_many(pending, data_dir, runs_dir, command, jobs, echo):
+        for position, label, record in parallel.train_many(pending, data_dir, runs_dir, command, jobs, echo, reuse=reuse, resume=resume):
             finished(position, label, record)
     return [records[position] for position in sorted(records)]
 
 
 def train_one(
     config: Config,
-    candidates: list[Path],
     data_dir: Optional[str],
     runs_dir: Path,
     command: str,
@@ -579,16 +570,85 @@ def train_one(
     announce: bool,
     echo: Callable[[str], None],
     progress_bar: Optional[bool] = None,
+    reuse: bool = True,
+    resume: bool = True,
 ) -> dict[str, Any]:
-    """Train `config`, going on with the first of `candidates` (unfinished runs of it) that no other process holds."""
-    unfinished_run = _take_unfinished(candidates, echo)
-    if announce:
-        echo(f"{label}: {'resuming' if unfinished_run else 'training'}")
-    try:
+    """Train `config` once, however many processes ask for it at the same time.
+
+    Under the lock of its fingerprint, a completed run of it is reused (if `reuse`), an
+    unfinished one goes on (if `resume`), and otherwise a new run starts; while another process
+    holds the lock, this one says so and waits for it.
+    """
+    fingerprint = config.fingerprint()
+
+    def say(line: str) -> None:
+        echo(f"{label}: {line}" if announce else line)
+
+    with _run_lock(runs_dir, fingerprint, lambda: say("the same run is being trained by another process; waiting for it to finish")):
+        existing = completed_runs(runs_dir).get(fingerprint) if reuse else None
+        if existing is not None:
+            say(_reused(existing))
+            return existing
+        unfinished = unfinished_runs(runs_dir).get(fingerprint, []) if resume else []
+        unfinished_run = results.RunDirectory(unfinished[0]) if unfinished else None
+        if announce:
+            say("resuming" if unfinished_run else "training")
         return run_experiment(config, data_dir, runs_dir, command, echo, resume=unfinished_run, progress_bar=progress_bar)
+
+
+def _reused(record: dict[str, Any]) -> str:
+    return f"already completed in {record['run_dir']}; reused, not retrained (--force trains it again)"
+
+
+def lock_path(runs_dir: Path, fingerprint: str) -> Path:
+    """The file whose lock a process holds while it decides and trains the run of `fingerprint`."""
+    return runs_dir / f".{fingerprint}.lock"
+
+
+@contextlib.contextmanager
+def _run_lock(runs_dir: Path, fingerprint: str, waiting: Callable[[], None]) -> Iterator[None]:
+    """Hold the lock of the run of `fingerprint`; while another process has it, call `waiting` once and wait.
+
+    The holder removes the file before letting go, so runs/ keeps no lock files; a waiter that
+    then gets the lock of a removed file opens the path again.
+    """
+    path = lock_path(runs_dir, fingerprint)
+    waited = False
+    while True:
+        try:
+            runs_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise results.ResultsError(f"cannot lock {path}: {error.strerror or error}") from None
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not waited:
+                    waiting()
+                    waited = True
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+            if _same_file(descriptor, path):
+                break
+        except BaseException:
+            os.close(descriptor)
+            raise
+        os.close(descriptor)
+    try:
+        yield
     finally:
-        if unfinished_run is not None:
-            unfinished_run.unlock()
+        with contextlib.suppress(OSError):  # A lock file left behind is harmless: the next holder takes it.
+            path.unlink()
+        os.close(descriptor)
+
+
+def _same_file(descriptor: int, path: Path) -> bool:
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(descriptor)
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
 
 def _outcome(record: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
-"""Eight `rnnbench run` processes at once against one runs folder: every run recorded once, nothing corrupted."""
+"""`rnnbench run` processes at once against one runs folder: every run recorded once, nothing corrupted."""
 
+import fcntl
 import json
 import os
 import subprocess
@@ -67,3 +68,48 @@ def test_jobs_trains_a_sweep_in_parallel_processes_with_the_sequential_results(t
     parallel, sequential = histories(tmp_path / "parallel"), histories(tmp_path / "sequential")
     assert sorted(parallel) == [1, 2, 3]
     assert parallel == sequential
+
+
+def test_two_processes_starting_the_same_run_train_it_once(tiny_data_dir, tmp_path):
+    from rnnbench.sweep import expand
+    from rnnbench.train import lock_path
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text("model: {cell: ann, dense_units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 2}\n")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    # This test holds the run's lock, as a process training it would, until both processes wait
+    # for it: so they surely meet, however slowly each starts.
+    [resolved] = expand(config)
+    holder = os.open(lock_path(runs, resolved.fingerprint()), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    environment = {**os.environ, "RNNBENCH_DATA_DIR": str(tiny_data_dir), "RNNBENCH_RUNS_DIR": str(runs), "PYTHONUNBUFFERED": "1",
+                   "RNNBENCH_CACHE_DIR": str(tmp_path / "cache"), "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1"}
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "rnnbench", "run", str(config)], env=environment,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    waiting = "the same run is being trained by another process; waiting for it to finish"
+    try:
+        heard = [_output_until(process, waiting) for process in processes]
+    finally:
+        os.close(holder)
+    outputs = [before + process.communicate(timeout=600)[0] for before, process in zip(heard, processes)]
+    assert all(before.endswith(waiting + "\n") for before in heard), outputs
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    [folder] = [path for path in runs.iterdir() if path.is_dir()]
+    assert [(record["run_id"], record["status"]) for record in results.read_runs(runs, statuses=None)] == [(folder.name, "completed")]
+    trained = [output for output in outputs if "epoch 2/2: " in output]
+    reused = [output for output in outputs if f"already completed in {folder}; reused, not retrained" in output]
+    assert len(trained) == len(reused) == 1 and trained[0] != reused[0], outputs
+    assert sorted(path.name for path in runs.iterdir()) == sorted(["index.sqlite", folder.name])
+
+
+def _output_until(process: subprocess.Popen, line: str) -> str:
+    """What `process` prints up to and including `line`, or all it prints if it never prints that line."""
+    lines = []
+    while not lines or lines[-1] not in (line + "\n", ""):
+        lines.append(process.stdout.readline())
+    return "".join(lines)
+

@@ -2,13 +2,14 @@
 less than it seems (a collapsed model, merged labels), and nothing half-made left behind."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from rnnbench import data, results, train
 from rnnbench.config import config_from_mapping
-from rnnbench.train import run_experiment
+from rnnbench.train import run_all, run_experiment
 
 COLLAPSE = "the best epoch's model predicts 'positive' for every validation row (a collapsed model: check train.learning_rate)"
 
@@ -102,3 +103,13 @@ def test_a_run_that_cant_be_indexed_leaves_no_folder(tiny_data_dir, tmp_path, mo
     with pytest.raises(results.ResultsError, match="readonly database"):
         run_experiment(tiny_config(), str(tiny_data_dir), runs, "test", echo=lambda line: None)
     assert runs.is_dir() and run_folders(runs) == []
+
+
+def test_a_sweep_naming_one_run_twice_trains_it_once(tiny_data_dir, tmp_path):
+    lines = []
+    first, second = run_all([tiny_config(), tiny_config()], str(tiny_data_dir), tmp_path / "runs", "test", echo=lines.append)
+    assert first["run_dir"] == second["run_dir"]
+    assert f"[2/2] tiny, seed 3: already completed in {first['run_dir']}; reused, not retrained (--force trains it again)" in lines
+    assert len(run_folders(tmp_path / "runs")) == 1
+    # The run's lock file went with its last holder.
+    assert sorted(os.listdir(tmp_path / "runs")) == sorted(["index.sqlite", Path(first["run_dir"]).name])

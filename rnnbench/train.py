@@ -528,8 +528,11 @@ def run_all(
     `force`) and going on with any that stopped part-way (if `resume` and not `force`).
 
     With `jobs` > 1, that many runs train at once, each in a process of its own: one small model
-    leaves most of a GPU idle. Records come back in the order of `configs` either way.
+    leaves most of a GPU idle. Records come back in the order of `configs` either way. Before
+    anything trains, the index is checked to be writable and, with several runs to train, each
+    distinct data source they read is read once, so a bad file stops the sweep at once.
     """
+    results.check_writable(runs_dir)
     done = {} if force else completed_runs(runs_dir)
     records: dict[int, dict[str, Any]] = {}
     pending = []
@@ -541,6 +544,8 @@ def run_all(
             records[position] = existing
         else:
             pending.append((position, label, config))
+    if len(pending) > 1:
+        check_data([config for _, _, config in pending], data_dir, echo)
 
     def finished(position: int, label: str, record: dict[str, Any]) -> None:
         records[position] = record
@@ -559,6 +564,18 @@ def run_all(
         for position, label, record in parallel.train_many(pending, data_dir, runs_dir, command, jobs, echo, reuse=reuse, resume=resume):
             finished(position, label, record)
     return [records[position] for position in sorted(records)]
+
+
+def check_data(configs: list[Config], data_dir: Optional[str], echo: Callable[[str], None]) -> None:
+    """Read each distinct data source of `configs` once (raising its DataError), before any trains."""
+    sources = {}
+    for config in configs:
+        # The settings that decide what `data.load_dataset` reads and whether it can.
+        read = config.data.model_dump(mode="json", include={"dataset", "files", "test_fraction", "hold_out", "limit"})
+        sources.setdefault(json.dumps(read, sort_keys=True), config.data)
+    echo(f"checking the data of {len(configs)} runs before any trains: {len(sources)} source{'s' if len(sources) > 1 else ''}")
+    for settings in sources.values():
+        data.load_dataset(settings, data_dir)
 
 
 def train_one(

@@ -6,8 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from conftest import write_tsv
 from rnnbench import data, results, train
+from rnnbench.cli import main
 from rnnbench.config import config_from_mapping
 from rnnbench.train import run_all, run_experiment
 
@@ -69,6 +72,34 @@ def test_only_notes_that_deserve_one_make_a_warning():
     ]
 
 
+def test_every_runs_data_is_read_before_any_trains(tiny_data_dir, tmp_path):
+    write_tsv(tiny_data_dir / "reviews.tsv.gz", [("a fine film", 1), ("a dull film", 0)] * 40)
+    config = tmp_path / "sweep.yaml"
+    config.write_text(
+        "name: files\nmodel: {cell: ann, dense_units: 8}\ntrain: {epochs: 1}\n"
+        "data: {dataset: files, files: {train: reviews.tsv.gz}, num_words: 40, maxlen: 16}\n"
+        "sweep:\n  variants:\n    good: {data.files.train: reviews.tsv.gz}\n    bad: {data.files.train: missing.tsv.gz}\n"
+    )
+    runs = tmp_path / "runs"
+    outcome = CliRunner().invoke(main, ["run", str(config), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs)])
+    assert outcome.exit_code == 2, outcome.output
+    assert outcome.output.splitlines()[-1].startswith("Error: data.files.train: missing.tsv.gz not found ")
+    assert "checking the data of 2 runs before any trains: 2 sources" in outcome.output
+    assert "epoch 1/1" not in outcome.output
+    assert run_folders(runs) == []
+
+
+def test_the_data_of_a_sweep_is_read_once_per_source(tiny_data_dir, monkeypatch):
+    read = []
+    monkeypatch.setattr(data, "load_dataset", lambda settings, data_dir=None: read.append(settings.model_dump()))
+    configs = [tiny_config(seed=seed) for seed in (1, 2)] + [tiny_config({"num_words": 30}), tiny_config({"limit": 100})]
+    lines = []
+    train.check_data(configs, str(tiny_data_dir), lines.append)
+    # Seeds and num_words change nothing that is read; a limit does.
+    assert [settings["limit"] for settings in read] == [None, 100]
+    assert lines == ["checking the data of 4 runs before any trains: 2 sources"]
+
+
 def test_ctrl_c_before_the_run_exists_names_no_run(tiny_data_dir, tmp_path, monkeypatch):
     def interrupted(settings, data_dir=None):
         raise KeyboardInterrupt
@@ -103,6 +134,21 @@ def test_a_run_that_cant_be_indexed_leaves_no_folder(tiny_data_dir, tmp_path, mo
     with pytest.raises(results.ResultsError, match="readonly database"):
         run_experiment(tiny_config(), str(tiny_data_dir), runs, "test", echo=lambda line: None)
     assert runs.is_dir() and run_folders(runs) == []
+
+
+def test_the_index_is_checked_before_anything_is_read_or_trained(tiny_data_dir, tmp_path, monkeypatch):
+    def unwritable(runs_dir):
+        raise results.ResultsError(f"cannot write {runs_dir / 'index.sqlite'}: attempt to write a readonly database")
+
+    def never(*arguments):
+        raise AssertionError("data read before the index was checked")
+
+    monkeypatch.setattr(results, "check_writable", unwritable, raising=False)
+    monkeypatch.setattr(data, "load_dataset", never)
+    runs = tmp_path / "runs"
+    with pytest.raises(results.ResultsError, match="readonly database"):
+        run_all([tiny_config(seed=1), tiny_config(seed=2)], str(tiny_data_dir), runs, "test", echo=lambda line: None)
+    assert run_folders(runs) == []
 
 
 def test_a_sweep_naming_one_run_twice_trains_it_once(tiny_data_dir, tmp_path):

@@ -130,8 +130,9 @@ def test_unwritable_runs_folder_is_one_line(tiny_data_dir, tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text("model: {cell: ann, dense_units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 1}\n")
     outcome = CliRunner().invoke(main, ["run", str(config), "--data-dir", str(tiny_data_dir), "--runs-dir", str(blocker / "runs")])
+    # Found before anything is read or trained: the index can't be created there.
     assert outcome.exit_code == 1
-    assert outcome.output.splitlines()[-1].startswith(f"Error: cannot create a run directory in {blocker / 'runs'}: ")
+    assert outcome.output.splitlines()[-1] == f"Error: cannot write {blocker / 'runs' / 'index.sqlite'}: Not a directory"
     assert blocker.read_text() == "a file where the runs folder should be"
 
 

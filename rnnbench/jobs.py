@@ -35,14 +35,10 @@ def _train(config: dict[str, Any], data_dir: Optional[str], runs_dir: Path, comm
     from rnnbench.config import Config
     from rnnbench.train import train_one
 
-    # Every line a worker prints names its run, since several runs print at once; progress bars
-    # from several processes would overwrite each other, so there are none.
-    def echo(line: str) -> None:
-        print(f"{label} {line}", flush=True)
-
+    # Progress bars from several processes would overwrite each other, so there are none.
     try:
         return train_one(
-            Config.model_validate(config), data_dir, runs_dir, command, label, False, echo,
+            Config.model_validate(config), data_dir, runs_dir, command, label, False, labelled_echo(label),
             progress_bar=False, reuse=reuse, resume=resume,
         )
     except KeyboardInterrupt:
@@ -50,6 +46,19 @@ def _train(config: dict[str, Any], data_dir: Optional[str], runs_dir: Path, comm
         # go on to the next queued run: Ctrl-C stops the whole sweep.
         sys.stdout.flush()
         os._exit(130)
+
+
+def labelled_echo(label: str) -> Callable[[str], None]:
+    """A worker's `echo`: every line names its run, since several runs print at once, and goes to
+    standard output in one write, so that lines from several processes never mix within a line."""
+
+    def echo(line: str) -> None:
+        whole = f"{label} {line}\n".encode(sys.stdout.encoding or "utf-8", errors="backslashreplace")
+        written = os.write(1, whole)
+        while written < len(whole):  # Only a signal can cut a write to a pipe or terminal short.
+            written += os.write(1, whole[written:])
+
+    return echo
 
 
 def train_many(

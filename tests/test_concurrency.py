@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 
-from rnnbench import results
+from rnnbench import jobs, results
+from rnnbench.config import config_from_mapping
 
 
 def test_eight_processes_share_a_runs_folder(tiny_data_dir, tmp_path):
@@ -113,3 +114,21 @@ def _output_until(process: subprocess.Popen, line: str) -> str:
         lines.append(process.stdout.readline())
     return "".join(lines)
 
+
+def test_a_workers_lines_are_written_whole(monkeypatch):
+    import rnnbench.train
+
+    written = []
+    monkeypatch.setattr(jobs.os, "write", lambda descriptor, data: written.append((descriptor, data)) or len(data))
+
+    def train_one(config, data_dir, runs_dir, command, label, announce, echo, **options):
+        echo("epoch 1/2: loss 0.6931")
+        echo("epoch 2/2: loss 0.5000")
+        return {"status": "completed", "options": options}
+
+    monkeypatch.setattr(rnnbench.train, "train_one", train_one)
+    config = config_from_mapping({"name": "lines", "model": {"cell": "ann"}}).to_dict()
+    record = jobs._train(config, None, "runs", "test", "[2/3] lines, seed 1", True, False)
+    assert record == {"status": "completed", "options": {"progress_bar": False, "reuse": True, "resume": False}}
+    # One write each to standard output, the label, the text and the newline together.
+    assert written == [(1, b"[2/3] lines, seed 1 epoch 1/2: loss 0.6931\n"), (1, b"[2/3] lines, seed 1 epoch 2/2: loss 0.5000\n")]

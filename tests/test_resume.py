@@ -111,13 +111,14 @@ def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(slow_data_dir, 
     process.send_signal(signal.SIGINT)
     output = process.communicate(timeout=120)[0]
     assert process.returncode == 130
+    [interrupted] = results.read_runs(runs, statuses=None)
+    assert interrupted["status"] == "interrupted"
+    # The runner names the interrupted run's folder (KeyboardInterrupt.run_dir), and the CLI says it.
     assert output.splitlines()[-1] == (
-        f"interrupted; the run in progress is recorded as interrupted in {runs}/; run the same command again"
+        f"interrupted; {runs / interrupted['run_id']} is recorded as interrupted; run the same command again"
         " to continue: it resumes from the last finished epoch"
     )
     assert "Traceback" not in output
-    [interrupted] = results.read_runs(runs, statuses=None)
-    assert interrupted["status"] == "interrupted"
 
     # --no-resume leaves the interrupted run alone and starts a new one.
     fresh = CliRunner().invoke(main, ["run", str(config_path), "--no-resume"], env=environment)

@@ -214,6 +214,9 @@ MOST_YAML_VALUES = 10_000
 # recursion, so a document nested hundreds of levels deep would end in a RecursionError.
 DEEPEST_YAML_NESTING = 50
 
+# A config file is a few hundred bytes; a megabyte is surely some other file.
+MOST_CONFIG_BYTES = 1_000_000
+
 # YAML 1.2 floats that YAML 1.1 reads as strings: an exponent without a '.' (`1e-3`, `1E5`) or
 # without a sign (`2.5e3`). `learning_rate: 1e-3` is how most people write a learning rate.
 _EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
@@ -375,13 +378,20 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            # Read no more than a config can hold, so that a data file or /dev/zero given by
+            # mistake is refused at once instead of filling memory.
+            data = file.read(MOST_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"{source}: config file not found") from None
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{source}: not valid UTF-8 (byte {error.start})") from None
     except OSError as error:
         raise ConfigError(f"{source}: cannot read the file ({error.strerror})") from None
+    if len(data) > MOST_CONFIG_BYTES:
+        raise ConfigError(f"{source}: longer than {MOST_CONFIG_BYTES:,} bytes, far more than a config holds (is it a data file?)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{source}: not valid UTF-8 (byte {error.start})") from None
     try:
         raw = load_yaml(text)
     except YamlDocumentError as error:

@@ -202,3 +202,22 @@ def test_name_is_made_from_a_stem_that_is_not_a_valid_name(tmp_path):
 )
 def test_seed_and_long_value_messages(tmp_path, text, expected):
     assert error_of(tmp_path, text) == expected
+
+
+def test_a_file_far_larger_than_a_config_is_refused_unread(tmp_path):
+    path = tmp_path / "reviews.csv"
+    path.write_text("text,label\n" + "a fine film,1\n" * 100_000, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == f"{path}: longer than 1,000,000 bytes, far more than a config holds (is it a data file?)"
+    if Path("/dev/zero").exists():
+        with pytest.raises(ConfigError, match=r"^/dev/zero: longer than 1,000,000 bytes"):
+            load_config("/dev/zero")
+
+
+def test_unreadable_files_are_one_line(tmp_path):
+    (tmp_path / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not valid UTF-8 \(byte 9\)$"):
+        load_config(tmp_path / "latin1.yaml")
+    with pytest.raises(ConfigError, match=r": cannot read the file \(Is a directory\)$"):
+        load_config(tmp_path)

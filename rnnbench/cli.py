@@ -136,7 +136,7 @@ def run(
     try:
         records = train.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs)
     except KeyboardInterrupt as interrupt:
-        click.echo("\n" + _interrupted(getattr(interrupt, "run_dir", None), sweep=len(configs) > 1), err=True)
+        click.echo("\n" + _interrupted(getattr(interrupt, "run_dir", None), sweep=len(configs) > 1, parallel=jobs > 1), err=True)
         sys.exit(130)
     failed = [record for record in records if record.get("status") != "completed"]
     if len(records) > 1:
@@ -155,9 +155,15 @@ def run(
         raise click.ClickException(f"{len(failed)} of {len(records)} runs did not complete: {names}")
 
 
-def _interrupted(run_dir: str | None, sweep: bool) -> str:
+def _interrupted(run_dir: str | None, sweep: bool, parallel: bool = False) -> str:
     """What Ctrl-C left behind: the runner names the folder of the run it recorded as interrupted,
-    and names none when the interrupt came before a run was recorded (while data was read)."""
+    and names none when the interrupt came before a run was recorded (while data was read).
+    With --jobs each worker records its own run, which the parent can't name."""
+    if parallel and sweep:
+        return (
+            "interrupted; each run in progress is recorded as interrupted by its worker; run the same command"
+            " again to continue: they resume from their last finished epoch, and finished runs are reused"
+        )
     if run_dir is None:
         if sweep:
             return "interrupted before the next run was recorded; run the same command again to go on: finished runs are reused"
@@ -254,6 +260,8 @@ def summary(config_path: str, overrides: Sequence[str], backend: str | None, dat
 
     from rnnbench import data, model
 
+    # Refused from the config alone before any data is read; build_model checks the exact size.
+    model.refuse_too_large(config, config.data.num_words, 2)
     num_classes = data.NUM_CLASSES.get(config.data.dataset)
     if num_classes is None:
         num_classes = data.load_dataset(config.data, data_dir).num_classes

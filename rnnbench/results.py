@@ -19,6 +19,7 @@ imports nothing heavy: `compare` must answer instantly.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import fcntl
 import io
@@ -29,13 +30,12 @@ import secrets
 import socket
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from rnnbench.errors import RnnbenchError
 
 INDEX_FILE = "index.sqlite"
 CHECKPOINT_FILE = "checkpoint.npz"
-LOCK_FILE = ".lock"
 STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
 # Not stored: how `read_runs` reports a `running` run whose process is gone (killed, crashed).
 INCOMPLETE = "incomplete"
@@ -127,31 +127,6 @@ class RunDirectory:
     def remove_checkpoint(self) -> None:
         (self.path / CHECKPOINT_FILE).unlink(missing_ok=True)
 
-    def lock(self) -> bool:
-        """Take this run for this process (until it exits); False if another process has it."""
-        try:
-            descriptor = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise ResultsError(f"cannot lock {self.path}: {error.strerror or error}") from None
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            return False
-        # The descriptor stays open on purpose: the lock lasts as long as this process.
-        self._lock_descriptor = descriptor
-        return True
-
-    def unlock(self) -> None:
-        descriptor = getattr(self, "_lock_descriptor", None)
-        if descriptor is not None:
-            if not self.has_checkpoint():
-                # Finished: nothing is left to resume. A process still holding the old file checks
-                # for the checkpoint after taking the lock, so removing it here is safe.
-                (self.path / LOCK_FILE).unlink(missing_ok=True)
-            os.close(descriptor)
-            self._lock_descriptor = None
-
     def save_model(self, model: Any) -> None:
         # Keras insists on the .keras suffix, so the temporary name keeps it.
         temporary = self.path / ".model.tmp.keras"
@@ -161,6 +136,57 @@ class RunDirectory:
         except OSError as error:
             temporary.unlink(missing_ok=True)
             raise ResultsError(f"cannot write {self.path / 'model.keras'}: {error.strerror or error}") from None
+
+
+def lock_path(runs_dir: Path, fingerprint: str) -> Path:
+    """The file whose lock a process holds while it decides and trains the run of `fingerprint`."""
+    return runs_dir / f".{fingerprint}.lock"
+
+
+@contextlib.contextmanager
+def run_lock(runs_dir: Path, fingerprint: str, waiting: Callable[[], None]) -> Iterator[None]:
+    """Hold the lock of the run of `fingerprint`; while another process has it, call `waiting` once and wait.
+
+    The holder removes the file before letting go, so runs/ keeps no lock files; a waiter that
+    then gets the lock of a removed file opens the path again.
+    """
+    path = lock_path(runs_dir, fingerprint)
+    waited = False
+    while True:
+        try:
+            runs_dir.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            raise ResultsError(f"cannot lock {path}: {error.strerror or error}") from None
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not waited:
+                    waiting()
+                    waited = True
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+            if _same_file(descriptor, path):
+                break
+        except BaseException:
+            os.close(descriptor)
+            raise
+        os.close(descriptor)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # A lock file left behind is harmless: the next holder takes it.
+            path.unlink()
+        os.close(descriptor)
+
+
+def _same_file(descriptor: int, path: Path) -> bool:
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(descriptor)
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
 
 def create_run(runs_dir: Path, name: str) -> RunDirectory:

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -532,6 +530,10 @@ def run_all(
     anything trains, the index is checked to be writable and, with several runs to train, each
     distinct data source they read is read once, so a bad file stops the sweep at once.
     """
+    for config in configs:
+        # Known from the config alone (two classes make the smallest head), so a model far too
+        # big is refused before any data is read; build_model checks the exact size again.
+        model_factory.refuse_too_large(config, config.data.num_words, 2)
     results.check_writable(runs_dir)
     done = {} if force else completed_runs(runs_dir)
     records: dict[int, dict[str, Any]] = {}
@@ -601,7 +603,7 @@ def train_one(
     def say(line: str) -> None:
         echo(f"{label}: {line}" if announce else line)
 
-    with _run_lock(runs_dir, fingerprint, lambda: say("the same run is being trained by another process; waiting for it to finish")):
+    with results.run_lock(runs_dir, fingerprint, lambda: say("the same run is being trained by another process; waiting for it to finish")):
         existing = completed_runs(runs_dir).get(fingerprint) if reuse else None
         if existing is not None:
             say(_reused(existing))
@@ -615,57 +617,6 @@ def train_one(
 
 def _reused(record: dict[str, Any]) -> str:
     return f"already completed in {record['run_dir']}; reused, not retrained (--force trains it again)"
-
-
-def lock_path(runs_dir: Path, fingerprint: str) -> Path:
-    """The file whose lock a process holds while it decides and trains the run of `fingerprint`."""
-    return runs_dir / f".{fingerprint}.lock"
-
-
-@contextlib.contextmanager
-def _run_lock(runs_dir: Path, fingerprint: str, waiting: Callable[[], None]) -> Iterator[None]:
-    """Hold the lock of the run of `fingerprint`; while another process has it, call `waiting` once and wait.
-
-    The holder removes the file before letting go, so runs/ keeps no lock files; a waiter that
-    then gets the lock of a removed file opens the path again.
-    """
-    path = lock_path(runs_dir, fingerprint)
-    waited = False
-    while True:
-        try:
-            runs_dir.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as error:
-            raise results.ResultsError(f"cannot lock {path}: {error.strerror or error}") from None
-        try:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if not waited:
-                    waiting()
-                    waited = True
-                fcntl.flock(descriptor, fcntl.LOCK_EX)
-            if _same_file(descriptor, path):
-                break
-        except BaseException:
-            os.close(descriptor)
-            raise
-        os.close(descriptor)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError):  # A lock file left behind is harmless: the next holder takes it.
-            path.unlink()
-        os.close(descriptor)
-
-
-def _same_file(descriptor: int, path: Path) -> bool:
-    try:
-        named = path.stat()
-    except FileNotFoundError:
-        return False
-    held = os.fstat(descriptor)
-    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
 
 def _outcome(record: dict[str, Any]) -> str:

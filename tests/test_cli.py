@@ -218,6 +218,8 @@ def interrupting_runner(run_dir: str | None) -> types.ModuleType:
          " run the same command again to continue: it resumes from the last finished epoch, and finished runs are reused"),
         (None, [], "interrupted before the run was recorded, so there is nothing to resume; run the same command again to start it"),
         (None, ["--seeds", "2"], "interrupted before the next run was recorded; run the same command again to go on: finished runs are reused"),
+        (None, ["--seeds", "2", "--jobs", "2"], "interrupted; each run in progress is recorded as interrupted by its worker; run the same"
+         " command again to continue: they resume from their last finished epoch, and finished runs are reused"),
     ],
 )
 def test_ctrl_c_says_what_was_recorded(monkeypatch, tmp_path, run_dir, seeds, expected):

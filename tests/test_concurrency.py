@@ -73,7 +73,7 @@ def test_jobs_trains_a_sweep_in_parallel_processes_with_the_sequential_results(t
 
 def test_two_processes_starting_the_same_run_train_it_once(tiny_data_dir, tmp_path):
     from rnnbench.sweep import expand
-    from rnnbench.train import lock_path
+    from rnnbench.results import lock_path
 
     config = tmp_path / "tiny.yaml"
     config.write_text("model: {cell: ann, dense_units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 2}\n")

@@ -192,3 +192,22 @@ def test_summary_of_a_model_too_large_exits_2_at_once(tmp_path):
         "Error: model of 8,192,623,865 parameters (embedding 2,000,000 x 4096 = 8,192,000,000) is over rnnbench's limit of "
         "1,000,000,000; lower data.num_words or model.embedding_dim\n"
     )
+
+
+def test_run_of_a_model_too_large_reads_no_data_and_writes_nothing(tmp_path, monkeypatch):
+    from rnnbench import data
+
+    def no_reading(*arguments, **keywords):
+        raise AssertionError("data was read before the model's size was checked")
+
+    monkeypatch.setattr(data, "load_dataset", no_reading)
+    path = tmp_path / "huge.yaml"
+    path.write_text(
+        "data:\n  dataset: files\n  files: {train: missing.tsv}\n  num_words: 2000000\nmodel:\n  embedding_dim: 4096\ntrain:\n  seeds: [1, 2]\n",
+        encoding="utf-8",
+    )
+    outcome = CliRunner().invoke(main, ["run", str(path), "--runs-dir", str(tmp_path / "runs")])
+    assert outcome.exit_code == 2
+    assert outcome.output.endswith("is over rnnbench's limit of 1,000,000,000; lower data.num_words or model.embedding_dim\n")
+    assert outcome.output.count("\n") == 1
+    assert not (tmp_path / "runs").exists()

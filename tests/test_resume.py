@@ -144,13 +144,16 @@ def test_a_damaged_checkpoint_is_one_line(tiny_data_dir, tmp_path):
     assert outcome.output.splitlines()[-1].endswith("; start afresh with --no-resume")
 
 
-def test_a_run_can_be_locked_by_one_holder_at_a_time(tmp_path):
-    first = results.create_run(tmp_path, "locked")
-    second = results.RunDirectory(first.path)
-    assert first.lock()
-    assert not second.lock()
-    first.unlock()
-    assert second.lock()
-    second.unlock()
-    # Nothing left to resume (no checkpoint): the lock file goes with the last holder.
-    assert not (first.path / results.LOCK_FILE).exists()
+def test_a_run_lock_has_one_holder_at_a_time_and_leaves_no_file(tmp_path):
+    import fcntl
+    import os
+
+    waits = []
+    with results.run_lock(tmp_path, "abc", lambda: waits.append("waited")):
+        held = os.open(results.lock_path(tmp_path, "abc"), os.O_RDWR)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(held)
+    assert waits == []
+    # The last holder removes the lock file, so runs/ keeps none.
+    assert not results.lock_path(tmp_path, "abc").exists()

@@ -15,8 +15,10 @@ local data directory, in either of two layouts, or downloaded once into the Kera
 
 Any other labelled text comes from files that `data.files` names: TSV, CSV or JSONL, plain or
 gzip, UTF-8 with or without a byte order mark, or a folder with one sub-folder of .txt files
-per class. The data directory comes from `--data-dir` or the RNNBENCH_DATA_DIR environment
-variable.
+per class. Labels that spell one value differently (`1`, `1.0`, `01`) are one class. A test or
+validation file is refused when it holds a class the training file lacks, or when half of its
+texts or more are training texts. The data directory comes from `--data-dir` or the
+RNNBENCH_DATA_DIR environment variable.
 """
 
 from __future__ import annotations
@@ -172,7 +174,7 @@ def _find_imdb(root: Path) -> tuple[Optional[Path], list[str]]:
     for candidate in candidates:
         for marker in ("train.tsv.gz", "train/pos"):
             looked.append(str(candidate / marker))
-            if (candidate / marker).exists():
+            if _exists(candidate / marker, f"--data-dir / {DATA_DIR_VARIABLE}"):
                 return candidate, looked
     return None, looked
 
@@ -362,28 +364,9 @@ def shared_group_share(groups: Optional[np.ndarray], kept_rows: np.ndarray, held
 
 def load_files(files: FilesConfig, data_dir: Optional[str], test_fraction: float, hold_out: str = "groups") -> TextDataset:
     """A dataset from files: one file (a test split is cut off), or train/test[/validation] files."""
-    data_dir = data_dir or os.environ.get(DATA_DIR_VARIABLE) or None
-    paths: dict[str, Path] = {}
-    splits: dict[str, LabelledRows] = {}
-    for split in ("train", "test", "validation"):
-        given = getattr(files, split)
-        if given is None:
-            continue
-        paths[split] = resolve_path(given, data_dir, f"data.files.{split}")
-        # Only the training file's groups are used: validation and single-file test splits are cut from it.
-        group_column = files.group_column if split == "train" else None
-        splits[split] = read_labelled(paths[split], files.format, files.text_column, files.label_column, group_column=group_column)
+    paths, splits = _read_split_files(files, data_dir)
     train_path = paths["train"]
-
-    notes: dict[str, Any] = {}
-    class_of, merged = _classes_of_labels([label for rows in splits.values() for label in rows.labels])
-    if merged:
-        notes["merged_labels"] = merged
-    class_names = _class_order(set(class_of.values()))
-    if len(class_names) < 2:
-        raise DataError(f"{train_path}: found {len(class_names)} class ({_listed(list(class_names))}); a classifier needs at least 2")
-    codes = {name: code for code, name in enumerate(class_names)}
-    encoded = {split: np.asarray([codes[class_of[label]] for label in rows.labels], dtype=np.int64) for split, rows in splits.items()}
+    class_names, encoded, notes = _encode_classes(splits, train_path)
     for split in ("test", "validation"):
         if split in splits:
             _check_classes_are_in_training(paths[split], encoded[split], encoded["train"], class_names, train_path)
@@ -427,6 +410,34 @@ def load_files(files: FilesConfig, data_dir: Optional[str], test_fraction: float
         train_groups=train_groups,
         group_name=files.group_column if train_groups is not None else None,
     )
+
+
+def _read_split_files(files: FilesConfig, data_dir: Optional[str]) -> tuple[dict[str, Path], dict[str, LabelledRows]]:
+    """The path and rows of each file `files` names, by split ("train", "test", "validation")."""
+    data_dir = data_dir or os.environ.get(DATA_DIR_VARIABLE) or None
+    paths: dict[str, Path] = {}
+    splits: dict[str, LabelledRows] = {}
+    for split in ("train", "test", "validation"):
+        given = getattr(files, split)
+        if given is None:
+            continue
+        paths[split] = resolve_path(given, data_dir, f"data.files.{split}")
+        # Only the training file's groups are used: validation and single-file test splits are cut from it.
+        group_column = files.group_column if split == "train" else None
+        splits[split] = read_labelled(paths[split], files.format, files.text_column, files.label_column, group_column=group_column)
+    return paths, splits
+
+
+def _encode_classes(splits: dict[str, LabelledRows], train_path: Path) -> tuple[tuple[str, ...], dict[str, np.ndarray], dict[str, Any]]:
+    """The class names of every split's labels together, each split's labels as class indices, and
+    notes on label spellings that were merged."""
+    class_of, merged = _classes_of_labels([label for rows in splits.values() for label in rows.labels])
+    class_names = _class_order(set(class_of.values()))
+    if len(class_names) < 2:
+        raise DataError(f"{train_path}: found {len(class_names)} class ({_listed(list(class_names))}); a classifier needs at least 2")
+    codes = {name: code for code, name in enumerate(class_names)}
+    encoded = {split: np.asarray([codes[class_of[label]] for label in rows.labels], dtype=np.int64) for split, rows in splits.items()}
+    return class_names, encoded, {"merged_labels": merged} if merged else {}
 
 
 def resolve_path(given: str, data_dir: Optional[str], key: str) -> Path:

@@ -287,3 +287,18 @@ def test_an_error_message_is_one_line_whatever_the_file_holds(tmp_path):
         f"{path}: no column 'text' for data.files.text_column; the columns are"
         " column0, column1, column2, column3, column4, column5, column6, column7 and 13 more"
     )
+
+
+def test_a_data_dir_with_a_name_too_long_is_one_line(tmp_path):
+    with pytest.raises(DataError) as caught:
+        load_imdb(str(tmp_path / LONG_NAME))
+    assert str(caught.value) == (
+        "--data-dir / RNNBENCH_DATA_DIR: the name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa…aaaaa.csv' is 300 bytes long;"
+        " the file system allows names of at most 255 bytes"
+    )
+
+
+def test_a_home_folder_of_an_unknown_user_is_one_line(tmp_path):
+    with pytest.raises(DataError) as caught:
+        data.resolve_path("~no_such_user_here/train.csv", str(tmp_path), "data.files.train")
+    assert str(caught.value) == "data.files.train: ~no_such_user_here/train.csv: cannot tell which home folder '~no_such_user_here' means"

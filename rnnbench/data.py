@@ -744,6 +744,7 @@ def _csv_rows(path: Path, text: str, text_column: str, label_column: str, group_
 
 
 def _jsonl_rows(path: Path, text: str, text_column: str, label_column: str, group_column: Optional[str], group_required: bool):
+    has_groups: Optional[bool] = None
     for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -764,7 +765,11 @@ def _jsonl_rows(path: Path, text: str, text_column: str, label_column: str, grou
             raise DataError(f"{path}: line {line_number}: {_short(text_column)!r} is {_short(json.dumps(value))}, not a string")
         label = _json_label(path, line_number, row.get(label_column))
         group = None
-        if group_column is not None and (group_required or group_column in row):
+        if group_column is not None and has_groups is None:
+            # The first row says whether the file has groups, as a header would; from then on
+            # every row needs one, so that each text keeps its own group.
+            has_groups = group_required or group_column in row
+        if has_groups:
             group = row.get(group_column)
             if isinstance(group, bool) or not isinstance(group, (str, int)):
                 raise DataError(f"{path}: line {line_number}: group {_short(json.dumps(group))} in {_short(group_column)!r} is not a string or an integer")

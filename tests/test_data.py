@@ -289,6 +289,18 @@ def test_an_error_message_is_one_line_whatever_the_file_holds(tmp_path):
     )
 
 
+def test_jsonl_groups_are_read_for_every_row_or_none(tmp_path):
+    # With an optional group column, the first row decides, as a header would: a later row without
+    # a group is an error, not a text whose group is silently another row's.
+    path = tmp_path / "groups.jsonl"
+    path.write_text('{"text": "uno", "label": 0, "group": "g1"}\n{"text": "dos", "label": 1}\n', encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        read_labelled(path, "jsonl", "text", "label", group_column="group", group_required=False)
+    assert str(caught.value) == f"{path}: line 2: group null in 'group' is not a string or an integer"
+    path.write_text('{"text": "uno", "label": 0}\n{"text": "dos", "label": 1, "group": "g1"}\n', encoding="utf-8")
+    assert read_labelled(path, "jsonl", "text", "label", group_column="group", group_required=False).groups is None
+
+
 def test_a_data_dir_with_a_name_too_long_is_one_line(tmp_path):
     with pytest.raises(DataError) as caught:
         load_imdb(str(tmp_path / LONG_NAME))

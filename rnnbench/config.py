@@ -144,6 +144,50 @@ class TrainConfig(_Section):
     seed: int = Field(1, ge=0, le=LARGEST_SEED)
     # Several seeds: one run per seed, replacing `seed` (`rnnbench run --seeds N` gives N seeds from `seed`).
     seeds: Optional[Annotated[list[Annotated[int, Field(ge=0, le=LARGEST_SEED)]], Field(min_length=1, max_length=100)]] = None
+    # Stop once the best validation accuracy is this many epochs old (the best epoch's weights
+    # are what the run keeps either way); null trains every epoch. More than `epochs` is allowed
+    # and never stops, so one patience can serve a sweep over `epochs`.
+    early_stopping_patience: Optional[Annotated[int, Field(ge=1, le=10_000)]] = None
+    # How the learning rate moves from train.learning_rate: `constant`; `cosine`, down to
+    # min_learning_rate along half a cosine over every step of `epochs` (early stopping does not
+    # shorten the curve); `reduce_on_plateau`, times lr_factor each time validation loss has not
+    # improved for lr_patience epochs. Each epoch's rate is recorded in the history.
+    lr_schedule: Literal["constant", "cosine", "reduce_on_plateau"] = "constant"
+    # reduce_on_plateau only. Halving (gentler than Keras' 0.1) lets one noisy epoch cost little.
+    lr_factor: float = Field(0.5, gt=0.0, lt=1.0)
+    # reduce_on_plateau only: epochs without a lower validation loss before each reduction.
+    lr_patience: int = Field(1, ge=1, le=10_000)
+    # The lowest rate a schedule reaches: where cosine ends and reduce_on_plateau's floor. 0 lets
+    # cosine end at 0, as in SGDR (Loshchilov & Hutter); the last steps then barely move the weights.
+    min_learning_rate: float = Field(0.0, ge=0.0, le=10.0)
+    # Clip each weight's gradient to this norm (Keras' `clipnorm`), against the exploding
+    # gradients of long recurrent sequences; null does not clip.
+    clipnorm: Optional[Annotated[float, Field(gt=0.0, allow_inf_nan=False)]] = None
+
+    @model_validator(mode="after")
+    def _schedule_keys_go_with_their_schedule(self) -> "TrainConfig":
+        # A value that would be ignored is refused, as data.files is: a typo'd schedule must not
+        # quietly train at a constant rate. A value is compared with its default, not asked
+        # whether it was written, so that a recorded config (which holds every key) validates again.
+        for key, default, schedules in (
+            ("lr_factor", 0.5, ("reduce_on_plateau",)),
+            ("lr_patience", 1, ("reduce_on_plateau",)),
+            ("min_learning_rate", 0.0, ("cosine", "reduce_on_plateau")),
+        ):
+            value = getattr(self, key)
+            if value != default and self.lr_schedule not in schedules:
+                wanted = " or ".join(repr(schedule) for schedule in schedules)
+                raise ValueError(f"train.{key}={value!r} is only read when train.lr_schedule is {wanted}, but it is {self.lr_schedule!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _floor_is_below_the_learning_rate(self) -> "TrainConfig":
+        if self.lr_schedule != "constant" and self.min_learning_rate >= self.learning_rate:
+            raise ValueError(
+                f"train.min_learning_rate={self.min_learning_rate!r} is not below train.learning_rate={self.learning_rate!r},"
+                f" so the {self.lr_schedule} schedule could never lower the rate"
+            )
+        return self
 
     @field_validator("seeds")
     @classmethod

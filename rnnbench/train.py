@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from rnnbench import backend, data, embeddings, kernels, metrics, model as model_factory, results, tokenize
-from rnnbench.config import Config
+from rnnbench.config import Config, TrainConfig
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -154,6 +154,53 @@ class _Progress:
         return progress
 
 
+def learning_rate_for_epoch(settings: TrainConfig, steps_per_epoch: int, history: list[dict[str, Any]]) -> float:
+    """The learning rate that the epoch after `history` starts with, from the config and the
+    finished epochs alone: no callback keeps state, so a resumed run goes on with the same rates."""
+    if settings.lr_schedule == "cosine":
+        return cosine_learning_rate(settings, len(history) * steps_per_epoch, settings.epochs * steps_per_epoch)
+    if settings.lr_schedule == "reduce_on_plateau":
+        return plateau_learning_rate(settings, [entry["val_loss"] for entry in history])
+    return settings.learning_rate
+
+
+def cosine_learning_rate(settings: TrainConfig, step: int, total_steps: int) -> float:
+    """Keras' CosineDecay at `step`: learning_rate * ((1 - a) * (1 + cos(pi * step / total)) / 2 + a),
+    with a = min_learning_rate / learning_rate, so that it ends at min_learning_rate."""
+    floor_share = settings.min_learning_rate / settings.learning_rate
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    return settings.learning_rate * ((1.0 - floor_share) * cosine + floor_share)
+
+
+def plateau_learning_rate(settings: TrainConfig, validation_losses: list[float]) -> float:
+    """Keras' ReduceLROnPlateau replayed over the epochs so far (no min_delta, no cooldown): each
+    time validation loss has not fallen below its lowest for lr_patience epochs, the rate is
+    multiplied by lr_factor, never below min_learning_rate, and the count starts again."""
+    rate, lowest, waited = settings.learning_rate, math.inf, 0
+    for loss in validation_losses:
+        if loss < lowest:
+            lowest, waited = loss, 0
+            continue
+        waited += 1
+        if waited >= settings.lr_patience:
+            rate, waited = max(rate * settings.lr_factor, settings.min_learning_rate), 0
+    return rate
+
+
+def patience_ran_out(history: list[dict[str, Any]], patience: Optional[int]) -> bool:
+    """Whether early stopping ends training after `history`: its best validation accuracy (the
+    first of equal maxima, as for the best epoch) is `patience` or more epochs old."""
+    if patience is None or not history:
+        return False
+    accuracies = [entry["val_accuracy"] for entry in history]
+    return len(history) - (accuracies.index(max(accuracies)) + 1) >= patience
+
+
+def _steps_per_epoch(config: Config, prepared: Prepared) -> int:
+    # `fit` makes a last, smaller batch of what is left over.
+    return math.ceil(len(prepared.y_train) / config.train.batch_size)
+
+
 class _ProgressBar(keras.callbacks.ProgbarLogger):
     """Keras' progress bar without its "Epoch k/k" line, which would be wrong here: each `fit`
     trains one epoch of several, and the line printed after the bar names the epoch."""
@@ -168,7 +215,21 @@ def _train(
 ) -> bool:
     """Train the epochs that `progress` has not done yet; False if the loss stopped being finite."""
     epochs = config.train.epochs
+    steps_per_epoch = _steps_per_epoch(config, prepared)
     for epoch in range(len(progress.history), epochs):
+        # Checked before each epoch rather than after one, so that a run resumed after its last
+        # epoch stops there too.
+        if patience_ran_out(progress.history, config.train.early_stopping_patience):
+            best = progress.best
+            echo(
+                f"stopping early after epoch {epoch} of {epochs}: val_accuracy has not improved on epoch {best['epoch']}'s"
+                f" {best['val_accuracy']:.4f} for {epoch - best['epoch']} epochs (train.early_stopping_patience)"
+            )
+            break
+        learning_rate = learning_rate_for_epoch(config.train, steps_per_epoch, progress.history)
+        if config.train.lr_schedule == "reduce_on_plateau":
+            # Set before every epoch, so the optimizer's rate is the history's even after a resume.
+            network.optimizer.learning_rate = learning_rate
         # rnnbench shuffles, not Keras: each epoch's order follows from the seed and the epoch
         # alone, so a resumed run sees the same batches as an uninterrupted one.
         order = np.random.default_rng([config.train.seed, epoch]).permutation(len(prepared.y_train))
@@ -187,6 +248,8 @@ def _train(
             verbose=1 if progress_bar else 0,
         )
         entry = {"epoch": epoch + 1, **{key: float(values[-1]) for key, values in fitted.history.items()}}
+        # The rate the epoch started with (cosine lowers it at every step within the epoch).
+        entry["learning_rate"] = learning_rate
         entry["seconds"] = time.perf_counter() - started
         progress.history.append(entry)
         if not all(math.isfinite(entry.get(key, 0.0)) for key in ("loss", "val_loss")):
@@ -203,7 +266,8 @@ def _train(
         echo(
             f"epoch {epoch + 1}/{epochs}: loss {entry['loss']:.4f}, accuracy {entry['accuracy']:.4f},"
             f" val_loss {entry['val_loss']:.4f}, val_accuracy {entry['val_accuracy']:.4f}"
-            f"{' (best so far)' if improved else ''}, {entry['seconds']:.1f} s"
+            f"{' (best so far)' if improved else ''}"
+            f"{'' if config.train.lr_schedule == 'constant' else f', learning rate {learning_rate:.3g}'}, {entry['seconds']:.1f} s"
         )
     return True
 
@@ -242,7 +306,7 @@ def run_experiment(
     if scores is None:
         return _finish(runs_dir, run, record, "diverged", {"epochs_run": len(progress.history)})
 
-    result = _result(progress, scores, train_seconds, wall_seconds=time.perf_counter() - run_started)
+    result = _result(progress, scores, config.train.epochs, train_seconds, wall_seconds=time.perf_counter() - run_started)
     result["collapsed"] = _warn_if_collapsed(record, scores["val"]["confusion"], prepared.class_names, echo)
     return _finish(runs_dir, run, record, "completed", result)
 
@@ -270,11 +334,23 @@ def _compiled_model(config: Config, prepared: Prepared, pretrained: Optional[emb
         config, config.data.num_words, prepared.num_classes, None if pretrained is None else pretrained.matrix
     )
     network.compile(
-        optimizer=OPTIMIZERS[config.train.optimizer](learning_rate=config.train.learning_rate),
+        optimizer=_optimizer(config.train, _steps_per_epoch(config, prepared)),
         loss=model_factory.loss_for(prepared.num_classes),
         metrics=["accuracy"],
     )
     return network
+
+
+def _optimizer(settings: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The optimizer of train.optimizer, with its learning rate schedule and gradient clipping."""
+    learning_rate: Any = settings.learning_rate
+    if settings.lr_schedule == "cosine":
+        # Follows the optimizer's step count, which the checkpoint restores, so a resumed run
+        # goes on along the same curve.
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            settings.learning_rate, settings.epochs * steps_per_epoch, alpha=settings.min_learning_rate / settings.learning_rate
+        )
+    return OPTIMIZERS[settings.optimizer](learning_rate=learning_rate, clipnorm=settings.clipnorm)
 
 
 def _plan_kernels(config: Config, echo: Callable[[str], None]) -> tuple[str, list[kernels.KernelChoice]]:
@@ -433,7 +509,9 @@ def _evaluate(network: keras.Model, prepared: Prepared, run: results.RunDirector
     return scores
 
 
-def _result(progress: _Progress, scores: dict[str, dict[str, Any]], train_seconds: float, wall_seconds: float) -> dict[str, Any]:
+def _result(
+    progress: _Progress, scores: dict[str, dict[str, Any]], epochs: int, train_seconds: float, wall_seconds: float
+) -> dict[str, Any]:
     epoch_seconds = [entry["seconds"] for entry in progress.history]
     return {
         "best_val_accuracy": progress.best["val_accuracy"],
@@ -447,6 +525,8 @@ def _result(progress: _Progress, scores: dict[str, dict[str, Any]], train_second
         "val_confusion": scores["val"]["confusion"],
         "test_confusion": scores["test"]["confusion"],
         "epochs_run": len(progress.history),
+        # Fewer epochs than train.epochs only when train.early_stopping_patience ran out.
+        "stopped_early": len(progress.history) < epochs,
         "mean_epoch_seconds": float(np.mean(epoch_seconds)),
         # Training in this process (after a resume, the epochs trained before it are not included).
         "train_seconds": train_seconds,

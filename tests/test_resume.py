@@ -157,3 +157,43 @@ def test_a_run_lock_has_one_holder_at_a_time_and_leaves_no_file(tmp_path):
     assert waits == []
     # The last holder removes the lock file, so runs/ keeps none.
     assert not results.lock_path(tmp_path, "abc").exists()
+
+class _Interrupt:
+    """An echo that presses Ctrl-C as the line of epoch `after` is printed, once its checkpoint is saved."""
+
+    def __init__(self, after: int):
+        self.prefix = f"epoch {after}/"
+
+    def __call__(self, line: str) -> None:
+        if line.startswith(self.prefix):
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("schedule", [
+    {"lr_schedule": "reduce_on_plateau", "lr_factor": 0.3, "min_learning_rate": 0.001},
+    {"lr_schedule": "cosine", "min_learning_rate": 0.001},
+])
+def test_a_resumed_run_with_options_gives_the_uninterrupted_history(tiny_data_dir, tmp_path, schedule):
+    # Clipping, early stopping, dropout and a schedule whose state a resume must not lose: the
+    # reduced rate of reduce_on_plateau (derived from the history) and cosine's step count.
+    raw = {**CONFIG, "train": {"epochs": 12, "batch_size": 16, "seed": 5, "learning_rate": 0.1, "clipnorm": 0.5,
+                               "early_stopping_patience": 2, **schedule}}
+    config = config_from_mapping(raw)
+    runs = tmp_path / "runs"
+    with pytest.raises(KeyboardInterrupt) as interrupted:
+        run_experiment(config, str(tiny_data_dir), runs, "test", echo=_Interrupt(after=2))
+    run = results.RunDirectory(Path(interrupted.value.run_dir))
+    lines = []
+    resumed = run_experiment(config, str(tiny_data_dir), runs, "test", echo=lines.append, resume=run)
+    assert f"resuming {run.path} after epoch 2 of 12 (best so far: epoch " in "\n".join(lines)
+
+    reference = run_experiment(config, str(tiny_data_dir), tmp_path / "reference", "test", echo=lambda line: None)
+    reference_history = _without_seconds(Path(reference["run_dir"], "history.jsonl").read_text().splitlines())
+    assert _without_seconds(Path(resumed["run_dir"], "history.jsonl").read_text().splitlines()) == reference_history
+    for key in ("best_val_accuracy", "best_epoch", "epochs_run", "stopped_early", "test_accuracy", "test_loss", "val_confusion"):
+        assert resumed["result"][key] == reference["result"][key], key
+    # The options took effect: training stopped early after the resume, and the rate the resumed
+    # epoch 3 started with had already moved (the plateau rule reduced it after epoch 2's higher loss).
+    assert 2 < reference["result"]["epochs_run"] < 12 and reference["result"]["stopped_early"] is True
+    rates = [entry["learning_rate"] for entry in reference_history]
+    assert rates[0] == 0.1 and rates[2] < rates[1]

@@ -35,14 +35,15 @@ def test_run_writes_exactly_the_expected_files(tiny_data_dir, tmp_path):
 
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert [entry["epoch"] for entry in history] == [1, 2, 3]
-    assert set(history[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
+    assert set(history[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"}
+    assert [entry["learning_rate"] for entry in history] == [0.001, 0.001, 0.001]
 
     result = json.loads((run_dir / "result.json").read_text())["result"]
     accuracies = [entry["val_accuracy"] for entry in history]
     # Best is the maximum over epochs (the first of equal maxima), never simply the last epoch.
     assert result["best_val_accuracy"] == max(accuracies)
     assert result["best_epoch"] == 1 + int(np.argmax(accuracies))
-    assert result["epochs_run"] == 3
+    assert result["epochs_run"] == 3 and result["stopped_early"] is False
     # A model that learned the synthetic cues predicts both classes: not collapsed, no warnings.
     assert result["collapsed"] is False and record["warnings"] == []
     assert result["mean_epoch_seconds"] == pytest.approx(np.mean([entry["seconds"] for entry in history]))

@@ -56,11 +56,58 @@ class ModelConfig(_Section):
     pretrained_embedding: Optional[str] = Field(None, min_length=1)
     # Whether training may change the embedding (false keeps pre-trained vectors frozen).
     embedding_trainable: bool = True
+    # What the last recurrent layer hands the head: its output after the last step (`last`, the
+    # lecture's), or its outputs at every step pooled over time: the largest value of each
+    # feature (`max`), their average (`mean`), or both side by side (`max_mean`, which doubles
+    # the dense head's input). Pooling lets a word anywhere in a long text reach the head
+    # directly instead of through every later step. Recurrent cells only.
+    pooling: Literal["last", "max", "mean", "max_mean"] = "last"
+    # Whether padding is masked (the Embedding's mask_zero): the recurrent layers step over pads
+    # without changing their state and pooling ignores them, so a text gives the same output
+    # however much padding surrounds it. Recurrent cells only (`embedding` flattens every
+    # position, and Keras' Flatten takes no mask). On a GPU the TensorFlow backend keeps cuDNN
+    # with a mask only over post-padded sequences: set data.padding: post (with `pre` its cuDNN
+    # check fails at run time); the JAX and torch backends step a masked LSTM or GRU through
+    # their generic loop on any padding (rnnbench summary lists the kernels).
+    mask_padding: bool = False
+    # Dropout of whole word-vector channels on the embedded sequence (SpatialDropout1D): the
+    # same channels are dropped at every position, so a word's meaning can't be recovered from
+    # its neighbours' copies of the same channel. Any model with an embedding.
+    embedding_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # Dropout on each recurrent layer's inputs (Keras' `dropout=`): one mask per sequence, applied
+    # before the fused kernel, which it keeps.
+    recurrent_input_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # Dropout on each recurrent layer's state between steps (Keras' `recurrent_dropout=`). Keras
+    # then steps the cell itself, so it forfeits cuDNN on every backend: many times slower on a GPU.
+    recurrent_dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _embedding_needs_a_cell_with_one(self) -> "ModelConfig":
-        if self.pretrained_embedding is not None and self.cell == "ann":
-            raise ValueError("model.pretrained_embedding needs a model with an embedding; model.cell='ann' has none")
+        if self.cell != "ann":
+            return self
+        for key, chosen in (("pretrained_embedding", self.pretrained_embedding is not None), ("embedding_dropout", self.embedding_dropout > 0)):
+            if chosen:
+                raise ValueError(f"model.{key} needs a model with an embedding; model.cell='ann' has none")
+        return self
+
+    @model_validator(mode="after")
+    def _sequence_options_need_a_recurrent_cell(self) -> "ModelConfig":
+        if self.cell not in ("ann", "embedding"):
+            return self
+        options = (
+            (f"model.pooling={self.pooling!r}", self.pooling != "last"),
+            ("model.mask_padding", self.mask_padding),
+            ("model.recurrent_input_dropout", self.recurrent_input_dropout > 0),
+            ("model.recurrent_dropout", self.recurrent_dropout > 0),
+        )
+        for key, chosen in options:
+            if not chosen:
+                continue
+            if key == "model.mask_padding" and self.cell == "embedding":
+                why = "model.cell='embedding' flattens every position, pads included (Keras' Flatten takes no mask)"
+            else:
+                why = f"model.cell={self.cell!r} has none"
+            raise ValueError(f"{key} needs a recurrent cell (gru, lstm or simple_rnn); {why}")
         return self
 
 

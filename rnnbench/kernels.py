@@ -30,6 +30,23 @@ written out here. They were read from the Keras 3.15.1 source (paths below are u
   steps with the input projections precomputed. A mask, or GRU reset_after=False, raises
   NotImplementedError and so takes the generic loop. `bidirectional_lstm`/`bidirectional_gru` run
   both directions in one cuDNN call on CUDA.
+
+What rnnbench's model options change (ModelConfig in config.py):
+
+- `model.recurrent_dropout` is Keras's `recurrent_dropout`: the first check above, so every backend
+  and device runs the generic loop.
+- `model.recurrent_input_dropout` is Keras's `dropout`: `inner_loop` multiplies the sequence by one
+  dropout mask (`cell.get_dropout_mask` of the first step, broadcast over time) before calling the
+  backend's `lstm`/`gru`, so it keeps whatever kernel the layer would run without it.
+- `model.mask_padding` is the Embedding's `mask_zero`; the mask reaches every recurrent layer.
+  TensorFlow keeps cuDNN, but `_cudnn_lstm`/`_cudnn_gru` call `_assert_valid_mask`, which fails the
+  step unless every sequence is right-padded and none is all padding: data.padding 'post' keeps
+  cuDNN, 'pre' fails at run time. JAX's `lstm`, `bidirectional_lstm` and `gru` and torch's `lstm`,
+  `gru`, `bidirectional_lstm` and `bidirectional_gru` raise NotImplementedError for any mask
+  (torch/rnn.py has right-padding helpers, but nothing calls them), so a masked LSTM or GRU runs
+  the generic loop there on any padding, CPU or GPU.
+- `model.pooling` other than 'last' sets `return_sequences` on the last layer, and
+  `model.embedding_dropout` acts before the first: neither changes a kernel.
 """
 
 from __future__ import annotations
@@ -85,6 +102,11 @@ def plan(config: Config, backend: str, gpu: bool) -> list[KernelChoice]:
     choices = []
     for depth in range(1, config.model.layers + 1):
         kernel, fused, reason = _choose(backend, cell, gpu, settings, config.data.padding)
+        if config.model.recurrent_input_dropout > 0 and kernel in (CUDNN, TORCH_LOOP, JAX_GRU_SCAN):
+            reason += (
+                f"; model.recurrent_input_dropout={config.model.recurrent_input_dropout!r} keeps it "
+                "(Keras drops the same input features at every step before calling the kernel)"
+            )
         layer = f"{cell}_{depth}"
         if config.model.bidirectional:
             layer = f"bidirectional_{layer}"
@@ -102,23 +124,54 @@ def forfeited(config: Config, backend: str) -> list[str]:
     the default settings on another backend. SimpleRNN has no fused kernel anywhere, so it never warns.
     """
     warnings = []
+    settings = _settings(config)
     for choice in plan(config, backend, gpu=True):
         if choice.fused:
             continue
-        cell = config.model.cell
-        if _choose(backend, cell, True, KERAS_DEFAULTS, config.data.padding)[1]:
-            remedy = f"with Keras's default settings the {backend} backend runs {_CELL_NAMES[cell]} on cuDNN"
-        else:
-            others = [other for other in BACKENDS if _choose(other, cell, True, KERAS_DEFAULTS, config.data.padding)[1]]
-            if not others:
-                continue
-            remedy = f"the {' and '.join(others)} backend{'s' if len(others) > 1 else ''} run{'' if len(others) > 1 else 's'} {_CELL_NAMES[cell]} on cuDNN"
-        warnings.append(f"{choice.layer}: {choice.reason}; {remedy}")
+        remedy = _remedy(backend, config.model.cell, settings, config.data.padding)
+        if remedy:
+            warnings.append(f"{choice.layer}: {choice.reason}; {remedy}")
     return warnings
 
 
+def _remedy(backend: str, cell: str, settings: dict[str, Any], padding: str) -> Optional[str]:
+    """What would run `cell` on cuDNN on a GPU: the padding that keeps it with a mask, no mask, or
+    Keras's default settings, here or on another backend; None when no backend fuses the cell."""
+    name = _CELL_NAMES[cell]
+    if settings["mask_zero"]:
+        if padding == "pre" and _fused(backend, cell, settings, "post"):
+            return f"with data.padding: post the {backend} backend runs {name} on cuDNN, mask included"
+        remedies = []
+        if _fused(backend, cell, {**settings, "mask_zero": False}, padding):
+            remedies.append(f"without model.mask_padding the {backend} backend runs {name} on cuDNN")
+        masked_elsewhere = [other for other in BACKENDS if other != backend and _fused(other, cell, settings, "post")]
+        if masked_elsewhere:
+            remedies.append(f"with the mask, the {_backends_run(masked_elsewhere)} {name} on cuDNN over data.padding: post")
+        if remedies:
+            return "; ".join(remedies)
+    if _fused(backend, cell, KERAS_DEFAULTS, padding):
+        return f"with Keras's default settings the {backend} backend runs {name} on cuDNN"
+    others = [other for other in BACKENDS if _fused(other, cell, KERAS_DEFAULTS, padding)]
+    if not others:
+        return None
+    return f"the {_backends_run(others)} {name} on cuDNN"
+
+
+def _backends_run(backends: list[str]) -> str:
+    """'tensorflow backend runs' or 'tensorflow and torch backends run'."""
+    plural = len(backends) > 1
+    return f"{' and '.join(backends)} backend{'s' if plural else ''} run{'' if plural else 's'}"
+
+
+def _fused(backend: str, cell: str, settings: dict[str, Any], padding: str) -> bool:
+    return _choose(backend, cell, True, settings, padding)[1]
+
+
 def _settings(config: Config) -> dict[str, Any]:
-    return {key: getattr(config.model, key, default) for key, default in KERAS_DEFAULTS.items()}
+    settings = {key: getattr(config.model, key, default) for key, default in KERAS_DEFAULTS.items()}
+    # The Embedding's mask_zero is model.mask_padding in rnnbench's config.
+    settings["mask_zero"] = settings["mask_zero"] or config.model.mask_padding
+    return settings
 
 
 def _unsupported_setting(cell: str, settings: dict[str, Any]) -> Optional[str]:
@@ -161,6 +214,11 @@ def _choose(backend: str, cell: str, gpu: bool, settings: dict[str, Any], paddin
                 "TensorFlow picks cuDNN, which accepts a padding mask only over post-padded sequences, "
                 "so training fails with data.padding='pre' (set data.padding: post)"
             )
+        if masked:
+            return CUDNN, True, (
+                f"TensorFlow runs {name} on cuDNN when a GPU is visible; it accepts the padding mask because "
+                "data.padding is 'post' (a text with no tokens at all would still fail its check)"
+            )
         return CUDNN, True, f"TensorFlow runs {name} on cuDNN when a GPU is visible"
 
     if backend == "jax":
@@ -174,7 +232,7 @@ def _choose(backend: str, cell: str, gpu: bool, settings: dict[str, Any], paddin
                 "so it runs its own lax.scan with the input projections precomputed"
             )
         if masked:
-            return GENERIC, False, f"a padding mask rules out the JAX backend's fused LSTM, so it runs {loop}"
+            return GENERIC, False, f"a padding mask rules out the JAX backend's fused LSTM on any padding, so it runs {loop}"
         if unsupported:
             return GENERIC, False, f"{unsupported} rules out cuDNN, so the JAX backend runs {loop}"
         if not gpu:

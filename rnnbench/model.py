@@ -2,7 +2,9 @@
 
 Every model is  input -> encoder -> [Dropout] -> Dense(dense_units, relu) -> output,  where
 the encoder comes from one registry keyed by `model.cell`, so no cell can differ from another
-in its embedding, head or output. Nothing here reads files, seeds or prints.
+in its embedding, head or output. A recurrent encoder is
+Embedding -> [SpatialDropout1D] -> recurrent layers -> [pooling over time]. Nothing here reads
+files, seeds or prints: the dropout layers take their seeds from the config.
 
 Each layer's parameter count has one formula, below, that serves both a built model
 (`parameter_formulas`, for `rnnbench summary`) and a config alone (`planned_parameters`), so
@@ -17,7 +19,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from rnnbench.config import Config
+from rnnbench.config import LARGEST_SEED, Config
 from rnnbench.errors import InputError
 
 # Sizes that are each within their limits can together describe a model of billions of
@@ -40,26 +42,65 @@ RECURRENT_LAYERS = {
 }
 
 
-def _embedding(config: Config, vocabulary_size: int) -> layers.Embedding:
+def _embedding(config: Config, vocabulary_size: int) -> list[layers.Layer]:
+    """The Embedding, and the dropout of whole word-vector channels after it when asked for."""
+    model = config.model
     # Pre-trained vectors are set by `build_model` after the layer is built, not through an
-    # initializer, which would copy the whole matrix into the saved model's config.
-    return layers.Embedding(
-        vocabulary_size, config.model.embedding_dim, trainable=config.model.embedding_trainable, name="embedding"
-    )
+    # initializer, which would copy the whole matrix into the saved model's config. With
+    # mask_zero, the padding index 0 masks its positions for every layer after it.
+    stack: list[layers.Layer] = [
+        layers.Embedding(
+            vocabulary_size, model.embedding_dim, mask_zero=model.mask_padding, trainable=model.embedding_trainable, name="embedding"
+        )
+    ]
+    if model.embedding_dropout > 0:
+        stack.append(layers.SpatialDropout1D(model.embedding_dropout, seed=_seed(config, 1), name="embedding_dropout"))
+    return stack
+
+
+def _embedding_rows(config: Config, vocabulary_size: int) -> ParameterRows:
+    rows = [("embedding", *_embedding_formula(vocabulary_size, config.model.embedding_dim))]
+    if config.model.embedding_dropout > 0:
+        rows.append(("embedding_dropout", "no weights", 0))
+    return rows
+
+
+def _seed(config: Config, offset: int) -> int:
+    """The seed of one dropout layer: train.seed for the head's, train.seed + offset for the others.
+
+    A seeded layer draws its masks from a generator whose state is a model variable, so a
+    checkpoint restores it; unseeded, the torch backend would use torch's global generator.
+    Layers seeded alike would draw the same random numbers, hence an offset for each.
+    """
+    return (config.train.seed + offset) % (LARGEST_SEED + 1)
 
 
 def _recurrent_encoder(cell: str) -> Callable[[Config, int], list[layers.Layer]]:
     def encoder(config: Config, vocabulary_size: int) -> list[layers.Layer]:
         model = config.model
-        stack: list[layers.Layer] = [_embedding(config, vocabulary_size)]
+        stack = _embedding(config, vocabulary_size)
         for depth in range(model.layers):
-            # Every layer but the last hands its whole sequence to the next one.
+            dropout: dict[str, float] = {}
+            if model.recurrent_input_dropout > 0 or model.recurrent_dropout > 0:
+                dropout = {
+                    "dropout": model.recurrent_input_dropout,
+                    "recurrent_dropout": model.recurrent_dropout,
+                    # A Bidirectional layer's backward copy is made from this layer's config, seed included.
+                    "seed": _seed(config, 2 + depth),
+                }
+            # Every layer but the last hands its whole sequence to the next one, and so does the
+            # last when its outputs are pooled over time.
             recurrent = RECURRENT_LAYERS[cell](
-                model.units, return_sequences=depth < model.layers - 1, name=f"{cell}_{depth + 1}"
+                model.units,
+                return_sequences=depth < model.layers - 1 or model.pooling != "last",
+                name=f"{cell}_{depth + 1}",
+                **dropout,
             )
             if model.bidirectional:
                 recurrent = layers.Bidirectional(recurrent, name=f"bidirectional_{cell}_{depth + 1}")
             stack.append(recurrent)
+        if model.pooling != "last":
+            stack.append(PoolOverTime(model.pooling, name=f"{model.pooling}_pooling"))
         return stack
 
     return encoder
@@ -68,7 +109,7 @@ def _recurrent_encoder(cell: str) -> Callable[[Config, int], list[layers.Layer]]
 def _recurrent_parameters(cell: str) -> Callable[[Config, int], tuple[ParameterRows, int]]:
     def parameters(config: Config, vocabulary_size: int) -> tuple[ParameterRows, int]:
         model = config.model
-        rows = [("embedding", *_embedding_formula(vocabulary_size, model.embedding_dim))]
+        rows = _embedding_rows(config, vocabulary_size)
         directions = 2 if model.bidirectional else 1
         inputs = model.embedding_dim
         for depth in range(model.layers):
@@ -80,9 +121,63 @@ def _recurrent_parameters(cell: str) -> Callable[[Config, int], tuple[ParameterR
             rows.append((name, formula, count))
             # The next layer reads this one's output: units per direction, concatenated.
             inputs = directions * model.units
+        if model.pooling != "last":
+            rows.append((f"{model.pooling}_pooling", "no weights", 0))
+            inputs *= len(POOLING_STATISTICS[model.pooling])
         return rows, inputs
 
     return parameters
+
+
+# What each model.pooling other than `last` computes over time, side by side in this order.
+POOLING_STATISTICS = {"max": ("max",), "mean": ("mean",), "max_mean": ("max", "mean")}
+
+
+@keras.saving.register_keras_serializable(package="rnnbench")
+class PoolOverTime(layers.Layer):
+    """The maximum and/or the mean of each feature over the time steps of a (batch, steps,
+    features) sequence, concatenated in the order of POOLING_STATISTICS[`pooling`]: (batch,
+    features x statistics).
+
+    Steps that a mask marks as padding are left out of both. Keras' GlobalMaxPooling1D takes
+    no mask (keras/src/layers/pooling/global_max_pooling1d.py reduces every step with ops.max),
+    so a padding step could win the max; GlobalAveragePooling1D honours a mask but divides by
+    zero for a text with no tokens at all, which gives NaN. Here such a text pools to zeros.
+    Without a mask the values equal those two layers' (tests/test_model.py).
+    """
+
+    def __init__(self, pooling: str, **kwargs):
+        super().__init__(**kwargs)
+        if pooling not in POOLING_STATISTICS:
+            raise ValueError(f"unknown pooling {pooling!r} (allowed: {', '.join(POOLING_STATISTICS)})")
+        self.pooling = pooling
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            pooled = {"max": ops.max(inputs, axis=1), "mean": ops.mean(inputs, axis=1)}
+        else:
+            kept = ops.expand_dims(ops.cast(mask, "bool"), axis=2)
+            any_kept = ops.any(kept, axis=1)
+            # Padding steps become -inf, which never wins the max; a text of padding alone gives 0.
+            largest = ops.max(ops.where(kept, inputs, float("-inf")), axis=1)
+            counts = ops.sum(ops.cast(kept, inputs.dtype), axis=1)
+            total = ops.sum(ops.where(kept, inputs, 0), axis=1)
+            pooled = {
+                "max": ops.where(any_kept, largest, 0),
+                "mean": total / ops.maximum(counts, 1),
+            }
+        return ops.concatenate([pooled[statistic] for statistic in POOLING_STATISTICS[self.pooling]], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2] * len(POOLING_STATISTICS[self.pooling]))
+
+    def compute_mask(self, inputs, mask=None):
+        # The time axis is gone, and with it what the mask described.
+        return None
+
+    def get_config(self):
+        return {**super().get_config(), "pooling": self.pooling}
 
 
 @keras.saving.register_keras_serializable(package="rnnbench")
@@ -130,12 +225,12 @@ def _bag_of_words_parameters(config: Config, vocabulary_size: int) -> tuple[Para
 
 def _flat_embedding(config: Config, vocabulary_size: int) -> list[layers.Layer]:
     # The lecture's "train data embedding": word vectors concatenated in order.
-    return [_embedding(config, vocabulary_size), layers.Flatten(name="flatten")]
+    return [*_embedding(config, vocabulary_size), layers.Flatten(name="flatten")]
 
 
 def _flat_embedding_parameters(config: Config, vocabulary_size: int) -> tuple[ParameterRows, int]:
-    embedding = ("embedding", *_embedding_formula(vocabulary_size, config.model.embedding_dim))
-    return [embedding, ("flatten", "no weights", 0)], config.data.maxlen * config.model.embedding_dim
+    rows = [*_embedding_rows(config, vocabulary_size), ("flatten", "no weights", 0)]
+    return rows, config.data.maxlen * config.model.embedding_dim
 
 
 ENCODERS: dict[str, Callable[[Config, int], list[layers.Layer]]] = {
@@ -166,9 +261,7 @@ def build_model(
     stack: list[layers.Layer] = [keras.Input(shape=(config.data.maxlen,), dtype="int32", name="tokens")]
     stack += ENCODERS[config.model.cell](config, vocabulary_size)
     if config.model.dropout > 0:
-        # A seeded Dropout draws its masks from a generator whose state is a model variable, so a
-        # checkpoint restores it; unseeded, the torch backend would use torch's global generator.
-        stack.append(layers.Dropout(config.model.dropout, seed=config.train.seed, name="dropout"))
+        stack.append(layers.Dropout(config.model.dropout, seed=_seed(config, 0), name="dropout"))
     stack.append(layers.Dense(config.model.dense_units, activation="relu", name="dense"))
     activation = "sigmoid" if num_classes == 2 else "softmax"
     stack.append(layers.Dense(output_units(num_classes), activation=activation, name="output"))

@@ -187,7 +187,7 @@ CPU_CALLS = {
 }
 
 
-def trace_calls(cell: str) -> list[str]:
+def trace_calls(cell: str, *overrides: str) -> list[str]:
     """Run rnnbench's one-layer `cell` model once on the current Keras backend; list the kernel functions called."""
     import keras
     from keras.src import backend as keras_backend
@@ -212,13 +212,13 @@ def trace_calls(cell: str) -> list[str]:
 
         return wrapper
 
-    network = build_model(model(cell, "model.units=4", "model.embedding_dim=3", "data.maxlen=5"), 20, 2)
+    network = build_model(model(cell, "model.units=4", "model.embedding_dim=3", "data.maxlen=5", *overrides), 20, 2)
     for module, names in spied:
         for name in names:
             originals.append((module, name, getattr(module, name)))
             setattr(module, name, spy(name, getattr(module, name)))
     try:
-        network(np.ones((2, 5), dtype="int32"))
+        network(np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype="int32"))
     finally:
         for module, name, original in originals:
             setattr(module, name, original)
@@ -257,3 +257,124 @@ def test_plan_names_the_layers_of_the_built_model():
     config = model("gru", "model.layers=2", "model.bidirectional=true", "data.maxlen=5")
     names = [layer.name for layer in build_model(config, 20, 2).layers]
     assert [choice.layer for choice in plan(config, "torch", gpu=True)] == names[1:3]
+
+
+# The model options of config.py, through the config keys themselves.
+
+MASKED_GPU_KERNELS = {
+    # (backend, cell, data.padding): the kernel a masked layer runs on a GPU.
+    ("tensorflow", "lstm", "post"): CUDNN,
+    ("tensorflow", "gru", "post"): CUDNN,
+    ("tensorflow", "lstm", "pre"): MASK_ERROR,
+    ("tensorflow", "gru", "pre"): MASK_ERROR,
+    **{(backend, cell, padding): GENERIC for backend in ("jax", "torch") for cell in ("lstm", "gru") for padding in ("pre", "post")},
+}
+
+
+@pytest.mark.parametrize("backend, cell, padding", sorted(MASKED_GPU_KERNELS))
+def test_mask_padding_on_a_gpu(backend, cell, padding):
+    config = model(cell, "model.mask_padding=true", f"data.padding={padding}", "model.layers=2")
+    kernel = MASKED_GPU_KERNELS[backend, cell, padding]
+    assert [(choice.kernel, choice.fused) for choice in plan(config, backend, gpu=True)] == [(kernel, kernel == CUDNN)] * 2
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("padding", ["pre", "post"])
+def test_mask_padding_on_the_cpu_takes_the_generic_loop(backend, cell, padding):
+    [choice] = plan(model(cell, "model.mask_padding=true", f"data.padding={padding}"), backend, gpu=False)
+    assert (choice.kernel, choice.fused) == (GENERIC, False)
+
+
+def test_mask_padding_reasons():
+    assert plan(model("lstm", "model.mask_padding=true", "data.padding=post"), "tensorflow", gpu=True)[0].reason == (
+        "TensorFlow runs LSTM on cuDNN when a GPU is visible; it accepts the padding mask because data.padding is 'post' "
+        "(a text with no tokens at all would still fail its check)"
+    )
+    assert plan(model("lstm", "model.mask_padding=true", "data.padding=post"), "jax", gpu=True)[0].reason == (
+        "a padding mask rules out the JAX backend's fused LSTM on any padding, so it runs the generic lax.scan step loop"
+    )
+    assert plan(model("gru", "model.mask_padding=true"), "jax", gpu=False)[0].reason == (
+        "a padding mask rules out the JAX backend's own GRU scan, so it runs the generic lax.scan step loop"
+    )
+
+
+def test_forfeited_by_a_mask_names_the_padding_or_backend_that_keeps_cudnn():
+    assert forfeited(model("gru", "model.mask_padding=true"), "tensorflow") == [
+        "gru_1: TensorFlow picks cuDNN, which accepts a padding mask only over post-padded sequences, so training fails with "
+        "data.padding='pre' (set data.padding: post); with data.padding: post the tensorflow backend runs GRU on cuDNN, mask included"
+    ]
+    assert forfeited(model("gru", "model.mask_padding=true", "data.padding=post"), "tensorflow") == []
+    for padding in ("pre", "post"):
+        assert forfeited(model("lstm", "model.mask_padding=true", f"data.padding={padding}"), "torch") == [
+            "lstm_1: a padding mask rules out the torch backend's LSTM kernels, so it runs the generic Python step loop; "
+            "without model.mask_padding the torch backend runs LSTM on cuDNN; "
+            "with the mask, the tensorflow backend runs LSTM on cuDNN over data.padding: post"
+        ]
+    assert forfeited(model("lstm", "model.mask_padding=true"), "jax") == [
+        "lstm_1: a padding mask rules out the JAX backend's fused LSTM on any padding, so it runs the generic lax.scan step loop; "
+        "without model.mask_padding the jax backend runs LSTM on cuDNN; "
+        "with the mask, the tensorflow backend runs LSTM on cuDNN over data.padding: post"
+    ]
+    # JAX has no fused GRU with or without the mask.
+    assert forfeited(model("gru", "model.mask_padding=true"), "jax") == [
+        "gru_1: a padding mask rules out the JAX backend's own GRU scan, so it runs the generic lax.scan step loop; "
+        "with the mask, the tensorflow backend runs GRU on cuDNN over data.padding: post"
+    ]
+    assert forfeited(model("simple_rnn", "model.mask_padding=true"), "tensorflow") == []
+
+
+@pytest.mark.parametrize("backend, loop", [("tensorflow", "tf.while_loop"), ("jax", "lax.scan"), ("torch", "Python")])
+@pytest.mark.parametrize("gpu", [False, True])
+def test_recurrent_dropout_takes_the_generic_loop_everywhere(backend, loop, gpu):
+    for cell, name in (("lstm", "LSTM"), ("gru", "GRU")):
+        config = model(cell, "model.recurrent_dropout=0.25", "model.mask_padding=true", "data.padding=post")
+        assert plan(config, backend, gpu) == [
+            KernelChoice(f"{cell}_1", GENERIC, False, f"recurrent_dropout=0.25 makes Keras skip the backend's {name} kernel and run the generic {loop} step loop")
+        ]
+    assert forfeited(model("lstm", "model.recurrent_dropout=0.25"), backend) == [
+        f"lstm_1: recurrent_dropout=0.25 makes Keras skip the backend's LSTM kernel and run the generic {loop} step loop; "
+        f"with Keras's default settings the {backend} backend runs LSTM on cuDNN"
+    ]
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("gpu", [False, True])
+def test_input_dropout_pooling_and_embedding_dropout_keep_the_kernel(backend, cell, gpu):
+    plain = plan(model(cell), backend, gpu)
+    for options in (("model.pooling=max_mean", "model.embedding_dropout=0.3"), ("model.recurrent_input_dropout=0.25",)):
+        chosen = plan(model(cell, *options), backend, gpu)
+        assert [(choice.kernel, choice.fused) for choice in chosen] == [(choice.kernel, choice.fused) for choice in plain]
+    assert forfeited(model(cell, "model.pooling=max", "model.embedding_dropout=0.3"), backend) == forfeited(model(cell), backend)
+    assert len(forfeited(model(cell, "model.recurrent_input_dropout=0.25"), backend)) == len(forfeited(model(cell), backend))
+
+
+def test_input_dropout_says_it_keeps_the_kernel():
+    assert plan(model("lstm", "model.recurrent_input_dropout=0.25"), "torch", gpu=True)[0].reason == (
+        "the torch backend runs LSTM through torch._VF.lstm (the op behind torch.nn.LSTM), which uses cuDNN on CUDA; "
+        "model.recurrent_input_dropout=0.25 keeps it (Keras drops the same input features at every step before calling the kernel)"
+    )
+    # The generic loop applies it in the cell, which says nothing new.
+    assert "recurrent_input_dropout" not in plan(model("lstm", "model.recurrent_input_dropout=0.25"), "tensorflow", gpu=False)[0].reason
+
+
+# On the CPU, with a padding mask, every backend's `lstm`/`gru` refuses and Keras steps the generic loop;
+# with recurrent_dropout Keras never asks the backend's kernel at all.
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize(
+    "overrides, calls",
+    [
+        (("model.mask_padding=true",), ["{cell} raised NotImplementedError", "rnn returned"]),
+        (("model.mask_padding=true", "model.pooling=max_mean", "data.padding=post"), ["{cell} raised NotImplementedError", "rnn returned"]),
+        (("model.recurrent_dropout=0.25",), ["rnn returned"]),
+    ],
+)
+def test_plan_matches_what_keras_runs_on_this_cpu_with_the_options(cell, overrides, calls):
+    import keras
+
+    backend = keras.backend.backend()
+    if _gpu_visible(backend):
+        pytest.skip("checks the CPU path; a GPU is visible")
+    assert plan(model(cell, *overrides), backend, gpu=False)[0].kernel == GENERIC
+    assert trace_calls(cell, *overrides) == [call.format(cell=cell) for call in calls]

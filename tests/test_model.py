@@ -14,6 +14,7 @@ from rnnbench.model import (
     MOST_PARAMETERS,
     ModelTooLargeError,
     MultiHot,
+    PoolOverTime,
     build_model,
     loss_for,
     parameter_formulas,
@@ -211,3 +212,196 @@ def test_run_of_a_model_too_large_reads_no_data_and_writes_nothing(tmp_path, mon
     assert outcome.output.endswith("is over rnnbench's limit of 1,000,000,000; lower data.num_words or model.embedding_dim\n")
     assert outcome.output.count("\n") == 1
     assert not (tmp_path / "runs").exists()
+
+
+# The recurrent models' options: pooling over time, a padding mask, and three kinds of dropout.
+
+POOLINGS = ["last", "max", "mean", "max_mean"]
+
+
+def padded(tokens: list[int], maxlen: int, padding: str) -> np.ndarray:
+    pads = [0] * (maxlen - len(tokens))
+    return np.array([pads + tokens if padding == "pre" else tokens + pads], dtype="int32")
+
+
+def test_the_options_default_to_the_lecture_model_with_the_same_weights():
+    # The network Keras builds from the lecture's layers, drawing its weights in the same order.
+    keras.utils.set_random_seed(3)
+    ours = build_model(lecture("gru", "model.dropout=0.2"), 1_000, 2)
+    keras.utils.set_random_seed(3)
+    reference = keras.Sequential(
+        [
+            keras.Input(shape=(20,), dtype="int32"),
+            keras.layers.Embedding(1_000, 50),
+            keras.layers.GRU(50),
+            keras.layers.Dropout(0.2, seed=1),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    assert [layer.name for layer in ours.layers] == ["embedding", "gru_1", "dropout", "dense", "output"]
+    assert not ours.layers[0].mask_zero and ours.layers[1].cell.seed is None
+    assert ours.layers[1].dropout == ours.layers[1].recurrent_dropout == 0.0
+    for mine, theirs in zip(ours.get_weights(), reference.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize(
+    "pooling, bidirectional, dense_inputs",
+    [("max", False, 6), ("mean", False, 6), ("max_mean", False, 12), ("max_mean", True, 24), ("max", True, 12)],
+)
+def test_pooling_follows_the_last_recurrent_layer(pooling, bidirectional, dense_inputs):
+    config = lecture("lstm", f"model.pooling={pooling}", f"model.bidirectional={str(bidirectional).lower()}", "model.units=6", "model.layers=2")
+    network = build_model(config, 100, 2)
+    names = [layer.name for layer in network.layers]
+    prefix = "bidirectional_" if bidirectional else ""
+    assert names == ["embedding", f"{prefix}lstm_1", f"{prefix}lstm_2", f"{pooling}_pooling", "dense", "output"]
+    assert [network.get_layer(f"{prefix}lstm_{depth}").return_sequences for depth in (1, 2)] == [True, True]
+    directions = 2 if bidirectional else 1
+    assert tuple(network.get_layer(f"{prefix}lstm_2").output.shape) == (None, 20, 6 * directions)
+    assert tuple(network.get_layer(f"{pooling}_pooling").output.shape) == (None, dense_inputs)
+    assert network.get_layer(f"{pooling}_pooling").count_params() == 0
+    assert network.get_layer("dense").count_params() == dense_inputs * 32 + 32
+    formulas = {name: formula for name, formula, _ in parameter_formulas(network)}
+    assert formulas[f"{pooling}_pooling"] == "no weights"
+    assert formulas["dense"] == f"input {dense_inputs} x units 32 + bias 32 = {dense_inputs * 32 + 32:,}"
+
+
+def test_each_dropout_is_its_layer_or_argument_seeded_apart():
+    config = lecture(
+        "gru",
+        "model.embedding_dropout=0.1",
+        "model.recurrent_input_dropout=0.2",
+        "model.recurrent_dropout=0.3",
+        "model.dropout=0.4",
+        "model.layers=2",
+        "train.seed=7",
+    )
+    network = build_model(config, 100, 2)
+    assert [layer.name for layer in network.layers] == ["embedding", "embedding_dropout", "gru_1", "gru_2", "dropout", "dense", "output"]
+    spatial = network.get_layer("embedding_dropout")
+    assert isinstance(spatial, keras.layers.SpatialDropout1D) and (spatial.rate, spatial.seed) == (0.1, 8)
+    assert tuple(spatial.output.shape) == (None, 20, 50) and spatial.count_params() == 0
+    for depth, seed in ((1, 9), (2, 10)):
+        recurrent = network.get_layer(f"gru_{depth}")
+        assert (recurrent.dropout, recurrent.recurrent_dropout, recurrent.cell.seed) == (0.2, 0.3, seed)
+    assert network.get_layer("dropout").seed == 7
+    # The generators' states are model variables, so a checkpoint restores where each mask stream was.
+    seed_states = [variable for variable in network.non_trainable_variables if "seed_generator" in variable.path]
+    assert len(seed_states) == 4
+
+
+@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("padding", ["pre", "post"])
+def test_with_a_mask_padding_changes_nothing(pooling, bidirectional, padding):
+    text = [5, 6, 7, 8]
+    outputs = {}
+    for mask in (True, False):
+        weights = None
+        for maxlen in (4, 9, 15):
+            overrides = (f"model.pooling={pooling}", f"model.bidirectional={str(bidirectional).lower()}", f"model.mask_padding={str(mask).lower()}")
+            config = lecture("gru", *overrides, f"data.padding={padding}", "model.units=6", "model.embedding_dim=5", maxlen=maxlen)
+            network = build_model(config, 20, 2)
+            # Recurrent weights do not depend on the sequence length, so every length shares them.
+            weights = weights or network.get_weights()
+            network.set_weights(weights)
+            outputs[mask, maxlen] = keras.ops.convert_to_numpy(network(padded(text, maxlen, padding)))
+    # Equal up to float rounding (a mean sums in another order); without the mask, pads move the output.
+    for maxlen in (9, 15):
+        np.testing.assert_allclose(outputs[True, maxlen], outputs[True, 4], rtol=1e-6, atol=1e-7)
+        assert not np.allclose(outputs[False, maxlen], outputs[False, 4], rtol=1e-6, atol=1e-7)
+
+
+def test_masked_max_pooling_ignores_pads_with_huge_embeddings():
+    config = lecture("lstm", "model.mask_padding=true", "model.pooling=max", "data.padding=post", "model.units=6", maxlen=12)
+    network = build_model(config, 20, 2)
+    tokens = padded([3, 4, 5], 12, "post")
+    before = keras.ops.convert_to_numpy(network(tokens))
+    embedding = network.get_layer("embedding")
+    vectors = embedding.get_weights()[0]
+    vectors[0] = 1e4
+    embedding.set_weights([vectors])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(network(tokens)), before)
+
+
+def test_pool_over_time_leaves_masked_steps_out():
+    # Two texts of three steps and two features; the second step of the first text and the
+    # whole second text are padding, with values that would win a max or move a mean.
+    steps = np.array([[[1.0, -2.0], [1e6, 1e6], [3.0, -4.0]], [[1e6, -1e6], [1e6, 5.0], [7.0, 1e6]]], dtype="float32")
+    mask = np.array([[True, False, True], [False, False, False]])
+    pooled = keras.ops.convert_to_numpy(PoolOverTime("max_mean")(steps, mask=mask))
+    np.testing.assert_array_equal(pooled, [[3.0, -2.0, 2.0, -3.0], [0.0, 0.0, 0.0, 0.0]])
+    # Keras' own max pooling takes no mask, so the padding step wins: why PoolOverTime exists.
+    assert not keras.layers.GlobalMaxPooling1D().supports_masking
+    # Without a mask, the values are Keras' GlobalMaxPooling1D's and GlobalAveragePooling1D's.
+    for pooling, keras_layers in (
+        ("max", [keras.layers.GlobalMaxPooling1D()]),
+        ("mean", [keras.layers.GlobalAveragePooling1D()]),
+        ("max_mean", [keras.layers.GlobalMaxPooling1D(), keras.layers.GlobalAveragePooling1D()]),
+    ):
+        expected = np.concatenate([keras.ops.convert_to_numpy(layer(steps)) for layer in keras_layers], axis=-1)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(PoolOverTime(pooling)(steps)), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"^unknown pooling 'min' \(allowed: max, mean, max_mean\)$"):
+        PoolOverTime("min")
+
+
+def test_a_text_of_padding_alone_trains_without_nan():
+    config = lecture("gru", "model.mask_padding=true", "model.pooling=max_mean", "data.padding=post", "model.units=4", maxlen=6)
+    network = build_model(config, 20, 2)
+    network.compile(optimizer="adam", loss=loss_for(2))
+    tokens = np.array([[0, 0, 0, 0, 0, 0], [3, 4, 0, 0, 0, 0]], dtype="int32")
+    loss = network.train_on_batch(tokens, np.array([0, 1]))
+    assert np.isfinite(loss)
+    assert all(np.isfinite(weights).all() for weights in network.get_weights())
+
+
+def test_a_saved_pooled_masked_model_loads_again(tmp_path):
+    config = lecture("lstm", "model.mask_padding=true", "model.pooling=max_mean", "model.embedding_dropout=0.1", "model.recurrent_input_dropout=0.1", maxlen=5)
+    network = build_model(config, 10, 2)
+    network.save(tmp_path / "pooled.keras")
+    loaded = keras.saving.load_model(tmp_path / "pooled.keras")
+    tokens = np.array([[0, 0, 2, 3, 4]], dtype="int32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(tokens)), keras.ops.convert_to_numpy(network(tokens)))
+
+
+OPTION_SETS = [
+    ("model.pooling=max_mean",),
+    ("model.pooling=max_mean", "model.bidirectional=true", "model.layers=2"),
+    ("model.pooling=mean", "model.mask_padding=true", "model.embedding_dropout=0.1"),
+    ("model.pooling=max", "model.recurrent_input_dropout=0.2", "model.recurrent_dropout=0.2", "model.dropout=0.1", "model.units=9"),
+    ("model.embedding_dropout=0.3", "model.mask_padding=true", "model.bidirectional=true"),
+]
+
+
+@pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
+@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda options: ",".join(options))
+def test_planned_parameters_equal_the_built_models_with_the_options(cell, options):
+    config = lecture(cell, *options)
+    planned = planned_parameters(config, 1_000, 3)
+    network = build_model(config, 1_000, 3)
+    assert planned == parameter_formulas(network)
+    assert sum(count for _, _, count in planned) == network.count_params()
+
+
+def test_embedding_dropout_serves_the_flat_embedding_too():
+    config = lecture("embedding", "model.embedding_dropout=0.2")
+    network = build_model(config, 1_000, 2)
+    assert [layer.name for layer in network.layers] == ["embedding", "embedding_dropout", "flatten", "dense", "output"]
+    assert planned_parameters(config, 1_000, 2) == parameter_formulas(network)
+
+
+def test_summary_lists_the_new_layers_with_their_formulas(tmp_path):
+    path = tmp_path / "pooled.yaml"
+    path.write_text(
+        "model:\n  cell: lstm\n  bidirectional: true\n  pooling: max_mean\n  embedding_dropout: 0.2\n  mask_padding: true\ndata:\n  padding: post\n",
+        encoding="utf-8",
+    )
+    outcome = CliRunner().invoke(main, ["summary", str(path)])
+    assert outcome.exit_code == 0, outcome.output
+    table = outcome.output.split("Parameters per layer:")[1]
+    lines = {line.split()[0]: " ".join(line.split()[1:]) for line in table.splitlines()[3:] if line.strip()}
+    assert lines["embedding_dropout"] == "no weights 0"
+    assert lines["max_mean_pooling"] == "no weights 0"
+    # 50 units x 2 directions x (max and mean) = 200 features into the dense head.
+    assert lines["dense"] == "input 200 x units 32 + bias 32 = 6,432 6,432"

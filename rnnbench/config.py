@@ -277,13 +277,28 @@ class Config(_Section):
 
     def fingerprint(self) -> str:
         """Identifies a run: two runs with the same fingerprint train the same model on the same data split."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode("utf-8")).hexdigest()
+        return _digest(self._chosen_settings())
 
     def group_fingerprint(self) -> str:
         """Identifies the config apart from its seed: runs that share it differ by chance alone."""
-        settings = self.to_dict()
-        del settings["train"]["seed"], settings["train"]["seeds"]
-        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+        settings = self._chosen_settings()
+        train = settings.get("train", {})
+        train.pop("seed", None)
+        train.pop("seeds", None)
+        if not train:
+            settings.pop("train", None)
+        return _digest(settings)
+
+    def _chosen_settings(self) -> dict[str, Any]:
+        # Only the settings that differ from their defaults identify a run, so a key added later
+        # with a default that keeps the old behaviour changes no fingerprint: earlier runs are
+        # still reused and still group with new ones. A default that changes behaviour needs
+        # the old value written into older records when they are read (train.recorded_config).
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
+def _digest(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 BACKENDS = ("tensorflow", "jax", "torch")

@@ -52,7 +52,7 @@ def test_unknown_cell_names_file_key_choices_and_suggestion(tmp_path):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("model:\n  embeding_dim: 8\n", "exp.yaml: unknown key model.embeding_dim (allowed: bidirectional, cell, dense_units, dropout, embedding_dim, embedding_trainable, layers, pretrained_embedding, units) (did you mean 'embedding_dim'?)"),
+        ("model:\n  embeding_dim: 8\n", "exp.yaml: unknown key model.embeding_dim (allowed: bidirectional, cell, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units) (did you mean 'embedding_dim'?)"),
         ("modle:\n  cell: gru\n", "exp.yaml: unknown key modle (allowed: backend, data, model, name, train) (did you mean 'model'?)"),
         ("model:\n  layers: two\n", "exp.yaml: model.layers='two' is not an integer"),
         ("model:\n  layers: 0\n", "exp.yaml: model.layers=0 is out of range (allowed: >= 1 and <= 8)"),
@@ -63,7 +63,7 @@ def test_unknown_cell_names_file_key_choices_and_suggestion(tmp_path):
         ("data:\n  padding: left\n", "exp.yaml: data.padding='left' is not one of post, pre"),
         ("train:\n  optimizer: adma\n", "exp.yaml: train.optimizer='adma' is not one of adam, adamw, rmsprop, sgd (did you mean 'adam'?)"),
         ("train:\n  learning_rate: fast\n", "exp.yaml: train.learning_rate='fast' is not a number"),
-        ("model: gru\n", "exp.yaml: model must be a mapping with keys bidirectional, cell, dense_units, dropout, embedding_dim, embedding_trainable, layers, pretrained_embedding, units, got a string"),
+        ("model: gru\n", "exp.yaml: model must be a mapping with keys bidirectional, cell, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units, got a string"),
         ("backend: tensorflw\n", "exp.yaml: backend='tensorflw' is not one of auto, jax, tensorflow, torch (did you mean 'tensorflow'?)"),
         ("- model\n", "exp.yaml: expected a mapping of sections (name, backend, model, data, train), got a list"),
         ("", "exp.yaml: the file is empty (write at least one key, e.g. 'model: {cell: gru}')"),
@@ -221,3 +221,34 @@ def test_unreadable_files_are_one_line(tmp_path):
         load_config(tmp_path / "latin1.yaml")
     with pytest.raises(ConfigError, match=r": cannot read the file \(Is a directory\)$"):
         load_config(tmp_path)
+
+
+def test_fingerprints_depend_only_on_settings_that_differ_from_the_defaults():
+    from rnnbench.config import config_from_mapping
+
+    plain = config_from_mapping({"name": "probe"})
+    spelled_out = config_from_mapping({"name": "probe", "model": {"cell": "gru", "units": 50}, "train": {"seed": 1}})
+    assert plain.fingerprint() == spelled_out.fingerprint()
+    # A record written before a key existed lacks it; read back, it is the same run as today's.
+    recorded = plain.to_dict()
+    del recorded["data"]["hold_out"]
+    assert Config.model_validate(recorded).fingerprint() == plain.fingerprint()
+    other_seed = config_from_mapping({"name": "probe", "train": {"seed": 2}})
+    assert other_seed.fingerprint() != plain.fingerprint()
+    assert other_seed.group_fingerprint() == plain.group_fingerprint()
+    assert config_from_mapping({"name": "probe", "model": {"units": 64}}).group_fingerprint() != plain.group_fingerprint()
+
+
+def test_a_key_added_with_a_behaviour_keeping_default_changes_no_fingerprint():
+    import pydantic
+
+    from rnnbench.config import ModelConfig
+
+    # Tomorrow's version with one more model key, at a default that keeps today's behaviour.
+    Extended = pydantic.create_model("ExtendedModelConfig", __base__=ModelConfig, future_option=(str, "off"))
+    ExtendedConfig = pydantic.create_model("ExtendedConfig", __base__=Config, model=(Extended, Extended()))
+    today = config_from_mapping({"name": "probe", "train": {"seed": 3}})
+    tomorrow = ExtendedConfig.model_validate(today.to_dict())
+    assert "future_option" in tomorrow.to_dict()["model"]
+    assert tomorrow.fingerprint() == today.fingerprint()
+    assert tomorrow.group_fingerprint() == today.group_fingerprint()

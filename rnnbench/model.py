@@ -210,17 +210,72 @@ class MultiHot(layers.Layer):
         return {**super().get_config(), "num_tokens": self.num_tokens}
 
 
+@keras.saving.register_keras_serializable(package="rnnbench")
+class TfIdf(layers.Layer):
+    """A bag's 0/1 values times each token's inverse document frequency, each row then scaled
+    to L2 norm 1 (as scikit-learn's TfidfVectorizer does by default).
+
+    The frequencies are a fixed (non-trainable) weight, set by `build_model` from the training
+    rows, so the saved model carries them; they start as ones.
+    """
+
+    def __init__(self, num_tokens: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_tokens = num_tokens
+
+    def build(self, input_shape):
+        self.idf = self.add_weight(shape=(self.num_tokens,), initializer="ones", trainable=False, name="idf")
+
+    def call(self, inputs):
+        weighted = inputs * ops.cast(self.idf, inputs.dtype)
+        norm = ops.sqrt(ops.sum(ops.square(weighted), axis=-1, keepdims=True))
+        return weighted / ops.maximum(norm, 1e-12)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "num_tokens": self.num_tokens}
+
+
+# The bag's name when it holds bigrams as well as words, which its formula spells out.
+_BIGRAM_BAG = "bag_of_words_and_bigrams"
+
+
+def bag_size(config: Config, vocabulary_size: int) -> int:
+    """The bag of words' tokens: the vocabulary, and with model.ngrams 2 as many bigrams again."""
+    return vocabulary_size * config.model.ngrams
+
+
+def input_length(config: Config) -> int:
+    """Ids per text: maxlen words, and with model.ngrams 2 the maxlen - 1 pairs of adjacent ones."""
+    return config.data.maxlen if config.model.ngrams == 1 else 2 * config.data.maxlen - 1
+
+
 def _bag_of_words(config: Config, vocabulary_size: int) -> list[layers.Layer]:
     # The lecture's ANN: which vocabulary words occur in the text, as a multi-hot vector. Both
     # layers give the same values; TensorFlow's bincount path is the faster one there
     # (scripts/bench_multi_hot.py).
+    num_tokens = bag_size(config, vocabulary_size)
+    name = "bag_of_words" if config.model.ngrams == 1 else _BIGRAM_BAG
     if keras.backend.backend() == "tensorflow":
-        return [layers.CategoryEncoding(num_tokens=vocabulary_size, output_mode="multi_hot", name="bag_of_words")]
-    return [MultiHot(vocabulary_size, name="bag_of_words")]
+        stack: list[layers.Layer] = [layers.CategoryEncoding(num_tokens=num_tokens, output_mode="multi_hot", name=name)]
+    else:
+        stack = [MultiHot(num_tokens, name=name)]
+    if config.model.ngram_weighting == "tfidf":
+        stack.append(TfIdf(num_tokens, name="tfidf"))
+    return stack
 
 
 def _bag_of_words_parameters(config: Config, vocabulary_size: int) -> tuple[ParameterRows, int]:
-    return [("bag_of_words", "no weights", 0)], vocabulary_size
+    num_tokens = bag_size(config, vocabulary_size)
+    if config.model.ngrams == 1:
+        rows = [("bag_of_words", "no weights", 0)]
+    else:
+        rows = [(_BIGRAM_BAG, *_bigram_bag_formula(num_tokens))]
+    if config.model.ngram_weighting == "tfidf":
+        rows.append(("tfidf", *_tfidf_formula(num_tokens)))
+    return rows, num_tokens
 
 
 def _flat_embedding(config: Config, vocabulary_size: int) -> list[layers.Layer]:
@@ -249,16 +304,18 @@ ENCODER_PARAMETERS: dict[str, Callable[[Config, int], tuple[ParameterRows, int]]
 
 
 def build_model(
-    config: Config, vocabulary_size: int, num_classes: int, embedding_matrix: Optional[np.ndarray] = None
+    config: Config, vocabulary_size: int, num_classes: int, embedding_matrix: Optional[np.ndarray] = None,
+    token_weights: Optional[np.ndarray] = None,
 ) -> keras.Sequential:
     """Build (not compile) the model for `config`: sigmoid output for 2 classes, softmax above.
 
-    `embedding_matrix` (vocabulary_size x embedding_dim) replaces the Embedding's random start.
+    `embedding_matrix` (vocabulary_size x embedding_dim) replaces the Embedding's random start;
+    `token_weights` (one per bag token) are the inverse document frequencies of model.ngram_weighting tfidf.
     """
     if num_classes < 2:
         raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
     refuse_too_large(config, vocabulary_size, num_classes)
-    stack: list[layers.Layer] = [keras.Input(shape=(config.data.maxlen,), dtype="int32", name="tokens")]
+    stack: list[layers.Layer] = [keras.Input(shape=(input_length(config),), dtype="int32", name="tokens")]
     stack += ENCODERS[config.model.cell](config, vocabulary_size)
     if config.model.dropout > 0:
         stack.append(layers.Dropout(config.model.dropout, seed=_seed(config, 0), name="dropout"))
@@ -268,6 +325,8 @@ def build_model(
     model = keras.Sequential(stack, name=f"{config.model.cell}_classifier")
     if embedding_matrix is not None:
         model.get_layer("embedding").set_weights([embedding_matrix])
+    if token_weights is not None:
+        model.get_layer("tfidf").set_weights([np.asarray(token_weights, dtype="float32")])
     return model
 
 
@@ -383,6 +442,15 @@ def _bidirectional_formula(inner: str, count: int) -> tuple[str, int]:
     return f"2 directions x [{inner}]", 2 * count
 
 
+def _bigram_bag_formula(num_tokens: int) -> tuple[str, int]:
+    # The bigram vocabulary is as large as the word vocabulary.
+    return f"no weights; input = words {num_tokens // 2:,} + bigrams {num_tokens // 2:,} = {num_tokens:,}", 0
+
+
+def _tfidf_formula(num_tokens: int) -> tuple[str, int]:
+    return f"fixed idf of {num_tokens:,} tokens = {num_tokens:,}", num_tokens
+
+
 def _dense_formula(inputs: int, units: int) -> tuple[str, int]:
     count = inputs * units + units
     return f"input {inputs:,} x units {units} + bias {units} = {count:,}", count
@@ -400,5 +468,9 @@ def _formula(layer: layers.Layer) -> tuple[str, int]:
             return _recurrent_formula(cell, layer.cell.kernel.shape[0], layer.units, biases)
     if isinstance(layer, layers.Dense):
         return _dense_formula(layer.kernel.shape[0], layer.units)
+    if isinstance(layer, TfIdf):
+        return _tfidf_formula(layer.num_tokens)
+    if layer.name == _BIGRAM_BAG:
+        return _bigram_bag_formula(layer.num_tokens)
     count = layer.count_params() if layer.built else 0
     return ("no weights" if count == 0 else f"{count:,}"), count

@@ -101,8 +101,12 @@ class RunDirectory:
     def write_result(self, result: dict[str, Any]) -> None:
         write_json(self.path / "result.json", result)
 
-    def write_vocabulary(self, words: Iterable[str]) -> None:
-        write_json(self.path / "vocabulary.json", {"padding_index": 0, "oov_index": 1, "first_word_index": 2, "words": list(words)})
+    def write_vocabulary(self, words: Iterable[str], first_bigram_index: Optional[int] = None, bigrams: Iterable[tuple[str, str]] = ()) -> None:
+        stored: dict[str, Any] = {"padding_index": 0, "oov_index": 1, "first_word_index": 2, "words": list(words)}
+        if first_bigram_index is not None:
+            # model.ngrams 2: pairs of adjacent words, bigrams[i] having index first_bigram_index + i.
+            stored.update(first_bigram_index=first_bigram_index, bigrams=[list(pair) for pair in bigrams])
+        write_json(self.path / "vocabulary.json", stored)
 
     def write_checkpoint(self, arrays: dict[str, Any]) -> None:
         import numpy as np

@@ -9,6 +9,11 @@ and the tokenizer (RNNBENCH_CACHE_DIR, default ~/.cache/rnnbench; safe to delete
 Tokenizers: `word` (lowercase, Keras' punctuation filters, split on ASCII whitespace),
 `char` (the characters of the word tokenizer's output, one space between words) and
 `morpheme` (Korean morphemes from kiwipiepy, punctuation dropped).
+
+With bigrams (model.ngrams 2), the vocabulary also keeps the `num_words` most frequent pairs of
+adjacent tokens of the training rows, numbered from `num_words` on, and each encoded row gains a
+second block of `maxlen - 1` columns: the ids of the kept pairs among its kept tokens (the same
+`maxlen` tokens its first block holds), padded like it; a pair not kept is left as padding.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -84,6 +89,10 @@ class Vocabulary:
     words: tuple[str, ...]
     # How many distinct words the counted rows held (kept or not).
     distinct_words: int = 0
+    # With bigrams: the kept pairs of adjacent words, most frequent first; `bigrams[i]` has
+    # index `first_bigram_index + i`. None: words alone, and encoded rows have no bigram block.
+    bigrams: tuple[tuple[str, str], ...] = ()
+    first_bigram_index: Optional[int] = None
 
     @property
     def size(self) -> int:
@@ -93,6 +102,7 @@ class Vocabulary:
     @cached_property
     def index(self) -> dict[str, int]:
         return {word: position + _RESERVED for position, word in enumerate(self.words)}
+
 
 
 def split_words(text: str) -> list[str]:
@@ -260,8 +270,9 @@ def _row_token_mask(corpus: Corpus, rows: np.ndarray) -> np.ndarray:
     return np.repeat(selected, corpus.lengths)
 
 
-def build_vocabulary(corpus: Corpus, rows: np.ndarray, num_words: int) -> Vocabulary:
-    """Keep the `num_words - 2` most frequent words of `rows` (ties broken alphabetically)."""
+def build_vocabulary(corpus: Corpus, rows: np.ndarray, num_words: int, ngrams: int = 1) -> Vocabulary:
+    """Keep the `num_words - 2` most frequent words of `rows` (ties broken alphabetically), and
+    with `ngrams` 2 the `num_words` most frequent pairs of adjacent words of `rows` too."""
     counts = np.bincount(corpus.token_ids[_row_token_mask(corpus, rows)], minlength=len(corpus.words))
     seen = np.flatnonzero(counts)
     alphabetical = np.argsort(np.array([corpus.words[word_id] for word_id in seen]), kind="stable")
@@ -269,7 +280,31 @@ def build_vocabulary(corpus: Corpus, rows: np.ndarray, num_words: int) -> Vocabu
     alphabetical_rank[alphabetical] = np.arange(len(seen))
     # lexsort sorts by the last key first: count descending, then the word.
     ranked = seen[np.lexsort((alphabetical_rank, -counts[seen]))][: num_words - _RESERVED]
-    return Vocabulary(words=tuple(corpus.words[word_id] for word_id in ranked), distinct_words=len(seen))
+    words = tuple(corpus.words[word_id] for word_id in ranked)
+    if ngrams == 1:
+        return Vocabulary(words=words, distinct_words=len(seen))
+    return Vocabulary(words=words, distinct_words=len(seen), bigrams=_frequent_bigrams(corpus, rows, num_words), first_bigram_index=num_words)
+
+
+def _bigram_starts(corpus: Corpus) -> np.ndarray:
+    """Whether each token is followed by another of the same text, i.e. starts a bigram."""
+    starts = np.ones(len(corpus.token_ids), dtype=bool)
+    starts[corpus.offsets[1:][corpus.lengths > 0] - 1] = False
+    return starts
+
+
+def _frequent_bigrams(corpus: Corpus, rows: np.ndarray, count: int) -> tuple[tuple[str, str], ...]:
+    """The `count` most frequent pairs of adjacent words of `rows`; ties broken alphabetically
+    by the first word, then the second."""
+    positions = np.flatnonzero(_bigram_starts(corpus) & _row_token_mask(corpus, rows))
+    width = np.int64(len(corpus.words))
+    # Each pair as one number: first word id x vocabulary width + second word id.
+    pairs, counts = np.unique(corpus.token_ids[positions].astype(np.int64) * width + corpus.token_ids[positions + 1], return_counts=True)
+    first, second = pairs // width, pairs % width
+    rank = np.empty(len(corpus.words), np.int64)
+    rank[np.argsort(np.array(corpus.words, dtype=object), kind="stable")] = np.arange(len(corpus.words))
+    ranked = np.lexsort((rank[second], rank[first], -counts))[:count]
+    return tuple((corpus.words[first[i]], corpus.words[second[i]]) for i in ranked)
 
 
 def encode(
@@ -293,10 +328,58 @@ def encode(
     lengths = corpus.lengths[rows]
     kept = np.minimum(lengths, maxlen)
     first = corpus.offsets[rows] + (lengths - kept if truncating == "pre" else 0)
+    sequences = _padded(lambda positions: table[corpus.token_ids[positions]], first, kept, maxlen, padding)
+    if vocabulary.first_bigram_index is None:
+        return sequences
+    # The pairs among the kept tokens: each kept token but a row's last starts one.
+    bigrams = _padded(_bigram_table(corpus, vocabulary), first, np.maximum(kept - 1, 0), maxlen - 1, padding)
+    return np.concatenate([sequences, bigrams], axis=1)
+
+
+def _padded(lookup: Callable[[np.ndarray], np.ndarray], first: np.ndarray, kept: np.ndarray, width: int, padding: str) -> np.ndarray:
+    """Rows of `width` columns, row i holding `lookup` of corpus positions first[i] .. first[i] + kept[i] - 1, padded."""
     # Position of each kept token within its row, without a Python loop over rows.
-    row_of_token = np.repeat(np.arange(len(rows)), kept)
+    row_of_token = np.repeat(np.arange(len(first)), kept)
     within_row = np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept)
-    column = within_row + (np.repeat(maxlen - kept, kept) if padding == "pre" else 0)
-    sequences = np.full((len(rows), maxlen), PADDING_INDEX, dtype=np.int32)
-    sequences[row_of_token, column] = table[corpus.token_ids[np.repeat(first, kept) + within_row]]
+    column = within_row + (np.repeat(width - kept, kept) if padding == "pre" else 0)
+    sequences = np.full((len(first), width), PADDING_INDEX, dtype=np.int32)
+    sequences[row_of_token, column] = lookup(np.repeat(first, kept) + within_row)
     return sequences
+
+
+def _bigram_table(corpus: Corpus, vocabulary: Vocabulary) -> Callable[[np.ndarray], np.ndarray]:
+    """The bigram index of the pair that starts at each given corpus position; PADDING_INDEX when not kept."""
+    width = np.int64(len(corpus.words))
+    codes, indices = [], []
+    for position, (first_word, second_word) in enumerate(vocabulary.bigrams):
+        first_id, second_id = corpus.index.get(first_word), corpus.index.get(second_word)
+        if first_id is not None and second_id is not None:
+            codes.append(first_id * width + second_id)
+            indices.append(vocabulary.first_bigram_index + position)
+    order = np.argsort(np.array(codes, dtype=np.int64))
+    known = np.array(codes, dtype=np.int64)[order]
+    known_indices = np.array(indices, dtype=np.int32)[order]
+
+    def lookup(positions: np.ndarray) -> np.ndarray:
+        pairs = corpus.token_ids[positions].astype(np.int64) * width + corpus.token_ids[positions + 1]
+        if len(known) == 0:
+            return np.full(len(pairs), PADDING_INDEX, dtype=np.int32)
+        found = np.minimum(np.searchsorted(known, pairs), len(known) - 1)
+        return np.where(known[found] == pairs, known_indices[found], PADDING_INDEX).astype(np.int32)
+
+    return lookup
+
+
+def inverse_document_frequencies(sequences: np.ndarray, num_tokens: int) -> np.ndarray:
+    """Each token id's smooth inverse document frequency over the rows of `sequences`, as
+    scikit-learn's TfidfVectorizer computes it: ln((1 + rows) / (1 + rows holding the id)) + 1.
+
+    Every id counts, the padding and out-of-vocabulary ones included, since the model's bag
+    holds them too.
+    """
+    ordered = np.sort(sequences, axis=1)
+    # Each id once per row: where a sorted row's value changes.
+    first_in_row = np.ones(ordered.shape, dtype=bool)
+    first_in_row[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    document_frequency = np.bincount(ordered[first_in_row].astype(np.int64), minlength=num_tokens)[:num_tokens]
+    return (np.log((1 + len(sequences)) / (1 + document_frequency)) + 1).astype(np.float32)

@@ -71,7 +71,7 @@ class Prepared:
         started = time.perf_counter()
         corpus, cached = tokenize.load_or_tokenize(texts, settings.tokenizer)
         # The vocabulary is counted on the training rows only, never validation or test rows.
-        self.vocabulary = tokenize.build_vocabulary(corpus, training_rows, settings.num_words)
+        self.vocabulary = tokenize.build_vocabulary(corpus, training_rows, settings.num_words, config.model.ngrams)
 
         def encode(rows: np.ndarray) -> np.ndarray:
             return tokenize.encode(corpus, self.vocabulary, rows, settings.maxlen, settings.padding, settings.truncating)
@@ -79,6 +79,11 @@ class Prepared:
         self.x_train, self.y_train = encode(training_rows), dataset.train_labels[training_rows]
         self.x_validation, self.y_validation = encode(validation_rows), validation_labels
         self.x_test, self.y_test = encode(test_rows), dataset.test_labels
+        # model.ngram_weighting tfidf: each bag token's weight, from the training rows alone.
+        self.token_weights = (
+            tokenize.inverse_document_frequencies(self.x_train, model_factory.bag_size(config, settings.num_words))
+            if config.model.ngram_weighting == "tfidf" else None
+        )
         self.num_classes = dataset.num_classes
         self.class_names = dataset.class_names
         self.notes = dataset.notes
@@ -331,7 +336,8 @@ def _compiled_model(config: Config, prepared: Prepared, pretrained: Optional[emb
     # Seeded just before the weights are drawn, so that the same seed gives the same model.
     backend.set_random_seed(config.train.seed)
     network = model_factory.build_model(
-        config, config.data.num_words, prepared.num_classes, None if pretrained is None else pretrained.matrix
+        config, config.data.num_words, prepared.num_classes, None if pretrained is None else pretrained.matrix,
+        token_weights=prepared.token_weights,
     )
     network.compile(
         optimizer=_optimizer(config.train, _steps_per_epoch(config, prepared)),
@@ -453,7 +459,7 @@ def _open_run(
         record["resumed"] = progress.resumed
     try:
         run.write_config(record)
-        run.write_vocabulary(prepared.vocabulary.words)
+        run.write_vocabulary(prepared.vocabulary.words, prepared.vocabulary.first_bigram_index, prepared.vocabulary.bigrams)
         results.index_run(runs_dir, run.run_id, config.name, "running", {**record, "process": results.this_process()})
     except BaseException:
         if resume is None:

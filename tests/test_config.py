@@ -52,7 +52,7 @@ def test_unknown_cell_names_file_key_choices_and_suggestion(tmp_path):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("model:\n  embeding_dim: 8\n", "exp.yaml: unknown key model.embeding_dim (allowed: bidirectional, cell, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units) (did you mean 'embedding_dim'?)"),
+        ("model:\n  embeding_dim: 8\n", "exp.yaml: unknown key model.embeding_dim (allowed: bidirectional, cell, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units) (did you mean 'embedding_dim'?)"),
         ("modle:\n  cell: gru\n", "exp.yaml: unknown key modle (allowed: backend, data, model, name, train) (did you mean 'model'?)"),
         ("model:\n  layers: two\n", "exp.yaml: model.layers='two' is not an integer"),
         ("model:\n  layers: 0\n", "exp.yaml: model.layers=0 is out of range (allowed: >= 1 and <= 8)"),
@@ -63,7 +63,7 @@ def test_unknown_cell_names_file_key_choices_and_suggestion(tmp_path):
         ("data:\n  padding: left\n", "exp.yaml: data.padding='left' is not one of post, pre"),
         ("train:\n  optimizer: adma\n", "exp.yaml: train.optimizer='adma' is not one of adam, adamw, rmsprop, sgd (did you mean 'adam'?)"),
         ("train:\n  learning_rate: fast\n", "exp.yaml: train.learning_rate='fast' is not a number"),
-        ("model: gru\n", "exp.yaml: model must be a mapping with keys bidirectional, cell, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units, got a string"),
+        ("model: gru\n", "exp.yaml: model must be a mapping with keys bidirectional, cell, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units, got a string"),
         ("backend: tensorflw\n", "exp.yaml: backend='tensorflw' is not one of auto, jax, tensorflow, torch (did you mean 'tensorflow'?)"),
         ("- model\n", "exp.yaml: expected a mapping of sections (name, backend, model, data, train), got a list"),
         ("", "exp.yaml: the file is empty (write at least one key, e.g. 'model: {cell: gru}')"),

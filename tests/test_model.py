@@ -405,3 +405,54 @@ def test_summary_lists_the_new_layers_with_their_formulas(tmp_path):
     assert lines["max_mean_pooling"] == "no weights 0"
     # 50 units x 2 directions x (max and mean) = 200 features into the dense head.
     assert lines["dense"] == "input 200 x units 32 + bias 32 = 6,432 6,432"
+
+
+@pytest.mark.parametrize("options", [("model.ngrams=2",), ("model.ngram_weighting=tfidf",), ("model.ngrams=2", "model.ngram_weighting=tfidf", "model.dropout=0.1")])
+def test_bag_of_bigrams_and_tfidf_plan_their_parameters(options):
+    config = lecture("ann", *options, maxlen=20)
+    network = build_model(config, 1_000, 2)
+    bigrams = "model.ngrams=2" in options
+    # Input: 20 word ids, and with bigrams the 19 pairs of adjacent ones; the bag holds words and as many bigrams.
+    assert network.input_shape == (None, 39 if bigrams else 20)
+    tokens = 2_000 if bigrams else 1_000
+    assert network.get_layer("dense").kernel.shape == (tokens, 32)
+    planned = planned_parameters(config, 1_000, 2)
+    assert planned == parameter_formulas(network)
+    tfidf = tokens if "model.ngram_weighting=tfidf" in options else 0
+    assert sum(count for _, _, count in planned) == network.count_params() == tfidf + tokens * 32 + 32 + 33
+    if bigrams:
+        assert planned[0] == ("bag_of_words_and_bigrams", "no weights; input = words 1,000 + bigrams 1,000 = 2,000", 0)
+
+
+def test_the_default_bag_of_words_is_unchanged():
+    network = build_model(lecture("ann"), 10_000, 2)
+    assert [layer.name for layer in network.layers] == ["bag_of_words", "dense", "output"]
+    assert network.input_shape == (None, 20)
+    assert planned_parameters(lecture("ann"), 10_000, 2)[0] == ("bag_of_words", "no weights", 0)
+
+
+def test_tfidf_weights_are_fixed_normalised_and_saved(tmp_path):
+    config = lecture("ann", "model.ngram_weighting=tfidf", maxlen=4)
+    idf = np.array([1.0, 2.0, 1.5, 3.0, 1.25, 1.0], dtype="float32")
+    network = build_model(config, 6, 2, token_weights=idf)
+    tfidf = network.get_layer("tfidf")
+    assert tfidf.trainable_weights == [] and len(tfidf.non_trainable_weights) == 1
+    tokens = np.array([[0, 2, 2, 3], [5, 5, 5, 5]], dtype="int32")
+    features = keras.ops.convert_to_numpy(keras.Sequential(network.layers[:2])(tokens))
+    expected = np.array([[1.0, 0, 1.5, 3.0, 0, 0], [0, 0, 0, 0, 0, 1.0]])
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(features, expected, rtol=1e-6)
+    network.save(tmp_path / "tfidf.keras")
+    loaded = keras.saving.load_model(tmp_path / "tfidf.keras")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(loaded.get_layer("tfidf").idf), idf)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(tokens)), keras.ops.convert_to_numpy(network(tokens)))
+
+
+def test_summary_shows_the_bag_of_bigrams(tmp_path):
+    path = tmp_path / "bigrams.yaml"
+    path.write_text("name: bigrams\nmodel:\n  cell: ann\n  ngrams: 2\n  ngram_weighting: tfidf\n")
+    outcome = CliRunner().invoke(main, ["summary", str(path)])
+    assert outcome.exit_code == 0, outcome.output
+    assert "no weights; input = words 10,000 + bigrams 10,000 = 20,000" in outcome.output
+    assert "fixed idf of 20,000 tokens = 20,000" in outcome.output
+    assert "input 20,000 x units 32 + bias 32 = 640,032" in outcome.output

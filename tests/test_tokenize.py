@@ -155,3 +155,47 @@ def test_an_unwritable_cache_only_costs_time(tmp_path, monkeypatch):
     corpus, cached = tokenize.load_or_tokenize(TEXTS, "word")
     assert not cached and corpus.tokens(0) == split_words(TEXTS[0])
     assert not tokenize.load_or_tokenize(TEXTS, "word")[1]
+
+
+def test_bigrams_are_counted_on_training_rows_and_encoded_as_a_second_block():
+    corpus = tokenize.tokenize(["a b c a b", "b c d", "x y a b"], "word")
+    vocabulary = build_vocabulary(corpus, np.array([0, 1]), 6, ngrams=2)
+    assert vocabulary.words == ("b", "a", "c", "d")
+    # Counted on rows 0 and 1 only: "x y" and "y a" occur only in row 2, so they get no id.
+    # Ties (count 1) are broken alphabetically by the first word, then the second.
+    assert vocabulary.bigrams == (("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"))
+    assert vocabulary.first_bigram_index == 6
+    # maxlen 4 words, then the 3 pairs of adjacent kept words: ids from 6 on, a pair not kept is padding.
+    assert encode(corpus, vocabulary, np.arange(3), 4).tolist() == [
+        [2, 4, 3, 2, 7, 8, 6],
+        [0, 2, 4, 5, 0, 7, 9],
+        [1, 1, 3, 2, 0, 0, 6],
+    ]
+    assert encode(corpus, vocabulary, np.arange(3), 4, padding="post", truncating="post").tolist() == [
+        [3, 2, 4, 3, 6, 7, 8],
+        [2, 4, 5, 0, 7, 9, 0],
+        [1, 1, 3, 2, 0, 0, 6],
+    ]
+
+
+def test_without_bigrams_encoding_is_unchanged():
+    corpus = tokenize.tokenize(["a b c a b", "b c d"], "word")
+    vocabulary = build_vocabulary(corpus, np.array([0, 1]), 6)
+    assert vocabulary.bigrams == () and vocabulary.first_bigram_index is None
+    assert encode(corpus, vocabulary, np.arange(2), 4).tolist() == [[2, 4, 3, 2], [0, 2, 4, 5]]
+
+
+def test_bigrams_of_a_cached_corpus_are_the_same(tmp_path):
+    texts = ["a b c a b", "b c d", "x y a b"]
+    fresh, cached = tokenize.load_or_tokenize(texts)
+    again, cached_again = tokenize.load_or_tokenize(texts)
+    assert (cached, cached_again) == (False, True)
+    encoded = [encode(corpus, build_vocabulary(corpus, np.array([0, 1]), 6, ngrams=2), np.arange(3), 4) for corpus in (fresh, again)]
+    np.testing.assert_array_equal(*encoded)
+
+
+def test_inverse_document_frequencies_follow_the_smooth_formula():
+    sequences = np.array([[0, 2, 2, 3], [2, 4, 4, 4]])
+    # 2 rows: id 2 in both, ids 0, 3 and 4 in one, ids 1 and 5 in none.
+    expected = [np.log(3 / 2) + 1, np.log(3) + 1, 1.0, np.log(3 / 2) + 1, np.log(3 / 2) + 1, np.log(3) + 1]
+    np.testing.assert_allclose(tokenize.inverse_document_frequencies(sequences, 6), expected, rtol=1e-6)

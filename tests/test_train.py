@@ -184,3 +184,34 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_earlier_records(tiny_dat
     # The earlier run is untouched, and no temporary file was left behind.
     assert results.read_runs(tmp_path / "runs") == before
     assert not list((tmp_path / "runs").rglob("*.tmp"))
+
+
+def test_default_bag_of_words_trains_as_before(tiny_data_dir, tmp_path):
+    # Losses and validation accuracies of this run on the commit before model.ngrams and
+    # model.ngram_weighting existed (94b0f59), TensorFlow on a CPU.
+    record = run_experiment(tiny_config("ann"), str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
+    history = [json.loads(line) for line in (Path(record["run_dir"]) / "history.jsonl").read_text().splitlines()]
+    assert record["parameters"] == 417
+    assert [entry["loss"] for entry in history] == pytest.approx([0.6754664778709412, 0.6526379585266113, 0.6352899074554443], abs=1e-5)
+    assert [entry["val_accuracy"] for entry in history] == pytest.approx([0.550000011920929, 0.637499988079071, 0.675000011920929])
+    assert "bigrams" not in json.loads((Path(record["run_dir"]) / "vocabulary.json").read_text())
+
+
+def test_bag_of_bigrams_with_tfidf_records_its_bigrams_and_weights(tiny_data_dir, tmp_path):
+    from rnnbench import tokenize
+    from rnnbench.train import Prepared
+
+    config = tiny_config("ann", model={"ngrams": 2, "ngram_weighting": "tfidf"}, train={"epochs": 2})
+    record = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
+    assert record["parameters"] == 100 + 100 * 8 + 8 + 9
+    vocabulary = json.loads((Path(record["run_dir"]) / "vocabulary.json").read_text())
+    assert vocabulary["first_bigram_index"] == 50 and 0 < len(vocabulary["bigrams"]) <= 50
+    prepared = Prepared(config, str(tiny_data_dir), echo=lambda line: None)
+    assert prepared.x_train.shape[1] == 24 + 23
+    assert [list(pair) for pair in prepared.vocabulary.bigrams] == vocabulary["bigrams"]
+    model = keras.models.load_model(record["run_dir"] + "/model.keras")
+    idf = keras.ops.convert_to_numpy(model.get_layer("tfidf").idf)
+    np.testing.assert_allclose(idf, tokenize.inverse_document_frequencies(prepared.x_train, 100))
+    assert np.all(prepared.token_weights == idf)
+    _, test_accuracy = model.evaluate(prepared.x_test, prepared.y_test, verbose=0)
+    assert test_accuracy == pytest.approx(record["result"]["test_accuracy"], abs=1e-6)

@@ -153,7 +153,8 @@ def test_documents_that_expand_without_end_are_refused_at_once(tmp_path, text, e
     assert len(text) < 2_000
     started = time.perf_counter()
     assert error_of(tmp_path, text) == expected
-    assert time.perf_counter() - started < 0.5
+    # A guard against a hang (the old loader never finished), loose enough for a busy machine.
+    assert time.perf_counter() - started < 5.0
 
 
 def test_aliases_within_bounds_still_work(tmp_path):

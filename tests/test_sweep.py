@@ -192,7 +192,8 @@ def test_a_sweep_of_too_many_runs_is_refused_before_any_is_built(tmp_path, monke
     monkeypatch.setattr(sweep, "config_from_mapping", no_validation)
     started = time.perf_counter()
     assert error_of(path, **options) == f"sweep.yaml: {expected}"
-    assert time.perf_counter() - started < 0.5
+    # The patch above proves nothing is built; the time only guards against a hang, loosely.
+    assert time.perf_counter() - started < 5.0
 
 
 def test_the_largest_sweep_allowed_expands(tmp_path):

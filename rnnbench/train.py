@@ -76,6 +76,8 @@ class Prepared:
         corpus, cached = tokenize.load_or_tokenize(texts, settings.tokenizer)
         # The vocabulary is counted on the training rows only, never validation or test rows.
         self.vocabulary = tokenize.build_vocabulary(corpus, training_rows, settings.num_words, config.model.ngrams)
+        # Kept for word vectors trained on the training rows (model.pretrained_embedding: word2vec).
+        self.corpus, self.training_rows = corpus, training_rows
 
         def encode(rows: np.ndarray) -> np.ndarray:
             return tokenize.encode(corpus, self.vocabulary, rows, settings.maxlen, settings.padding, settings.truncating)
@@ -322,10 +324,16 @@ def _pretrained_vectors(
 ) -> Optional[embeddings.PretrainedEmbedding]:
     if config.model.pretrained_embedding is None:
         return None
-    pretrained = embeddings.load_pretrained(
-        config.model.pretrained_embedding, prepared.vocabulary, config.data.num_words,
-        config.model.embedding_dim, config.train.seed, data_dir,
-    )
+    if config.model.pretrained_embedding == embeddings.WORD2VEC:
+        pretrained = embeddings.train_word2vec(
+            prepared.corpus, prepared.training_rows, prepared.vocabulary, config.data.num_words,
+            config.model.embedding_dim, config.train.seed, echo,
+        )
+    else:
+        pretrained = embeddings.load_pretrained(
+            config.model.pretrained_embedding, prepared.vocabulary, config.data.num_words,
+            config.model.embedding_dim, config.train.seed, data_dir,
+        )
     echo(
         f"pre-trained vectors {pretrained.source}: {pretrained.found:,} of {len(prepared.vocabulary.words):,}"
         f" vocabulary words found ({pretrained.coverage:.1%}); {'trainable' if config.model.embedding_trainable else 'frozen'}"

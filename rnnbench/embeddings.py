@@ -98,6 +98,7 @@ def train_word2vec(
     path = cache_folder() / f"word2vec-{_word2vec_key(corpus, training_rows, dimension, seed)}.npz"
     vectors = _cached_vectors(path)
     if vectors is None:
+        echo(f"training word2vec vectors on the {len(training_rows):,} training rows, on one CPU thread so that the seed decides them")
         started = time.perf_counter()
         vectors = _word2vec(corpus, training_rows, dimension, seed)
         echo(f"trained {len(vectors):,} word2vec vectors in {time.perf_counter() - started:.1f} s")

@@ -54,7 +54,8 @@ def test_the_same_rows_and_seed_give_the_same_vectors_read_back_from_the_cache(c
     vocabulary = vocabulary_of(corpus)
     said = []
     first = train_word2vec(corpus, TRAINING_ROWS, vocabulary, rows=20, dimension=8, seed=3, echo=said.append)
-    assert len(said) == 1 and said[0].startswith("trained 10 word2vec vectors in ")
+    assert len(said) == 2 and said[0] == "training word2vec vectors on the 80 training rows, on one CPU thread so that the seed decides them"
+    assert said[1].startswith("trained 10 word2vec vectors in ")
     cached = list((tokenize.cache_folder()).glob("word2vec-*.npz"))
     assert len(cached) == 1
 
@@ -64,7 +65,7 @@ def test_the_same_rows_and_seed_give_the_same_vectors_read_back_from_the_cache(c
     monkeypatch.setattr(embeddings, "_word2vec", must_not_train)
     again = train_word2vec(corpus, TRAINING_ROWS, vocabulary, rows=20, dimension=8, seed=3, echo=said.append)
     np.testing.assert_array_equal(first.matrix, again.matrix)
-    assert len(said) == 1
+    assert len(said) == 2
     monkeypatch.undo()
     monkeypatch.setenv(tokenize.CACHE_VARIABLE, str(corpus_cache_elsewhere := tokenize.cache_folder().parent.parent / "other"))
     # Trained afresh in another cache: the same seed still gives the same vectors (one worker, fixed hash).
@@ -87,7 +88,7 @@ def test_a_damaged_cache_entry_is_trained_again(corpus):
     said = []
     again = train_word2vec(corpus, TRAINING_ROWS, vocabulary, rows=20, dimension=8, seed=3, echo=said.append)
     np.testing.assert_array_equal(first.matrix, again.matrix)
-    assert said and said[0].startswith("trained 10 word2vec vectors")
+    assert len(said) == 2 and said[1].startswith("trained 10 word2vec vectors")
 
 
 def test_without_gensim_the_error_says_what_to_install(corpus, monkeypatch):

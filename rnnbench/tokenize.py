@@ -29,7 +29,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -231,7 +231,7 @@ def load_or_tokenize(texts: Sequence[str], tokenizer: str = "word") -> tuple[Cor
     path = cache_folder() / f"{_cache_key(texts, tokenizer)}.npz"
     try:
         with np.load(path, allow_pickle=False) as stored:
-            words = tuple(json.loads(stored["words"].tobytes().decode("utf-8")))
+            words = tuple(from_json_bytes(stored["words"]))
             corpus = Corpus(words=words, token_ids=stored["token_ids"], offsets=stored["offsets"])
         if len(corpus) == len(texts):
             return corpus, True
@@ -253,15 +253,27 @@ def _cache_key(texts: Sequence[str], tokenizer: str) -> str:
 
 
 def _store(path: Path, corpus: Corpus) -> None:
-    """Write the cache entry atomically; a cache that can't be written only costs time."""
-    words = np.frombuffer(json.dumps(corpus.words, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+    write_cache_entry(path, words=json_bytes(corpus.words), token_ids=corpus.token_ids, offsets=corpus.offsets)
+
+
+def write_cache_entry(path: Path, **arrays: np.ndarray) -> None:
+    """Write an .npz cache entry atomically; a cache that can't be written only costs time."""
     buffer = io.BytesIO()
-    np.savez(buffer, words=words, token_ids=corpus.token_ids, offsets=corpus.offsets)
+    np.savez(buffer, **arrays)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, buffer.getvalue())
     except (OSError, ResultsError):
         pass
+
+
+def json_bytes(value: Any) -> np.ndarray:
+    """`value` as UTF-8 JSON in a uint8 array: words stored in an .npz without pickling."""
+    return np.frombuffer(json.dumps(value, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+
+
+def from_json_bytes(array: np.ndarray) -> Any:
+    return json.loads(array.tobytes().decode("utf-8"))
 
 
 def _row_token_mask(corpus: Corpus, rows: np.ndarray) -> np.ndarray:

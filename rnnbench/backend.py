@@ -29,9 +29,10 @@ def select_backend(name: str) -> None:
             raise BackendError(f"Keras was already imported with the {current!r} backend; cannot switch to {name!r}")
         return
     os.environ["KERAS_BACKEND"] = name
-    if name == "tensorflow":
-        # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) says nothing a user can act on.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notices) says nothing a user can act
+    # on; Keras imports TensorFlow on the other backends too where it is installed (loading a
+    # saved model reads the file through tf.io), so it is silenced whatever the backend.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def set_random_seed(seed: int) -> None:

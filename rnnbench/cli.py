@@ -155,6 +155,46 @@ def run(
         raise click.ClickException(f"{len(failed)} of {len(records)} runs did not complete: {names}")
 
 
+@main.command(name="predict")
+@click.argument("run_spec", metavar="RUN")
+@click.argument("texts", nargs=-1)
+@click.option("--file", "file_path", type=click.Path(dir_okay=False), help="Texts to classify: one per line (.txt), or a column of a TSV, CSV or JSONL file (gzip or plain).")
+@click.option("--text-column", default="text", show_default=True, help="The column (or JSONL key) holding the texts in --file.")
+@click.option("--format", "output_format", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
+@runs_dir_option
+def predict_command(run_spec: str, texts: Sequence[str], file_path: str | None, text_column: str, output_format: str, runs_dir: str) -> None:
+    """Classify texts with a trained run: the predicted class and each class's probability.
+
+    RUN is a run folder, a run id, or a config name (its completed run with the best validation
+    accuracy, named on stderr). Texts come as arguments, from --file, or from standard input, one
+    per line; they are read with the run's own tokenizer, vocabulary, maxlen and padding.
+    """
+    from rnnbench import predict as predicting
+
+    if texts and file_path:
+        raise UserError("give texts as arguments or with --file, not both")
+    if file_path:
+        source, given = file_path, predicting.read_texts(Path(file_path), text_column)
+    elif texts:
+        source, given = "the command line", list(texts)
+    elif not sys.stdin.isatty():
+        source, given = "standard input", [line.rstrip("\r") for line in sys.stdin.read().split("\n")]
+        if given and given[-1] == "":
+            given.pop()
+    else:
+        raise UserError("no texts: give them as arguments, with --file, or on standard input, one per line")
+    predicting.check_texts(given, source)
+    from rnnbench.config import default_backend
+
+    # Before finding the run: reading its record imports the runner, and with it Keras.
+    _select_backend(default_backend())
+    run, note = predicting.find_run(run_spec, Path(runs_dir))
+    if note:
+        click.echo(note, err=True)
+    probabilities = predicting.predict(run, given, echo=lambda line: click.echo(line, err=True))
+    click.echo(predicting.format_predictions(run, given, probabilities, output_format))
+
+
 def _interrupted(run_dir: str | None, sweep: bool, parallel: bool = False) -> str:
     """What Ctrl-C left behind: the runner names the folder of the run it recorded as interrupted,
     and names none when the interrupt came before a run was recorded (while data was read).

@@ -226,9 +226,9 @@ def _read_imdb(folder: Path) -> TextDataset:
         test_texts, test_labels, _ = _read_review_folders(folder / "test")
     return TextDataset(
         name="imdb",
-        train_texts=[_clean_review(text) for text in train_texts],
+        train_texts=[clean_review(text) for text in train_texts],
         train_labels=train_labels,
-        test_texts=[_clean_review(text) for text in test_texts],
+        test_texts=[clean_review(text) for text in test_texts],
         test_labels=test_labels,
         class_names=IMDB_CLASS_NAMES,
         source=str(folder),
@@ -249,7 +249,7 @@ def _read_imdb_tsv(path: Path) -> tuple[list[str], np.ndarray, Optional[np.ndarr
     return rows.texts, np.asarray([label == "1" for label in rows.labels], dtype=np.int64), films
 
 
-def _clean_review(text: str) -> str:
+def clean_review(text: str) -> str:
     # The reviews carry HTML line breaks; left in, every review would gain the word "br".
     return text.replace("<br />", " ")
 
@@ -613,7 +613,7 @@ def read_labelled(
         return LabelledRows(texts, labels, skipped)
     if path.is_dir():
         raise DataError(f"{path}: is a folder, but data.files.format is {file_format!r} (a folder of class folders needs 'folders' or 'auto')")
-    text = _read_text(path)
+    text = read_text(path)
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
     reader = {"tsv": _tsv_rows, "csv": _csv_rows, "jsonl": _jsonl_rows}[file_format]
@@ -656,7 +656,7 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path) -> str:
     """A file's text: gunzipped when it starts with gzip's magic bytes, decoded as UTF-8, with no byte order mark."""
     try:
         raw = path.read_bytes()
@@ -815,7 +815,7 @@ def _read_class_folders(root: Path) -> tuple[list[str], list[str], int]:
         files = _text_files(root, name)
         if not files:
             raise DataError(f"{root}: class folder {_short(name)!r} holds no {_TEXT_FILE_SUFFIX} files")
-        class_texts = [_read_text(path) for path in files]
+        class_texts = [read_text(path) for path in files]
         kept = [text for text in class_texts if text.strip()]
         if not kept:
             raise DataError(f"{root}: class folder {_short(name)!r} holds only empty {_TEXT_FILE_SUFFIX} files")

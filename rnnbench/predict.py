@@ -1,0 +1,207 @@
+"""Using a trained run: its saved model on new texts, read exactly as the run read its own.
+
+In: a run (its folder, its run id, or a config name, which means that config's completed run with
+the best validation accuracy) and texts. Out: per text, each class's probability and the
+predicted class name, in the run's recorded class order. Texts go through the run's tokenizer,
+vocabulary, maxlen, padding and truncation, so a run's own test rows give back its recorded test
+accuracy. Nothing here writes to the runs folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from rnnbench import data, results, tokenize
+from rnnbench.config import Config
+from rnnbench.errors import InputError
+
+# As the runner's evaluation: prediction batches change speed, never the result.
+BATCH_SIZE = 512
+
+
+class PredictError(InputError):
+    """A run that can't be used, or texts that can't be read, described in one line."""
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    folder: Path
+    record: dict[str, Any]
+    config: Config
+    vocabulary: tokenize.Vocabulary
+    class_names: tuple[str, ...]
+
+
+def find_run(spec: str, runs_dir: Path) -> tuple[TrainedRun, Optional[str]]:
+    """The completed run `spec` names, and for a config name a line saying which run it chose."""
+    folder = Path(spec)
+    if (folder / "config.json").is_file():
+        return _load_run(folder), None
+    if (runs_dir / spec / "config.json").is_file():
+        return _load_run(runs_dir / spec), None
+    named = [record for record in results.read_runs(runs_dir) if record["name"] == spec]
+    if not named:
+        known = sorted({record["name"] for record in results.read_runs(runs_dir)})
+        listed = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
+        raise PredictError(
+            f"no run folder, run id or config name {spec!r} in {runs_dir}"
+            + (f" (completed configs: {listed})" if known else " (it holds no completed runs)")
+        )
+    best = max(named, key=lambda record: (record["result"]["best_val_accuracy"], record["run_id"]))
+    note = (
+        f"{spec}: the best of its {len(named)} completed run{'s' if len(named) > 1 else ''} by validation accuracy,"
+        f" {best['run_id']} (seed {best['config']['train']['seed']}, best val_accuracy {best['result']['best_val_accuracy']:.4f})"
+    )
+    return _load_run(runs_dir / best["run_id"]), note
+
+
+def _load_run(folder: Path) -> TrainedRun:
+    from rnnbench.train import recorded_config
+
+    result_path = folder / "result.json"
+    if not result_path.is_file() or not (folder / "model.keras").is_file():
+        status = _status_of(folder)
+        raise PredictError(f"{folder}: the run did not complete ({status}), so it has no model to predict with")
+    try:
+        record = json.loads(result_path.read_text(encoding="utf-8"))
+        stored = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+        config = recorded_config(record["config"])
+    except (OSError, ValueError, KeyError) as error:
+        raise PredictError(f"{folder}: the run's record can't be read ({error})") from None
+    bigrams = tuple(tuple(pair) for pair in stored.get("bigrams", ()))
+    vocabulary = tokenize.Vocabulary(words=tuple(stored["words"]), bigrams=bigrams, first_bigram_index=stored.get("first_bigram_index"))
+    return TrainedRun(folder, record, config, vocabulary, tuple(record["data"]["class_names"]))
+
+
+def _status_of(folder: Path) -> str:
+    try:
+        return str(json.loads((folder / "config.json").read_text(encoding="utf-8")).get("status", "unfinished"))
+    except (OSError, ValueError):
+        return "unfinished"
+
+
+def encode_texts(run: TrainedRun, texts: Sequence[str]) -> np.ndarray:
+    """The model's inputs for `texts`, made as the run made its own rows."""
+    if run.config.data.dataset == "imdb":
+        texts = [data.clean_review(text) for text in texts]
+    corpus = tokenize.tokenize(list(texts), run.config.data.tokenizer)
+    settings = run.config.data
+    return tokenize.encode(corpus, run.vocabulary, np.arange(len(texts)), settings.maxlen, settings.padding, settings.truncating)
+
+
+def predict(run: TrainedRun, texts: Sequence[str], echo: Optional[Callable[[str], None]] = None) -> np.ndarray:
+    """Each text's class probabilities, shape (texts, classes)."""
+    import keras
+
+    with _native_stderr_silenced():
+        network = keras.saving.load_model(run.folder / "model.keras")
+    inputs = encode_texts(run, texts)
+    outputs = []
+    for start in range(0, len(inputs), BATCH_SIZE):
+        outputs.append(np.asarray(network.predict_on_batch(inputs[start : start + BATCH_SIZE]), dtype=np.float64))
+        if echo is not None and len(inputs) > BATCH_SIZE:
+            echo(f"predicted {min(start + BATCH_SIZE, len(inputs)):,} of {len(inputs):,} texts")
+    probabilities = np.concatenate(outputs) if outputs else np.zeros((0, 1))
+    if probabilities.shape[1] == 1:
+        # One sigmoid column: the probability of the second class.
+        probabilities = np.concatenate([1.0 - probabilities, probabilities], axis=1)
+    return probabilities
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Keras loads a saved model through TensorFlow's file functions where TensorFlow is installed,
+    whatever the backend, and TensorFlow's C++ start-up notices (CUDA probing, oneDNN) ignore
+    TF_CPP_MIN_LOG_LEVEL there; they go to file descriptor 2, which is closed off meanwhile.
+    Python exceptions are unaffected."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def predicted_names(run: TrainedRun, probabilities: np.ndarray) -> list[str]:
+    """Class names as the run's metrics count them (a sigmoid above 0.5 is the second class)."""
+    from rnnbench import metrics
+
+    columns = probabilities[:, 1:] if len(run.class_names) == 2 else probabilities
+    return [run.class_names[index] for index in metrics.predicted_classes(columns)]
+
+
+def read_texts(path: Path, text_column: str) -> list[str]:
+    """Texts of a file: one per line (.txt), or the `text_column` of a TSV, CSV or JSONL file; gzip or plain."""
+    name = path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name
+    content = data.read_text(path)
+    suffix = Path(name).suffix.lower()
+    if suffix in (".tsv", ".csv"):
+        reader = csv.DictReader(io.StringIO(content), delimiter="\t" if suffix == ".tsv" else ",",
+                                quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL)
+        if text_column not in (reader.fieldnames or []):
+            raise PredictError(f"{path}: no column {text_column!r} (columns: {', '.join(reader.fieldnames or [])}); choose one with --text-column")
+        texts = [row[text_column] or "" for row in reader]
+    elif suffix == ".jsonl":
+        texts = []
+        for line_number, line in enumerate(content.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise PredictError(f"{path}: line {line_number}: not a JSON object") from None
+            if not isinstance(row, dict) or text_column not in row:
+                raise PredictError(f"{path}: line {line_number}: no key {text_column!r}; choose one with --text-column")
+            texts.append(str(row[text_column]))
+    else:
+        texts = content.split("\n")
+        if texts and texts[-1] == "":
+            texts.pop()
+    return texts
+
+
+def check_texts(texts: Sequence[str], source: str) -> None:
+    if not texts:
+        raise PredictError(f"{source}: no texts to predict")
+    for number, text in enumerate(texts, start=1):
+        if not text.strip():
+            raise PredictError(f"{source}: text {number} is empty")
+
+
+def format_predictions(run: TrainedRun, texts: Sequence[str], probabilities: np.ndarray, output_format: str) -> str:
+    """`table` (texts cut to 60 characters), `csv` or `jsonl`: each text, its predicted class and each class's probability."""
+    names = predicted_names(run, probabilities)
+    if output_format == "jsonl":
+        return "\n".join(
+            json.dumps({"text": text, "predicted": name, "probabilities": dict(zip(run.class_names, map(float, row)))}, ensure_ascii=False)
+            for text, name, row in zip(texts, names, probabilities)
+        )
+    header = ["text", "predicted", *(f"p({name})" for name in run.class_names)]
+    if output_format == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([text, name, *(f"{value:.6f}" for value in row)] for text, name, row in zip(texts, names, probabilities))
+        return buffer.getvalue().rstrip("\n")
+    from tabulate import tabulate
+
+    rows = [[_short(text), name, *(f"{value:.4f}" for value in row)] for text, name, row in zip(texts, names, probabilities)]
+    return tabulate(rows, headers=header, disable_numparse=True)
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

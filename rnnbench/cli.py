@@ -6,10 +6,11 @@ backend is chosen, so `rnnbench --help` and `rnnbench compare` answer at once.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import click
 
@@ -191,8 +192,31 @@ def predict_command(run_spec: str, texts: Sequence[str], file_path: str | None, 
     run, note = predicting.find_run(run_spec, Path(runs_dir))
     if note:
         click.echo(note, err=True)
-    probabilities = predicting.predict(run, given, echo=lambda line: click.echo(line, err=True))
+    with _prediction_progress(len(given)) as progress:
+        probabilities = predicting.predict(run, given, progress)
     click.echo(predicting.format_predictions(run, given, probabilities, output_format))
+
+
+@contextlib.contextmanager
+def _prediction_progress(total: int) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on a terminal's stderr, a line per tenth otherwise (logs, CI); nothing for one batch."""
+    from rnnbench.predict import BATCH_SIZE
+
+    if total <= BATCH_SIZE:
+        yield lambda done, total: None
+    elif sys.stderr.isatty():
+        with click.progressbar(length=total, label="predicting", file=sys.stderr, show_pos=True) as bar:
+            yield lambda done, total: bar.update(done - bar.pos)
+    else:
+        reported = [0]
+
+        def line(done: int, total: int) -> None:
+            tenth = done * 10 // total
+            if tenth > reported[0]:
+                reported[0] = tenth
+                click.echo(f"predicted {done:,} of {total:,} texts", err=True)
+
+        yield line
 
 
 def _interrupted(run_dir: str | None, sweep: bool, parallel: bool = False) -> str:

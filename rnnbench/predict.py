@@ -99,8 +99,8 @@ def encode_texts(run: TrainedRun, texts: Sequence[str]) -> np.ndarray:
     return tokenize.encode(corpus, run.vocabulary, np.arange(len(texts)), settings.maxlen, settings.padding, settings.truncating)
 
 
-def predict(run: TrainedRun, texts: Sequence[str], echo: Optional[Callable[[str], None]] = None) -> np.ndarray:
-    """Each text's class probabilities, shape (texts, classes)."""
+def predict(run: TrainedRun, texts: Sequence[str], progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+    """Each text's class probabilities, shape (texts, classes); `progress(done, total)` after each batch."""
     import keras
 
     with _native_stderr_silenced():
@@ -109,8 +109,8 @@ def predict(run: TrainedRun, texts: Sequence[str], echo: Optional[Callable[[str]
     outputs = []
     for start in range(0, len(inputs), BATCH_SIZE):
         outputs.append(np.asarray(network.predict_on_batch(inputs[start : start + BATCH_SIZE]), dtype=np.float64))
-        if echo is not None and len(inputs) > BATCH_SIZE:
-            echo(f"predicted {min(start + BATCH_SIZE, len(inputs)):,} of {len(inputs):,} texts")
+        if progress is not None:
+            progress(min(start + BATCH_SIZE, len(inputs)), len(inputs))
     probabilities = np.concatenate(outputs) if outputs else np.zeros((0, 1))
     if probabilities.shape[1] == 1:
         # One sigmoid column: the probability of the second class.

@@ -98,3 +98,13 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_data_dir, tmp_path):
     (unfinished / "config.json").write_text(json.dumps({"status": "interrupted"}), encoding="utf-8")
     assert error_of(str(unfinished), "text") == f"Error: {unfinished}: the run did not complete (interrupted), so it has no model to predict with"
     assert record["status"] == "completed"
+
+
+def test_many_texts_report_progress_by_tenths_outside_a_terminal(tiny_data_dir, tmp_path):
+    runs = tmp_path / "runs"
+    tiny_run(tiny_data_dir, runs, "tiny_ann", {"cell": "ann"})
+    texts = "".join(f"a wonderful film number {number}\n" for number in range(600))
+    outcome = CliRunner().invoke(main, ["predict", "tiny_ann", "--runs-dir", str(runs), "--format", "csv"], input=texts)
+    assert outcome.exit_code == 0, outcome.output
+    assert outcome.stderr.splitlines()[1:] == ["predicted 512 of 600 texts", "predicted 600 of 600 texts"]
+    assert len(outcome.stdout.splitlines()) == 601

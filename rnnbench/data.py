@@ -60,6 +60,8 @@ NUM_CLASSES = {"imdb": 2}
 # so that runs stay comparable; only the validation split follows train.seed.
 TEST_SPLIT_SEED = 0
 _EXTENSIONS = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+# The key that names a file's text column, as errors about that column say.
+TEXT_KEY = "data.files.text_column"
 
 
 # Characters that would break an error message over several lines (str.splitlines splits on
@@ -640,6 +642,22 @@ def read_labelled(
     return LabelledRows(texts, labels, skipped, groups if has_groups else None)
 
 
+def read_texts(path: Path, text_column: str, text_key: str) -> list[str]:
+    """Every text of one file, without labels (texts to classify): the `text_column` of a TSV, CSV
+    or JSONL file, told by its name as data.files are, or else one text per line; gzip or plain.
+    `text_key` is the option that chose the column, for errors."""
+    content = read_text(path)
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    file_format = _EXTENSIONS.get(suffixes[-1]) if suffixes else None
+    if file_format is None:
+        lines = content.split("\n")
+        return lines[:-1] if lines and lines[-1] == "" else lines
+    reader = {"tsv": _tsv_rows, "csv": _csv_rows, "jsonl": _jsonl_rows}[file_format]
+    return [text_value for _, text_value, _, _ in reader(path, content, text_column, None, None, False, text_key)]
+
+
 def _format_of(path: Path) -> str:
     if path.is_dir():
         return "folders"
@@ -697,18 +715,27 @@ def _column(path: Path, header: list[str], name: str, key: str) -> int:
     raise DataError(f"{path}: no column {_short(name)!r} for {key}; the columns are {_listed(header)}{hint}")
 
 
+def _label_index(path: Path, header: list[str], label_column: Optional[str]) -> Optional[int]:
+    # No label column: texts read to be classified, not to train on.
+    return None if label_column is None else _column(path, header, label_column, "data.files.label_column")
+
+
+def _field(fields: list[str], index: Optional[int]) -> Optional[str]:
+    return None if index is None else fields[index]
+
+
 def _group_index(path: Path, header: list[str], group_column: Optional[str], required: bool) -> Optional[int]:
     if group_column is None or (group_column not in header and not required):
         return None
     return _column(path, header, group_column, "data.files.group_column")
 
 
-def _tsv_rows(path: Path, text: str, text_column: str, label_column: str, group_column: Optional[str], group_required: bool):
+def _tsv_rows(path: Path, text: str, text_column: str, label_column: Optional[str], group_column: Optional[str], group_required: bool, text_key: str = TEXT_KEY):
     # No quoting: fields are split on tabs and rows on "\n" only (texts may hold U+0085).
     lines = text.split("\n")
     header = lines[0].rstrip("\r").split("\t")
-    text_index = _column(path, header, text_column, "data.files.text_column")
-    label_index = _column(path, header, label_column, "data.files.label_column")
+    text_index = _column(path, header, text_column, text_key)
+    label_index = _label_index(path, header, label_column)
     group_index = _group_index(path, header, group_column, group_required)
     if len(lines) < 2 or not any(line.strip() for line in lines[1:]):
         raise DataError(f"{path}: no rows after the header")
@@ -719,15 +746,15 @@ def _tsv_rows(path: Path, text: str, text_column: str, label_column: str, group_
         fields = line.split("\t")
         if len(fields) != len(header):
             raise DataError(f"{path}: line {line_number}: expected {len(header)} tab-separated fields, got {len(fields)}")
-        yield line_number, fields[text_index], fields[label_index], None if group_index is None else fields[group_index]
+        yield line_number, fields[text_index], _field(fields, label_index), _field(fields, group_index)
 
 
-def _csv_rows(path: Path, text: str, text_column: str, label_column: str, group_column: Optional[str], group_required: bool):
+def _csv_rows(path: Path, text: str, text_column: str, label_column: Optional[str], group_column: Optional[str], group_required: bool, text_key: str = TEXT_KEY):
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
-        text_index = _column(path, header, text_column, "data.files.text_column")
-        label_index = _column(path, header, label_column, "data.files.label_column")
+        text_index = _column(path, header, text_column, text_key)
+        label_index = _label_index(path, header, label_column)
         group_index = _group_index(path, header, group_column, group_required)
         rows = 0
         for fields in reader:
@@ -736,14 +763,14 @@ def _csv_rows(path: Path, text: str, text_column: str, label_column: str, group_
             rows += 1
             if len(fields) != len(header):
                 raise DataError(f"{path}: line {reader.line_num}: expected {len(header)} comma-separated fields, got {len(fields)}")
-            yield reader.line_num, fields[text_index], fields[label_index], None if group_index is None else fields[group_index]
+            yield reader.line_num, fields[text_index], _field(fields, label_index), _field(fields, group_index)
     except csv.Error as error:
         raise DataError(f"{path}: line {reader.line_num}: {error}") from None
     if rows == 0:
         raise DataError(f"{path}: no rows after the header")
 
 
-def _jsonl_rows(path: Path, text: str, text_column: str, label_column: str, group_column: Optional[str], group_required: bool):
+def _jsonl_rows(path: Path, text: str, text_column: str, label_column: Optional[str], group_column: Optional[str], group_required: bool, text_key: str = TEXT_KEY):
     has_groups: Optional[bool] = None
     for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
@@ -759,11 +786,11 @@ def _jsonl_rows(path: Path, text: str, text_column: str, label_column: str, grou
         if not isinstance(row, dict):
             raise DataError(f"{path}: line {line_number}: expected a JSON object, got {type(row).__name__}")
         if text_column not in row:
-            raise DataError(f"{path}: line {line_number}: no key {_short(text_column)!r} for data.files.text_column; the keys are {_listed(list(row))}")
+            raise DataError(f"{path}: line {line_number}: no key {_short(text_column)!r} for {text_key}; the keys are {_listed(list(row))}")
         value = row[text_column]
         if not isinstance(value, str):
             raise DataError(f"{path}: line {line_number}: {_short(text_column)!r} is {_short(json.dumps(value))}, not a string")
-        label = _json_label(path, line_number, row.get(label_column))
+        label = None if label_column is None else _json_label(path, line_number, row.get(label_column))
         group = None
         if group_column is not None and has_groups is None:
             # The first row says whether the file has groups, as a header would; from then on

@@ -49,9 +49,10 @@ def find_run(spec: str, runs_dir: Path) -> tuple[TrainedRun, Optional[str]]:
         return _load_run(folder), None
     if (runs_dir / spec / "config.json").is_file():
         return _load_run(runs_dir / spec), None
-    named = [record for record in results.read_runs(runs_dir) if record["name"] == spec]
+    completed = results.read_runs(runs_dir)
+    named = [record for record in completed if record["name"] == spec]
     if not named:
-        known = sorted({record["name"] for record in results.read_runs(runs_dir)})
+        known = sorted({record["name"] for record in completed})
         listed = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
         raise PredictError(
             f"no run folder, run id or config name {spec!r} in {runs_dir}"
@@ -144,33 +145,8 @@ def predicted_names(run: TrainedRun, probabilities: np.ndarray) -> list[str]:
 
 
 def read_texts(path: Path, text_column: str) -> list[str]:
-    """Texts of a file: one per line (.txt), or the `text_column` of a TSV, CSV or JSONL file; gzip or plain."""
-    name = path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name
-    content = data.read_text(path)
-    suffix = Path(name).suffix.lower()
-    if suffix in (".tsv", ".csv"):
-        reader = csv.DictReader(io.StringIO(content), delimiter="\t" if suffix == ".tsv" else ",",
-                                quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL)
-        if text_column not in (reader.fieldnames or []):
-            raise PredictError(f"{path}: no column {text_column!r} (columns: {', '.join(reader.fieldnames or [])}); choose one with --text-column")
-        texts = [row[text_column] or "" for row in reader]
-    elif suffix == ".jsonl":
-        texts = []
-        for line_number, line in enumerate(content.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                raise PredictError(f"{path}: line {line_number}: not a JSON object") from None
-            if not isinstance(row, dict) or text_column not in row:
-                raise PredictError(f"{path}: line {line_number}: no key {text_column!r}; choose one with --text-column")
-            texts.append(str(row[text_column]))
-    else:
-        texts = content.split("\n")
-        if texts and texts[-1] == "":
-            texts.pop()
-    return texts
+    """Texts of a file: the `text_column` of a TSV, CSV or JSONL file, or one per line; gzip or plain."""
+    return data.read_texts(path, text_column, "--text-column")
 
 
 def check_texts(texts: Sequence[str], source: str) -> None:

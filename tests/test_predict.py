@@ -90,7 +90,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_data_dir, tmp_path):
     csv_file = tmp_path / "texts.csv"
     csv_file.write_text("review,stars\ngood,5\n", encoding="utf-8")
     assert error_of("tiny_ann", "--file", str(csv_file)) == (
-        f"Error: {csv_file}: no column 'text' (columns: review, stars); choose one with --text-column"
+        f"Error: {csv_file}: no column 'text' for --text-column; the columns are review, stars"
     )
     assert error_of("tiny_ann", "a text", "--file", str(csv_file)) == "Error: give texts as arguments or with --file, not both"
     unfinished = runs / "20990101-000000-unfinished-000000"

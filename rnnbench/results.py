@@ -36,7 +36,7 @@ from rnnbench.errors import RnnbenchError
 
 INDEX_FILE = "index.sqlite"
 CHECKPOINT_FILE = "checkpoint.npz"
-STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
+STATUSES = ("running", "completed", "failed", "interrupted", "diverged", "pruned")
 # Not stored: how `read_runs` reports a `running` run whose process is gone (killed, crashed).
 INCOMPLETE = "incomplete"
 

@@ -13,12 +13,12 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import keras
 import numpy as np
 
-from rnnbench import backend, data, embeddings, kernels, metrics, model as model_factory, results, tokenize
+from rnnbench import backend, data, embeddings, kernels, metrics, model as model_factory, observers as run_observers, results, tokenize
 from rnnbench.config import Config, TrainConfig
 
 OPTIMIZERS = {
@@ -219,7 +219,7 @@ class _ProgressBar(keras.callbacks.ProgbarLogger):
 
 def _train(
     network: keras.Model, prepared: Prepared, config: Config, run: results.RunDirectory, progress: _Progress,
-    echo: Callable[[str], None], progress_bar: bool,
+    echo: Callable[[str], None], progress_bar: bool, observers: Sequence[run_observers.RunObserver] = (),
 ) -> bool:
     """Train the epochs that `progress` has not done yet; False if the loss stopped being finite."""
     epochs = config.train.epochs
@@ -277,6 +277,8 @@ def _train(
             f"{' (best so far)' if improved else ''}"
             f"{'' if config.train.lr_schedule == 'constant' else f', learning rate {learning_rate:.3g}'}, {entry['seconds']:.1f} s"
         )
+        for observer in observers:
+            observer.epoch_ended(entry, progress.history)
     return True
 
 
@@ -288,6 +290,7 @@ def run_experiment(
     echo: Callable[[str], None] = print,
     resume: Optional[results.RunDirectory] = None,
     progress_bar: Optional[bool] = None,
+    observers: Sequence[run_observers.RunObserver] = (),
 ) -> dict[str, Any]:
     """Train one model for `config` and record it under `runs_dir`; returns the run's record.
 
@@ -295,7 +298,8 @@ def run_experiment(
     goes on from that run's last finished epoch, in its directory. Keras' progress bar is shown if
     `progress_bar`, by default when standard output is a terminal; a line per epoch always is.
     Ctrl-C after the run's folder exists records the run as interrupted and re-raises the
-    KeyboardInterrupt with that folder as its `run_dir`.
+    KeyboardInterrupt with that folder as its `run_dir`. `observers`, after those every run gets
+    (`observers.for_run`), are told of the run's opening, epochs and end.
     """
     echo(f"[{config.name}] {config.model.cell}, backend {config.backend}")
     run_started = time.perf_counter()
@@ -305,18 +309,22 @@ def run_experiment(
     device, choices = _plan_kernels(config, echo)
     record = _new_record(config, command, network, prepared, pretrained, device, choices, echo)
     run, progress = _open_run(runs_dir, config, record, network, prepared, resume, echo)
+    observers = [*run_observers.for_run(runs_dir), *observers]
+    for observer in observers:
+        observer.opened(run.path, record, progress.history)
 
-    with _recorded_if_stopped(runs_dir, run, record, progress):
+    with _recorded_if_stopped(runs_dir, run, record, progress, observers):
         started = time.perf_counter()
-        finite = _train(network, prepared, config, run, progress, echo, sys.stdout.isatty() if progress_bar is None else progress_bar)
+        bar = sys.stdout.isatty() if progress_bar is None else progress_bar
+        finite = _train(network, prepared, config, run, progress, echo, bar, observers)
         train_seconds = time.perf_counter() - started
         scores = _evaluate(network, prepared, run, progress) if finite and progress.best is not None else None
     if scores is None:
-        return _finish(runs_dir, run, record, "diverged", {"epochs_run": len(progress.history)})
+        return _finish(runs_dir, run, record, "diverged", {"epochs_run": len(progress.history)}, observers)
 
     result = _result(progress, scores, config.train.epochs, train_seconds, wall_seconds=time.perf_counter() - run_started)
     result["collapsed"] = _warn_if_collapsed(record, scores["val"]["confusion"], prepared.class_names, echo)
-    return _finish(runs_dir, run, record, "completed", result)
+    return _finish(runs_dir, run, record, "completed", result, observers)
 
 
 def _pretrained_vectors(
@@ -487,21 +495,39 @@ def _open_run(
 
 
 @contextlib.contextmanager
-def _recorded_if_stopped(runs_dir: Path, run: results.RunDirectory, record: dict[str, Any], progress: _Progress) -> Iterator[None]:
-    """Index the run as interrupted (Ctrl-C) or failed (an error) if the block stops early."""
+def _recorded_if_stopped(
+    runs_dir: Path, run: results.RunDirectory, record: dict[str, Any], progress: _Progress,
+    observers: Sequence[run_observers.RunObserver],
+) -> Iterator[None]:
+    """Index the run as interrupted (Ctrl-C), failed (an error) or as the status an error names
+    (an observer's `status`, such as a pruned trial's) if the block stops early."""
     try:
         yield
     except KeyboardInterrupt as error:
         # Says where the interrupted run is; absent when Ctrl-C came before a run existed.
         error.run_dir = str(run.path)  # type: ignore[attr-defined]
+        record["status"] = "interrupted"
         results.index_run(runs_dir, run.run_id, record["name"], "interrupted", {**record, "history": progress.history})
+        _tell_closed(observers, record)
         raise
     except Exception as error:
+        status = getattr(error, "status", "failed")
+        record["status"] = status
+        if status != "failed":
+            record["result"] = {"epochs_run": len(progress.history)}
         try:
-            results.index_run(runs_dir, run.run_id, record["name"], "failed", {**record, "error": str(error), "history": progress.history})
+            results.index_run(runs_dir, run.run_id, record["name"], status, {**record, "error": str(error), "history": progress.history})
         except results.ResultsError:
             pass  # The disk may be what failed; the error being raised says more than this one would.
+        if status != "failed":
+            run.remove_checkpoint()  # A run ended on purpose (pruned) is never resumed.
+        _tell_closed(observers, record)
         raise
+
+
+def _tell_closed(observers: Sequence[run_observers.RunObserver], record: dict[str, Any]) -> None:
+    for observer in observers:
+        observer.closed(record)
 
 
 def _evaluate(network: keras.Model, prepared: Prepared, run: results.RunDirectory, progress: _Progress) -> dict[str, dict[str, Any]]:
@@ -550,7 +576,10 @@ def _result(
     }
 
 
-def _finish(runs_dir: Path, run: results.RunDirectory, record: dict[str, Any], status: str, result: dict[str, Any]) -> dict[str, Any]:
+def _finish(
+    runs_dir: Path, run: results.RunDirectory, record: dict[str, Any], status: str, result: dict[str, Any],
+    observers: Sequence[run_observers.RunObserver],
+) -> dict[str, Any]:
     """Record how the run ended (result.json for a completed one) and drop its checkpoint."""
     record["result"], record["status"] = result, status
     if status == "completed":
@@ -558,6 +587,7 @@ def _finish(runs_dir: Path, run: results.RunDirectory, record: dict[str, Any], s
     results.index_run(runs_dir, run.run_id, record["name"], status, record)
     # The saved model and the history hold all a finished run needs; the checkpoint is only for resuming.
     run.remove_checkpoint()
+    _tell_closed(observers, record)
     return record
 
 
@@ -686,6 +716,7 @@ def train_one(
     progress_bar: Optional[bool] = None,
     reuse: bool = True,
     resume: bool = True,
+    observers: Sequence[run_observers.RunObserver] = (),
 ) -> dict[str, Any]:
     """Train `config` once, however many processes ask for it at the same time.
 
@@ -707,7 +738,7 @@ def train_one(
         unfinished_run = results.RunDirectory(unfinished[0]) if unfinished else None
         if announce:
             say("resuming" if unfinished_run else "training")
-        return run_experiment(config, data_dir, runs_dir, command, echo, resume=unfinished_run, progress_bar=progress_bar)
+        return run_experiment(config, data_dir, runs_dir, command, echo, resume=unfinished_run, progress_bar=progress_bar, observers=observers)
 
 
 def _reused(record: dict[str, Any]) -> str:

@@ -121,7 +121,7 @@ def test_a_bad_status_is_named(tmp_path):
         results.read_runs(runs_dir, statuses=None)
     assert str(raised.value) == (
         f"{runs_dir / 'index.sqlite'}: run run-odd: its status \"finished\" is not one of running, completed, failed,"
-        " interrupted, diverged; remove the row or restore the file"
+        " interrupted, diverged, pruned; remove the row or restore the file"
     )
 
 

@@ -1,0 +1,36 @@
+"""Followers of a run: told when it opens, after each finished epoch, and when it ends.
+
+The run's own folder and the index stay the record; observers copy what they are told elsewhere
+(TensorBoard event files, an MLflow server) or act on it (a tuning study pruning a trial). This
+module imports no Keras, so that observers can be built before a backend is chosen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+
+class RunObserver:
+    """Follows one run. Every method does nothing unless overridden.
+
+    An observer that copies the record elsewhere must never stop training: it catches its own
+    failures and says what was not copied. Raising from `epoch_ended` stops the run, which is
+    recorded with the status the exception's `status` attribute names (default "failed").
+    """
+
+    def opened(self, run_dir: Path, record: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
+        """The run's folder exists and is indexed as running; `history` holds epochs already
+        trained before a resume (empty for a new run)."""
+
+    def epoch_ended(self, entry: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
+        """An epoch finished and is in the run's history (and checkpoint): `entry` is its line."""
+
+    def closed(self, record: dict[str, Any]) -> None:
+        """The run ended and is indexed with `record["status"]` (completed, diverged, pruned,
+        interrupted or failed); a completed record holds its `result`."""
+
+
+def for_run(runs_dir: Path) -> list[RunObserver]:
+    """The observers every run gets, whoever started it (run, sweep, tune, a worker process)."""
+    return []

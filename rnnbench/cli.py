@@ -7,6 +7,7 @@ backend is chosen, so `rnnbench --help` and `rnnbench compare` answer at once.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -237,6 +238,66 @@ def _interrupted(run_dir: str | None, sweep: bool, parallel: bool = False) -> st
         f"interrupted; {run_dir} is recorded as interrupted; run the same command again to continue:"
         f" it resumes from the last finished epoch{finished}"
     )
+
+
+@main.command(name="tune")
+@click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(dir_okay=False))
+@set_option
+@backend_option
+@click.option(
+    "--storage",
+    metavar="URL",
+    help="Optuna storage of the studies (an RDB URL, e.g. sqlite:///studies.db or postgresql://...), shared by every process tuning"
+    " the same config; default: tune.sqlite in the runs folder.",
+)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the tuning report; default: reports/tune-<config name>.")
+@click.option("--data-dir", envvar="RNNBENCH_DATA_DIR", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
+@runs_dir_option
+def tune_command(
+    config_path: str, overrides: Sequence[str], backend: str | None, storage: str | None, out_dir: str | None, data_dir: str | None, runs_dir: str,
+) -> None:
+    """Tune every candidate of CONFIG.yaml with the same budget, then compare the winners over fresh seeds.
+
+    The config's sweep variants (or grid points) are the candidates and its `tune:` section the
+    budget, search space and pruner (see configs/tune/). Each candidate gets exactly tune.trials
+    trials of a seeded TPE search, each an ordinary run named <candidate>-tNNN; the best one's
+    settings are trained again over tune.seeds as <candidate>-tuned, and the comparison with its
+    verdict is printed and written, with each study's history, to the report folder. Running
+    the same command again (or several at once, with one --storage) continues the studies.
+    """
+    from rnnbench import results, tune
+
+    settings, candidates = tune.read_plan(config_path, _overrides(overrides, backend))
+    _select_backend(candidates[0].config.backend)
+    if len({candidate.config.backend for candidate in candidates}) > 1:
+        raise UserError(f"{config_path}: a tuning runs in one process, so it can't vary `backend`; tune one config per backend")
+    runs = Path(runs_dir)
+    results.check_writable(runs)
+    storage = storage or tune.default_storage(runs)
+    tune.open_studies(candidates, settings, storage)
+    from rnnbench import report, tune_report
+
+    command = shlex.join(
+        ["rnnbench", "tune", config_path, *(f"--set={item}" for item in overrides)] + (["--backend", backend] if backend else [])
+    )
+    try:
+        finals = tune.tune(settings, candidates, data_dir, runs, command, click.echo, tune.storage_label(storage))
+    except KeyboardInterrupt:
+        click.echo(
+            "\ninterrupted; run the same command again to continue: finished trials count toward the budget, and the"
+            " trial in progress resumes from its run's last finished epoch",
+            err=True,
+        )
+        sys.exit(130)
+    click.echo("")
+    click.echo(report.format_groups(finals))
+    base = os.path.commonprefix([candidate.name for candidate in candidates]).rstrip("-") or "tune"
+    folder = Path(out_dir or Path("reports") / f"tune-{base}")
+    try:
+        written = tune_report.write_tune_report(candidates, settings, finals, runs, folder, f"rnnbench tune {config_path}", command)
+    except OSError as error:
+        raise click.ClickException(f"cannot write the report into {folder}: {error.strerror or error}") from None
+    click.echo(f"wrote {written[0]} (each study) and {written[1]} (the winners' runs)")
 
 
 @main.command()

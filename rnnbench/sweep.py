@@ -38,8 +38,15 @@ MOST_RUNS = 2_000
 
 def expand(path: str | Path, overrides: Sequence[str] = (), seed_count: Optional[int] = None) -> list[Config]:
     """Every run that the config at `path` describes, in order: variants, then grid, then seeds."""
-    source = str(path)
     raw = read_mapping(path)
+    if "tune" in raw:
+        raise ConfigError(f"{path}: has a tune section; tune it with: rnnbench tune {path}")
+    return expand_mapping(raw, str(path), overrides, seed_count)
+
+
+def expand_mapping(raw: dict[str, Any], source: str, overrides: Sequence[str] = (), seed_count: Optional[int] = None) -> list[Config]:
+    """`expand` for a config already read (with its `sweep:` section, if any) from `source`."""
+    raw = dict(raw)
     sweep = raw.pop("sweep", None)
     variants, grid = _parse_sweep(sweep, source)
     _refuse_too_many_runs(raw, variants, grid, overrides, seed_count, source)
@@ -57,7 +64,7 @@ def expand(path: str | Path, overrides: Sequence[str] = (), seed_count: Optional
         config = config_from_mapping({**raw, "name": "-".join(name_parts)}, source=source, overrides=[*typed, *overrides])
         if seed_count is not None:
             config = _with_seed_count(config, seed_count)
-        runs = _per_seed(config)
+        runs = per_seed(config)
         clashes.check(config, runs, _point_label(variant, grid_values))
         configs.extend(runs)
         if len(configs) > MOST_RUNS:
@@ -170,7 +177,7 @@ def _with_seed_count(config: Config, seed_count: int) -> Config:
     return config_from_mapping(config.to_dict(), overrides=[("train.seeds", seeds, label)])
 
 
-def _per_seed(config: Config) -> list[Config]:
+def per_seed(config: Config) -> list[Config]:
     train = config.train
     seeds = train.seeds or [train.seed]
     return [config.model_copy(update={"train": train.model_copy(update={"seed": seed, "seeds": None})}) for seed in seeds]

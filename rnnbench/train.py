@@ -310,10 +310,10 @@ def run_experiment(
     record = _new_record(config, command, network, prepared, pretrained, device, choices, echo)
     run, progress = _open_run(runs_dir, config, record, network, prepared, resume, echo)
     observers = [*run_observers.for_run(runs_dir), *observers]
-    for observer in observers:
-        observer.opened(run.path, record, progress.history)
 
     with _recorded_if_stopped(runs_dir, run, record, progress, observers):
+        for observer in observers:
+            observer.opened(run.path, record, progress.history)
         started = time.perf_counter()
         bar = sys.stdout.isatty() if progress_bar is None else progress_bar
         finite = _train(network, prepared, config, run, progress, echo, bar, observers)

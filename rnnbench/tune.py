@@ -1,0 +1,541 @@
+"""Tuning every candidate with the same budget, then comparing the winners over fresh seeds.
+
+A config's `tune:` section turns its sweep variants (or grid points) into candidates:
+
+    sweep:
+      variants:
+        lstm: {model.cell: lstm}
+        gru: {model.cell: gru}
+    tune:
+      trials: 20                     # per candidate: every candidate gets exactly this many
+      space:                         # dotted keys: a list of choices, or a range
+        model.units: {int: [16, 256], log: true}
+        model.embedding_dim: [32, 64, 128]
+        train.learning_rate: {float: [1.0e-4, 1.0e-2], log: true}
+      search: {data.limit: 5000}     # settings for the trials only (the final runs use the config's)
+      pruner: median                 # median | hyperband | none, on each epoch's val_accuracy
+      seeds: 3                       # final runs: seeds 1..3 (or a list); never the trial seed
+      trial_seed: 0                  # the seed every trial trains with (and the sampler's)
+
+Each candidate is an Optuna study (seeded TPE) in RDB storage, a SQLite file in the runs folder
+unless `--storage` names another: trials are ordinary runs, `<candidate>-t<number>`, judged on
+their best validation accuracy; the best trial's settings are then trained over the fresh seeds
+as `<candidate>-tuned`. Running the command again continues the studies: a trial whose process
+died is finished from its run's last epoch, never counted twice, and the budget is exact even
+with several processes on one study.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from rnnbench import results, sweep
+from rnnbench.config import LARGEST_SEED, Config, ConfigError, config_from_mapping, read_mapping
+from rnnbench.errors import RnnbenchError
+
+TUNE_KEYS = ("trials", "space", "search", "pruner", "seeds", "trial_seed", "random_trials")
+PRUNERS = ("median", "hyperband", "none")
+# Keys a search may not choose: they name or seed runs, and the tuning protocol sets those.
+UNTUNABLE = ("name", "backend", "train.seed", "train.seeds")
+STORAGE_FILE = "tune.sqlite"
+# The budget counts these trials; a failed one (an error, or asked over the budget) is not counted.
+COUNTED = ("COMPLETE", "PRUNED", "RUNNING")
+OWNER = "rnnbench.process"
+RUN_ID = "rnnbench.run_id"
+STATUS = "rnnbench.status"
+OVER_BUDGET = "rnnbench.over_budget"
+SETTINGS = "rnnbench.settings"
+# How often a process with nothing left to ask looks again at trials other processes are running.
+WAIT_SECONDS = 5.0
+
+
+class TuneError(RnnbenchError):
+    """A tuning study that can't go on as asked (settings changed, a trial failed), in one line."""
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One key of the search space: choices, or an int or float range."""
+
+    key: str
+    choices: Optional[tuple[Any, ...]] = None
+    kind: Optional[str] = None  # "int" or "float" for a range
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    step: Optional[float] = None
+
+    def distribution(self) -> Any:
+        import optuna
+
+        if self.choices is not None:
+            return optuna.distributions.CategoricalDistribution(self.choices)
+        if self.kind == "int":
+            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
+
+    def extremes(self) -> list[Any]:
+        """The values a config must accept for every sample of this dimension to be valid."""
+        if self.choices is not None:
+            return list(self.choices)
+        if self.kind == "int":
+            return [int(self.low), int(self.high)]
+        return [self.low, self.high]
+
+
+@dataclass(frozen=True)
+class Settings:
+    trials: int
+    space: tuple[Dimension, ...]
+    search: dict[str, Any]
+    pruner: str
+    seeds: tuple[int, ...]
+    trial_seed: int
+    random_trials: int
+
+
+@dataclass
+class Candidate:
+    """One sweep point to tune: its study, and its config as the trials (and final runs) start from."""
+
+    name: str
+    config: Config  # the candidate's own settings, trial seed, without the search settings
+    study: Any = None
+
+
+def read_plan(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Settings, list[Candidate]]:
+    """The tune settings and candidates of the config at `path`, every key validated before anything trains."""
+    source = str(path)
+    raw = read_mapping(path)
+    if "tune" not in raw:
+        raise ConfigError(f"{source}: has no tune section; `rnnbench tune` needs one (see configs/tune/), or train it with: rnnbench run {source}")
+    settings = parse_settings(raw.pop("tune"), source)
+    # Every trial trains with the trial seed; the final runs' seeds come from tune.seeds.
+    configs = sweep.expand_mapping(raw, source, [*overrides, f"train.seeds=[{settings.trial_seed}]"])
+    candidates = [Candidate(config.name, config) for config in configs]
+    for candidate in candidates:
+        _check_space(candidate, settings, source)
+    return settings, candidates
+
+
+def parse_settings(section: Any, source: str) -> Settings:
+    where = f"{source}: tune"
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where} must be a mapping with keys {', '.join(TUNE_KEYS)}")
+    for key in section:
+        if key not in TUNE_KEYS:
+            raise ConfigError(f"{where}: unknown key tune.{key} (allowed: {', '.join(TUNE_KEYS)})")
+    trials = section.get("trials")
+    if not _is_int(trials) or not 1 <= trials <= 1000:
+        raise ConfigError(f"{where}.trials must be a whole number from 1 to 1000 (trials per candidate), got {trials!r}")
+    space = section.get("space")
+    if not isinstance(space, dict) or not space:
+        raise ConfigError(f"{where}.space must map dotted keys to choices or ranges, e.g. model.units: {{int: [16, 256], log: true}}")
+    dimensions = tuple(_dimension(str(key), value, f"{where}.space.{key}") for key, value in space.items())
+    search = section.get("search") or {}
+    if not isinstance(search, dict):
+        raise ConfigError(f"{where}.search must map dotted keys to values used by the trials only, e.g. data.limit: 5000")
+    for key in search:
+        if key in space:
+            raise ConfigError(f"{where}.search.{key} is also in tune.space; a key is either searched or fixed for the search")
+    pruner = section.get("pruner", "median")
+    if pruner not in PRUNERS:
+        raise ConfigError(f"{where}.pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
+    trial_seed = section.get("trial_seed", 0)
+    if not _is_int(trial_seed) or not 0 <= trial_seed <= LARGEST_SEED - 100:
+        raise ConfigError(f"{where}.trial_seed must be a whole number from 0 to {LARGEST_SEED - 100:,}, got {trial_seed!r}")
+    seeds = _final_seeds(section.get("seeds", 3), trial_seed, f"{where}.seeds")
+    random_trials = section.get("random_trials", max(1, min(10, trials // 3)))
+    if not _is_int(random_trials) or not 1 <= random_trials <= trials:
+        raise ConfigError(f"{where}.random_trials must be a whole number from 1 to tune.trials ({trials}), got {random_trials!r}")
+    return Settings(trials, dimensions, dict(search), pruner, seeds, trial_seed, random_trials)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _final_seeds(value: Any, trial_seed: int, where: str) -> tuple[int, ...]:
+    if _is_int(value):
+        if not 2 <= value <= 100:
+            raise ConfigError(f"{where} must be 2 to 100 seeds (or a list of them): a verdict needs at least 2, got {value}")
+        return tuple(trial_seed + offset for offset in range(1, value + 1))
+    if not isinstance(value, list) or not 2 <= len(value) <= 100 or not all(_is_int(seed) and 0 <= seed <= LARGEST_SEED for seed in value):
+        raise ConfigError(f"{where} must be a count (2 to 100) or a list of 2 to 100 seeds from 0 to {LARGEST_SEED:,}, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}={value} repeats a seed; each seed gives one independent run")
+    if trial_seed in value:
+        raise ConfigError(f"{where}={value} holds the trial seed {trial_seed}; the final runs need fresh seeds, not the one the search chose on")
+    return tuple(value)
+
+
+def _dimension(key: str, value: Any, where: str) -> Dimension:
+    if key in UNTUNABLE:
+        raise ConfigError(f"{where}: {key} can't be searched (the tuning protocol sets {', '.join(UNTUNABLE)})")
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(f"{where} must list at least one choice")
+        if not all(choice is None or isinstance(choice, (bool, int, float, str)) for choice in value):
+            raise ConfigError(f"{where}: choices must be plain values (numbers, strings, booleans, null), got {value!r}")
+        if len(set(map(repr, value))) != len(value):
+            raise ConfigError(f"{where} repeats a choice: {value!r}")
+        return Dimension(key, choices=tuple(value))
+    shape = "a list of choices, or {int: [low, high]} or {float: [low, high]} with optional log: true and step"
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be {shape}, got {value!r}")
+    kinds = [kind for kind in ("int", "float") if kind in value]
+    unknown = [name for name in value if name not in ("int", "float", "log", "step")]
+    if len(kinds) != 1 or unknown:
+        raise ConfigError(f"{where} must be {shape}, got {value!r}")
+    kind = kinds[0]
+    bounds = value[kind]
+    valid = _is_int if kind == "int" else _is_number
+    if not isinstance(bounds, list) or len(bounds) != 2 or not all(valid(bound) for bound in bounds) or bounds[0] >= bounds[1]:
+        raise ConfigError(f"{where}.{kind} must be [low, high] with {'whole ' if kind == 'int' else ''}numbers and low < high, got {bounds!r}")
+    log = value.get("log", False)
+    if not isinstance(log, bool):
+        raise ConfigError(f"{where}.log must be true or false, got {log!r}")
+    if log and bounds[0] <= 0:
+        raise ConfigError(f"{where}: a log range needs low > 0, got {bounds[0]}")
+    step = value.get("step")
+    if step is not None:
+        if not valid(step) or step <= 0:
+            raise ConfigError(f"{where}.step must be a {'whole ' if kind == 'int' else ''}number > 0, got {step!r}")
+        if log:
+            raise ConfigError(f"{where}: step and log can't be used together (Optuna samples one or the other)")
+    return Dimension(key, kind=kind, low=bounds[0], high=bounds[1], log=log, step=step)
+
+
+def _check_space(candidate: Candidate, settings: Settings, source: str) -> None:
+    """Validate the search settings and every dimension's extremes against the candidate's config."""
+    trial_config(candidate, settings, {dimension.key: dimension.extremes()[0] for dimension in settings.space}, 0, source)
+    for dimension in settings.space:
+        for value in dimension.extremes():
+            trial_config(candidate, settings, {dimension.key: value}, 0, source)
+
+
+def trial_config(candidate: Candidate, settings: Settings, params: dict[str, Any], number: int, source: str = "tune") -> Config:
+    """The config of trial `number`: the candidate's, with the search settings and the sampled params."""
+    overrides = [(key, value, f"{source}: tune.search.{key}") for key, value in settings.search.items()]
+    overrides += [(key, value, f"{source}: tune.space.{key}={value!r}") for key, value in params.items()]
+    return config_from_mapping({**candidate.config.to_dict(), "name": f"{candidate.name}-t{number:03d}"}, source=source, overrides=overrides)
+
+
+def final_configs(candidate: Candidate, settings: Settings, params: dict[str, Any]) -> list[Config]:
+    """The winner's runs over the fresh seeds: the candidate's full settings (no search ones) with the best params."""
+    overrides = [(key, value, f"tune.space.{key}") for key, value in params.items()]
+    overrides.append(("train.seeds", list(settings.seeds), "tune.seeds"))
+    config = config_from_mapping({**candidate.config.to_dict(), "name": f"{candidate.name}-tuned"}, overrides=overrides)
+    return sweep.per_seed(config)
+
+
+def _settings_digest(candidate: Candidate, settings: Settings) -> str:
+    """What a study's trials depend on; the budget and the final seeds may change between invocations."""
+    described = {
+        "config": candidate.config.to_dict(),
+        "space": [dimension.__dict__ for dimension in settings.space],
+        "search": settings.search,
+        "pruner": settings.pruner,
+        "trial_seed": settings.trial_seed,
+        "random_trials": settings.random_trials,
+    }
+    described["config"].pop("backend", None)
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+
+
+def default_storage(runs_dir: Path) -> str:
+    """A SQLite file in the runs folder."""
+    return f"sqlite:///{(runs_dir / STORAGE_FILE).resolve()}"
+
+
+def storage_label(url: str) -> str:
+    """The storage URL as it may be printed: without a password."""
+    return re.sub(r"//([^/:@]*):[^/@]*@", r"//\1:***@", url)
+
+
+def open_studies(candidates: list[Candidate], settings: Settings, storage_url: str) -> None:
+    """Create each candidate's study, or load it, refusing one made with other settings."""
+    try:
+        import optuna
+    except ImportError:
+        raise TuneError("rnnbench tune needs Optuna: pip install 'rnnbench[tune]'") from None
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    engine = {"connect_args": {"timeout": 120}} if storage_url.startswith("sqlite") else {}
+    try:
+        storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=engine)
+    except Exception as error:  # A bad URL, an unreachable server, a file that is not a database.
+        raise TuneError(f"--storage {storage_url}: cannot open the study storage: {_first_line(error)}") from None
+    for candidate in candidates:
+        study = optuna.create_study(
+            study_name=candidate.name, storage=storage, direction="maximize", load_if_exists=True, pruner=_pruner(settings),
+        )
+        digest = _settings_digest(candidate, settings)
+        recorded = study.user_attrs.get(SETTINGS)
+        if recorded is None:
+            study.set_user_attr(SETTINGS, digest)
+        elif recorded != digest:
+            raise TuneError(
+                f"{storage_url}: study {candidate.name} was tuned with other settings (config, space, search, pruner or"
+                " trial seed); keep them, or give the config another name, or use another --storage"
+            )
+        candidate.study = study
+
+
+def _pruner(settings: Settings) -> Any:
+    import optuna
+
+    if settings.pruner == "median":
+        # No trial is pruned before a few have finished, nor on its first epoch's number alone.
+        return optuna.pruners.MedianPruner(n_startup_trials=min(3, settings.trials), n_warmup_steps=0)
+    if settings.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+class Pruned(Exception):
+    """Raised from a trial's epoch to end its run as pruned."""
+
+    status = "pruned"
+
+
+class TrialObserver:
+    """Reports a trial's epochs to its study and prunes it when the pruner says so."""
+
+    def __init__(self, trial: Any):
+        self.trial = trial
+        self.pruned_at: Optional[int] = None
+
+    def opened(self, run_dir: Path, record: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
+        self.trial.set_user_attr(RUN_ID, Path(run_dir).name)
+        # A resumed trial: epochs trained before its process died, reported if they were not.
+        for entry in history:
+            self._report(entry)
+        if history:
+            self._prune_if_told(history[-1])
+
+    def epoch_ended(self, entry: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
+        self._report(entry)
+        self._prune_if_told(entry)
+
+    def closed(self, record: dict[str, Any]) -> None:
+        pass
+
+    def _report(self, entry: dict[str, Any]) -> None:
+        if entry["epoch"] not in self.trial.storage.get_trial(self.trial._trial_id).intermediate_values:
+            self.trial.report(entry["val_accuracy"], entry["epoch"])
+
+    def _prune_if_told(self, entry: dict[str, Any]) -> None:
+        if self.trial.should_prune():
+            self.pruned_at = entry["epoch"]
+            raise Pruned(f"pruned after epoch {entry['epoch']}: val_accuracy {entry['val_accuracy']:.4f}")
+
+
+@contextlib.contextmanager
+def _asking(runs_dir: Path, study_name: str) -> Iterator[None]:
+    """One process at a time counts and asks trials of a study on this machine."""
+    path = runs_dir / f".tune-{hashlib.sha256(study_name.encode()).hexdigest()[:16]}.lock"
+    with open(path, "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _counted(trials: list[Any]) -> list[Any]:
+    return [trial for trial in trials if trial.state.name in COUNTED]
+
+
+def _owner_gone(trial: Any) -> bool:
+    return trial.state.name == "RUNNING" and results._process_gone(trial.user_attrs.get(OWNER))
+
+
+def next_trial(candidate: Candidate, settings: Settings, runs_dir: Path) -> Optional[tuple[Any, bool]]:
+    """The trial this process trains next for `candidate`: (trial, resumed), or None if its budget is
+    used up (or all that is left runs in other processes).
+
+    A running trial whose process on this machine died is taken over and finished; otherwise a
+    new trial is asked while fewer than the budget count. Asking happens under a lock per study
+    on this machine; processes on other machines sharing `--storage` may ask at the same moment,
+    so a trial found past the budget once asked is dropped (failed, marked over budget).
+    """
+    import optuna
+
+    study = candidate.study
+    with _asking(runs_dir, candidate.name):
+        trials = study.get_trials(deepcopy=False)
+        stale = [trial for trial in trials if _owner_gone(trial)]
+        if stale:
+            frozen = stale[0]
+            study._storage.set_trial_user_attr(frozen._trial_id, OWNER, results.this_process())
+            return optuna.trial.Trial(study, frozen._trial_id), True
+        if len(_counted(trials)) >= settings.trials:
+            return None
+        # Seeded per trial number, so a resumed study samples what an uninterrupted one would.
+        seed = int(hashlib.sha256(f"{settings.trial_seed}/{candidate.name}/{len(trials)}".encode()).hexdigest()[:8], 16)
+        study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.random_trials)
+        trial = study.ask({dimension.key: dimension.distribution() for dimension in settings.space})
+        trial.set_user_attr(OWNER, results.this_process())
+    earlier = [other for other in _counted(study.get_trials(deepcopy=False)) if other.number < trial.number]
+    if len(earlier) >= settings.trials:
+        trial.set_user_attr(OVER_BUDGET, True)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return None
+    return trial, False
+
+
+def running_elsewhere(candidate: Candidate) -> int:
+    """Trials of `candidate` that other live processes are training."""
+    return sum(1 for trial in candidate.study.get_trials(deepcopy=False) if trial.state.name == "RUNNING" and not _owner_gone(trial))
+
+
+def tune(
+    settings: Settings,
+    candidates: list[Candidate],
+    data_dir: Optional[str],
+    runs_dir: Path,
+    command: str,
+    echo: Callable[[str], None],
+    storage_label: str = "the study storage",
+) -> list[dict[str, Any]]:
+    """Use up every candidate's budget (round robin, a trial each in turn), then train each
+    winner over the fresh seeds; returns the final runs' records."""
+    from rnnbench import train
+
+    results.check_writable(runs_dir)
+    echo(
+        f"tuning {len(candidates)} candidates ({', '.join(candidate.name for candidate in candidates)}),"
+        f" {settings.trials} trials each, pruner {settings.pruner}; studies in {storage_label}"
+    )
+    while True:
+        trained = False
+        for candidate in candidates:
+            asked = next_trial(candidate, settings, runs_dir)
+            if asked is None:
+                continue
+            trained = True
+            _train_trial(candidate, settings, *asked, data_dir, runs_dir, command, echo, train)
+        if trained:
+            continue
+        waiting = sum(running_elsewhere(candidate) for candidate in candidates)
+        if not waiting:
+            break
+        echo(f"waiting for {waiting} trial{'s' if waiting > 1 else ''} that other processes are training")
+        time.sleep(WAIT_SECONDS)
+
+    finals = []
+    for candidate in candidates:
+        best = best_trial(candidate)
+        if best is None:
+            raise TuneError(f"{candidate.name}: none of its {settings.trials} trials completed (all pruned or diverged); widen tune.space or turn the pruner off")
+        echo(f"[{candidate.name}] best of {settings.trials} trials: t{best.number:03d}, val_accuracy {best.value:.4f}, {_params(best.params)}")
+        finals.extend(final_configs(candidate, settings, best.params))
+    echo(f"training each winner over seeds {', '.join(map(str, settings.seeds))}: {len(finals)} runs")
+    records = train.run_all(finals, data_dir, runs_dir, command, echo=echo)
+    # As the index holds them (with their run ids), for the report.
+    trained = {Path(record["run_dir"]).name for record in records}
+    return [record for record in results.read_runs(runs_dir, statuses=None) if record["run_id"] in trained]
+
+
+def _train_trial(
+    candidate: Candidate, settings: Settings, trial: Any, resumed: bool, data_dir: Optional[str], runs_dir: Path,
+    command: str, echo: Callable[[str], None], train: Any,
+) -> None:
+    import optuna
+
+    study = candidate.study
+    config = trial_config(candidate, settings, trial.params, trial.number)
+    label = f"[{candidate.name}] trial {trial.number + 1} of {settings.trials}"
+    echo(f"{label}: {_params(trial.params)}{' (its process stopped; finishing it)' if resumed else ''}")
+    observer = TrialObserver(trial)
+    pruned = _pruned_run(runs_dir, config)
+    if pruned is not None:
+        # Pruned before its process died, and not yet told: the same run would be pruned again.
+        trial.set_user_attr(RUN_ID, pruned["run_id"])
+        record: dict[str, Any] = pruned
+    else:
+        try:
+            record = train.train_one(config, data_dir, runs_dir, command, label, True, echo, reuse=True, resume=True, observers=[observer])
+        except Pruned as stop:
+            record = {"status": "pruned", "error": str(stop)}
+        except KeyboardInterrupt:
+            raise  # The trial stays running; the next invocation finishes it from its run's checkpoint.
+        except Exception as error:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise TuneError(f"{label} failed: {_first_line(error)}; run the same command again to retry it") from None
+    status = record.get("status")
+    trial.set_user_attr(STATUS, status)
+    if status == "completed":
+        # A run reused from an earlier invocation was never watched: its epochs are reported now.
+        history = _history(runs_dir, record)
+        for entry in history:
+            observer._report(entry)
+        study.tell(trial, record["result"]["best_val_accuracy"])
+    elif status == "pruned":
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    else:
+        # Diverged: a real outcome of these settings, counted and ranked last.
+        study.tell(trial, 0.0)
+    best = best_trial(candidate)
+    outcome = (
+        f"val_accuracy {record['result']['best_val_accuracy']:.4f}" if status == "completed"
+        else record.get("error", "pruned") if status == "pruned" else f"{status}, counted as 0"
+    )
+    best_text = f"best so far t{best.number:03d} {best.value:.4f}" if best is not None else "none completed yet"
+    echo(f"{label}: {outcome}; {best_text}")
+
+
+def _pruned_run(runs_dir: Path, config: Config) -> Optional[dict[str, Any]]:
+    fingerprint = config.fingerprint()
+    from rnnbench.train import recorded_config
+
+    for record in reversed(results.read_runs(runs_dir, ("pruned",))):
+        try:
+            if recorded_config(record["config"]).fingerprint() == fingerprint:
+                return record
+        except ValueError:
+            continue
+    return None
+
+
+def _history(runs_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+    from rnnbench.plots import read_history
+
+    return read_history(runs_dir, {**record, "run_id": record.get("run_id") or Path(record["run_dir"]).name})
+
+
+def best_trial(candidate: Candidate) -> Optional[Any]:
+    """The completed trial with the highest value; of equal values, the first."""
+    completed = [trial for trial in candidate.study.get_trials(deepcopy=False) if trial.state.name == "COMPLETE" and trial.user_attrs.get(STATUS) == "completed"]
+    if not completed:
+        return None
+    return max(completed, key=lambda trial: (trial.value, -trial.number))
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={_value(value)}" for key, value in params.items())
+
+
+def _value(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -165,8 +165,13 @@ class DataConfig(_Section):
     dataset: Literal["imdb", "files"] = "imdb"
     files: Optional[FilesConfig] = None
     # `word` (lowercase, punctuation stripped, split on spaces), `char`, or `morpheme`
-    # (Korean morphemes with kiwipiepy: pip install 'rnnbench[ko]').
+    # (Korean morphemes from data.morpheme_analyzer: pip install 'rnnbench[ko]').
     tokenizer: Literal["word", "char", "morpheme"] = "word"
+    # Which analyzer splits Korean morphemes for data.tokenizer 'morpheme' (read with no other
+    # tokenizer, so a sweep over tokenizers may name it): `mecab` (mecab-ko with the mecab-ko-dic
+    # dictionary) or `kiwi` (kiwipiepy, every run before this key existed). docs/performance.md
+    # measures both, on speed and on the chatbot's accuracy.
+    morpheme_analyzer: Literal["kiwi", "mecab"] = "kiwi"
     # Vocabulary size including the padding (0) and out-of-vocabulary (1) indices, as the
     # Embedding layer's input_dim: the num_words - 2 most frequent training words are kept.
     num_words: int = Field(10000, ge=3, le=2_000_000)
@@ -313,7 +318,17 @@ class Config(_Section):
         # with a default that keeps the old behaviour changes no fingerprint: earlier runs are
         # still reused and still group with new ones. A default that changes behaviour needs
         # the old value written into older records when they are read (train.recorded_config).
-        return self.model_dump(mode="json", exclude_defaults=True)
+        settings = self.model_dump(mode="json", exclude_defaults=True)
+        # data.morpheme_analyzer identifies a run only where it is read, and then whatever the
+        # default: as any analyzer but kiwi, since runs recorded before the key existed used kiwi
+        # and the fingerprints and groups stored with them leave it out.
+        data = settings.pop("data", {})
+        data.pop("morpheme_analyzer", None)
+        if self.data.tokenizer == "morpheme" and self.data.morpheme_analyzer != "kiwi":
+            data["morpheme_analyzer"] = self.data.morpheme_analyzer
+        if data:
+            settings["data"] = data
+        return settings
 
 
 def _digest(settings: dict[str, Any]) -> str:

@@ -95,8 +95,8 @@ def encode_texts(run: TrainedRun, texts: Sequence[str]) -> np.ndarray:
     """The model's inputs for `texts`, made as the run made its own rows."""
     if run.config.data.dataset == "imdb":
         texts = [data.clean_review(text) for text in texts]
-    corpus = tokenize.tokenize(list(texts), run.config.data.tokenizer)
     settings = run.config.data
+    corpus = tokenize.tokenize(list(texts), settings.tokenizer, analyzer=settings.morpheme_analyzer)
     return tokenize.encode(corpus, run.vocabulary, np.arange(len(texts)), settings.maxlen, settings.padding, settings.truncating)
 
 

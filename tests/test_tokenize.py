@@ -30,7 +30,7 @@ def test_corpus_rows_match_split_words():
 
 def test_parallel_tokenize_equals_single_process(monkeypatch):
     texts = [f"review {i} says {'good' if i % 3 else 'bad'} things about film {i % 17}" for i in range(3000)]
-    monkeypatch.setattr(tokenize, "_PARALLEL_MIN_CHARACTERS", 1000)
+    monkeypatch.setitem(tokenize._PARALLEL_MIN_CHARACTERS, "word", 1000)
     single = tokenize.tokenize(texts, workers=1)
     parallel = tokenize.tokenize(texts, workers=2)
     assert single.words == parallel.words
@@ -112,7 +112,7 @@ def test_char_tokenizer():
 
 def test_morpheme_tokenizer_splits_korean_particles_and_drops_punctuation():
     pytest.importorskip("kiwipiepy")
-    corpus = tokenize.tokenize(["영화가 정말 재미있다!", "영화를 봤어?"], "morpheme", workers=1)
+    corpus = tokenize.tokenize(["영화가 정말 재미있다!", "영화를 봤어?"], "morpheme", workers=1, analyzer="kiwi")
     assert corpus.tokens(0) == ["영화", "가", "정말", "재미있", "다"]
     # The noun is one token whatever particle follows it, unlike with the word tokenizer.
     assert corpus.tokens(1)[:2] == ["영화", "를"]
@@ -122,8 +122,8 @@ def test_morpheme_tokenizer_without_kiwipiepy_says_how_to_install(monkeypatch):
     real_find_spec = tokenize.importlib.util.find_spec
     monkeypatch.setattr(tokenize.importlib.util, "find_spec", lambda name: None if name == "kiwipiepy" else real_find_spec(name))
     with pytest.raises(tokenize.TokenizerError) as caught:
-        tokenize.tokenize(["영화"], "morpheme")
-    assert str(caught.value) == "data.tokenizer='morpheme' needs kiwipiepy: pip install 'rnnbench[ko]' (or pip install kiwipiepy)"
+        tokenize.tokenize(["영화"], "morpheme", analyzer="kiwi")
+    assert str(caught.value) == "data.morpheme_analyzer='kiwi' needs kiwipiepy: pip install 'rnnbench[ko]' (or pip install kiwipiepy)"
 
 
 def test_cache_returns_the_same_corpus_and_survives_damage(tmp_path, monkeypatch):

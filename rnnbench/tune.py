@@ -387,9 +387,9 @@ def next_trial(candidate: Candidate, settings: Settings, runs_dir: Path) -> Opti
         trials = study.get_trials(deepcopy=False)
         stale = [trial for trial in trials if _owner_gone(trial)]
         if stale:
-            frozen = stale[0]
-            study._storage.set_trial_user_attr(frozen._trial_id, OWNER, results.this_process())
-            return optuna.trial.Trial(study, frozen._trial_id), True
+            taken = optuna.trial.Trial(study, stale[0]._trial_id)
+            taken.set_user_attr(OWNER, results.this_process())
+            return taken, True
         if len(_counted(trials)) >= settings.trials:
             return None
         # Seeded per trial number, so a resumed study samples what an uninterrupted one would.
@@ -428,6 +428,7 @@ def tune(
         f"tuning {len(candidates)} candidates ({', '.join(candidate.name for candidate in candidates)}),"
         f" {settings.trials} trials each, pruner {settings.pruner}; studies in {storage_label}"
     )
+    waited_for = 0
     while True:
         trained = False
         for candidate in candidates:
@@ -441,7 +442,9 @@ def tune(
         waiting = sum(running_elsewhere(candidate) for candidate in candidates)
         if not waiting:
             break
-        echo(f"waiting for {waiting} trial{'s' if waiting > 1 else ''} that other processes are training")
+        if waiting != waited_for:
+            echo(f"waiting for {waiting} trial{'s' if waiting > 1 else ''} that other processes are training")
+            waited_for = waiting
         time.sleep(WAIT_SECONDS)
 
     finals = []

@@ -33,4 +33,7 @@ class RunObserver:
 
 def for_run(runs_dir: Path) -> list[RunObserver]:
     """The observers every run gets, whoever started it (run, sweep, tune, a worker process)."""
-    return []
+    # Imported here: tensorboard_events imports this module for RunObserver.
+    from rnnbench.tensorboard_events import TensorBoardEvents
+
+    return [TensorBoardEvents()]

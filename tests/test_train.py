@@ -24,7 +24,7 @@ def test_run_writes_exactly_the_expected_files(tiny_data_dir, tmp_path):
     record = run_experiment(tiny_config("gru"), str(tiny_data_dir), runs_dir, "rnnbench run tiny.yaml", echo=lines.append)
     run_dir = runs_dir / record["run_dir"].split("/")[-1]
     assert sorted(path.name for path in runs_dir.iterdir()) == sorted(["index.sqlite", run_dir.name])
-    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.keras", "result.json", "vocabulary.json"]
+    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.keras", "result.json", "tensorboard", "vocabulary.json"]
 
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["model"]["cell"] == "gru"

@@ -68,6 +68,10 @@ runs_dir_option = click.option(
 )
 
 
+def mlflow_option(help_text: str) -> Callable:
+    return click.option("--mlflow", "tracking_uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, metavar="URI", help=help_text)
+
+
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rnnbench")
 def main() -> None:
@@ -102,6 +106,7 @@ def main() -> None:
 )
 @click.option("--data-dir", envvar="RNNBENCH_DATA_DIR", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @runs_dir_option
+@mlflow_option("Also log each run to this MLflow tracking server or store (needs the mlflow extra); the runs folder stays the record.")
 def run(
     config_path: str,
     overrides: Sequence[str],
@@ -112,6 +117,7 @@ def run(
     jobs: int,
     data_dir: str | None,
     runs_dir: str,
+    tracking_uri: str | None,
 ) -> None:
     """Train the model(s) that CONFIG.yaml describes and record the results.
 
@@ -121,8 +127,11 @@ def run(
     and one that was interrupted, killed or crashed goes on from its last finished epoch, so
     running the same command again continues where it stopped.
     """
+    from rnnbench import mlflow_tracking
     from rnnbench.sweep import expand
 
+    if tracking_uri:
+        mlflow_tracking.use(tracking_uri)
     configs = expand(config_path, _overrides(overrides, backend), seed_count)
     _select_backend(configs[0].backend)
     if len({config.backend for config in configs}) > 1:
@@ -135,8 +144,11 @@ def run(
         + (["--backend", backend] if backend else [])
         + (["--seeds", str(seed_count)] if seed_count else [])
     )
+    # A sweep is one parent MLflow run with its runs nested under it.
+    sweep = mlflow_tracking.parent_run(Path(config_path).stem) if len(configs) > 1 else contextlib.nullcontext()
     try:
-        records = train.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs)
+        with sweep:
+            records = train.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs)
     except KeyboardInterrupt as interrupt:
         click.echo("\n" + _interrupted(getattr(interrupt, "run_dir", None), sweep=len(configs) > 1, parallel=jobs > 1), err=True)
         sys.exit(130)
@@ -298,6 +310,22 @@ def tune_command(
     except OSError as error:
         raise click.ClickException(f"cannot write the report into {folder}: {error.strerror or error}") from None
     click.echo(f"wrote {written[0]} (each study) and {written[1]} (the winners' runs)")
+
+
+@main.command(name="mlflow-sync")
+@runs_dir_option
+@mlflow_option("The MLflow tracking server or store to send the runs to.")
+def mlflow_sync(runs_dir: str, tracking_uri: str | None) -> None:
+    """Log to MLflow every finished run (completed, diverged, pruned) of the runs folder that is
+    not fully logged there yet, from its recorded files: runs that a server down or slow during
+    training missed. A run is never logged twice: one logged in part is completed in place.
+    """
+    from rnnbench import mlflow_tracking
+
+    if not tracking_uri:
+        raise UserError("no MLflow tracking server: give --mlflow URI or set MLFLOW_TRACKING_URI")
+    sent, present = mlflow_tracking.sync(Path(runs_dir), tracking_uri, click.echo)
+    click.echo(f"sent {sent} run{'' if sent == 1 else 's'} to MLflow at {tracking_uri}; {present} already there")
 
 
 @main.command()

@@ -34,6 +34,7 @@ class RunObserver:
 def for_run(runs_dir: Path) -> list[RunObserver]:
     """The observers every run gets, whoever started it (run, sweep, tune, a worker process)."""
     # Imported here: tensorboard_events imports this module for RunObserver.
+    from rnnbench.mlflow_tracking import mlflow_observers
     from rnnbench.tensorboard_events import TensorBoardEvents
 
-    return [TensorBoardEvents()]
+    return [TensorBoardEvents(), *mlflow_observers()]

@@ -63,3 +63,6 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.setenv("RNNBENCH_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("RNNBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    # Nor log to an MLflow server that the user's shell names (tests/test_mlflow.py starts its own).
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RNNBENCH_MLFLOW_PARENT_RUN_ID", raising=False)

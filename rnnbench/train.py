@@ -81,7 +81,7 @@ class Prepared:
         self.corpus, self.training_rows = corpus, training_rows
 
         def encode(rows: np.ndarray) -> np.ndarray:
-            return tokenize.encode(corpus, self.vocabulary, rows, settings.maxlen, settings.padding, settings.truncating)
+            return tokenize.encode(corpus, self.vocabulary, rows, settings.maxlen, settings.padding, settings.truncating, Progress(echo, "encoded", "rows"))
 
         self.x_train, self.y_train = encode(training_rows), dataset.train_labels[training_rows]
         self.x_validation, self.y_validation = encode(validation_rows), validation_labels

@@ -32,10 +32,23 @@ def test_parallel_tokenize_equals_single_process(monkeypatch):
     texts = [f"review {i} says {'good' if i % 3 else 'bad'} things about film {i % 17}" for i in range(3000)]
     monkeypatch.setitem(tokenize._PARALLEL_MIN_CHARACTERS, "word", 1000)
     single = tokenize.tokenize(texts, workers=1)
-    parallel = tokenize.tokenize(texts, workers=2)
-    assert single.words == parallel.words
-    np.testing.assert_array_equal(single.token_ids, parallel.token_ids)
-    np.testing.assert_array_equal(single.offsets, parallel.offsets)
+    # With three processes, two pool processes share the pieces in whatever way they finish.
+    for workers in (2, 3):
+        parallel = tokenize.tokenize(texts, workers=workers)
+        assert single.words == parallel.words
+        np.testing.assert_array_equal(single.token_ids, parallel.token_ids)
+        np.testing.assert_array_equal(single.offsets, parallel.offsets)
+
+
+def test_encode_reports_each_block_of_rows_and_equals_encoding_row_by_row():
+    corpus = tokenize.tokenize([f"w{i % 7} x{i % 3} y z{i}" for i in range(50)], workers=1)
+    vocabulary = build_vocabulary(corpus, np.arange(50), 12, ngrams=2)
+    reports = []
+    encoded = encode(corpus, vocabulary, np.arange(50)[::-1], 3, progress=lambda done, total: reports.append((done, total)))
+    one_by_one = np.concatenate([encode(corpus, vocabulary, np.array([row]), 3) for row in range(50)[::-1]])
+    np.testing.assert_array_equal(encoded, one_by_one)
+    # PIECES (20) blocks of rows: ten of 3 rows, then ten of 2.
+    assert reports == [(0, 50)] + [(3 * block, 50) for block in range(1, 11)] + [(30 + 2 * block, 50) for block in range(1, 11)]
 
 
 def test_vocabulary_counts_only_the_given_rows():
@@ -123,7 +136,9 @@ def test_morpheme_tokenizer_without_kiwipiepy_says_how_to_install(monkeypatch):
     monkeypatch.setattr(tokenize.importlib.util, "find_spec", lambda name: None if name == "kiwipiepy" else real_find_spec(name))
     with pytest.raises(tokenize.TokenizerError) as caught:
         tokenize.tokenize(["영화"], "morpheme", analyzer="kiwi")
-    assert str(caught.value) == "data.morpheme_analyzer='kiwi' needs kiwipiepy: pip install 'rnnbench[ko]' (or pip install kiwipiepy)"
+    assert str(caught.value) == (
+        "data.morpheme_analyzer='kiwi' needs kiwipiepy: pip install 'rnnbench[ko]' (or pip install kiwipiepy, or choose data.morpheme_analyzer: mecab)"
+    )
 
 
 def test_cache_returns_the_same_corpus_and_survives_damage(tmp_path, monkeypatch):

@@ -170,8 +170,8 @@ class DataConfig(_Section):
     # Which analyzer splits Korean morphemes for data.tokenizer 'morpheme' (read with no other
     # tokenizer, so a sweep over tokenizers may name it): `mecab` (mecab-ko with the mecab-ko-dic
     # dictionary) or `kiwi` (kiwipiepy, which every run before this key existed used). mecab is
-    # the default: 200,000 short texts in 5 s where kiwi takes a minute on 2 cores, and the
-    # chatbot's accuracy tied over 3 configs x 3 seeds (docs/performance.md).
+    # the default: 200,000 short texts in about 6 s where kiwi takes about 40 s on 2 cores, and
+    # the chatbot's accuracy tied over 3 configs x 3 seeds (docs/performance.md).
     morpheme_analyzer: Literal["kiwi", "mecab"] = "mecab"
     # Vocabulary size including the padding (0) and out-of-vocabulary (1) indices, as the
     # Embedding layer's input_dim: the num_words - 2 most frequent training words are kept.

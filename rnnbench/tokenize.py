@@ -4,15 +4,17 @@ The corpus (every text of every split) is tokenized once into a flat array of to
 vocabulary is then counted over the training rows only, and each split is encoded by a
 table lookup plus vectorized padding. Tokenizing is the only pure-Python step, so large
 corpora are split across processes, and its result is cached on disk by the texts' content
-and the tokenizer (RNNBENCH_CACHE_DIR, default ~/.cache/rnnbench; safe to delete).
+and the tokenizer, with the morpheme analyzer and its packages' versions (RNNBENCH_CACHE_DIR,
+default ~/.cache/rnnbench; safe to delete).
 
 Tokenizers: `word` (lowercase, Keras' punctuation filters, split on ASCII whitespace),
 `char` (the characters of the word tokenizer's output, one space between words) and
 `morpheme` (Korean morphemes, punctuation dropped, from one of MORPHEME_ANALYZERS: mecab-ko
 or kiwipiepy).
 
-Tokenizing goes piece by piece (PIECES of them), so that a long step can report its progress
-through a `(done, total)` callable (rnnbench.progress shows it).
+Tokenizing goes piece by piece and encoding block by block of rows (PIECES of each), so that
+a long step can report its progress through a `(done, total)` callable (rnnbench.progress
+shows it).
 
 With bigrams (model.ngrams 2), the vocabulary also keeps the `num_words` most frequent pairs of
 adjacent tokens of the training rows, numbered from `num_words` on, and each encoded row gains a
@@ -228,8 +230,6 @@ def tokenize(
             numbered[number] = (None, *_tokenize_piece(piece, tokenizer, analyzer, ids))
             done += len(piece)
             progress(done, len(texts))
-        if not pieces:
-            progress(0, 0)
         return _merge(numbered)
     # This process tokenizes every `workers`-th piece and the pool the others, so that no
     # process waits for another; the pool's processes start while this one works.

@@ -318,7 +318,7 @@ class Config(_Section):
         # Only the settings that differ from their defaults identify a run, so a key added later
         # with a default that keeps the old behaviour changes no fingerprint: earlier runs are
         # still reused and still group with new ones. A default that changes behaviour needs
-        # the old value written into older records when they are read (train.recorded_config).
+        # the old value written into older records when they are read (recorded_config).
         settings = self.model_dump(mode="json", exclude_defaults=True)
         # data.morpheme_analyzer identifies a run only where it is read, and then whatever the
         # default: as any analyzer but kiwi, since runs recorded before the key existed used kiwi
@@ -793,3 +793,22 @@ def _deep_copy(raw: Any) -> Any:
     if isinstance(raw, list):
         return [_deep_copy(value) for value in raw]
     return raw
+
+
+def recorded_config(settings: dict[str, Any]) -> Config:
+    """The config a run record holds, as this version reads it: a key added since the record was
+    written takes the value the run really used, not today's default. Raises ValueError for a
+    record that this version can't represent (it is then never reused)."""
+    settings = json.loads(json.dumps(settings))
+    data_settings = settings.get("data", {})
+    if "hold_out" not in data_settings:
+        # Written before data.hold_out existed: data.limit took the first N rows rather than
+        # today's stratified sample, which no key can express; IMDB's validation was drawn as
+        # rows; files had no group column, so for them both values mean the same split.
+        if data_settings.get("limit") is not None:
+            raise ValueError("data.limit took the first rows before data.hold_out existed")
+        data_settings["hold_out"] = "rows" if data_settings.get("dataset", "imdb") == "imdb" else "groups"
+    if data_settings.get("tokenizer") == "morpheme" and "morpheme_analyzer" not in data_settings:
+        # Written before data.morpheme_analyzer existed: morphemes came from kiwipiepy.
+        data_settings["morpheme_analyzer"] = "kiwi"
+    return Config.model_validate(settings)

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from rnnbench import backend, data, embeddings, kernels, metrics, model as model_factory, observers as run_observers, results, tokenize
-from rnnbench.config import Config, TrainConfig
+from rnnbench.config import Config, TrainConfig, recorded_config  # noqa: F401 (recorded_config: also train's API)
 from rnnbench.progress import Progress
 
 OPTIMIZERS = {
@@ -590,25 +590,6 @@ def _finish(
     run.remove_checkpoint()
     _tell_closed(observers, record)
     return record
-
-
-def recorded_config(settings: dict[str, Any]) -> Config:
-    """The config a run record holds, as this version reads it: a key added since the record was
-    written takes the value the run really used, not today's default. Raises ValueError for a
-    record that this version can't represent (it is then never reused)."""
-    settings = json.loads(json.dumps(settings))
-    data_settings = settings.get("data", {})
-    if "hold_out" not in data_settings:
-        # Written before data.hold_out existed: data.limit took the first N rows rather than
-        # today's stratified sample, which no key can express; IMDB's validation was drawn as
-        # rows; files had no group column, so for them both values mean the same split.
-        if data_settings.get("limit") is not None:
-            raise ValueError("data.limit took the first rows before data.hold_out existed")
-        data_settings["hold_out"] = "rows" if data_settings.get("dataset", "imdb") == "imdb" else "groups"
-    if data_settings.get("tokenizer") == "morpheme" and "morpheme_analyzer" not in data_settings:
-        # Written before data.morpheme_analyzer existed: morphemes came from kiwipiepy.
-        data_settings["morpheme_analyzer"] = "kiwi"
-    return Config.model_validate(settings)
 
 
 def completed_runs(runs_dir: Path) -> dict[str, dict[str, Any]]:

@@ -95,7 +95,16 @@ def val_test_gap(record: dict[str, Any]) -> Optional[float]:
 
 
 def group_key(record: dict[str, Any]) -> str:
-    """The resolved config without its seed: runs sharing it differ by chance alone."""
+    """The resolved config without its seed, as this version reads it: runs sharing it differ by
+    chance alone. Computed again from the recorded config rather than taken from the record, so
+    that a run recorded before a key was added groups with today's runs of the same settings, as
+    it is reused by them."""
+    from rnnbench.config import recorded_config  # pydantic, for the config only; the statistics stay NumPy
+
+    try:
+        return recorded_config(record["config"]).group_fingerprint()
+    except (KeyError, TypeError, ValueError):
+        pass  # A record this version can't read as a config.
     if "group" in record:
         return record["group"]
     # Records written before the key was stored: their config as recorded, minus the seed.

@@ -121,3 +121,20 @@ def test_val_test_gap():
     assert val_test_gap({**record("gru", 1, 0.88), "result": {"best_val_accuracy": 0.88}}) is None
     [group] = group_runs([record("gru", 1, 0.88, test=0.85), record("gru", 2, 0.90, test=0.80)])
     assert group.val_test_gaps == pytest.approx([0.03, 0.10])
+
+
+def test_a_run_recorded_before_a_key_existed_groups_with_todays_runs_of_the_same_settings():
+    from rnnbench.config import config_from_mapping
+
+    today = config_from_mapping({"name": "gru", "train": {"seed": 2}})
+    new = {**record("gru", 2, 0.86), "config": today.to_dict(), "group": today.group_fingerprint()}
+    # Written by an earlier version: without a key added since, and with a group key of its own reading.
+    earlier = today.to_dict()
+    del earlier["model"]["pooling"]
+    earlier["train"]["seed"] = 1
+    old = {**record("gru", 1, 0.85), "config": earlier, "group": "computed by an earlier version"}
+    [group] = group_runs([old, new])
+    assert (group.n, group.seeds) == (2, [1, 2])
+    # A record this version can't read as a config still groups by what it stored.
+    unreadable = {**record("odd", 1, 0.5), "config": {"name": "odd", "model": {"cell": "transformer"}, "train": {"seed": 1}}, "group": "odd"}
+    assert [group.name for group in group_runs([unreadable])] == ["odd"]

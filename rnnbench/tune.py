@@ -250,7 +250,8 @@ def _settings_digest(candidate: Candidate, settings: Settings) -> str:
         "config": candidate.config.to_dict(),
         "space": [dimension.__dict__ for dimension in settings.space],
         "search": settings.search,
-        "pruner": settings.pruner,
+        # The pruner with its settings, so a study is never continued under one that decides otherwise.
+        "pruner": pruner_description(settings),
         "trial_seed": settings.trial_seed,
         "random_trials": settings.random_trials,
     }
@@ -298,14 +299,28 @@ def open_studies(candidates: list[Candidate], settings: Settings, storage_url: s
         candidate.study = study
 
 
+# No trial is pruned before a few have finished, nor on its first epoch's number alone: settings
+# that learn slowly at first (a low learning rate) would be cut before they show.
+MEDIAN_STARTUP_TRIALS = 3
+MEDIAN_WARMUP_EPOCHS = 1
+HYPERBAND_REDUCTION_FACTOR = 3
+
+
+def pruner_description(settings: Settings) -> str:
+    if settings.pruner == "median":
+        return f"median, after {min(MEDIAN_STARTUP_TRIALS, settings.trials)} trials, from epoch {MEDIAN_WARMUP_EPOCHS + 1}"
+    if settings.pruner == "hyperband":
+        return f"hyperband, from epoch 1, reduction factor {HYPERBAND_REDUCTION_FACTOR}"
+    return "none"
+
+
 def _pruner(settings: Settings) -> Any:
     import optuna
 
     if settings.pruner == "median":
-        # No trial is pruned before a few have finished, nor on its first epoch's number alone.
-        return optuna.pruners.MedianPruner(n_startup_trials=min(3, settings.trials), n_warmup_steps=0)
+        return optuna.pruners.MedianPruner(n_startup_trials=min(MEDIAN_STARTUP_TRIALS, settings.trials), n_warmup_steps=MEDIAN_WARMUP_EPOCHS)
     if settings.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=HYPERBAND_REDUCTION_FACTOR)
     return optuna.pruners.NopPruner()
 
 
@@ -426,7 +441,7 @@ def tune(
     results.check_writable(runs_dir)
     echo(
         f"tuning {len(candidates)} candidates ({', '.join(candidate.name for candidate in candidates)}),"
-        f" {settings.trials} trials each, pruner {settings.pruner}; studies in {storage_label}"
+        f" {settings.trials} trials each, pruner: {pruner_description(settings)}; studies in {storage_label}"
     )
     waited_for = 0
     while True:

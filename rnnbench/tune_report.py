@@ -10,7 +10,7 @@ from typing import Any
 
 from rnnbench import report
 from rnnbench.results import write_atomic
-from rnnbench.tune import RUN_ID, STATUS, Candidate, Settings, best_trial
+from rnnbench.tune import RUN_ID, STATUS, Candidate, Settings, best_trial, pruner_description
 
 
 def write_tune_report(
@@ -23,7 +23,7 @@ def write_tune_report(
         f"# {title}",
         "",
         f"- {len(candidates)} candidates, {settings.trials} trials each, the same search space, search settings and pruner"
-        f" ({settings.pruner}); seeded TPE sampler, {settings.random_trials} random trials first; trials train with seed {settings.trial_seed}",
+        f" ({pruner_description(settings)}); seeded TPE sampler, {settings.random_trials} random trials first; trials train with seed {settings.trial_seed}",
         f"- search settings (trials only): {_settings_text(settings.search) or 'none'}",
         f"- the winners were trained again over fresh seeds {', '.join(map(str, settings.seeds))} with the config's own data settings",
         f"- made with `{command}` on {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",

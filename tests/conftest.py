@@ -49,6 +49,15 @@ def tiny_data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def slow_data_dir(tmp_path: Path) -> Path:
+    """1,200 training rows: with small batches an epoch lasts long enough to be killed in the middle of."""
+    root = tmp_path / "slow_data"
+    write_tsv(root / "imdb" / "train.tsv.gz", synthetic_reviews(1200, seed=1))
+    write_tsv(root / "imdb" / "test.tsv.gz", synthetic_reviews(100, seed=2))
+    return root
+
+
+@pytest.fixture
 def real_data_dir() -> Path:
     """The real data folder (RNNBENCH_DATA_DIR, which CI sets to ../shared/data)."""
     location = os.environ.get("RNNBENCH_DATA_DIR")

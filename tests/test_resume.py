@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import synthetic_reviews, write_tsv
 from rnnbench import results
 from rnnbench.cli import main
 from rnnbench.config import config_from_mapping
@@ -24,14 +23,6 @@ CONFIG = {
     "data": {"num_words": 50, "maxlen": 24},
     "train": {"epochs": 3, "batch_size": 4, "seed": 5},
 }
-
-
-@pytest.fixture
-def slow_data_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "slow_data"
-    write_tsv(root / "imdb" / "train.tsv.gz", synthetic_reviews(1200, seed=1))
-    write_tsv(root / "imdb" / "test.tsv.gz", synthetic_reviews(100, seed=2))
-    return root
 
 
 def _environment(data_dir: Path, runs_dir: Path, tmp_path: Path) -> dict[str, str]:

@@ -15,7 +15,6 @@ import optuna
 import pytest
 from click.testing import CliRunner
 
-from conftest import synthetic_reviews, write_tsv
 from rnnbench import results, tune
 from rnnbench.cli import main
 from rnnbench.config import ConfigError
@@ -216,14 +215,6 @@ SLOW = {
     "train": {"epochs": 3, "batch_size": 4},
     "tune": {**TINY["tune"], "search": {}, "trials": 3, "pruner": "none"},
 }
-
-
-@pytest.fixture
-def slow_data_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "slow_data"
-    write_tsv(root / "imdb" / "train.tsv.gz", synthetic_reviews(1000, seed=1))
-    write_tsv(root / "imdb" / "test.tsv.gz", synthetic_reviews(100, seed=2))
-    return root
 
 
 def _environment(data_dir: Path, tmp_path: Path) -> dict[str, str]:

@@ -136,7 +136,7 @@ def run(
     _select_backend(configs[0].backend)
     if len({config.backend for config in configs}) > 1:
         raise UserError(f"{config_path}: a sweep runs in one process, so it can't vary `backend`; run one config per backend")
-    from rnnbench import report, train
+    from rnnbench import executor, report
 
     # The command that repeats this run (data and runs folders are the machine's business).
     command = shlex.join(
@@ -148,7 +148,7 @@ def run(
     sweep = mlflow_tracking.parent_run(Path(config_path).stem) if len(configs) > 1 else contextlib.nullcontext()
     try:
         with sweep:
-            records = train.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs)
+            records = executor.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs)
     except KeyboardInterrupt as interrupt:
         click.echo("\n" + _interrupted(getattr(interrupt, "run_dir", None), sweep=len(configs) > 1, parallel=jobs > 1), err=True)
         sys.exit(130)

@@ -131,6 +131,27 @@ class RunDirectory:
     def remove_checkpoint(self) -> None:
         (self.path / CHECKPOINT_FILE).unlink(missing_ok=True)
 
+    def files(self, checkpoint: bool = False) -> dict[str, bytes]:
+        """The run's files by their path in the folder (the checkpoint only if asked): what a
+        worker that trained the run on another machine sends back."""
+        return {
+            path.relative_to(self.path).as_posix(): path.read_bytes()
+            for path in sorted(self.path.rglob("*"))
+            if path.is_file() and not path.name.endswith(".tmp") and (checkpoint or path.name != CHECKPOINT_FILE)
+        }
+
+    def write_files(self, files: dict[str, bytes]) -> None:
+        """Write `files`, as `files()` gives them, into this folder, each atomically."""
+        for name, data in files.items():
+            path = self.path / name
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                raise ResultsError(f"{self.path}: refused a run file outside the folder: {name!r}")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise ResultsError(f"cannot write {path}: {error.strerror or error}") from None
+            write_atomic(path, data)
+
     def save_model(self, model: Any) -> None:
         # Keras insists on the .keras suffix, so the temporary name keeps it.
         temporary = self.path / ".model.tmp.keras"
@@ -193,12 +214,17 @@ def _same_file(descriptor: int, path: Path) -> bool:
     return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
 
 
-def create_run(runs_dir: Path, name: str) -> RunDirectory:
-    """A new, empty directory for a run; an existing one is never reused."""
+def new_run_id(name: str) -> str:
+    """A new run's folder name: the time, the config's name and a random suffix, so no two are alike."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{name}-{secrets.token_hex(3)}"
+
+
+def create_run(runs_dir: Path, name: str, run_id: Optional[str] = None) -> RunDirectory:
+    """A new, empty directory for a run, named `run_id` when a driver chose it; an existing one is never reused."""
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
-        path = runs_dir / f"{stamp}-{name}-{secrets.token_hex(3)}"
+        path = runs_dir / (run_id or new_run_id(name))
         path.mkdir()
     except OSError as error:
         raise ResultsError(f"cannot create a run directory in {runs_dir}: {error.strerror or error}") from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import shutil
@@ -30,6 +31,9 @@ OPTIMIZERS = {
 }
 # Prediction batches only change speed, never the result, so they can be large.
 EVALUATION_BATCH_SIZE = 512
+# How a run's status goes into the index: (run id, name, status, record). By default straight into
+# the runs folder's index; a cluster worker's writes nothing, since its driver indexes the run.
+Index = Callable[[str, str, str, dict[str, Any]], None]
 
 
 class Prepared:
@@ -292,6 +296,8 @@ def run_experiment(
     resume: Optional[results.RunDirectory] = None,
     progress_bar: Optional[bool] = None,
     observers: Sequence[run_observers.RunObserver] = (),
+    run_id: Optional[str] = None,
+    index: Optional[Index] = None,
 ) -> dict[str, Any]:
     """Train one model for `config` and record it under `runs_dir`; returns the run's record.
 
@@ -300,8 +306,10 @@ def run_experiment(
     `progress_bar`, by default when standard output is a terminal; a line per epoch always is.
     Ctrl-C after the run's folder exists records the run as interrupted and re-raises the
     KeyboardInterrupt with that folder as its `run_dir`. `observers`, after those every run gets
-    (`observers.for_run`), are told of the run's opening, epochs and end.
+    (`observers.for_run`), are told of the run's opening, epochs and end. A new run's folder is
+    named `run_id` when a driver chose it; `index` replaces runs_dir's index (see `Index`).
     """
+    index = index or functools.partial(results.index_run, runs_dir)
     echo(f"[{config.name}] {config.model.cell}, backend {config.backend}")
     run_started = time.perf_counter()
     prepared = Prepared(config, data_dir, echo)
@@ -309,10 +317,10 @@ def run_experiment(
     network = _compiled_model(config, prepared, pretrained)
     device, choices = _plan_kernels(config, echo)
     record = _new_record(config, command, network, prepared, pretrained, device, choices, echo)
-    run, progress = _open_run(runs_dir, config, record, network, prepared, resume, echo)
+    run, progress = _open_run(runs_dir, config, record, network, prepared, resume, echo, run_id, index)
     observers = [*run_observers.for_run(runs_dir), *observers]
 
-    with _recorded_if_stopped(runs_dir, run, record, progress, observers):
+    with _recorded_if_stopped(index, run, record, progress, observers):
         for observer in observers:
             observer.opened(run.path, record, progress.history)
         started = time.perf_counter()
@@ -321,11 +329,11 @@ def run_experiment(
         train_seconds = time.perf_counter() - started
         scores = _evaluate(network, prepared, run, progress) if finite and progress.best is not None else None
     if scores is None:
-        return _finish(runs_dir, run, record, "diverged", {"epochs_run": len(progress.history)}, observers)
+        return _finish(index, run, record, "diverged", {"epochs_run": len(progress.history)}, observers)
 
     result = _result(progress, scores, config.train.epochs, train_seconds, wall_seconds=time.perf_counter() - run_started)
     result["collapsed"] = _warn_if_collapsed(record, scores["val"]["confusion"], prepared.class_names, echo)
-    return _finish(runs_dir, run, record, "completed", result, observers)
+    return _finish(index, run, record, "completed", result, observers)
 
 
 def _pretrained_vectors(
@@ -463,11 +471,11 @@ def _warn_if_collapsed(record: dict[str, Any], confusion: list[list[int]], class
 
 def _open_run(
     runs_dir: Path, config: Config, record: dict[str, Any], network: keras.Model, prepared: Prepared,
-    resume: Optional[results.RunDirectory], echo: Callable[[str], None],
+    resume: Optional[results.RunDirectory], echo: Callable[[str], None], run_id: Optional[str], index: Index,
 ) -> tuple[results.RunDirectory, _Progress]:
     """A new run's folder, or `resume`'s with its checkpoint restored into `network`; indexed as running."""
     if resume is None:
-        run, progress = results.create_run(runs_dir, config.name), _Progress()
+        run, progress = results.create_run(runs_dir, config.name, run_id), _Progress()
     else:
         run = resume
         progress = _Progress.load(run, network)
@@ -478,7 +486,7 @@ def _open_run(
     try:
         run.write_config(record)
         run.write_vocabulary(prepared.vocabulary.words, prepared.vocabulary.first_bigram_index, prepared.vocabulary.bigrams)
-        results.index_run(runs_dir, run.run_id, config.name, "running", {**record, "process": results.this_process()})
+        index(run.run_id, config.name, "running", {**record, "process": results.this_process()})
     except BaseException:
         if resume is None:
             # Never indexed, so no one could find it: leave no half-written folder behind.
@@ -497,7 +505,7 @@ def _open_run(
 
 @contextlib.contextmanager
 def _recorded_if_stopped(
-    runs_dir: Path, run: results.RunDirectory, record: dict[str, Any], progress: _Progress,
+    index: Index, run: results.RunDirectory, record: dict[str, Any], progress: _Progress,
     observers: Sequence[run_observers.RunObserver],
 ) -> Iterator[None]:
     """Index the run as interrupted (Ctrl-C), failed (an error) or as the status an error names
@@ -508,7 +516,7 @@ def _recorded_if_stopped(
         # Says where the interrupted run is; absent when Ctrl-C came before a run existed.
         error.run_dir = str(run.path)  # type: ignore[attr-defined]
         record["status"] = "interrupted"
-        results.index_run(runs_dir, run.run_id, record["name"], "interrupted", {**record, "history": progress.history})
+        index(run.run_id, record["name"], "interrupted", {**record, "history": progress.history})
         _tell_closed(observers, record)
         raise
     except Exception as error:
@@ -517,7 +525,7 @@ def _recorded_if_stopped(
         if status != "failed":
             record["result"] = {"epochs_run": len(progress.history)}
         try:
-            results.index_run(runs_dir, run.run_id, record["name"], status, {**record, "error": str(error), "history": progress.history})
+            index(run.run_id, record["name"], status, {**record, "error": str(error), "history": progress.history})
         except results.ResultsError:
             pass  # The disk may be what failed; the error being raised says more than this one would.
         if status != "failed":
@@ -578,14 +586,14 @@ def _result(
 
 
 def _finish(
-    runs_dir: Path, run: results.RunDirectory, record: dict[str, Any], status: str, result: dict[str, Any],
+    index: Index, run: results.RunDirectory, record: dict[str, Any], status: str, result: dict[str, Any],
     observers: Sequence[run_observers.RunObserver],
 ) -> dict[str, Any]:
     """Record how the run ended (result.json for a completed one) and drop its checkpoint."""
     record["result"], record["status"] = result, status
     if status == "completed":
         run.write_result(record)
-    results.index_run(runs_dir, run.run_id, record["name"], status, record)
+    index(run.run_id, record["name"], status, record)
     # The saved model and the history hold all a finished run needs; the checkpoint is only for resuming.
     run.remove_checkpoint()
     _tell_closed(observers, record)
@@ -622,72 +630,29 @@ def unfinished_runs(runs_dir: Path) -> dict[str, list[Path]]:
     return found
 
 
-def run_all(
-    configs: list[Config],
-    data_dir: Optional[str],
-    runs_dir: Path,
-    command: str,
-    force: bool = False,
-    echo: Callable[[str], None] = print,
-    resume: bool = True,
-    jobs: int = 1,
-) -> list[dict[str, Any]]:
-    """Run each config with a progress line per run, reusing any that already completed (unless
-    `force`) and going on with any that stopped part-way (if `resume` and not `force`).
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """What the run of a config does, decided under its lock: reuse `completed` (a completed
+    run's record), or train, going on from `unfinished` (a run folder with a checkpoint) if any."""
 
-    With `jobs` > 1, that many runs train at once, each in a process of its own: one small model
-    leaves most of a GPU idle. Records come back in the order of `configs` either way. Before
-    anything trains, the index is checked to be writable and, with several runs to train, each
-    distinct data source they read is read once, so a bad file stops the sweep at once.
-    """
-    for config in configs:
-        # Known from the config alone (two classes make the smallest head), so a model far too
-        # big is refused before any data is read; build_model checks the exact size again.
-        model_factory.refuse_too_large(config, config.data.num_words, 2)
-    results.check_writable(runs_dir)
-    done = {} if force else completed_runs(runs_dir)
-    records: dict[int, dict[str, Any]] = {}
-    pending = []
-    for position, config in enumerate(configs, start=1):
-        label = f"[{position}/{len(configs)}] {config.name}, seed {config.train.seed}"
-        existing = done.get(config.fingerprint())
-        if existing is not None:
-            echo(f"{label}: {_reused(existing)}")
-            records[position] = existing
-        else:
-            pending.append((position, label, config))
-    if len(pending) > 1:
-        check_data([config for _, _, config in pending], data_dir, echo)
-
-    def finished(position: int, label: str, record: dict[str, Any]) -> None:
-        records[position] = record
-        if len(configs) > 1:
-            echo(f"{label}: {_outcome(record)}")
-            echo(f"running summary: {running_summary(list(records.values()))}")
-
-    reuse, resume = not force, resume and not force
-    if jobs <= 1 or len(pending) <= 1:
-        for position, label, config in pending:
-            record = train_one(config, data_dir, runs_dir, command, label, len(configs) > 1, echo, reuse=reuse, resume=resume)
-            finished(position, label, record)
-    else:
-        from rnnbench import jobs as parallel
-
-        for position, label, record in parallel.train_many(pending, data_dir, runs_dir, command, jobs, echo, reuse=reuse, resume=resume):
-            finished(position, label, record)
-    return [records[position] for position in sorted(records)]
+    completed: Optional[dict[str, Any]] = None
+    unfinished: Optional[Path] = None
 
 
-def check_data(configs: list[Config], data_dir: Optional[str], echo: Callable[[str], None]) -> None:
-    """Read each distinct data source of `configs` once (raising its DataError), before any trains."""
-    sources = {}
-    for config in configs:
-        # The settings that decide what `data.load_dataset` reads and whether it can.
-        read = config.data.model_dump(mode="json", include={"dataset", "files", "test_fraction", "hold_out", "limit"})
-        sources.setdefault(json.dumps(read, sort_keys=True), config.data)
-    echo(f"checking the data of {len(configs)} runs before any trains: {len(sources)} source{'s' if len(sources) > 1 else ''}")
-    for settings in sources.values():
-        data.load_dataset(settings, data_dir)
+@contextlib.contextmanager
+def claim(config: Config, runs_dir: Path, reuse: bool, resume: bool, say: Callable[[str], None]) -> Iterator[Claim]:
+    """Hold the lock of `config`'s run while deciding what it does and for as long as the block
+    trains it, so that the run trains once however many processes ask for it. While another
+    process holds the lock, `say` says so once and this one waits; a reused run is said too."""
+    fingerprint = config.fingerprint()
+    with results.run_lock(runs_dir, fingerprint, lambda: say("the same run is being trained by another process; waiting for it to finish")):
+        completed = completed_runs(runs_dir).get(fingerprint) if reuse else None
+        if completed is not None:
+            say(reuse_note(completed))
+            yield Claim(completed=completed)
+            return
+        unfinished = unfinished_runs(runs_dir).get(fingerprint, []) if resume else []
+        yield Claim(unfinished=unfinished[0] if unfinished else None)
 
 
 def train_one(
@@ -709,42 +674,19 @@ def train_one(
     unfinished one goes on (if `resume`), and otherwise a new run starts; while another process
     holds the lock, this one says so and waits for it.
     """
-    fingerprint = config.fingerprint()
 
     def say(line: str) -> None:
         echo(f"{label}: {line}" if announce else line)
 
-    with results.run_lock(runs_dir, fingerprint, lambda: say("the same run is being trained by another process; waiting for it to finish")):
-        existing = completed_runs(runs_dir).get(fingerprint) if reuse else None
-        if existing is not None:
-            say(_reused(existing))
-            return existing
-        unfinished = unfinished_runs(runs_dir).get(fingerprint, []) if resume else []
-        unfinished_run = results.RunDirectory(unfinished[0]) if unfinished else None
+    with claim(config, runs_dir, reuse, resume, say) as claimed:
+        if claimed.completed is not None:
+            return claimed.completed
+        unfinished_run = results.RunDirectory(claimed.unfinished) if claimed.unfinished else None
         if announce:
             say("resuming" if unfinished_run else "training")
         return run_experiment(config, data_dir, runs_dir, command, echo, resume=unfinished_run, progress_bar=progress_bar, observers=observers)
 
 
-def _reused(record: dict[str, Any]) -> str:
+def reuse_note(record: dict[str, Any]) -> str:
+    """What a sweep says of a run it reuses."""
     return f"already completed in {record['run_dir']}; reused, not retrained (--force trains it again)"
-
-
-def _outcome(record: dict[str, Any]) -> str:
-    result = record.get("result", {})
-    if record.get("status") != "completed":
-        return f"{record.get('status')} after {result.get('epochs_run', 0)} epochs"
-    return (
-        f"best val_accuracy {result['best_val_accuracy']:.4f} at epoch {result['best_epoch']}, "
-        f"test accuracy {result['test_accuracy']:.4f}, {result['mean_epoch_seconds']:.1f} s/epoch"
-    )
-
-
-def running_summary(records: list[dict[str, Any]]) -> str:
-    from rnnbench.verdict import group_runs
-
-    parts = []
-    for group in group_runs(records):
-        spread = f" ± {group.std:.4f}" if group.n > 1 else ""
-        parts.append(f"{group.name} {group.mean:.4f}{spread} (n={group.n})")
-    return "; ".join(parts) or "no completed runs yet"

@@ -436,7 +436,7 @@ def tune(
 ) -> list[dict[str, Any]]:
     """Use up every candidate's budget (round robin, a trial each in turn), then train each
     winner over the fresh seeds; returns the final runs' records."""
-    from rnnbench import train
+    from rnnbench import executor, train
 
     results.check_writable(runs_dir)
     echo(
@@ -470,7 +470,7 @@ def tune(
         echo(f"[{candidate.name}] best of {settings.trials} trials: t{best.number:03d}, val_accuracy {best.value:.4f}, {_params(best.params)}")
         finals.extend(final_configs(candidate, settings, best.params))
     echo(f"training each winner over seeds {', '.join(map(str, settings.seeds))}: {len(finals)} runs")
-    records = train.run_all(finals, data_dir, runs_dir, command, echo=echo)
+    records = executor.run_all(finals, data_dir, runs_dir, command, echo=echo)
     # As the index holds them (with their run ids), for the report.
     trained = {Path(record["run_dir"]).name for record in records}
     return [record for record in results.read_runs(runs_dir, statuses=None) if record["run_id"] in trained]

@@ -198,7 +198,7 @@ def test_compare_without_runs_says_so_on_stderr(tmp_path):
 
 
 def interrupting_runner(run_dir: str | None) -> types.ModuleType:
-    """A stand-in for rnnbench.train whose run_all is interrupted by Ctrl-C, as the runner reports it."""
+    """A stand-in for rnnbench.executor whose run_all is interrupted by Ctrl-C, as the runner reports it."""
 
     def run_all(*args, **options):
         interrupt = KeyboardInterrupt()
@@ -227,8 +227,8 @@ def test_ctrl_c_says_what_was_recorded(monkeypatch, tmp_path, run_dir, seeds, ex
 
     # The stand-in also keeps Keras out of this test.
     runner = interrupting_runner(run_dir)
-    monkeypatch.setattr(rnnbench, "train", runner, raising=False)
-    monkeypatch.setitem(sys.modules, "rnnbench.train", runner)
+    monkeypatch.setattr(rnnbench, "executor", runner, raising=False)
+    monkeypatch.setitem(sys.modules, "rnnbench.executor", runner)
     outcome = CliRunner().invoke(main, ["run", str(ROOT / "configs" / "ann.yaml"), *seeds, "--runs-dir", str(tmp_path / "runs")])
     assert (outcome.exit_code, outcome.stdout) == (130, "")
     assert outcome.stderr == f"\n{expected}\n"

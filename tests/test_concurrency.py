@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from rnnbench import jobs, results
+from rnnbench import results, worker
 from rnnbench.config import config_from_mapping
 
 
@@ -115,20 +115,22 @@ def _output_until(process: subprocess.Popen, line: str) -> str:
     return "".join(lines)
 
 
-def test_a_workers_lines_are_written_whole(monkeypatch):
+def test_a_workers_lines_are_written_whole(monkeypatch, tmp_path):
     import rnnbench.train
 
     written = []
-    monkeypatch.setattr(jobs.os, "write", lambda descriptor, data: written.append((descriptor, data)) or len(data))
+    monkeypatch.setattr(worker.os, "write", lambda descriptor, data: written.append((descriptor, data)) or len(data))
 
-    def train_one(config, data_dir, runs_dir, command, label, announce, echo, **options):
+    def run_experiment(config, data_dir, runs_dir, command, echo, **options):
         echo("epoch 1/2: loss 0.6931")
         echo("epoch 2/2: loss 0.5000")
-        return {"status": "completed", "options": options}
+        return {"status": "completed", "run_dir": str(runs_dir / options["run_id"]), "progress_bar": options["progress_bar"]}
 
-    monkeypatch.setattr(rnnbench.train, "train_one", train_one)
+    monkeypatch.setattr(rnnbench.train, "run_experiment", run_experiment)
     config = config_from_mapping({"name": "lines", "model": {"cell": "ann"}}).to_dict()
-    record = jobs._train(config, None, "runs", "test", "[2/3] lines, seed 1", True, False)
-    assert record == {"status": "completed", "options": {"progress_bar": False, "reuse": True, "resume": False}}
+    request = worker.RunRequest("[2/3] lines, seed 1", config, None, str(tmp_path / "runs"), "test", "20261128-100000-lines-ab12cd")
+    outcome = worker.train_in_process(request)
+    assert outcome.record == {"status": "completed", "run_dir": str(tmp_path / "runs" / "20261128-100000-lines-ab12cd"), "progress_bar": False}
+    assert outcome.files is None
     # One write each to standard output, the label, the text and the newline together.
     assert written == [(1, b"[2/3] lines, seed 1 epoch 1/2: loss 0.6931\n"), (1, b"[2/3] lines, seed 1 epoch 2/2: loss 0.5000\n")]

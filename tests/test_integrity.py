@@ -12,7 +12,8 @@ from conftest import write_tsv
 from rnnbench import data, results, train
 from rnnbench.cli import main
 from rnnbench.config import config_from_mapping
-from rnnbench.train import run_all, run_experiment
+from rnnbench.executor import check_data, run_all
+from rnnbench.train import run_experiment
 
 COLLAPSE = "the best epoch's model predicts 'positive' for every validation row (a collapsed model: check train.learning_rate)"
 
@@ -94,7 +95,7 @@ def test_the_data_of_a_sweep_is_read_once_per_source(tiny_data_dir, monkeypatch)
     monkeypatch.setattr(data, "load_dataset", lambda settings, data_dir=None: read.append(settings.model_dump()))
     configs = [tiny_config(seed=seed) for seed in (1, 2)] + [tiny_config({"num_words": 30}), tiny_config({"limit": 100})]
     lines = []
-    train.check_data(configs, str(tiny_data_dir), lines.append)
+    check_data(configs, str(tiny_data_dir), lines.append)
     # Seeds and num_words change nothing that is read; a limit does.
     assert [settings["limit"] for settings in read] == [None, 100]
     assert lines == ["checking the data of 4 runs before any trains: 2 sources"]

@@ -318,7 +318,8 @@ def _pruner(settings: Settings) -> Any:
     import optuna
 
     if settings.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=min(MEDIAN_STARTUP_TRIALS, settings.trials), n_warmup_steps=MEDIAN_WARMUP_EPOCHS)
+        # Steps are epoch numbers, from 1; Optuna prunes from the step n_warmup_steps names.
+        return optuna.pruners.MedianPruner(n_startup_trials=min(MEDIAN_STARTUP_TRIALS, settings.trials), n_warmup_steps=MEDIAN_WARMUP_EPOCHS + 1)
     if settings.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=HYPERBAND_REDUCTION_FACTOR)
     return optuna.pruners.NopPruner()

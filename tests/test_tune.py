@@ -323,3 +323,24 @@ def test_a_tuning_is_one_mlflow_parent_run_with_every_trial_and_final_run_nested
     assert sorted(children) == sorted(record["run_id"] for record in results.read_runs(runs, statuses=None))
     assert len(children) == 2 + 4  # a trial per candidate, then two seeds per winner
     assert {run.data.tags["mlflow.parentRunId"] for run in children.values()} == {parent.info.run_id}
+
+
+def test_the_median_pruner_waits_for_three_trials_and_never_judges_a_first_epoch():
+    settings = tune.parse_settings({"trials": 10, "space": {"model.units": [4, 8]}}, "tune.yaml")
+    study = optuna.create_study(direction="maximize", pruner=tune._pruner(settings))
+    for number in range(4):
+        trial = study.ask()
+        trial.report(0.9, 1)
+        trial.report(0.9, 2)
+        if number == 0:  # With one trial finished, no other is judged yet.
+            judged = study.ask()
+            judged.report(0.1, 2)
+            assert not judged.should_prune()
+            study.tell(judged, state=optuna.trial.TrialState.FAIL)
+        study.tell(trial, 0.9)
+    slow_starter = study.ask()
+    slow_starter.report(0.1, 1)
+    assert not slow_starter.should_prune()  # Far below the median, but after one epoch only.
+    slow_starter.report(0.1, 2)
+    assert slow_starter.should_prune()
+    assert tune.pruner_description(settings) == "median, after 3 trials, from epoch 2"

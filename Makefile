@@ -12,7 +12,7 @@ setup: $(BIN)/rnnbench
 $(BIN)/rnnbench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,ko,glove,word2vec,tune,jax,torch,mlflow]'
+	$(BIN)/python -m pip install --quiet -e '.[test,ko,glove,word2vec,tune,jax,torch,mlflow,ray]'
 	touch $@
 
 run: setup

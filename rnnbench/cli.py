@@ -104,6 +104,14 @@ def main() -> None:
     show_default=True,
     help="Train this many runs of a sweep at once, each in its own process (for a GPU that one small model leaves idle).",
 )
+@click.option(
+    "--cluster",
+    metavar="auto|local|HOST:PORT|ray://HOST:PORT",
+    help="Train every run as a task on a Ray cluster (needs the ray extra): auto attaches to the one RAY_ADDRESS names or"
+    " `ray start` started here, local starts a private one on this machine. See docs/cluster.md.",
+)
+@click.option("--cpus-per-run", type=click.FloatRange(0.01, 1024), help="With --cluster: CPUs each run takes on its node.  [default: 1]")
+@click.option("--gpus-per-run", type=click.FloatRange(0, 64), help="With --cluster: GPUs each run takes, 0.25 packing four runs on one GPU.  [default: 0]")
 @click.option("--data-dir", envvar="RNNBENCH_DATA_DIR", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @runs_dir_option
 @mlflow_option("Also log each run to this MLflow tracking server or store (needs the mlflow extra); the runs folder stays the record.")
@@ -115,6 +123,9 @@ def run(
     force: bool,
     resume: bool,
     jobs: int,
+    cluster: str | None,
+    cpus_per_run: float | None,
+    gpus_per_run: float | None,
     data_dir: str | None,
     runs_dir: str,
     tracking_uri: str | None,
@@ -130,6 +141,7 @@ def run(
     from rnnbench import mlflow_tracking
     from rnnbench.sweep import expand
 
+    settings = _cluster_settings(cluster, cpus_per_run, gpus_per_run, jobs)
     if tracking_uri:
         mlflow_tracking.use(tracking_uri)
     configs = expand(config_path, _overrides(overrides, backend), seed_count)
@@ -147,10 +159,15 @@ def run(
     # A sweep is one parent MLflow run with its runs nested under it.
     sweep = mlflow_tracking.parent_run(Path(config_path).stem) if len(configs) > 1 else contextlib.nullcontext()
     try:
-        with sweep:
-            records = executor.run_all(configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs)
+        with _attached(settings), sweep:
+            records = executor.run_all(
+                configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs, cluster=settings
+            )
     except KeyboardInterrupt as interrupt:
-        click.echo("\n" + _interrupted(getattr(interrupt, "run_dir", None), sweep=len(configs) > 1, parallel=jobs > 1), err=True)
+        click.echo(
+            "\n" + _interrupted(getattr(interrupt, "run_dir", None), sweep=len(configs) > 1, parallel=jobs > 1, cluster=settings is not None),
+            err=True,
+        )
         sys.exit(130)
     failed = [record for record in records if record.get("status") != "completed"]
     if len(records) > 1:
@@ -232,10 +249,44 @@ def _prediction_progress(total: int) -> Iterator[Callable[[int, int], None]]:
         yield line
 
 
-def _interrupted(run_dir: str | None, sweep: bool, parallel: bool = False) -> str:
+def _cluster_settings(address: str | None, cpus_per_run: float | None, gpus_per_run: float | None, jobs: int):
+    """The --cluster options, checked before anything slow: a cluster that can't be reached is one
+    line within seconds, before Keras is imported."""
+    if address is None:
+        for option, value in (("--cpus-per-run", cpus_per_run), ("--gpus-per-run", gpus_per_run)):
+            if value is not None:
+                raise UserError(f"{option} needs --cluster")
+        return None
+    if jobs > 1:
+        raise UserError("--jobs and --cluster don't go together: a cluster trains as many runs at once as it has room for (--cpus-per-run, --gpus-per-run)")
+    from rnnbench import cluster
+
+    cluster.check_address(address)
+    cluster.require_ray()
+    cluster.reach(address)
+    return cluster.ClusterSettings(address, cpus_per_run or 1.0, gpus_per_run or 0.0)
+
+
+def _attached(settings) -> contextlib.AbstractContextManager:
+    """Attached to the cluster before data is read or Keras imported, so that one it can't use is said at once."""
+    if settings is None:
+        return contextlib.nullcontext()
+    from rnnbench import cluster
+
+    return cluster.attached(settings.address)
+
+
+def _interrupted(run_dir: str | None, sweep: bool, parallel: bool = False, cluster: bool = False) -> str:
     """What Ctrl-C left behind: the runner names the folder of the run it recorded as interrupted,
     and names none when the interrupt came before a run was recorded (while data was read).
-    With --jobs each worker records its own run, which the parent can't name."""
+    With --jobs each worker records its own run, which the parent can't name; on a cluster the
+    driver records every run it had handed out."""
+    if cluster:
+        return (
+            "interrupted; the cluster's tasks are cancelled and each run in progress is recorded as interrupted; run the same"
+            " command again to continue: they resume from their last finished epoch where the runs folder is shared, and"
+            " finished runs are reused"
+        )
     if parallel and sweep:
         return (
             "interrupted; each run in progress is recorded as interrupted by its worker; run the same command"

@@ -1,0 +1,358 @@
+"""A Ray cluster as an executor (`rnnbench run --cluster ADDRESS`): every run is a Ray task.
+
+    --cluster auto             the cluster RAY_ADDRESS names, else the one `ray start` started on this machine
+    --cluster local            a private Ray on this machine (no dashboard), stopped at the end
+    --cluster HOST:PORT        a cluster's head (its GCS port, 6379 unless `ray start --port` said otherwise)
+    --cluster ray://HOST:PORT  Ray Client (port 10001), for a driver outside the cluster's network
+
+Each task runs `worker.train_request`, the function `--jobs` processes run too, after choosing the
+backend and its GPU share (`--gpus-per-run`) and before Keras is imported. The runs folder's
+index is written here, by the driver only: a run is indexed as running when its task is handed
+out, then with the record the task returns, or as interrupted (Ctrl-C) or failed when none comes
+back. A task whose node sees the runs folder at the same path (one machine, or shared storage)
+writes the run's folder there, per-epoch checkpoints included; one whose node does not trains in
+a scratch folder and returns the run's files, which are written here. A task whose worker
+process or node dies is tried again (`RETRIES`), going on from its checkpoint where it can read
+it. Ctrl-C cancels the tasks; running the same command again continues, as it does locally.
+
+Ray is an optional extra (`pip install 'rnnbench[ray]'`), imported only by a command given
+--cluster; nothing else in rnnbench imports this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import socket
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from rnnbench import results, worker
+from rnnbench.errors import InputError, RnnbenchError
+
+ADDRESS_FORMS = "auto, local, HOST:PORT or ray://HOST:PORT"
+INSTALL_HINT = "pip install 'rnnbench[ray]'"
+# How long to wait for a cluster's address to answer: Ray itself would retry for minutes.
+REACH_SECONDS = 5.0
+# A run whose worker process or node dies is tried this many more times, from its checkpoint
+# when the runs folder is shared (or the retry lands on the same machine).
+RETRIES = 2
+# After Ctrl-C, how long the cancelled tasks get to record their last epoch and stop.
+STOP_SECONDS = 30.0
+# Variables a run reads from its environment that the driver's command set: MLflow logging.
+FORWARDED_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "RNNBENCH_MLFLOW_PARENT_RUN_ID")
+
+
+class ClusterError(RnnbenchError):
+    """A Ray cluster that can't be reached or used, in one line naming its address."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSettings:
+    """Where runs train (`--cluster`) and what each run takes of a node."""
+
+    address: str
+    cpus_per_run: float = 1.0
+    # A fraction packs several runs on one GPU; 0 trains on CPUs.
+    gpus_per_run: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSettings:
+    """What a task sets up in its worker process before training."""
+
+    backend_name: str
+    gpu_share: Optional[float]
+    environment: dict[str, str]
+    # The driver's folder, where relative data paths are found when the node has it too.
+    working_directory: str
+
+
+def check_address(value: str) -> str:
+    """`value` if it is one of ADDRESS_FORMS, else an InputError saying which forms are."""
+    if value in ("auto", "local"):
+        return value
+    _, port = _host_and_port(value)
+    if port is None:
+        raise InputError(f"--cluster {value!r} is not one of {ADDRESS_FORMS}")
+    return value
+
+
+def _host_and_port(address: str) -> tuple[str, Optional[int]]:
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = rest.rstrip("/").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return host, None
+    return host.strip("[]"), int(port)
+
+
+def require_ray() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise InputError(f"--cluster needs Ray, an optional extra: {INSTALL_HINT}")
+
+
+def reach(address: str) -> None:
+    """Raise ClusterError, within seconds, when nothing answers at the cluster's address (for
+    `auto`, the one RAY_ADDRESS names, if set; else Ray looks for a cluster on this machine)."""
+    target = (os.environ.get("RAY_ADDRESS") or None) if address == "auto" else address
+    if target is None or target in ("auto", "local"):
+        return
+    host, port = _host_and_port(target)
+    shown = address if target == address else f"{target} (RAY_ADDRESS)"
+    if target.startswith(("http://", "https://")):
+        raise ClusterError(
+            f"cannot attach to the Ray cluster at {shown}: that is a dashboard's address, for `ray job` commands;"
+            " give the cluster's own (HOST:6379, or ray://HOST:10001)"
+        )
+    if port is None:
+        raise ClusterError(f"cannot reach the Ray cluster at {shown}: not one of {ADDRESS_FORMS}")
+    try:
+        socket.create_connection((host, port), timeout=REACH_SECONDS).close()
+    except OSError as error:
+        raise ClusterError(f"cannot reach the Ray cluster at {shown}: {error.strerror or error}") from None
+
+
+@contextlib.contextmanager
+def attached(address: str) -> Iterator[None]:
+    """This process attached to the cluster at `address` (a private one started for `local`) for
+    the block, and detached after it, unless it was attached to Ray before (a notebook, a test):
+    then it keeps its cluster, whatever `address` says. `rnnbench run` attaches before reading
+    any data or importing Keras, so that a cluster it can't use is said at once."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    _connect(address)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _connect(address: str) -> None:
+    import ray
+
+    if address == "local":
+        # Errors only: Ray's warning that its token authentication is on concerns no one else here.
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        return
+    reach(address)
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise ClusterError(f"cannot attach to the Ray cluster at {_where(address)}: {_reason(error)}") from None
+
+
+def _where(address: str) -> str:
+    named = os.environ.get("RAY_ADDRESS")
+    return f"{named} (RAY_ADDRESS)" if address == "auto" and named else address
+
+
+def _reason(error: BaseException) -> str:
+    """Why Ray could not attach, in one line: the cause it chained, when that says more."""
+    causes = [error]
+    while causes[-1].__cause__ is not None and len(causes) < 5:
+        causes.append(causes[-1].__cause__)
+    # Ray words the cause into the text of the error it raises instead, as often as it chains it.
+    if any(type(cause).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(cause) for cause in causes):
+        return (
+            "it asks for an authentication token; set RAY_AUTH_MODE=token and give this machine the cluster's token"
+            " (RAY_AUTH_TOKEN, or ~/.ray/auth_token), see docs/cluster.md"
+        )
+    if "Could not find any running Ray instance" in str(error):
+        return "no Ray runs on this machine and RAY_ADDRESS is not set; start one (ray start --head) or use --cluster local"
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+class RayCluster:
+    """The executor of `--cluster`: runs as Ray tasks, as many at once as the cluster has room for."""
+
+    def __init__(self, sweep: Any, settings: ClusterSettings, count: int, backend_name: str):
+        self.sweep, self.settings, self.count = sweep, settings, count
+        self.runs_dir = Path(sweep.runs_dir).absolute()
+        self.worker_settings = WorkerSettings(
+            backend_name,
+            settings.gpus_per_run or None,
+            {name: os.environ[name] for name in FORWARDED_VARIABLES if os.environ.get(name)},
+            os.getcwd(),
+        )
+        self.handed_out: dict[Any, tuple[Any, Path]] = {}
+        self.attachment = attached(settings.address)
+        self.marker: Optional[str] = None
+
+    def __enter__(self) -> "RayCluster":
+        require_ray()
+        import ray
+
+        self.attachment.__enter__()
+        try:
+            nodes = self._check_resources()
+            # Workers that see this file see the runs folder as this process does.
+            self.marker = f".cluster-{secrets.token_hex(4)}"
+            results.write_atomic(self.runs_dir / self.marker, b"rnnbench: the mark of a sweep's driver on a Ray cluster; removed when it ends\n")
+            self.task = ray.remote(_train_on_node).options(
+                num_cpus=self.settings.cpus_per_run, num_gpus=self.settings.gpus_per_run, max_retries=RETRIES, retry_exceptions=False
+            )
+        except BaseException:
+            self.__exit__()
+            raise
+        total = ray.cluster_resources()
+        gpus = f", {total['GPU']:g} GPUs" if total.get("GPU") else ""
+        each = f"{self.settings.cpus_per_run:g} CPU" + (f" and {self.settings.gpus_per_run:g} GPU" if self.settings.gpus_per_run else "")
+        where = "a private Ray on this machine" if self.settings.address == "local" else f"the Ray cluster at {ray.get_runtime_context().gcs_address}"
+        self.sweep.echo(
+            f"training {self.count} run{'s' if self.count > 1 else ''} on {where}: {len(nodes)} node{'s' if len(nodes) > 1 else ''}, {total.get('CPU', 0):g} CPUs{gpus};"
+            f" {each} per run, up to {self.room()} at a time"
+        )
+        return self
+
+    def __exit__(self, *exception: Any) -> None:
+        if self.marker is not None:
+            (self.runs_dir / self.marker).unlink(missing_ok=True)
+            self.marker = None
+        self.attachment.__exit__(None, None, None)
+
+    def _check_resources(self) -> list[dict[str, Any]]:
+        """The cluster's live nodes; an InputError when no node could ever run a task of this size."""
+        import ray
+
+        nodes = [node for node in ray.nodes() if node.get("Alive")]
+        for option, amount, resource in (("--cpus-per-run", self.settings.cpus_per_run, "CPU"), ("--gpus-per-run", self.settings.gpus_per_run, "GPU")):
+            largest = max((node.get("Resources", {}).get(resource, 0.0) for node in nodes), default=0.0)
+            if amount > largest:
+                raise InputError(
+                    f"{option} {amount:g}: no node of the Ray cluster has that many {resource}s (the largest has {largest:g})"
+                )
+        return nodes
+
+    def room(self) -> int:
+        import ray
+
+        total = ray.cluster_resources()
+        fits = total.get("CPU", 0.0) / self.settings.cpus_per_run
+        if self.settings.gpus_per_run:
+            fits = min(fits, total.get("GPU", 0.0) / self.settings.gpus_per_run)
+        # At least one: a task waits in Ray's queue while the cluster has no room (a node away).
+        return max(1, int(fits + 1e-9))
+
+    def start(self, item: Any, run: Path, resume: bool) -> Any:
+        run = self.runs_dir / run.name
+        request = dataclasses.replace(
+            self.sweep.request(item, run.name, runs_marker=self.marker),
+            runs_dir=str(self.runs_dir),
+            data_dir=os.path.abspath(self.sweep.data_dir) if self.sweep.data_dir else None,
+            # Only read by a worker that can't see the runs folder; a resume is rare (after Ctrl-C).
+            resume_files=results.RunDirectory(run).files(checkpoint=True) if resume else None,
+        )
+        self._index(item, run, "running", process=results.this_process())
+        handle = self.task.remote(request, self.worker_settings)
+        self.handed_out[handle] = (item, run)
+        return handle
+
+    def finished(self, handles: list[Any]) -> list[Any]:
+        import ray
+
+        ready, _ = ray.wait(handles, num_returns=1)
+        return ready
+
+    def outcome(self, handle: Any) -> worker.RunOutcome:
+        import ray
+
+        item, run = self.handed_out.pop(handle)
+        try:
+            outcome: worker.RunOutcome = ray.get(handle)
+        except ray.exceptions.RayTaskError as error:
+            # The run itself raised (a data error, a disk full): recorded as failed, resumable.
+            cause = error.cause if isinstance(error.cause, BaseException) else None
+            self._index(item, run, "failed", error=str(cause or error).strip().splitlines()[0])
+            if isinstance(cause, RnnbenchError):
+                raise cause from None
+            raise
+        except ray.exceptions.RayError as error:
+            self._index(item, run, "failed", error=type(error).__name__)
+            raise worker.WorkerError(
+                f"the Ray worker training {item.label} died {RETRIES + 1} times ({type(error).__name__}); finished runs"
+                " are recorded: run the same command again to continue"
+            ) from None
+        return dataclasses.replace(outcome, record=self._received(run, outcome), files=None)
+
+    def _received(self, run: Path, outcome: worker.RunOutcome) -> dict[str, Any]:
+        """Write the files a worker sent back (if it could not see the runs folder), then index its record."""
+        shown = Path(self.sweep.runs_dir) / run.name
+        record = {**outcome.record, "run_dir": str(shown)}
+        if outcome.files is not None:
+            folder = results.RunDirectory(run)
+            folder.path.mkdir(parents=True, exist_ok=True)
+            folder.write_files({name: _pointing_at(name, data, shown) for name, data in outcome.files.items()})
+            folder.remove_checkpoint()  # A resumed run's old one, sent out with it; it has finished now.
+        results.index_run(self.runs_dir, run.name, record["name"], record["status"], record)
+        return record
+
+    def stop(self, handles: list[Any]) -> None:
+        import ray
+
+        for handle in handles:
+            ray.cancel(handle)
+        with contextlib.suppress(Exception):
+            ray.wait(handles, num_returns=len(handles), timeout=STOP_SECONDS)
+        for handle in handles:
+            item, run = self.handed_out.pop(handle)
+            try:
+                # A task that finished just before it was cancelled is recorded as it ended.
+                self._received(run, ray.get(handle, timeout=0))
+            except Exception:
+                self._index(item, run, "interrupted")
+
+    def _index(self, item: Any, run: Path, status: str, **more: Any) -> None:
+        """Index a run that no record came back for: handed out (running), interrupted or failed."""
+        config = item.config
+        record = {
+            "name": config.name, "config": config.to_dict(), "fingerprint": config.fingerprint(), "group": config.group_fingerprint(),
+            "command": self.sweep.command, "run_dir": str(Path(self.sweep.runs_dir) / run.name), "status": status, **more,
+        }
+        results.index_run(self.runs_dir, run.name, config.name, status, record)
+
+
+def _pointing_at(name: str, data: bytes, run_dir: Path) -> bytes:
+    """A run file as the worker wrote it, with the records in config.json and result.json naming
+    the folder the driver keeps the run in, rather than the worker's scratch folder."""
+    if name not in ("config.json", "result.json"):
+        return data
+    record = json.loads(data)
+    record["run_dir"] = str(run_dir)
+    return (json.dumps(record, indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
+def _train_on_node(request: worker.RunRequest, settings: WorkerSettings) -> worker.RunOutcome:
+    """A Ray task: set the worker process up before Keras is imported, then train as every executor does."""
+    worker.prepare(settings.backend_name, settings.gpu_share)
+    os.environ.update(settings.environment)
+    with _working_directory(settings.working_directory):
+        outcome = worker.train_request(request, worker.labelled_echo(request.label))
+    import ray
+
+    return dataclasses.replace(outcome, node=ray.util.get_node_ip_address())
+
+
+@contextlib.contextmanager
+def _working_directory(path: str) -> Iterator[None]:
+    """Run the block in `path` when this node has it (relative data paths then mean what they
+    meant to the driver), and in the worker's own folder otherwise."""
+    previous = os.getcwd()
+    try:
+        os.chdir(path)
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        os.chdir(previous)

@@ -59,6 +59,10 @@ class ClusterSettings:
     cpus_per_run: float = 1.0
     # A fraction packs several runs on one GPU; 0 trains on CPUs.
     gpus_per_run: float = 0.0
+    # The driver's folder when the command started, which relative paths are read from. Taken
+    # before attaching: in a `ray job submit` with --working-dir, Ray may unpack the job's folder
+    # again while the driver attaches, which leaves the process in a folder that no longer exists.
+    working_directory: str = dataclasses.field(default_factory=os.getcwd)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,12 +181,13 @@ class RayCluster:
 
     def __init__(self, sweep: Any, settings: ClusterSettings, count: int, backend_name: str):
         self.sweep, self.settings, self.count = sweep, settings, count
-        self.runs_dir = Path(sweep.runs_dir).absolute()
+        self.runs_dir = Path(settings.working_directory, sweep.runs_dir)
+        self.data_dir = str(Path(settings.working_directory, sweep.data_dir)) if sweep.data_dir else None
         self.worker_settings = WorkerSettings(
             backend_name,
             settings.gpus_per_run or None,
             {name: os.environ[name] for name in FORWARDED_VARIABLES if os.environ.get(name)},
-            os.getcwd(),
+            settings.working_directory,
         )
         self.handed_out: dict[Any, tuple[Any, Path]] = {}
         self.attachment = attached(settings.address)
@@ -248,7 +253,7 @@ class RayCluster:
         request = dataclasses.replace(
             self.sweep.request(item, run.name, runs_marker=self.marker),
             runs_dir=str(self.runs_dir),
-            data_dir=os.path.abspath(self.sweep.data_dir) if self.sweep.data_dir else None,
+            data_dir=self.data_dir,
             # Only read by a worker that can't see the runs folder; a resume is rare (after Ctrl-C).
             resume_files=results.RunDirectory(run).files(checkpoint=True) if resume else None,
         )
@@ -346,8 +351,8 @@ def _train_on_node(request: worker.RunRequest, settings: WorkerSettings) -> work
 def _working_directory(path: str) -> Iterator[None]:
     """Run the block in `path` when this node has it (relative data paths then mean what they
     meant to the driver), and in the worker's own folder otherwise."""
-    previous = os.getcwd()
     try:
+        previous = os.getcwd()
         os.chdir(path)
     except OSError:
         yield

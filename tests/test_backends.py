@@ -27,7 +27,8 @@ def probe(data_dir: str, runs_dir: str) -> dict:
     import numpy as np
 
     from rnnbench.model import MultiHot, build_model
-    from rnnbench.train import run_all, run_experiment
+    from rnnbench.executor import run_all
+    from rnnbench.train import run_experiment
     from test_kernels import trace_calls
 
     root = Path(__file__).resolve().parent.parent

@@ -12,7 +12,8 @@ from tensorboard.backend.event_processing import event_multiplexer
 
 from rnnbench import observers, results, tensorboard_events
 from rnnbench.config import config_from_mapping
-from rnnbench.train import run_all, run_experiment
+from rnnbench.executor import run_all
+from rnnbench.train import run_experiment
 
 EPOCH_TAGS = {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"}
 RESULT_TAGS = {f"result/{key}" for key in tensorboard_events.RESULT_KEYS}

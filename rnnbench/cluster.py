@@ -210,11 +210,11 @@ class RayCluster:
             self.__exit__()
             raise
         total = ray.cluster_resources()
-        gpus = f", {total['GPU']:g} GPUs" if total.get("GPU") else ""
+        gpus = f", {_count(total['GPU'], 'GPU')}" if total.get("GPU") else ""
         each = f"{self.settings.cpus_per_run:g} CPU" + (f" and {self.settings.gpus_per_run:g} GPU" if self.settings.gpus_per_run else "")
         where = "a private Ray on this machine" if self.settings.address == "local" else f"the Ray cluster at {ray.get_runtime_context().gcs_address}"
         self.sweep.echo(
-            f"training {self.count} run{'s' if self.count > 1 else ''} on {where}: {len(nodes)} node{'s' if len(nodes) > 1 else ''}, {total.get('CPU', 0):g} CPUs{gpus};"
+            f"training {_count(self.count, 'run')} on {where}: {_count(len(nodes), 'node')}, {_count(total.get('CPU', 0), 'CPU')}{gpus};"
             f" {each} per run, up to {self.room()} at a time"
         )
         return self
@@ -277,15 +277,15 @@ class RayCluster:
         except ray.exceptions.RayTaskError as error:
             # The run itself raised (a data error, a disk full): recorded as failed, resumable.
             cause = error.cause if isinstance(error.cause, BaseException) else None
-            self._index(item, run, "failed", error=str(cause or error).strip().splitlines()[0])
+            self._index(item, run, "failed", error=(str(cause or error).strip().splitlines() or [type(cause or error).__name__])[0])
             if isinstance(cause, RnnbenchError):
                 raise cause from None
             raise
         except ray.exceptions.RayError as error:
             self._index(item, run, "failed", error=type(error).__name__)
             raise worker.WorkerError(
-                f"the Ray worker training {item.label} died {RETRIES + 1} times ({type(error).__name__}); finished runs"
-                " are recorded: run the same command again to continue"
+                f"the Ray task training {item.label} was lost ({type(error).__name__}: its worker or node died, and"
+                f" its {RETRIES} retries with it); finished runs are recorded: run the same command again to continue"
             ) from None
         return dataclasses.replace(outcome, record=self._received(run, outcome), files=None)
 
@@ -324,6 +324,10 @@ class RayCluster:
             "command": self.sweep.command, "run_dir": str(Path(self.sweep.runs_dir) / run.name), "status": status, **more,
         }
         results.index_run(self.runs_dir, run.name, config.name, status, record)
+
+
+def _count(amount: float, noun: str) -> str:
+    return f"{amount:g} {noun}{'' if amount == 1 else 's'}"
 
 
 def _pointing_at(name: str, data: bytes, run_dir: Path) -> bytes:

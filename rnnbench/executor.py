@@ -243,8 +243,10 @@ def run_all(
         check_data([item.config for item in pending], data_dir, echo)
 
     sweep = Sweep(data_dir, runs_dir, command, echo, reuse=not force, resume=resume and not force, announce=len(configs) > 1)
-    with _executor(sweep, pending, jobs, cluster) as executor:
-        for item, outcome in train_pending(pending, executor, sweep):
+    # Closed inside the executor's block, so that an interrupt while a line is said here still
+    # stops the runs in flight before the executor goes.
+    with _executor(sweep, pending, jobs, cluster) as executor, contextlib.closing(train_pending(pending, executor, sweep)) as finishing:
+        for item, outcome in finishing:
             records[item.position] = outcome.record
             if len(configs) > 1 or outcome.node:
                 echo(f"{item.label}: {_outcome(outcome.record)}{f' on node {outcome.node}' if outcome.node else ''}")

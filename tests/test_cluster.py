@@ -256,6 +256,15 @@ def test_a_cluster_that_cant_be_reached_is_one_line_and_exit_1(tmp_path):
     assert time.perf_counter() - started < 10 and not (tmp_path / "runs").exists()
 
 
+def test_a_run_no_node_has_room_for_is_refused_in_one_line(local_ray, tiny_data_dir, tmp_path):
+    outcome = CliRunner().invoke(main, [
+        "run", str(sweep_file(tmp_path, "roomless", [1])), "--data-dir", str(tiny_data_dir), "--runs-dir", str(tmp_path / "runs"),
+        "--cluster", "local", "--gpus-per-run", "0.25",
+    ])
+    assert (outcome.exit_code, outcome.stderr) == (2, "Error: --gpus-per-run 0.25: no node of the Ray cluster has that many GPUs (the largest has 0)\n")
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == ["index.sqlite"]
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [

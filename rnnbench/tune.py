@@ -278,11 +278,7 @@ def open_studies(candidates: list[Candidate], settings: Settings, storage_url: s
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    engine = {"connect_args": {"timeout": 120}} if storage_url.startswith("sqlite") else {}
-    try:
-        storage = optuna.storages.RDBStorage(storage_url, engine_kwargs=engine)
-    except Exception as error:  # A bad URL, an unreachable server, a file that is not a database.
-        raise TuneError(f"--storage {storage_url}: cannot open the study storage: {_first_line(error)}") from None
+    storage = _storage(storage_url)
     for candidate in candidates:
         study = optuna.create_study(
             study_name=candidate.name, storage=storage, direction="maximize", load_if_exists=True, pruner=_pruner(settings),
@@ -297,6 +293,26 @@ def open_studies(candidates: list[Candidate], settings: Settings, storage_url: s
                 " trial seed); keep them, or give the config another name, or use another --storage"
             )
         candidate.study = study
+
+
+# Processes started together on a new storage race to create its tables; the losers retry.
+STORAGE_ATTEMPTS = 5
+
+
+def _storage(url: str) -> Any:
+    import optuna
+
+    engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    for attempt in range(1, STORAGE_ATTEMPTS + 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        except Exception as error:  # A bad URL, an unreachable server, a file that is not a database.
+            # Another process creating the tables at the same moment (a duplicate schema row,
+            # a locked database) is worth another try; anything else is the storage's answer.
+            if type(error).__name__ not in ("IntegrityError", "OperationalError") or attempt == STORAGE_ATTEMPTS:
+                raise TuneError(f"--storage {url}: cannot open the study storage: {_first_line(error)}") from None
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
 
 
 # No trial is pruned before a few have finished, nor on its first epoch's number alone: settings

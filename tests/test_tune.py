@@ -344,3 +344,12 @@ def test_the_median_pruner_waits_for_three_trials_and_never_judges_a_first_epoch
     slow_starter.report(0.1, 2)
     assert slow_starter.should_prune()
     assert tune.pruner_description(settings) == "median, after 3 trials, from epoch 2"
+
+
+def test_a_storage_that_is_not_a_database_is_one_line(tmp_path):
+    settings, candidates = tune.read_plan(write_config(tmp_path, TINY))
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("not a database")
+    with pytest.raises(tune.TuneError) as raised:
+        tune.open_studies(candidates, settings, f"sqlite:///{junk}")
+    assert str(raised.value) == f"--storage sqlite:///{junk}: cannot open the study storage: (sqlite3.DatabaseError) file is not a database"

@@ -301,7 +301,8 @@ def this_process() -> dict[str, Any]:
     return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
-def _process_gone(process: Optional[dict[str, Any]]) -> bool:
+def process_gone(process: Optional[dict[str, Any]]) -> bool:
+    """Whether the process `this_process` described has ended (a running run's, a tuning trial's)."""
     if not process or process.get("host") != socket.gethostname():
         return False  # Another machine's process can't be checked from here.
     if not isinstance(process.get("pid"), int) or process["pid"] <= 0:
@@ -353,7 +354,7 @@ def read_runs(runs_dir: Path, statuses: Optional[Iterable[str]] = ("completed",)
         if wanted is not None and status not in wanted and status != "running":
             continue  # Not wanted, whatever the record holds (a `running` run may turn out incomplete).
         entry = _checked_record(path, run_id, name, status, started, updated, record)
-        if entry["status"] == "running" and _process_gone(entry.get("process")):
+        if entry["status"] == "running" and process_gone(entry.get("process")):
             entry["status"] = INCOMPLETE
         if wanted is None or entry["status"] in wanted:
             records.append(entry)

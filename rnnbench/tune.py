@@ -400,7 +400,7 @@ def _counted(trials: list[Any]) -> list[Any]:
 
 
 def _owner_gone(trial: Any) -> bool:
-    return trial.state.name == "RUNNING" and results._process_gone(trial.user_attrs.get(OWNER))
+    return trial.state.name == "RUNNING" and results.process_gone(trial.user_attrs.get(OWNER))
 
 
 def next_trial(candidate: Candidate, settings: Settings, runs_dir: Path) -> Optional[tuple[Any, bool]]:
@@ -484,7 +484,7 @@ def tune(
         best = best_trial(candidate)
         if best is None:
             raise TuneError(f"{candidate.name}: none of its {settings.trials} trials completed (all pruned or diverged); widen tune.space or turn the pruner off")
-        echo(f"[{candidate.name}] best of {settings.trials} trials: t{best.number:03d}, val_accuracy {best.value:.4f}, {_params(best.params)}")
+        echo(f"[{candidate.name}] best of {settings.trials} trials: t{best.number:03d}, val_accuracy {best.value:.4f}, {settings_text(best.params)}")
         finals.extend(final_configs(candidate, settings, best.params))
     echo(f"training each winner over seeds {', '.join(map(str, settings.seeds))}: {len(finals)} runs")
     records = executor.run_all(finals, data_dir, runs_dir, command, echo=echo)
@@ -502,7 +502,7 @@ def _train_trial(
     study = candidate.study
     config = trial_config(candidate, settings, trial.params, trial.number)
     label = f"[{candidate.name}] trial {trial.number + 1} of {settings.trials}"
-    echo(f"{label}: {_params(trial.params)}{' (its process stopped; finishing it)' if resumed else ''}")
+    echo(f"{label}: {settings_text(trial.params)}{' (its process stopped; finishing it)' if resumed else ''}")
     observer = TrialObserver(trial)
     pruned = _pruned_run(runs_dir, config)
     if pruned is not None:
@@ -568,9 +568,10 @@ def best_trial(candidate: Candidate) -> Optional[Any]:
     return max(completed, key=lambda trial: (trial.value, -trial.number))
 
 
-def _params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={_value(value)}" for key, value in params.items())
+def settings_text(params: dict[str, Any]) -> str:
+    """`key=value, ...` with floats to 3 significant digits, as progress lines and the report show settings."""
+    return ", ".join(f"{key}={value_text(value)}" for key, value in params.items())
 
 
-def _value(value: Any) -> str:
+def value_text(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)

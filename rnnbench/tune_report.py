@@ -10,7 +10,7 @@ from typing import Any
 
 from rnnbench import report
 from rnnbench.results import write_atomic
-from rnnbench.tune import RUN_ID, STATUS, Candidate, Settings, best_trial, pruner_description
+from rnnbench.tune import RUN_ID, STATUS, Candidate, Settings, best_trial, pruner_description, settings_text, value_text
 
 
 def write_tune_report(
@@ -24,7 +24,7 @@ def write_tune_report(
         "",
         f"- {len(candidates)} candidates, {settings.trials} trials each, the same search space, search settings and pruner"
         f" ({pruner_description(settings)}); seeded TPE sampler, {settings.random_trials} random trials first; trials train with seed {settings.trial_seed}",
-        f"- search settings (trials only): {_settings_text(settings.search) or 'none'}",
+        f"- search settings (trials only): {settings_text(settings.search) or 'none'}",
         f"- the winners were trained again over fresh seeds {', '.join(map(str, settings.seeds))} with the config's own data settings",
         f"- made with `{command}` on {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         "",
@@ -49,7 +49,7 @@ def _candidate_section(candidate: Candidate, settings: Settings, out_dir: Path, 
     lines = [f"## {candidate.name}", ""]
     pruned = sum(1 for trial in counted if trial.state.name == "PRUNED")
     lines.append(f"{len(counted)} trials ({pruned} pruned). Best: " + (
-        f"t{best.number:03d}, val_accuracy {best.value:.4f}, {_settings_text(best.params)}" if best else "none completed"
+        f"t{best.number:03d}, val_accuracy {best.value:.4f}, {settings_text(best.params)}" if best else "none completed"
     ))
     lines += ["", "| trial | outcome | best val acc | epochs | " + " | ".join(dimension.key for dimension in settings.space) + " | run |"]
     lines.append("|" + "---|" * (5 + len(settings.space)))
@@ -59,7 +59,7 @@ def _candidate_section(candidate: Candidate, settings: Settings, out_dir: Path, 
             f"({max(trial.intermediate_values.values()):.4f})" if trial.intermediate_values else "-"
         )
         cells = [f"t{trial.number:03d}", outcome, value, str(len(trial.intermediate_values))]
-        cells += [_value(trial.params.get(dimension.key)) for dimension in settings.space]
+        cells += [value_text(trial.params.get(dimension.key)) for dimension in settings.space]
         cells.append(str(trial.user_attrs.get(RUN_ID, "-")))
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -97,11 +97,3 @@ def _pictures(candidate: Candidate, out_dir: Path) -> list[tuple[str, Path]]:
         plt.close(figure)
         drawn.append((f"{caption}: {candidate.name}", path))
     return drawn
-
-
-def _settings_text(values: dict[str, Any]) -> str:
-    return ", ".join(f"{key}={_value(value)}" for key, value in values.items())
-
-
-def _value(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)

@@ -21,6 +21,7 @@ Ray is an optional extra (`pip install 'rnnbench[ray]'`), imported only by a com
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -179,8 +180,11 @@ def _reason(error: BaseException) -> str:
 class RayCluster:
     """The executor of `--cluster`: runs as Ray tasks, as many at once as the cluster has room for."""
 
-    def __init__(self, sweep: Any, settings: ClusterSettings, count: int, backend_name: str):
+    def __init__(self, sweep: Any, settings: ClusterSettings, count: int, backend_name: str, configs: Optional[list[Any]] = None):
+        """`configs`, when known up front, are those of the runs to hand out: each run's data is
+        then dropped from the object store once the last run that reads it has been handed out."""
         self.sweep, self.settings, self.count = sweep, settings, count
+        self.configs = configs
         self.runs_dir = Path(settings.working_directory, sweep.runs_dir)
         self.data_dir = str(Path(settings.working_directory, sweep.data_dir)) if sweep.data_dir else None
         self.worker_settings = WorkerSettings(
@@ -190,6 +194,9 @@ class RayCluster:
             settings.working_directory,
         )
         self.handed_out: dict[Any, tuple[Any, Path]] = {}
+        # The data each distinct Prepared.key names, prepared here and put in Ray's object store.
+        self.shared_data: dict[str, Any] = {}
+        self.still_to_read: Optional[collections.Counter[str]] = None
         self.attachment = attached(settings.address)
         self.marker: Optional[str] = None
 
@@ -258,9 +265,32 @@ class RayCluster:
             resume_files=results.RunDirectory(run).files(checkpoint=True) if resume else None,
         )
         self._index(item, run, "running", process=results.this_process())
-        handle = self.task.remote(request, self.worker_settings)
+        # In a list, so that Ray hands the task the reference rather than the data: the data is
+        # read only once the task has chosen its backend (unpickling it imports Keras).
+        handle = self.task.remote(request, self.worker_settings, [self._shared(item.config)])
         self.handed_out[handle] = (item, run)
         return handle
+
+    def _shared(self, config: Any) -> Any:
+        """The object-store reference to `config`'s data, prepared here the first time a run needs
+        it: worker nodes then need no data folder and tokenize nothing. A task keeps what it was
+        given for its retries, so the driver lets go once no run still to hand out reads it."""
+        import ray
+
+        from rnnbench import train
+
+        if self.still_to_read is None and self.configs is not None:
+            self.still_to_read = collections.Counter(train.Prepared.key(each) for each in self.configs)
+        key = train.Prepared.key(config)
+        if key not in self.shared_data:
+            self.sweep.echo(f"preparing the data of {config.name} here, once, for every run that reads it")
+            self.shared_data[key] = ray.put(train.Prepared(config, self.sweep.data_dir, self.sweep.echo))
+        reference = self.shared_data[key]
+        if self.still_to_read is not None:
+            self.still_to_read[key] -= 1
+            if self.still_to_read[key] <= 0:
+                del self.shared_data[key]
+        return reference
 
     def finished(self, handles: list[Any]) -> list[Any]:
         import ray
@@ -340,13 +370,16 @@ def _pointing_at(name: str, data: bytes, run_dir: Path) -> bytes:
     return (json.dumps(record, indent=2, sort_keys=False) + "\n").encode("utf-8")
 
 
-def _train_on_node(request: worker.RunRequest, settings: WorkerSettings) -> worker.RunOutcome:
-    """A Ray task: set the worker process up before Keras is imported, then train as every executor does."""
+def _train_on_node(request: worker.RunRequest, settings: WorkerSettings, shared_data: list[Any]) -> worker.RunOutcome:
+    """A Ray task: set the worker process up before Keras is imported, then train as every executor
+    does, on the data the driver prepared (`shared_data`: its object-store reference, in a list)."""
+    import ray
+
     worker.prepare(settings.backend_name, settings.gpu_share)
     os.environ.update(settings.environment)
+    prepared = ray.get(shared_data[0])
     with _working_directory(settings.working_directory):
-        outcome = worker.train_request(request, worker.labelled_echo(request.label))
-    import ray
+        outcome = worker.train_request(request, worker.labelled_echo(request.label), prepared)
 
     return dataclasses.replace(outcome, node=ray.util.get_node_ip_address())
 

@@ -259,7 +259,7 @@ def _executor(sweep: Sweep, pending: list[Pending], jobs: int, cluster: Optional
     if cluster is not None and pending:
         from rnnbench.cluster import RayCluster
 
-        return RayCluster(sweep, cluster, len(pending), pending[0].config.backend)
+        return RayCluster(sweep, cluster, len(pending), pending[0].config.backend, [item.config for item in pending])
     if jobs > 1 and len(pending) > 1:
         return Processes(sweep, jobs, len(pending), pending[0].config.backend)
     return Sequential(sweep)

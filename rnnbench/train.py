@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 import math
 import shutil
@@ -37,7 +38,23 @@ Index = Callable[[str, str, str, dict[str, Any]], None]
 
 
 class Prepared:
-    """A run's data, encoded: training, validation and test inputs and labels, and the vocabulary."""
+    """A run's data, encoded: training, validation and test inputs and labels, and the vocabulary.
+
+    Plain values and arrays, so that a cluster's driver prepares it once for every run with the
+    same `key` and hands it to their tasks through Ray's object store.
+    """
+
+    @staticmethod
+    def key(config: Config) -> str:
+        """What the prepared data depends on: the data settings, the seed (which cuts the
+        validation split) and the model settings that shape the vocabulary and token weights."""
+        depends_on = {
+            "data": config.data.model_dump(mode="json"),
+            "seed": config.train.seed,
+            "ngrams": config.model.ngrams,
+            "ngram_weighting": config.model.ngram_weighting,
+        }
+        return hashlib.sha256(json.dumps(depends_on, sort_keys=True).encode("utf-8")).hexdigest()
 
     def __init__(self, config: Config, data_dir: Optional[str], echo: Callable[[str], None]):
         settings = config.data
@@ -298,6 +315,7 @@ def run_experiment(
     observers: Sequence[run_observers.RunObserver] = (),
     run_id: Optional[str] = None,
     index: Optional[Index] = None,
+    prepared: Optional[Prepared] = None,
 ) -> dict[str, Any]:
     """Train one model for `config` and record it under `runs_dir`; returns the run's record.
 
@@ -308,11 +326,15 @@ def run_experiment(
     KeyboardInterrupt with that folder as its `run_dir`. `observers`, after those every run gets
     (`observers.for_run`), are told of the run's opening, epochs and end. A new run's folder is
     named `run_id` when a driver chose it; `index` replaces runs_dir's index (see `Index`).
+    `prepared` is the run's data when a driver prepared it (`Prepared.key` equal to the config's).
     """
     index = index or functools.partial(results.index_run, runs_dir)
     echo(f"[{config.name}] {config.model.cell}, backend {config.backend}")
     run_started = time.perf_counter()
-    prepared = Prepared(config, data_dir, echo)
+    if prepared is None:
+        prepared = Prepared(config, data_dir, echo)
+    else:
+        echo(f"{prepared.summary['dataset']}: data prepared once by the driver ({prepared.summary['train_rows']:,} training rows)")
     pretrained = _pretrained_vectors(config, prepared, data_dir, echo)
     network = _compiled_model(config, prepared, pretrained)
     device, choices = _plan_kernels(config, echo)

@@ -92,10 +92,12 @@ def prepare(backend_name: str, gpu_share: Optional[float] = None) -> None:
             torch.cuda.set_per_process_memory_fraction(min(gpu_share, 1.0))
 
 
-def train_request(request: RunRequest, echo: Callable[[str], None]) -> RunOutcome:
+def train_request(request: RunRequest, echo: Callable[[str], None], prepared: Any = None) -> RunOutcome:
     """Train the run `request` describes, in its folder, going on from the folder's checkpoint if it has one.
 
     The one worker function: the same for a sequential sweep, `--jobs` processes and Ray tasks.
+    `prepared` is the run's data (a `train.Prepared`) when the driver prepared it; else the
+    worker reads and encodes it.
     """
     from rnnbench import results, train
     from rnnbench.config import Config
@@ -119,7 +121,7 @@ def train_request(request: RunRequest, echo: Callable[[str], None]) -> RunOutcom
             echo(f"{request.label}: {'resuming' if resume else 'training'}")
         record = train.run_experiment(
             config, request.data_dir, where, request.command, echo, resume=resume, progress_bar=request.progress_bar,
-            run_id=request.run_id, index=_indexed_by_driver if on_cluster else None,
+            run_id=request.run_id, index=_indexed_by_driver if on_cluster else None, prepared=prepared,
         )
         return RunOutcome(record, run.files() if sends_files else None)
 

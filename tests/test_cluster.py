@@ -222,17 +222,19 @@ def test_rnnbench_run_on_a_head_started_with_ray_start(ray_head, tiny_data_dir, 
 
 
 def test_runs_a_cluster_cant_see_come_back_to_the_driver(ray_head, tiny_data_dir, tmp_path):
-    """The driver alone sees its runs folder (a tmpfs in a mount namespace of its own, as a laptop's
-    disk is to a cluster): each run trains in a worker's scratch folder and its files come back."""
+    """The driver alone sees its runs folder and its data folder (a tmpfs in a mount namespace of
+    its own, as a laptop's disk is to a cluster): the data reaches the workers through Ray's object
+    store, each run trains in a worker's scratch folder and its files come back."""
     if shutil.which("unshare") is None or subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
         pytest.skip("needs a private mount namespace (unshare --mount, as root) to hide the runs folder from the cluster")
     private = tmp_path / "private"
     private.mkdir()
     runs = private / "runs"
-    environment = {**os.environ, "RAY_AUTH_MODE": "disabled", "RNNBENCH_DATA_DIR": str(tiny_data_dir), "KERAS_BACKEND": COMMAND_BACKEND}
-    command = [str(sweep_file(tmp_path, "far", [1])), "--runs-dir", str(runs), "--cluster", ray_head]
+    environment = {**os.environ, "RAY_AUTH_MODE": "disabled", "RNNBENCH_DATA_DIR": str(private / "data"), "KERAS_BACKEND": COMMAND_BACKEND}
+    command = [str(sweep_file(tmp_path, "far", [1, 2])), "--runs-dir", str(runs), "--cluster", ray_head]
     script = (
-        f"mount -t tmpfs tmpfs {private} && {sys.executable} -m rnnbench run {' '.join(command)} && "
+        f"mount -t tmpfs tmpfs {private} && cp -r {tiny_data_dir} {private / 'data'} && "
+        f"{sys.executable} -m rnnbench run {' '.join(command)} && "
         f"{sys.executable} -c 'import json, pathlib, sys; from rnnbench import results; print(json.dumps(results.read_runs(pathlib.Path(sys.argv[1]))))' {runs} && "
         f"cd {runs} && find . -type f | sort"
     )
@@ -240,10 +242,14 @@ def test_runs_a_cluster_cant_see_come_back_to_the_driver(ray_head, tiny_data_dir
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert not list(private.iterdir()), "the runs folder is visible outside the driver's namespace"
     lines = completed.stdout.splitlines()
-    [record] = json.loads(next(line for line in lines if line.startswith("[{")))
-    assert record["status"] == "completed" and record["run_dir"] == str(runs / record["run_id"])
+    records = json.loads(next(line for line in lines if line.startswith("[{")))
+    assert [record["status"] for record in records] == ["completed", "completed"]
+    # Each seed cuts its own validation split, so each run's data is prepared once, by the driver.
+    assert sum(line.startswith("preparing the data of far here, once") for line in lines) == 2
     files = [line for line in lines if line.startswith("./")]
-    assert {f"./{record['run_id']}/{name}" for name in ("config.json", "history.jsonl", "model.keras", "result.json", "vocabulary.json")} <= set(files)
+    for record in records:
+        assert record["run_dir"] == str(runs / record["run_id"])
+        assert {f"./{record['run_id']}/{name}" for name in ("config.json", "history.jsonl", "model.keras", "result.json", "vocabulary.json")} <= set(files)
     assert not any(name.endswith(results.CHECKPOINT_FILE) or "/.cluster-" in name for name in files)
 
 

@@ -41,10 +41,10 @@ class _Commands(click.Group):
             raise failure from None
 
 
-def _select_backend(name: str) -> None:
+def _select_backend(name: str, choice: str | None = None) -> None:
     from rnnbench.backend import select_backend
 
-    select_backend(name)
+    select_backend(name, choice)
 
 
 def _overrides(overrides: Sequence[str], backend: str | None) -> list[str]:
@@ -85,6 +85,36 @@ def main() -> None:
     """
 
 
+def executor_options(command: Callable) -> Callable:
+    """Where the runs of `run` and `tune` train: --jobs, --cluster, --cpus-per-run, --gpus-per-run."""
+    for option in reversed(_EXECUTOR_OPTIONS):
+        command = option(command)
+    return command
+
+
+_EXECUTOR_OPTIONS = [
+    click.option(
+        "--jobs",
+        type=click.IntRange(1, 64),
+        default=1,
+        show_default=True,
+        help="Train this many runs of a sweep (or trials of a tuning) at once, each in its own process (for a GPU that one small model leaves idle).",
+    ),
+    click.option(
+        "--cluster",
+        metavar="auto|local|HOST:PORT|ray://HOST:PORT",
+        help="Train every run as a task on a Ray cluster (needs the ray extra): auto attaches to the one RAY_ADDRESS names or"
+        " `ray start` started here, local starts a private one on this machine. See docs/cluster.md.",
+    ),
+    click.option("--cpus-per-run", type=click.FloatRange(0.01, 1024), help="With --cluster: CPUs each run takes on its node.  [default: 1]"),
+    click.option(
+        "--gpus-per-run",
+        type=click.FloatRange(0, 64),
+        help="With --cluster, or --jobs on one GPU: the share of a GPU each run takes (its memory capped to it), 0.25 packing four runs on one GPU.  [default: 0]",
+    ),
+]
+
+
 @main.command()
 @click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(dir_okay=False))
 @set_option
@@ -97,21 +127,7 @@ def main() -> None:
     show_default=True,
     help="Go on with an unfinished run of the same config and seed from its last finished epoch, or start a new run.",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Train this many runs of a sweep at once, each in its own process (for a GPU that one small model leaves idle).",
-)
-@click.option(
-    "--cluster",
-    metavar="auto|local|HOST:PORT|ray://HOST:PORT",
-    help="Train every run as a task on a Ray cluster (needs the ray extra): auto attaches to the one RAY_ADDRESS names or"
-    " `ray start` started here, local starts a private one on this machine. See docs/cluster.md.",
-)
-@click.option("--cpus-per-run", type=click.FloatRange(0.01, 1024), help="With --cluster: CPUs each run takes on its node.  [default: 1]")
-@click.option("--gpus-per-run", type=click.FloatRange(0, 64), help="With --cluster: GPUs each run takes, 0.25 packing four runs on one GPU.  [default: 0]")
+@executor_options
 @click.option("--data-dir", envvar="RNNBENCH_DATA_DIR", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @runs_dir_option
 @mlflow_option("Also log each run to this MLflow tracking server or store (needs the mlflow extra); the runs folder stays the record.")
@@ -145,7 +161,7 @@ def run(
     if tracking_uri:
         mlflow_tracking.use(tracking_uri)
     configs = expand(config_path, _overrides(overrides, backend), seed_count)
-    _select_backend(configs[0].backend)
+    _select_backend(configs[0].backend, configs[0].backend_choice)
     if len({config.backend for config in configs}) > 1:
         raise UserError(f"{config_path}: a sweep runs in one process, so it can't vary `backend`; run one config per backend")
     from rnnbench import executor, report
@@ -161,7 +177,8 @@ def run(
     try:
         with _attached(settings), sweep:
             records = executor.run_all(
-                configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs, cluster=settings
+                configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs, cluster=settings,
+                gpus_per_run=None if settings else gpus_per_run,
             )
     except KeyboardInterrupt as interrupt:
         click.echo(
@@ -253,9 +270,15 @@ def _cluster_settings(address: str | None, cpus_per_run: float | None, gpus_per_
     """The --cluster options, checked before anything slow: a cluster that can't be reached is one
     line within seconds, before Keras is imported."""
     if address is None:
-        for option, value in (("--cpus-per-run", cpus_per_run), ("--gpus-per-run", gpus_per_run)):
-            if value is not None:
-                raise UserError(f"{option} needs --cluster")
+        if cpus_per_run is not None:
+            raise UserError("--cpus-per-run needs --cluster")
+        if gpus_per_run is not None and jobs == 1:
+            raise UserError("--gpus-per-run needs --cluster, or --jobs N to pack N runs on this machine's GPU")
+        if gpus_per_run is not None and jobs * gpus_per_run > 1:
+            raise UserError(
+                f"--jobs {jobs} with --gpus-per-run {gpus_per_run:g} asks for {jobs * gpus_per_run:g} GPUs; --jobs runs share one"
+                f" GPU, so each may take at most 1/{jobs} of it (--gpus-per-run {1 / jobs:.4g})"
+            )
         return None
     if jobs > 1:
         raise UserError("--jobs and --cluster don't go together: a cluster trains as many runs at once as it has room for (--cpus-per-run, --gpus-per-run)")
@@ -314,12 +337,14 @@ def _interrupted(run_dir: str | None, sweep: bool, parallel: bool = False, clust
     " the same config; default: tune.sqlite in the runs folder.",
 )
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the tuning report; default: reports/tune-<config name>.")
+@executor_options
 @click.option("--data-dir", envvar="RNNBENCH_DATA_DIR", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @runs_dir_option
 @mlflow_option("Also log each trial and final run to this MLflow tracking server or store, nested under one parent run.")
 def tune_command(
-    config_path: str, overrides: Sequence[str], backend: str | None, storage: str | None, out_dir: str | None, data_dir: str | None,
-    runs_dir: str, tracking_uri: str | None,
+    config_path: str, overrides: Sequence[str], backend: str | None, storage: str | None, out_dir: str | None, jobs: int,
+    cluster: str | None, cpus_per_run: float | None, gpus_per_run: float | None, data_dir: str | None, runs_dir: str,
+    tracking_uri: str | None,
 ) -> None:
     """Tune every candidate of CONFIG.yaml with the same budget, then compare the winners over fresh seeds.
 
@@ -329,13 +354,15 @@ def tune_command(
     settings are trained again over tune.seeds as <candidate>-tuned, and the comparison with its
     verdict is printed and written, with each study's history, to the report folder. Running
     the same command again (or several at once, with one --storage) continues the studies.
+    With --jobs or --cluster, trials train side by side, each asked when there is room for it.
     """
     from rnnbench import mlflow_tracking, results, tune
 
+    cluster_settings = _cluster_settings(cluster, cpus_per_run, gpus_per_run, jobs)
     if tracking_uri:
         mlflow_tracking.use(tracking_uri)
     settings, candidates = tune.read_plan(config_path, _overrides(overrides, backend))
-    _select_backend(candidates[0].config.backend)
+    _select_backend(candidates[0].config.backend, candidates[0].config.backend_choice)
     if len({candidate.config.backend for candidate in candidates}) > 1:
         raise UserError(f"{config_path}: a tuning runs in one process, so it can't vary `backend`; tune one config per backend")
     runs = Path(runs_dir)
@@ -350,7 +377,10 @@ def tune_command(
     base = os.path.commonprefix([candidate.name for candidate in candidates]).rstrip("-") or "tune"
     try:
         with mlflow_tracking.parent_run(f"tune-{base}"):
-            finals = tune.tune(settings, candidates, data_dir, runs, command, click.echo, tune.storage_label(storage))
+            finals = tune.tune(
+                settings, candidates, data_dir, runs, command, click.echo, tune.storage_label(storage), jobs=jobs, cluster=cluster_settings,
+                gpus_per_run=None if cluster_settings else gpus_per_run,
+            )
     except KeyboardInterrupt:
         click.echo(
             "\ninterrupted; run the same command again to continue: finished trials count toward the budget, and the"

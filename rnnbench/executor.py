@@ -18,7 +18,6 @@ backend, and Ray is imported only with `--cluster`.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import concurrent.futures.process
 import contextlib
@@ -26,7 +25,7 @@ import dataclasses
 import json
 import multiprocessing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Protocol
 
 from rnnbench import results, worker
 
@@ -42,6 +41,8 @@ class Pending:
     position: int
     label: str
     config: "Config"
+    # Built into a run observer where the run trains (`tune`'s trials: report epochs, prune).
+    watch: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Sweep:
 
     def request(self, item: Pending, run_id: str, **settings: Any) -> worker.RunRequest:
         return worker.RunRequest(
-            item.label, item.config.to_dict(), self.data_dir, str(self.runs_dir), self.command, run_id, **settings
+            item.label, item.config.to_dict(), self.data_dir, str(self.runs_dir), self.command, run_id, watch=item.watch, **settings
         )
 
 
@@ -89,37 +90,55 @@ class Executor(Protocol):
         """Stop the runs of `handles` (Ctrl-C, or another run failed), leaving each resumable."""
 
 
-def train_pending(pending: list[Pending], executor: Executor, sweep: Sweep) -> Iterator[tuple[Pending, worker.RunOutcome]]:
+def train_pending(
+    pending: Iterable[Pending], executor: Executor, sweep: Sweep, failed: Callable[[Pending], None] = lambda item: None,
+) -> Iterator[tuple[Pending, worker.RunOutcome]]:
     """Train `pending` on `executor`, at most `executor.room()` at a time; yields each run as it finishes.
 
     Each run is claimed only when there is room for it, and its lock is held until it finishes,
-    so that a run another process is training is waited for, then reused.
+    so that a run another process is training is waited for, then reused. `pending` is read one
+    run at a time, only when there is room (tune asks its next trial then). The run whose
+    training raised is told to `failed` before the error goes on.
     """
     from rnnbench import train
 
-    waiting = collections.deque(pending)
+    waiting = iter(pending)
     running: dict[Any, tuple[Pending, contextlib.ExitStack]] = {}
+    item: Optional[Pending] = None
     try:
-        while waiting or running:
-            while waiting and len(running) < executor.room():
-                item = waiting.popleft()
+        while True:
+            while len(running) < executor.room():
+                item = None  # Until a run is taken: none of the runs started is the one an error is about.
+                item = next(waiting, None)
+                if item is None:
+                    break
                 lock = contextlib.ExitStack()
                 try:
                     claimed = lock.enter_context(train.claim(item.config, sweep.runs_dir, sweep.reuse, sweep.resume, sweep.say(item.label)))
                     if claimed.completed is None:
                         run = claimed.unfinished or sweep.runs_dir / results.new_run_id(item.config.name)
                         running[executor.start(item, run, claimed.unfinished is not None)] = (item, lock)
+                        item = None
                         continue
                 except BaseException:
                     lock.close()
                     raise
                 lock.close()
                 yield item, worker.RunOutcome(claimed.completed)
+            item = None
+            if not running:
+                return
             for handle in executor.finished(list(running)):
                 item, lock = running.pop(handle)
                 with lock:
                     outcome = executor.outcome(handle)
-                yield item, outcome
+                finished, item = item, None
+                yield finished, outcome
+    except Exception:
+        if item is not None:
+            failed(item)
+        executor.stop(list(running))
+        raise
     except BaseException:
         executor.stop(list(running))
         raise
@@ -160,16 +179,23 @@ class Sequential:
 
 
 class Processes:
-    """`jobs` runs at once, each in a spawned process of its own whose lines name its run."""
+    """`jobs` runs at once, each in a spawned process of its own whose lines name its run.
 
-    def __init__(self, sweep: Sweep, jobs: int, count: int, backend_name: str):
-        self.sweep, self.jobs, self.count, self.backend_name = sweep, jobs, count, backend_name
+    With `gpu_share` (`--gpus-per-run`), each process caps its GPU memory to that share of the
+    GPU before Keras is imported (`worker.prepare`), so that `jobs` runs pack onto one GPU
+    without Ray.
+    """
+
+    def __init__(self, sweep: Sweep, jobs: int, count: int, backend_name: str, gpu_share: Optional[float] = None):
+        self.sweep, self.jobs, self.count, self.backend_name, self.gpu_share = sweep, jobs, count, backend_name, gpu_share
         self.labels: dict[concurrent.futures.Future, str] = {}
 
     def __enter__(self) -> "Processes":
-        self.sweep.echo(f"training {self.count} runs, {self.jobs} at a time")
+        share = f", each with {self.gpu_share:g} of the GPU" if self.gpu_share else ""
+        self.sweep.echo(f"training {self.count} runs, {self.jobs} at a time{share}")
         self.pool = concurrent.futures.ProcessPoolExecutor(
-            self.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=worker.prepare, initargs=(self.backend_name,)
+            self.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=worker.prepare,
+            initargs=(self.backend_name, self.gpu_share),
         )
         return self
 
@@ -211,15 +237,17 @@ def run_all(
     resume: bool = True,
     jobs: int = 1,
     cluster: Optional["ClusterSettings"] = None,
+    gpus_per_run: Optional[float] = None,
 ) -> list[dict[str, Any]]:
     """Run each config with a progress line per run, reusing any that already completed (unless
     `force`) and going on with any that stopped part-way (if `resume` and not `force`).
 
     With `jobs` > 1, that many runs train at once, each in a process of its own: one small model
-    leaves most of a GPU idle. With `cluster`, every run is a task on that Ray cluster, and its
-    line names the node it ran on. Records come back in the order of `configs` either way. Before
-    anything trains, the index is checked to be writable and, with several runs to train, each
-    distinct data source they read is read once, so a bad file stops the sweep at once.
+    leaves most of a GPU idle; `gpus_per_run` caps each one's GPU memory to that share. With
+    `cluster`, every run is a task on that Ray cluster, and its line names the node it ran on.
+    Records come back in the order of `configs` either way. Before anything trains, the index is
+    checked to be writable and, with several runs to train, each distinct data source they read
+    is read once, so a bad file stops the sweep at once.
     """
     from rnnbench import model, train
 
@@ -245,7 +273,7 @@ def run_all(
     sweep = Sweep(data_dir, runs_dir, command, echo, reuse=not force, resume=resume and not force, announce=len(configs) > 1)
     # Closed inside the executor's block, so that an interrupt while a line is said here still
     # stops the runs in flight before the executor goes.
-    with _executor(sweep, pending, jobs, cluster) as executor, contextlib.closing(train_pending(pending, executor, sweep)) as finishing:
+    with _executor(sweep, pending, jobs, cluster, gpus_per_run) as executor, contextlib.closing(train_pending(pending, executor, sweep)) as finishing:
         for item, outcome in finishing:
             records[item.position] = outcome.record
             if len(configs) > 1 or outcome.node:
@@ -255,13 +283,26 @@ def run_all(
     return [records[position] for position in sorted(records)]
 
 
-def _executor(sweep: Sweep, pending: list[Pending], jobs: int, cluster: Optional["ClusterSettings"]) -> Executor:
-    if cluster is not None and pending:
+def _executor(
+    sweep: Sweep, pending: list[Pending], jobs: int, cluster: Optional["ClusterSettings"], gpus_per_run: Optional[float] = None
+) -> Executor:
+    if not pending:
+        return Sequential(sweep)
+    return executor_for(sweep, len(pending), pending[0].config.backend, jobs, cluster, gpus_per_run, [item.config for item in pending])
+
+
+def executor_for(
+    sweep: Sweep, count: int, backend_name: str, jobs: int, cluster: Optional["ClusterSettings"],
+    gpus_per_run: Optional[float] = None, configs: Optional[list["Config"]] = None,
+) -> Executor:
+    """Where `count` runs (of `configs`, when known up front) train: on the cluster, in `jobs`
+    processes (each capped at `gpus_per_run` of the GPU), or here one after another."""
+    if cluster is not None:
         from rnnbench.cluster import RayCluster
 
-        return RayCluster(sweep, cluster, len(pending), pending[0].config.backend, [item.config for item in pending])
-    if jobs > 1 and len(pending) > 1:
-        return Processes(sweep, jobs, len(pending), pending[0].config.backend)
+        return RayCluster(sweep, cluster, count, backend_name, configs)
+    if jobs > 1 and count > 1:
+        return Processes(sweep, jobs, count, backend_name, gpus_per_run)
     return Sequential(sweep)
 
 

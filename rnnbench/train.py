@@ -434,6 +434,7 @@ def _new_record(
         "group": config.group_fingerprint(),
         "command": command,
         "backend": keras.backend.backend(),
+        "backend_choice": backend.choice_reason(config),
         "device": device,
         "versions": backend.versions(),
         "parameters": int(network.count_params()),
@@ -546,6 +547,8 @@ def _recorded_if_stopped(
         record["status"] = status
         if status != "failed":
             record["result"] = {"epochs_run": len(progress.history)}
+            # The run's record as indexed, for a worker to send back (a pruned trial is an outcome).
+            error.record = {**record, "error": str(error)}  # type: ignore[attr-defined]
         try:
             index(run.run_id, record["name"], status, {**record, "error": str(error), "history": progress.history})
         except results.ResultsError:

@@ -30,19 +30,24 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import math
 import os
 import re
+import socket
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 from rnnbench import results, sweep
 from rnnbench.config import LARGEST_SEED, Config, ConfigError, config_from_mapping, read_mapping
 from rnnbench.errors import RnnbenchError
+
+if TYPE_CHECKING:
+    from rnnbench.cluster import ClusterSettings
 
 TUNE_KEYS = ("trials", "space", "search", "pruner", "seeds", "trial_seed", "random_trials")
 PRUNERS = ("median", "hyperband", "none")
@@ -52,6 +57,8 @@ STORAGE_FILE = "tune.sqlite"
 # The budget counts these trials; a failed one (an error, or asked over the budget) is not counted.
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING")
 OWNER = "rnnbench.process"
+# The owner of a trial its process stopped on purpose (Ctrl-C): any process may finish it.
+RELEASED = "released"
 RUN_ID = "rnnbench.run_id"
 STATUS = "rnnbench.status"
 OVER_BUDGET = "rnnbench.over_budget"
@@ -112,6 +119,7 @@ class Candidate:
     name: str
     config: Config  # the candidate's own settings, trial seed, without the search settings
     study: Any = None
+    storage_url: str = ""
 
 
 def read_plan(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Settings, list[Candidate]]:
@@ -292,7 +300,7 @@ def open_studies(candidates: list[Candidate], settings: Settings, storage_url: s
                 f"{storage_url}: study {candidate.name} was tuned with other settings (config, space, search, pruner or"
                 " trial seed); keep them, or give the config another name, or use another --storage"
             )
-        candidate.study = study
+        candidate.study, candidate.storage_url = study, storage_url
 
 
 # Processes started together on a new storage race to create its tables; the losers retry.
@@ -400,7 +408,8 @@ def _counted(trials: list[Any]) -> list[Any]:
 
 
 def _owner_gone(trial: Any) -> bool:
-    return trial.state.name == "RUNNING" and results.process_gone(trial.user_attrs.get(OWNER))
+    owner = trial.user_attrs.get(OWNER)
+    return trial.state.name == "RUNNING" and (owner == RELEASED or results.process_gone(owner))
 
 
 def next_trial(candidate: Candidate, settings: Settings, runs_dir: Path) -> Optional[tuple[Any, bool]]:
@@ -450,85 +459,160 @@ def tune(
     command: str,
     echo: Callable[[str], None],
     storage_label: str = "the study storage",
+    jobs: int = 1,
+    cluster: Optional["ClusterSettings"] = None,
+    gpus_per_run: Optional[float] = None,
 ) -> list[dict[str, Any]]:
     """Use up every candidate's budget (round robin, a trial each in turn), then train each
-    winner over the fresh seeds; returns the final runs' records."""
-    from rnnbench import executor, train
+    winner over the fresh seeds; returns the final runs' records.
+
+    Trials and final runs train on the executor `run` uses: here, in `jobs` processes, or as
+    tasks of a Ray `cluster`. Trials train `executor.room()` at a time; a trial is asked only
+    when there is room for it, so with room for one the studies sample exactly as they would
+    trial by trial.
+    """
+    from rnnbench import executor
 
     results.check_writable(runs_dir)
     echo(
         f"tuning {len(candidates)} candidates ({', '.join(candidate.name for candidate in candidates)}),"
         f" {settings.trials} trials each, pruner: {pruner_description(settings)}; studies in {storage_label}"
     )
-    waited_for = 0
-    while True:
-        trained = False
-        for candidate in candidates:
-            asked = next_trial(candidate, settings, runs_dir)
-            if asked is None:
-                continue
-            trained = True
-            _train_trial(candidate, settings, *asked, data_dir, runs_dir, command, echo, train)
-        if trained:
-            continue
-        waiting = sum(running_elsewhere(candidate) for candidate in candidates)
-        if not waiting:
-            break
-        if waiting != waited_for:
-            echo(f"waiting for {waiting} trial{'s' if waiting > 1 else ''} that other processes are training")
-            waited_for = waiting
-        time.sleep(WAIT_SECONDS)
+    with _attached(cluster):
+        waited_for = 0
+        while _use_budgets(settings, candidates, data_dir, runs_dir, command, echo, jobs, cluster, gpus_per_run):
+            waiting = sum(running_elsewhere(candidate) for candidate in candidates)
+            if not waiting:
+                break
+            if waiting != waited_for:
+                echo(f"waiting for {waiting} trial{'s' if waiting > 1 else ''} that other processes are training")
+                waited_for = waiting
+            time.sleep(WAIT_SECONDS)
 
-    finals = []
-    for candidate in candidates:
-        best = best_trial(candidate)
-        if best is None:
-            raise TuneError(f"{candidate.name}: none of its {settings.trials} trials completed (all pruned or diverged); widen tune.space or turn the pruner off")
-        echo(f"[{candidate.name}] best of {settings.trials} trials: t{best.number:03d}, val_accuracy {best.value:.4f}, {settings_text(best.params)}")
-        finals.extend(final_configs(candidate, settings, best.params))
-    echo(f"training each winner over seeds {', '.join(map(str, settings.seeds))}: {len(finals)} runs")
-    records = executor.run_all(finals, data_dir, runs_dir, command, echo=echo)
+        finals = []
+        for candidate in candidates:
+            best = best_trial(candidate)
+            if best is None:
+                raise TuneError(f"{candidate.name}: none of its {settings.trials} trials completed (all pruned or diverged); widen tune.space or turn the pruner off")
+            echo(f"[{candidate.name}] best of {settings.trials} trials: t{best.number:03d}, val_accuracy {best.value:.4f}, {settings_text(best.params)}")
+            finals.extend(final_configs(candidate, settings, best.params))
+        echo(f"training each winner over seeds {', '.join(map(str, settings.seeds))}: {len(finals)} runs")
+        records = executor.run_all(finals, data_dir, runs_dir, command, echo=echo, jobs=jobs, cluster=cluster, gpus_per_run=gpus_per_run)
     # As the index holds them (with their run ids), for the report.
     trained = {Path(record["run_dir"]).name for record in records}
     return [record for record in results.read_runs(runs_dir, statuses=None) if record["run_id"] in trained]
 
 
-def _train_trial(
-    candidate: Candidate, settings: Settings, trial: Any, resumed: bool, data_dir: Optional[str], runs_dir: Path,
-    command: str, echo: Callable[[str], None], train: Any,
-) -> None:
+def _attached(cluster: Optional["ClusterSettings"]) -> Any:
+    """The whole tuning attached to the cluster once: trials and final runs share it."""
+    if cluster is None:
+        return contextlib.nullcontext()
+    from rnnbench import cluster as ray_cluster
+
+    ray_cluster.require_ray()
+    return ray_cluster.attached(cluster.address)
+
+
+def _use_budgets(
+    settings: Settings, candidates: list[Candidate], data_dir: Optional[str], runs_dir: Path, command: str,
+    echo: Callable[[str], None], jobs: int, cluster: Optional["ClusterSettings"], gpus_per_run: Optional[float],
+) -> bool:
+    """Train trials until no candidate may ask another; whether any trial was left to others
+    (the studies' budgets may still be in use by other processes)."""
+    from rnnbench import executor
+
+    left = sum(max(0, settings.trials - len(_finished(candidate))) for candidate in candidates)
+    if not left:
+        return False
+    in_flight: dict[int, tuple[Candidate, Any]] = {}
+    failed: list[str] = []
+
+    def fail(item: executor.Pending) -> None:
+        candidate, trial = in_flight.pop(item.position)
+        candidate.study.tell(trial, state=_state("FAIL"))
+        failed.append(item.label)
+
+    sweep = executor.Sweep(data_dir, runs_dir, command, echo, reuse=True, resume=True, announce=True)
+    asked = _asked_trials(candidates, settings, runs_dir, echo, in_flight)
+    try:
+        with executor.executor_for(sweep, left, candidates[0].config.backend, jobs, cluster, gpus_per_run) as where, contextlib.closing(
+            executor.train_pending(asked, where, sweep, fail)
+        ) as finishing:
+            for item, outcome in finishing:
+                candidate, trial = in_flight.pop(item.position)
+                _tell(candidate, settings, trial, outcome.record, runs_dir, item.label, echo, outcome.node)
+    except Exception as error:
+        if failed:
+            raise TuneError(f"{failed[0]} failed: {_first_line(error)}; run the same command again to retry it") from None
+        raise
+    finally:
+        # Trials stopped part-way (Ctrl-C, another trial's error): the next invocation finishes
+        # each from its run's last epoch, whatever process it is.
+        for _, trial in in_flight.values():
+            trial.set_user_attr(OWNER, RELEASED)
+    return True
+
+
+def _state(name: str) -> Any:
     import optuna
 
+    return optuna.trial.TrialState[name]
+
+
+def _finished(candidate: Candidate) -> list[Any]:
+    return [trial for trial in candidate.study.get_trials(deepcopy=False) if trial.state.name in ("COMPLETE", "PRUNED")]
+
+
+def _asked_trials(
+    candidates: list[Candidate], settings: Settings, runs_dir: Path, echo: Callable[[str], None], in_flight: dict[int, tuple[Candidate, Any]],
+) -> Iterator[Any]:
+    """The trials to train, asked one at a time when the executor has room, round robin over the
+    candidates; each is put in `in_flight` under its position as it is handed out."""
+    from rnnbench import executor
+
+    positions = itertools.count(1)
+    while True:
+        asked_any = False
+        for candidate in candidates:
+            asked = next_trial(candidate, settings, runs_dir)
+            if asked is None:
+                continue
+            asked_any = True
+            trial, resumed = asked
+            config = trial_config(candidate, settings, trial.params, trial.number)
+            label = f"[{candidate.name}] trial {trial.number + 1} of {settings.trials}"
+            echo(f"{label}: {settings_text(trial.params)}{' (its process stopped; finishing it)' if resumed else ''}")
+            pruned = _pruned_run(runs_dir, config)
+            if pruned is not None:
+                # Pruned before its process died, and not yet told: the same run would be pruned again.
+                trial.set_user_attr(RUN_ID, pruned["run_id"])
+                _tell(candidate, settings, trial, pruned, runs_dir, label, echo)
+                continue
+            position = next(positions)
+            in_flight[position] = (candidate, trial)
+            yield executor.Pending(position, label, config, TrialWatch(candidate.storage_url, candidate.name, trial._trial_id, _pruner(settings)))
+        if not asked_any:
+            return
+
+
+def _tell(
+    candidate: Candidate, settings: Settings, trial: Any, record: dict[str, Any], runs_dir: Path, label: str,
+    echo: Callable[[str], None], node: Optional[str] = None,
+) -> None:
+    """Tell the study how the trial's run ended, and say it with the best trial so far."""
     study = candidate.study
-    config = trial_config(candidate, settings, trial.params, trial.number)
-    label = f"[{candidate.name}] trial {trial.number + 1} of {settings.trials}"
-    echo(f"{label}: {settings_text(trial.params)}{' (its process stopped; finishing it)' if resumed else ''}")
-    observer = TrialObserver(trial)
-    pruned = _pruned_run(runs_dir, config)
-    if pruned is not None:
-        # Pruned before its process died, and not yet told: the same run would be pruned again.
-        trial.set_user_attr(RUN_ID, pruned["run_id"])
-        record: dict[str, Any] = pruned
-    else:
-        try:
-            record = train.train_one(config, data_dir, runs_dir, command, label, True, echo, reuse=True, resume=True, observers=[observer])
-        except Pruned as stop:
-            record = {"status": "pruned", "error": str(stop)}
-        except KeyboardInterrupt:
-            raise  # The trial stays running; the next invocation finishes it from its run's checkpoint.
-        except Exception as error:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            raise TuneError(f"{label} failed: {_first_line(error)}; run the same command again to retry it") from None
     status = record.get("status")
     trial.set_user_attr(STATUS, status)
     if status == "completed":
         # A run reused from an earlier invocation was never watched: its epochs are reported now.
-        history = _history(runs_dir, record)
-        for entry in history:
+        observer = TrialObserver(trial)
+        for entry in _history(runs_dir, record):
             observer._report(entry)
+        if RUN_ID not in trial.user_attrs:
+            trial.set_user_attr(RUN_ID, record.get("run_id") or Path(record["run_dir"]).name)
         study.tell(trial, record["result"]["best_val_accuracy"])
     elif status == "pruned":
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        study.tell(trial, state=_state("PRUNED"))
     else:
         # Diverged: a real outcome of these settings, counted and ranked last.
         study.tell(trial, 0.0)
@@ -538,7 +622,32 @@ def _train_trial(
         else record.get("error", "pruned") if status == "pruned" else f"{status}, counted as 0"
     )
     best_text = f"best so far t{best.number:03d} {best.value:.4f}" if best is not None else "none completed yet"
-    echo(f"{label}: {outcome}; {best_text}")
+    echo(f"{label}: {outcome}; {best_text}{f' (on node {node})' if node else ''}")
+
+
+@dataclass(frozen=True)
+class TrialWatch:
+    """A trial as the worker training its run reaches it (`worker.RunRequest.watch`): through the
+    study's storage, which that worker must reach too (a SQLite file on a disk it sees, or a
+    database server)."""
+
+    storage_url: str
+    study_name: str
+    trial_id: int
+    pruner: Any
+
+    def observer(self) -> "TrialObserver":
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if self.storage_url.startswith("sqlite:///") and not Path(self.storage_url[len("sqlite:///"):]).is_file():
+            raise TuneError(
+                f"the study storage {storage_label(self.storage_url)} is not on node {socket.gethostname()}: trials on a"
+                " cluster report their epochs to it, so put the runs folder on storage every node sees, or give"
+                " --storage a database server every node reaches (postgresql://, mysql://)"
+            )
+        study = optuna.load_study(study_name=self.study_name, storage=_storage(self.storage_url), pruner=self.pruner)
+        return TrialObserver(optuna.trial.Trial(study, self.trial_id))
 
 
 def _pruned_run(runs_dir: Path, config: Config) -> Optional[dict[str, Any]]:

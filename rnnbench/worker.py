@@ -57,6 +57,10 @@ class RunRequest:
     runs_marker: Optional[str] = None
     # An unfinished run's files (checkpoint included), for a cluster worker that can't see runs_dir.
     resume_files: Optional[dict[str, bytes]] = None
+    # Anything with an `observer()` method, called where the run trains, whose RunObserver is told
+    # of the run's epochs: tune's trials report to their study and end pruned through it. An error
+    # it raises with a `status` (pruned) ends the run with that status: an outcome, not a failure.
+    watch: Any = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -119,10 +123,16 @@ def train_request(request: RunRequest, echo: Callable[[str], None], prepared: An
         resume = run if run.has_checkpoint() else None
         if request.announce:
             echo(f"{request.label}: {'resuming' if resume else 'training'}")
-        record = train.run_experiment(
-            config, request.data_dir, where, request.command, echo, resume=resume, progress_bar=request.progress_bar,
-            run_id=request.run_id, index=_indexed_by_driver if on_cluster else None, prepared=prepared,
-        )
+        try:
+            record = train.run_experiment(
+                config, request.data_dir, where, request.command, echo, resume=resume, progress_bar=request.progress_bar,
+                observers=[request.watch.observer()] if request.watch is not None else [],
+                run_id=request.run_id, index=_indexed_by_driver if on_cluster else None, prepared=prepared,
+            )
+        except Exception as error:
+            record = getattr(error, "record", None)
+            if record is None:
+                raise
         return RunOutcome(record, run.files() if sends_files else None)
 
 

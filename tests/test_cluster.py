@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from click.testing import CliRunner
 
@@ -301,3 +302,61 @@ def test_ctrl_c_of_a_cluster_sweep_says_what_was_recorded(local_ray, monkeypatch
         "\ninterrupted; the cluster's tasks are cancelled and each run in progress is recorded as interrupted; run the same command"
         " again to continue: they resume from their last finished epoch where the runs folder is shared, and finished runs are reused\n"
     )
+
+
+class PruneSecondTrial(optuna.pruners.BasePruner):
+    """Prunes trial 1 of every study at its first report, and nothing else, in whatever process asks."""
+
+    def prune(self, study, trial) -> bool:
+        return trial.number == 1
+
+
+TUNE = {
+    "name": "tiny",
+    "data": {"num_words": 40, "maxlen": 16},
+    "model": {"embedding_dim": 8, "units": 8, "dense_units": 8},
+    "train": {"epochs": 2},
+    "sweep": {"variants": {"gru": {"model.cell": "gru"}, "ann": {"model.cell": "ann"}}},
+    # Every trial sampled at random, seeded by its number: trial n's settings are the same however many train at once.
+    "tune": {"trials": 3, "random_trials": 3, "space": {"train.learning_rate": {"float": [1.0e-3, 2.0e-2], "log": True}}, "seeds": 2},
+}
+
+
+def test_tune_on_a_cluster_trains_each_trial_as_a_task_and_ends_as_tuning_here(local_ray, tiny_data_dir, tmp_path, monkeypatch):
+    """Trials train two at a time as Ray tasks, report their epochs to the study from the worker
+    and are pruned there; the studies, runs and histories equal a tuning trained here, trial by trial."""
+    from rnnbench import tune
+
+    monkeypatch.setattr(tune, "_pruner", lambda settings: PruneSecondTrial())
+    # The pruner travels to the workers with each trial; they can't import this test module.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    path = tmp_path / "tiny.yaml"
+    path.write_text(json.dumps(TUNE))
+    tuned = {}
+    for where, options in (("here", []), ("on_ray", ["--cluster", "local"])):
+        runs = tmp_path / where
+        started = time.perf_counter()
+        outcome = CliRunner().invoke(
+            main, ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--out", str(tmp_path / f"report_{where}"), *options]
+        )
+        print(f"\ntuning {where}: {time.perf_counter() - started:.1f} s")
+        assert outcome.exit_code == 0, outcome.output
+        studies = {
+            name: [(trial.number, trial.state.name, trial.params, trial.value, trial.intermediate_values) for trial in
+                   optuna.load_study(study_name=name, storage=tune.default_storage(runs)).get_trials()]
+            for name in ("tiny-gru", "tiny-ann")
+        }
+        records = sorted((record["name"], record["status"], record["config"]["train"]["seed"]) for record in results.read_runs(runs, statuses=None))
+        tuned[where] = (studies, records, histories(runs), outcome.output)
+
+    studies, records, trained, output = tuned["on_ray"]
+    assert "training 6 runs on a private Ray on this machine" in output and "1 CPU per run, up to 2 at a time" in output
+    assert "[tiny-gru] trial 2 of 3: pruned after epoch 1: val_accuracy" in output and " (on node " in output
+    assert [state for _, state, *_ in studies["tiny-gru"]] == ["COMPLETE", "PRUNED", "COMPLETE"]
+    # Reported from the worker, epoch by epoch.
+    assert [list(values) for *_, values in studies["tiny-gru"]] == [[1, 2], [1], [1, 2]]
+    assert sorted(records) == sorted(
+        [(f"tiny-{cell}-t00{number}", "pruned" if number == 1 else "completed", 0) for cell in ("gru", "ann") for number in range(3)]
+        + [(f"tiny-{cell}-tuned", "completed", seed) for cell in ("gru", "ann") for seed in (1, 2)]
+    )
+    assert tuned["on_ray"][:3] == tuned["here"][:3]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import importlib.metadata
 import importlib.util
 import os
@@ -14,15 +15,67 @@ from rnnbench.errors import InputError
 _BACKEND_PACKAGES = {"tensorflow": ("tensorflow", "tensorflow"), "jax": ("jax", "jax"), "torch": ("torch", "torch")}
 
 
+# Why this process trains on the backend it does (a run record's "backend_choice"): exported by
+# `select_backend` beside KERAS_BACKEND, so that the worker processes a command starts, which
+# rebuild their config from its resolved values, record the reason their parent chose it for.
+CHOICE_VARIABLE = "RNNBENCH_BACKEND_CHOICE"
+# The reason of a backend named in the config, by `backend:`, `--set backend=` or `--backend`.
+SET_IN_THE_CONFIG = "set in the config"
+
+
 class BackendError(InputError):
     """A backend that can't be used here, described in one line."""
 
 
-def select_backend(name: str) -> None:
-    """Make Keras use `name`; must run before the first `import keras` in this process."""
+def nvidia_gpu_visible() -> bool:
+    """Whether this process would see an NVIDIA GPU, read from the driver's files: importing a
+    framework to ask would cost seconds. CUDA_VISIBLE_DEVICES="" or "-1" hides every GPU, as CUDA
+    reads it (an invalid first index ends the list)."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hidden is not None and hidden.split(",")[0].strip() in ("", "-1"):
+        return False
+    try:
+        if os.listdir("/proc/driver/nvidia/gpus"):
+            return True
+    except OSError:
+        pass
+    return bool(glob.glob("/dev/nvidia[0-9]*"))
+
+
+def installed(name: str) -> bool:
+    """Whether the backend `name`'s package can be imported here; it imports nothing."""
+    return importlib.util.find_spec(_BACKEND_PACKAGES[name][0]) is not None
+
+
+def auto_choice() -> tuple[str, str]:
+    """What `backend: auto` means here, and why, from measurement (docs/performance.md): on an
+    NVIDIA GPU Keras-torch ran the lecture's LSTM at 2.0x and its GRU at 3.1x Keras-JAX's
+    samples/s (an H100: JAX has no fused GRU); on this project's CPU JAX ran 2.6-2.9x TensorFlow
+    and torch slowest. $KERAS_BACKEND, when set, wins, as in Keras itself."""
+    chosen = os.environ.get("KERAS_BACKEND")
+    if chosen in _BACKEND_PACKAGES:
+        return chosen, f"auto: KERAS_BACKEND={chosen} is set"
+    gpu = nvidia_gpu_visible()
+    if gpu and installed("torch"):
+        return "torch", "auto: an NVIDIA GPU is visible and torch is installed; Keras-torch was fastest on GPU (docs/performance.md)"
+    if installed("jax"):
+        if gpu:
+            return "jax", "auto: an NVIDIA GPU is visible but torch is not installed; JAX is, and Keras-JAX was second on GPU (docs/performance.md)"
+        return "jax", "auto: no NVIDIA GPU is visible and JAX is installed; Keras-JAX was fastest on the CPU (docs/performance.md)"
+    device = "an NVIDIA GPU is visible but neither torch nor JAX is installed" if gpu else "no NVIDIA GPU is visible and JAX is not installed"
+    return "tensorflow", f"auto: {device}, so TensorFlow"
+
+
+def select_backend(name: str, choice: str | None = None) -> None:
+    """Make Keras use `name`; must run before the first `import keras` in this process.
+
+    `choice` says why `name` was chosen (Config.backend_choice); worker processes inherit it.
+    """
     module, _ = _BACKEND_PACKAGES[name]
     if importlib.util.find_spec(module) is None:
         raise BackendError(f"backend {name!r} is not installed here (pip install {module}), or choose another with --backend")
+    if choice is not None:
+        os.environ[CHOICE_VARIABLE] = choice
     if "keras" in sys.modules:
         current = sys.modules["keras"].backend.backend()
         if current != name:
@@ -33,6 +86,18 @@ def select_backend(name: str) -> None:
     # on; Keras imports TensorFlow on the other backends too where it is installed (loading a
     # saved model reads the file through tf.io), so it is silenced whatever the backend.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def choice_reason(config) -> str:
+    """Why `config` trains on its backend, for the run record.
+
+    A worker's config was rebuilt from resolved values, which name the backend whatever chose it,
+    so the reason its command exported when it chose this backend comes first.
+    """
+    exported = os.environ.get(CHOICE_VARIABLE)
+    if exported and os.environ.get("KERAS_BACKEND") == config.backend:
+        return exported
+    return config.backend_choice
 
 
 def set_random_seed(seed: int) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import importlib.util
 import json
-import os
 import re
 import typing
 import unicodedata
@@ -23,6 +21,7 @@ import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rnnbench.backend import SET_IN_THE_CONFIG, auto_choice
 from rnnbench.errors import InputError
 
 
@@ -285,17 +284,50 @@ class Config(_Section):
     # Defaults to the config file's stem, made to fit these rules (name_from_stem).
     name: str = Field("run", min_length=1, max_length=NAME_LENGTH, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     # Keras backend, chosen before Keras is imported. `auto` is resolved at load, so a record
-    # always names a real backend: $KERAS_BACKEND when set, else JAX when it is installed (the
-    # fastest on a CPU for these models: docs/performance.md), else TensorFlow.
+    # always names a real backend: $KERAS_BACKEND when set, else torch when an NVIDIA GPU is
+    # visible and torch is installed, else JAX when it is installed, else TensorFlow: the fastest
+    # for these models on each device (docs/performance.md). Each run records why.
     backend: Literal["auto", "tensorflow", "jax", "torch"] = Field("auto", validate_default=True)
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
+    # Why `backend` is what it is: auto_choice's reason, or "set in the config". Kept beside the
+    # fields, not among them: how a backend was chosen changes neither what trains nor a fingerprint.
+    _backend_choice: str = pydantic.PrivateAttr(SET_IN_THE_CONFIG)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _resolve_auto_backend(cls, data: Any, handler: Any) -> "Config":
+        if not (isinstance(data, dict) and data.get("backend", "auto") == "auto"):
+            return handler(data)
+        backend, reason = auto_choice()
+        config = handler({**data, "backend": backend})
+        config._backend_choice = reason
+        return config
 
     @field_validator("backend")
     @classmethod
     def _resolve_backend(cls, backend: str) -> str:
         return default_backend() if backend == "auto" else backend
+
+    @property
+    def backend_choice(self) -> str:
+        """Why this config's backend was chosen (a run record's backend_choice)."""
+        return self._backend_choice
+
+    def keeping_backend_choice(self, source: "Config") -> "Config":
+        """This config, saying why its backend was chosen as `source` does (a config rebuilt from
+        `source.to_dict()` names its backend as if it had been set)."""
+        kept = self.model_copy()
+        kept._backend_choice = source._backend_choice
+        return kept
+
+    def __eq__(self, other: object) -> bool:
+        # Equal settings are equal configs, whatever chose the backend (pydantic would compare
+        # private attributes too).
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -340,11 +372,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def default_backend() -> str:
-    """What `backend: auto` means here; it only looks for packages, it imports none."""
-    chosen = os.environ.get("KERAS_BACKEND")
-    if chosen in BACKENDS:
-        return chosen
-    return "jax" if importlib.util.find_spec("jax") is not None else "tensorflow"
+    """What `backend: auto` means here (backend.auto_choice); it imports no framework."""
+    return auto_choice()[0]
 
 
 # A config holds a few dozen values. Aliases let a few hundred bytes stand for billions of them

@@ -174,7 +174,7 @@ def _with_seed_count(config: Config, seed_count: int) -> Config:
     seed = config.train.seed
     seeds = [seed + offset for offset in range(seed_count)]
     label = f"--seeds {seed_count} from train.seed={seed}"
-    return config_from_mapping(config.to_dict(), overrides=[("train.seeds", seeds, label)])
+    return config_from_mapping(config.to_dict(), overrides=[("train.seeds", seeds, label)]).keeping_backend_choice(config)
 
 
 def per_seed(config: Config) -> list[Config]:

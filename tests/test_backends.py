@@ -52,6 +52,7 @@ def probe(data_dir: str, runs_dir: str) -> dict:
         record = run_experiment(config, data_dir, Path(runs_dir) / attempt, "test", echo=lambda line: None)
         found["histories"].append(history(record))
         found["backend_recorded"] = record["backend"]
+        found["backend_choice_recorded"] = record["backend_choice"]
         found["kernels_recorded"] = record["kernels"]
 
     # Interrupted as the second epoch starts, then resumed from the checkpoint of the first.
@@ -80,12 +81,14 @@ def test_backend_builds_runs_the_planned_kernels_and_reproduces(backend, tiny_da
     tests = Path(__file__).parent
     environment = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "",
                    "PYTHONPATH": os.pathsep.join(filter(None, [str(tests), os.environ.get("PYTHONPATH")]))}
+    environment.pop("RNNBENCH_BACKEND_CHOICE", None)  # What an earlier test's command chose.
     code = f"import json, test_backends; print(json.dumps(test_backends.probe({str(tiny_data_dir)!r}, {str(tmp_path / 'runs')!r})))"
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     found = json.loads(completed.stdout.splitlines()[-1])
 
     assert found["backend"] == found["backend_recorded"] == backend
+    assert found["backend_choice_recorded"] == f"auto: KERAS_BACKEND={backend} is set"
     assert found["parameters"] == LECTURE_PARAMETERS
     ours, keras_own = found["multi_hot"]
     assert ours == keras_own  # The bag-of-words layer gives CategoryEncoding's values on this backend too.
@@ -98,3 +101,114 @@ def test_backend_builds_runs_the_planned_kernels_and_reproduces(backend, tiny_da
     assert first == second  # Same config, same seed, same backend, on the CPU: the same history.
     assert found["resumed_after"] == [1]
     assert found["resumed_history"] == first
+
+
+# `backend: auto` by device, and the reason each run records.
+
+GPU_TORCH = "auto: an NVIDIA GPU is visible and torch is installed; Keras-torch was fastest on GPU (docs/performance.md)"
+CPU_JAX = "auto: no NVIDIA GPU is visible and JAX is installed; Keras-JAX was fastest on the CPU (docs/performance.md)"
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Sets what auto_choice sees: a visible GPU or none, and which backends are installed."""
+    from rnnbench import backend
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+
+    def set_machine(gpu: bool, installed: tuple[str, ...]) -> None:
+        monkeypatch.setattr(backend, "nvidia_gpu_visible", lambda: gpu)
+        monkeypatch.setattr(backend, "installed", lambda name: name in installed)
+
+    return set_machine
+
+
+@pytest.mark.parametrize(
+    "gpu, installed, chosen, reason",
+    [
+        (True, ("tensorflow", "jax", "torch"), "torch", GPU_TORCH),
+        (False, ("tensorflow", "jax", "torch"), "jax", CPU_JAX),
+        (True, ("tensorflow", "jax"), "jax",
+         "auto: an NVIDIA GPU is visible but torch is not installed; JAX is, and Keras-JAX was second on GPU (docs/performance.md)"),
+        (False, ("tensorflow", "torch"), "tensorflow", "auto: no NVIDIA GPU is visible and JAX is not installed, so TensorFlow"),
+        (True, ("tensorflow",), "tensorflow", "auto: an NVIDIA GPU is visible but neither torch nor JAX is installed, so TensorFlow"),
+    ],
+)
+def test_auto_picks_the_backend_measured_fastest_on_the_device(machine, gpu, installed, chosen, reason):
+    from rnnbench.config import config_from_mapping
+
+    machine(gpu, installed)
+    config = config_from_mapping({"model": {"cell": "lstm"}})
+    assert (config.backend, config.backend_choice) == (chosen, reason)
+
+
+def test_keras_backend_and_the_config_win_over_the_device(machine, monkeypatch):
+    from rnnbench.config import config_from_mapping
+
+    machine(True, ("tensorflow", "jax", "torch"))
+    assert config_from_mapping({"backend": "jax"}).backend_choice == "set in the config"
+    assert config_from_mapping({}, overrides=["backend=tensorflow"]).backend_choice == "set in the config"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    config = config_from_mapping({})
+    assert (config.backend, config.backend_choice) == ("jax", "auto: KERAS_BACKEND=jax is set")
+
+
+def test_how_the_backend_was_chosen_changes_no_fingerprint_and_no_equality(machine):
+    from rnnbench.config import config_from_mapping
+    from rnnbench.sweep import expand_mapping
+
+    machine(True, ("tensorflow", "jax", "torch"))
+    chosen = config_from_mapping({"model": {"cell": "gru"}})
+    written = config_from_mapping({"backend": "torch", "model": {"cell": "gru"}})
+    assert chosen.backend_choice != written.backend_choice
+    assert chosen == written and hash(chosen) == hash(written)
+    assert (chosen.fingerprint(), chosen.group_fingerprint()) == (written.fingerprint(), written.group_fingerprint())
+    # --seeds rebuilds the config from its resolved values, and keeps the reason.
+    assert {config.backend_choice for config in expand_mapping({"name": "gru", "model": {"cell": "gru"}}, "gru.yaml", seed_count=2)} == {GPU_TORCH}
+
+
+@pytest.mark.parametrize("hidden", ["", "-1", "-1,0"])
+def test_cuda_visible_devices_can_hide_every_gpu(monkeypatch, hidden):
+    from rnnbench import backend
+
+    monkeypatch.setattr(backend.glob, "glob", lambda pattern: ["/dev/nvidia0"])
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert backend.nvidia_gpu_visible()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+    assert not backend.nvidia_gpu_visible()
+
+
+def test_a_worker_records_the_reason_its_command_chose_the_backend(monkeypatch):
+    from rnnbench import backend
+    from rnnbench.config import config_from_mapping
+
+    # What a worker rebuilds from the resolved values names the backend as if it had been set.
+    rebuilt = config_from_mapping({"backend": "tensorflow"})
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    monkeypatch.setenv(backend.CHOICE_VARIABLE, "auto: KERAS_BACKEND=tensorflow is set")
+    assert backend.choice_reason(rebuilt) == "auto: KERAS_BACKEND=tensorflow is set"
+    # A reason exported for another backend says nothing about this one.
+    assert backend.choice_reason(config_from_mapping({"backend": "jax"})) == "set in the config"
+
+
+def worker_environment() -> dict:
+    """Runs in a `--jobs` worker process: what its initializer left in the environment."""
+    names = ("KERAS_BACKEND", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION", "RNNBENCH_BACKEND_CHOICE")
+    return {name: os.environ.get(name) for name in names}
+
+
+def test_jobs_with_gpus_per_run_cap_each_worker_process(monkeypatch, tmp_path):
+    from rnnbench import executor
+
+    for name in ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RNNBENCH_BACKEND_CHOICE", GPU_TORCH)
+    said = []
+    sweep = executor.Sweep(None, tmp_path, "test", said.append, reuse=True, resume=True, announce=True)
+    with executor.Processes(sweep, 2, 4, "jax", 0.25) as processes:
+        found = processes.pool.submit(worker_environment).result(timeout=120)
+    assert said == ["training 4 runs, 2 at a time, each with 0.25 of the GPU"]
+    assert found == {
+        "KERAS_BACKEND": "jax", "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "XLA_CLIENT_MEM_FRACTION": "0.25",
+        "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.25", "RNNBENCH_BACKEND_CHOICE": GPU_TORCH,
+    }

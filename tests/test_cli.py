@@ -60,6 +60,8 @@ def test_run_then_compare(tiny_data_dir, tmp_path):
     record = results.read_runs(Path(runs))[0]
     assert record["command"] == f"rnnbench run {config} --set=train.seed=5"
     assert record["config"]["train"]["seed"] == 5
+    # The tests set KERAS_BACKEND (conftest.py), which `backend: auto` follows.
+    assert (record["backend"], record["backend_choice"]) == ("tensorflow", "auto: KERAS_BACKEND=tensorflow is set")
 
     table = invoke("compare", "--runs-dir", runs, "--per-run")
     assert table.exit_code == 0
@@ -232,3 +234,34 @@ def test_ctrl_c_says_what_was_recorded(monkeypatch, tmp_path, run_dir, seeds, ex
     outcome = CliRunner().invoke(main, ["run", str(ROOT / "configs" / "ann.yaml"), *seeds, "--runs-dir", str(tmp_path / "runs")])
     assert (outcome.exit_code, outcome.stdout) == (130, "")
     assert outcome.stderr == f"\n{expected}\n"
+
+
+@pytest.mark.parametrize(
+    "arguments, error",
+    [
+        (["--gpus-per-run", "0.25"], "Error: --gpus-per-run needs --cluster, or --jobs N to pack N runs on this machine's GPU\n"),
+        (["--jobs", "4", "--gpus-per-run", "0.5"],
+         "Error: --jobs 4 with --gpus-per-run 0.5 asks for 2 GPUs; --jobs runs share one GPU, so each may take at most 1/4 of it"
+         " (--gpus-per-run 0.25)\n"),
+    ],
+)
+def test_gpus_per_run_without_a_cluster_needs_jobs_that_fit_one_gpu(tmp_path, arguments, error):
+    outcome = CliRunner().invoke(main, ["run", str(ROOT / "configs" / "gru.yaml"), "--runs-dir", str(tmp_path / "runs"), *arguments])
+    assert (outcome.exit_code, outcome.output) == (2, error)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_jobs_hand_gpus_per_run_to_their_processes(tmp_path, monkeypatch):
+    from rnnbench import executor
+
+    asked = {}
+
+    def run_all(configs, *arguments, **settings):
+        asked.update(settings)
+        result = {"best_val_accuracy": 0.5, "best_epoch": 1, "test_accuracy": 0.5, "mean_epoch_seconds": 1.0}
+        return [{"name": "gru", "status": "completed", "result": result, "run_dir": "runs/gru"}]
+
+    monkeypatch.setattr(executor, "run_all", run_all)
+    outcome = invoke("run", str(ROOT / "configs" / "gru.yaml"), "--jobs", "4", "--gpus-per-run", "0.25", "--runs-dir", str(tmp_path / "runs"))
+    assert outcome.exit_code == 0, outcome.output
+    assert (asked["jobs"], asked["cluster"], asked["gpus_per_run"]) == (4, None, 0.25)

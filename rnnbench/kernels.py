@@ -18,18 +18,29 @@ written out here. They were read from the Keras 3.15.1 source (paths below are u
   `bidirectional_lstm`/`bidirectional_gru` always raise, so each direction is its own cuDNN call.
 - JAX (backend/jax/rnn.py): `lstm` runs `jax.experimental.rnn.lstm`, lowered to cuDNN on CUDA
   (jax/experimental/rnn.py registers `cudnn_rnn_lowering` for platform 'cuda'), only when `cudnn_ok`
-  passes (the same argument checks plus `jax.default_backend() == "gpu"`) and there is no mask;
-  otherwise the generic `lax.scan`. There is no fused GRU (`bidirectional_gru` says
+  passes (the same argument checks plus `jax.default_backend() == "gpu"`) and there is no mask
+  (any mask, pre- or post-padded, raises NotImplementedError first); otherwise the generic
+  `lax.scan`. A RuntimeError, TypeError or ValueError from the cuDNN call becomes NotImplementedError
+  too, so a failing cuDNN LSTM silently runs the generic loop. There is no fused GRU (`bidirectional_gru` says
   jax.experimental.rnn has none): `gru` runs its own `lax.scan` with the input projections of all
   time steps precomputed in one matmul, on CPU and GPU alike, unless reset_after=False, unroll or a
   mask sends it to the generic loop. `bidirectional_lstm` runs both directions in one cuDNN call.
 - torch (backend/torch/rnn.py): `lstm`/`gru` call `torch._VF.lstm`/`torch._VF.gru` (the op behind
   torch.nn.LSTM/GRU, cuDNN on CUDA) only when the inputs are on CUDA and `cudnn_ok` passes (the same
-  argument checks plus `torch.backends.cudnn.is_available()`). On the CPU they do NOT use
+  argument checks plus `torch.backends.cudnn.is_available()`). Any exception from that call is
+  swallowed (`except Exception: pass`): a failing cuDNN call silently runs `_fallback_lstm`/
+  `_fallback_gru` instead, on the GPU. On the CPU they do NOT use
   torch.nn.LSTM's CPU kernel: they run `_fallback_lstm`/`_fallback_gru`, a Python loop over time
   steps with the input projections precomputed. A mask, or GRU reset_after=False, raises
   NotImplementedError and so takes the generic loop. `bidirectional_lstm`/`bidirectional_gru` run
   both directions in one cuDNN call on CUDA.
+- `unroll=True` fails every backend's cuDNN check, and each backend's `rnn` then steps the cell in
+  a Python for-loop while tracing (one copy of the cell per time step), not in its tf.while_loop,
+  lax.scan or torch while loop; torch's `lstm`/`gru` ignore it and run their own loop.
+- `Bidirectional.call` (layers/rnn/bidirectional.py) tries the backend's fused `bidirectional_lstm`/
+  `bidirectional_gru` only without a mask and when neither direction's cell has `dropout` or
+  `recurrent_dropout`; otherwise, or when it raises NotImplementedError, each direction is a layer
+  of its own, whose `inner_loop` calls the backend's `lstm`/`gru` as above.
 
 What rnnbench's model options change (ModelConfig in config.py):
 
@@ -37,7 +48,8 @@ What rnnbench's model options change (ModelConfig in config.py):
   and device runs the generic loop.
 - `model.recurrent_input_dropout` is Keras's `dropout`: `inner_loop` multiplies the sequence by one
   dropout mask (`cell.get_dropout_mask` of the first step, broadcast over time) before calling the
-  backend's `lstm`/`gru`, so it keeps whatever kernel the layer would run without it.
+  backend's `lstm`/`gru`, so it keeps whatever kernel the layer would run without it; a
+  bidirectional layer then runs each direction as its own call (see Bidirectional above).
 - `model.mask_padding` is the Embedding's `mask_zero`; the mask reaches every recurrent layer.
   TensorFlow keeps cuDNN, but `_cudnn_lstm`/`_cudnn_gru` call `_assert_valid_mask`, which fails the
   step unless every sequence is right-padded and none is all padding: data.padding 'post' keeps
@@ -64,8 +76,17 @@ MASK_ERROR = "error: cuDNN rejects the mask"
 
 BACKENDS = ("tensorflow", "jax", "torch")
 
-# The loop behind each backend's `rnn` (backend/*/rnn.py), which steps the cell one time step at a time.
+# The loop behind each backend's `rnn` (backend/*/rnn.py), which steps the cell one time step at a
+# time; with unroll=True every backend's `rnn` steps it in a Python for-loop instead, while tracing.
 _GENERIC_LOOPS = {"tensorflow": "tf.while_loop", "jax": "lax.scan", "torch": "Python"}
+UNROLLED_LOOP = "the generic step loop unrolled in Python (the cell repeated once per time step)"
+_TORCH_OWN_LOOP = "its own Python loop over time steps with the input projections precomputed"
+# What a fused kernel's failure leaves, with no warning: jax/rnn.py turns the cuDNN call's errors
+# into NotImplementedError (the layer's generic loop); torch/rnn.py swallows any exception.
+_SILENT_FALLBACKS = {
+    "jax": "if the cuDNN call fails, Keras silently runs the generic lax.scan step loop instead",
+    "torch": f"if the cuDNN call fails, Keras silently runs {_TORCH_OWN_LOOP} instead",
+}
 _CELL_NAMES = {"simple_rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
 
 # The recurrent-layer settings model.py leaves at Keras's defaults (mask_zero belongs to the
@@ -111,8 +132,12 @@ def plan(config: Config, backend: str, gpu: bool) -> list[KernelChoice]:
         if config.model.bidirectional:
             layer = f"bidirectional_{layer}"
             if fused:
-                # tensorflow/rnn.py `bidirectional_lstm` always raises; jax and torch fuse both directions.
-                reason += "; each direction is its own cuDNN call" if backend == "tensorflow" else "; both directions in one call"
+                # tensorflow/rnn.py `bidirectional_lstm` always raises; jax and torch fuse both directions,
+                # unless a cell's dropout keeps Bidirectional from trying (layers/rnn/bidirectional.py).
+                apart = backend == "tensorflow" or config.model.recurrent_input_dropout > 0
+                reason += "; each direction is its own cuDNN call" if apart else "; both directions in one call"
+        if fused and backend in _SILENT_FALLBACKS:
+            reason += f"; {_SILENT_FALLBACKS[backend]}"
         choices.append(KernelChoice(layer, kernel, fused, reason))
     return choices
 
@@ -193,7 +218,7 @@ def _first(*checks: tuple[bool, str]) -> Optional[str]:
 def _choose(backend: str, cell: str, gpu: bool, settings: dict[str, Any], padding: str) -> tuple[str, bool, str]:
     """(kernel, fused, reason) for one recurrent layer, following the Keras source cited above."""
     name = _CELL_NAMES[cell]
-    loop = f"the generic {_GENERIC_LOOPS[backend]} step loop"
+    loop = UNROLLED_LOOP if settings["unroll"] else f"the generic {_GENERIC_LOOPS[backend]} step loop"
     if cell == "simple_rnn":
         return GENERIC, False, f"Keras has no fused SimpleRNN kernel on any backend, so it runs {loop}"
     # LSTM.inner_loop / GRU.inner_loop never call the backend's kernel with these two settings.
@@ -244,7 +269,7 @@ def _choose(backend: str, cell: str, gpu: bool, settings: dict[str, Any], paddin
     blocker = _first((masked, "a padding mask"), (cell == "gru" and not settings["reset_after"], "reset_after=False"))
     if blocker:
         return GENERIC, False, f"{blocker} rules out the torch backend's {name} kernels, so it runs {loop}"
-    own_loop = "its own Python loop over time steps with the input projections precomputed"
+    own_loop = _TORCH_OWN_LOOP
     if unsupported:
         return TORCH_LOOP, False, f"{unsupported} rules out cuDNN, so the torch backend runs {own_loop}"
     if not gpu:

@@ -9,6 +9,10 @@ import numpy as np
 import pydantic
 import pytest
 
+# The spy on Keras' kernel functions, shared with the GPU check (scripts/gpu_kernels.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import gpu_kernels  # noqa: E402
+
 from rnnbench.config import Config, DataConfig, ModelConfig, config_from_mapping
 from rnnbench.kernels import (
     CUDNN,
@@ -91,7 +95,8 @@ def test_stacked_and_bidirectional_layers_are_named_like_the_model():
         for depth in (1, 2)
     ]
     assert [choice.reason for choice in plan(model("gru", "model.bidirectional=true"), "torch", gpu=True)] == [
-        "the torch backend runs GRU through torch._VF.gru (the op behind torch.nn.GRU), which uses cuDNN on CUDA; both directions in one call"
+        "the torch backend runs GRU through torch._VF.gru (the op behind torch.nn.GRU), which uses cuDNN on CUDA; both directions in one call; "
+        "if the cuDNN call fails, Keras silently runs its own Python loop over time steps with the input projections precomputed instead"
     ]
 
 
@@ -129,7 +134,14 @@ def test_forfeited_names_the_backends_that_fuse_the_cell():
         ("jax", "lstm", {"activation": "relu"}, GENERIC,
          "activation='relu' rules out cuDNN, so the JAX backend runs the generic lax.scan step loop"),
         ("jax", "gru", {"unroll": True}, GENERIC,
-         "unroll=True rules out the JAX backend's own GRU scan, so it runs the generic lax.scan step loop"),
+         "unroll=True rules out the JAX backend's own GRU scan, so it runs the generic step loop unrolled in Python (the cell "
+         "repeated once per time step)"),
+        ("tensorflow", "lstm", {"unroll": True}, GENERIC,
+         "unroll=True rules out cuDNN, so TensorFlow runs the generic step loop unrolled in Python (the cell repeated once per time step)"),
+        ("jax", "lstm", {"unroll": True}, GENERIC,
+         "unroll=True rules out cuDNN, so the JAX backend runs the generic step loop unrolled in Python (the cell repeated once per time step)"),
+        ("torch", "lstm", {"unroll": True}, TORCH_LOOP,
+         "unroll=True rules out cuDNN, so the torch backend runs its own Python loop over time steps with the input projections precomputed"),
         ("jax", "gru", {"activation": "relu"}, JAX_GRU_SCAN,
          "the JAX backend has no fused GRU kernel (jax.experimental.rnn has only an LSTM), "
          "so it runs its own lax.scan with the input projections precomputed"),
@@ -171,6 +183,60 @@ def test_importing_kernels_does_not_import_keras():
     assert completed.stdout.strip() == "[]"
 
 
+def test_a_fused_kernel_that_fails_falls_back_without_a_word_on_jax_and_torch():
+    assert plan(model("lstm"), "jax", gpu=True)[0].reason == (
+        "the JAX backend runs LSTM through jax.experimental.rnn.lstm, which lowers to cuDNN; "
+        "if the cuDNN call fails, Keras silently runs the generic lax.scan step loop instead"
+    )
+    assert plan(model("gru"), "torch", gpu=True)[0].reason == (
+        "the torch backend runs GRU through torch._VF.gru (the op behind torch.nn.GRU), which uses cuDNN on CUDA; "
+        "if the cuDNN call fails, Keras silently runs its own Python loop over time steps with the input projections precomputed instead"
+    )
+    # TensorFlow turns only a missing cuDNN op into its generic loop.
+    assert plan(model("gru"), "tensorflow", gpu=True)[0].reason == "TensorFlow runs GRU on cuDNN when a GPU is visible"
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_input_dropout_keeps_keras_from_fusing_the_two_directions(backend):
+    # Bidirectional.call tries bidirectional_lstm only when neither cell has dropout.
+    [choice] = plan(model("lstm", "model.bidirectional=true", "model.recurrent_input_dropout=0.25"), backend, gpu=True)
+    assert (choice.kernel, "; each direction is its own cuDNN call; " in choice.reason) == (CUDNN, True)
+    [choice] = plan(model("lstm", "model.bidirectional=true"), backend, gpu=True)
+    assert "; both directions in one call; " in choice.reason
+
+
+# How the GPU check (scripts/gpu_kernels.py) reads the calls it spied on, including the GPU paths
+# that can't run here.
+@pytest.mark.parametrize(
+    "backend, calls, kernel",
+    [
+        ("torch", ["_cudnn_lstm returned", "lstm returned"], CUDNN),
+        # torch/rnn.py swallows the failing cuDNN call and runs its own loop.
+        ("torch", ["_cudnn_lstm raised RuntimeError", "_fallback_lstm returned", "lstm returned"], TORCH_LOOP),
+        ("torch", ["bidirectional_gru returned"], "unrecognised: ['bidirectional_gru returned']"),
+        ("jax", ["jax.experimental.rnn.lstm returned", "lstm returned"], CUDNN),
+        ("jax", ["jax.experimental.rnn.lstm raised ValueError", "lstm raised NotImplementedError", "rnn returned"], GENERIC),
+        ("jax", ["gru returned"], JAX_GRU_SCAN),
+        ("tensorflow", ["_cudnn_gru returned", "gru returned"], CUDNN),
+        ("tensorflow", ["lstm raised NotImplementedError", "rnn(unroll=True) returned"], GENERIC),
+        ("torch", ["_cudnn_lstm returned", "_fallback_lstm returned"], "mixed: ['_cudnn_lstm returned', '_fallback_lstm returned']"),
+    ],
+)
+def test_the_gpu_check_reads_which_kernel_ran_from_the_calls(backend, calls, kernel):
+    assert gpu_kernels.observed_kernel(backend, calls) == kernel
+
+
+def test_the_gpu_check_passes_for_this_cpu_on_every_setting():
+    import keras
+
+    backend = keras.backend.backend()
+    if gpu_kernels.gpu_visible(backend):
+        pytest.skip("checks the CPU path; a GPU is visible")
+    for setting in ("mask, pre-padded", "unroll", "bidirectional, input dropout"):
+        problems, found = gpu_kernels.disagreements(backend, "lstm", setting, gpu=False)
+        assert problems == [], found
+
+
 # What Keras calls, on the CPU, when rnnbench's one-layer model runs: the backend's fused-kernel entry
 # point (`lstm`/`gru`), which returns or raises NotImplementedError, the generic loop (`rnn`), and on
 # torch the two private paths behind `lstm`/`gru`. Each entry is (kernel plan() names, calls).
@@ -189,54 +255,8 @@ CPU_CALLS = {
 
 def trace_calls(cell: str, *overrides: str) -> list[str]:
     """Run rnnbench's one-layer `cell` model once on the current Keras backend; list the kernel functions called."""
-    import keras
-    from keras.src import backend as keras_backend
-
-    from rnnbench.model import build_model
-
-    spied = [(keras_backend, ["lstm", "gru", "rnn"])]
-    if keras.backend.backend() == "torch":
-        spied.append((sys.modules["keras.src.backend.torch.rnn"], ["_cudnn_lstm", "_fallback_lstm", "_cudnn_gru", "_fallback_gru"]))
-    calls: list[str] = []
-    originals = []
-
-    def spy(name, function):
-        def wrapper(*args, **kwargs):
-            try:
-                result = function(*args, **kwargs)
-            except NotImplementedError:
-                calls.append(f"{name} raised NotImplementedError")
-                raise
-            calls.append(f"{name} returned")
-            return result
-
-        return wrapper
-
-    network = build_model(model(cell, "model.units=4", "model.embedding_dim=3", "data.maxlen=5", *overrides), 20, 2)
-    for module, names in spied:
-        for name in names:
-            originals.append((module, name, getattr(module, name)))
-            setattr(module, name, spy(name, getattr(module, name)))
-    try:
-        network(np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype="int32"))
-    finally:
-        for module, name, original in originals:
-            setattr(module, name, original)
-    return calls
-
-
-def _gpu_visible(backend: str) -> bool:
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_logical_devices("GPU"))
-    if backend == "jax":
-        import jax
-
-        return jax.default_backend() == "gpu"
-    import torch
-
-    return torch.cuda.is_available()
+    config = model(cell, "model.units=4", "model.embedding_dim=3", "data.maxlen=5", *overrides)
+    return gpu_kernels.spy_calls(config, np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype="int32"))
 
 
 @pytest.mark.parametrize("cell", ["simple_rnn", "lstm", "gru"])
@@ -244,7 +264,7 @@ def test_plan_matches_what_keras_runs_on_this_cpu(cell):
     import keras
 
     backend = keras.backend.backend()
-    if _gpu_visible(backend):
+    if gpu_kernels.gpu_visible(backend):
         pytest.skip("checks the CPU path; a GPU is visible")
     kernel, calls = CPU_CALLS[(backend, cell)]
     assert plan(model(cell), backend, gpu=False)[0].kernel == kernel
@@ -353,7 +373,8 @@ def test_input_dropout_pooling_and_embedding_dropout_keep_the_kernel(backend, ce
 def test_input_dropout_says_it_keeps_the_kernel():
     assert plan(model("lstm", "model.recurrent_input_dropout=0.25"), "torch", gpu=True)[0].reason == (
         "the torch backend runs LSTM through torch._VF.lstm (the op behind torch.nn.LSTM), which uses cuDNN on CUDA; "
-        "model.recurrent_input_dropout=0.25 keeps it (Keras drops the same input features at every step before calling the kernel)"
+        "model.recurrent_input_dropout=0.25 keeps it (Keras drops the same input features at every step before calling the kernel); "
+        "if the cuDNN call fails, Keras silently runs its own Python loop over time steps with the input projections precomputed instead"
     )
     # The generic loop applies it in the cell, which says nothing new.
     assert "recurrent_input_dropout" not in plan(model("lstm", "model.recurrent_input_dropout=0.25"), "tensorflow", gpu=False)[0].reason
@@ -374,7 +395,7 @@ def test_plan_matches_what_keras_runs_on_this_cpu_with_the_options(cell, overrid
     import keras
 
     backend = keras.backend.backend()
-    if _gpu_visible(backend):
+    if gpu_kernels.gpu_visible(backend):
         pytest.skip("checks the CPU path; a GPU is visible")
     assert plan(model(cell, *overrides), backend, gpu=False)[0].kernel == GENERIC
     assert trace_calls(cell, *overrides) == [call.format(cell=cell) for call in calls]

@@ -353,3 +353,80 @@ def test_a_storage_that_is_not_a_database_is_one_line(tmp_path):
     with pytest.raises(tune.TuneError) as raised:
         tune.open_studies(candidates, settings, f"sqlite:///{junk}")
     assert str(raised.value) == f"--storage sqlite:///{junk}: cannot open the study storage: (sqlite3.DatabaseError) file is not a database"
+
+
+def all_random(**changes) -> dict:
+    """TINY with every trial sampled at random: trial n's settings follow from its number alone."""
+    return with_tune(random_trials=3, **changes)
+
+
+def test_jobs_2_trains_two_trials_at_a_time_each_reporting_and_pruned_in_its_own_process(tiny_data_dir, tmp_path, monkeypatch):
+    # The pruner travels to each worker process with its trial (spawned processes import this module).
+    monkeypatch.setattr(tune, "_pruner", lambda settings: PruneSecondTrial())
+    path = write_config(tmp_path, all_random())
+    runs = tmp_path / "runs"
+    outcome = CliRunner().invoke(main, ["tune", str(path), "--jobs", "2", "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--out", str(tmp_path / "report")])
+    assert outcome.exit_code == 0, outcome.output
+    assert "training 6 runs, 2 at a time" in outcome.output
+    storage = tune.default_storage(runs)
+    for candidate in ("tiny-gru", "tiny-ann"):
+        trials = trials_of(storage, candidate)
+        assert [trial.state.name for trial in trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
+        # Reported by the process that trained the trial, through the study's storage.
+        assert [list(trial.intermediate_values) for trial in trials] == [[1, 2], [1], [1, 2]]
+    statuses = sorted((record["name"], record["status"]) for record in results.read_runs(runs, statuses=None))
+    assert statuses == sorted(
+        [(f"tiny-{cell}-t00{number}", "pruned" if number == 1 else "completed") for cell in ("gru", "ann") for number in range(3)]
+        + [(f"tiny-{cell}-tuned", "completed") for cell in ("gru", "ann") for _ in (1, 2)]
+    )
+
+
+def test_ctrl_c_in_a_trial_then_the_same_command_finishes_that_trial_from_its_last_epoch(tiny_data_dir, tmp_path, monkeypatch):
+    told = tune.TrialObserver.epoch_ended
+
+    def interrupted_once(self, entry, history):
+        if self.trial.number == 1 and entry["epoch"] == 1 and not (tmp_path / "interrupted").exists():
+            (tmp_path / "interrupted").touch()
+            raise KeyboardInterrupt
+        told(self, entry, history)
+
+    monkeypatch.setattr(tune.TrialObserver, "epoch_ended", interrupted_once)
+    path = write_config(tmp_path, {**with_tune(pruner="none"), "sweep": {"variants": {"gru": {"model.cell": "gru"}}}})
+    runs = tmp_path / "runs"
+    command = ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--out", str(tmp_path / "report")]
+    stopped = CliRunner().invoke(main, command)
+    assert stopped.exit_code == 130, stopped.output
+    storage = tune.default_storage(runs)
+    assert [trial.state.name for trial in trials_of(storage, "tiny-gru")] == ["COMPLETE", "RUNNING"]
+    [interrupted] = [record for record in results.read_runs(runs, statuses=None) if record["name"] == "tiny-gru-t001"]
+    assert interrupted["status"] == "interrupted"
+
+    # This process still lives: the trial was released, so the same command here finishes it.
+    again = CliRunner().invoke(main, command)
+    assert again.exit_code == 0, again.output
+    assert "[tiny-gru] trial 2 of 3: " in again.output and "(its process stopped; finishing it)" in again.output
+    assert "[tiny-gru] trial 2 of 3: resuming" in again.output
+    assert [trial.state.name for trial in trials_of(storage, "tiny-gru")] == ["COMPLETE"] * 3
+    [finished] = [record for record in results.read_runs(runs, statuses=None) if record["name"] == "tiny-gru-t001"]
+    assert finished["run_id"] == interrupted["run_id"] and finished["status"] == "completed"
+    assert len((runs / finished["run_id"] / "history.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_trial_that_fails_is_told_failed_and_said_in_one_line(tiny_data_dir, tmp_path, monkeypatch):
+    told = tune.TrialObserver.epoch_ended
+
+    def disk_full(self, entry, history):
+        if self.trial.number == 1:
+            raise OSError(28, "No space left on device")
+        told(self, entry, history)
+
+    monkeypatch.setattr(tune.TrialObserver, "epoch_ended", disk_full)
+    path = write_config(tmp_path, with_tune(pruner="none"))
+    runs = tmp_path / "runs"
+    failed = CliRunner().invoke(main, ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs)])
+    assert failed.exit_code == 1, failed.output
+    assert failed.output.splitlines()[-1] == (
+        "Error: [tiny-gru] trial 2 of 3 failed: [Errno 28] No space left on device; run the same command again to retry it"
+    )
+    # Not counted: the next invocation asks a trial in its place.
+    assert [trial.state.name for trial in trials_of(tune.default_storage(runs), "tiny-gru")] == ["COMPLETE", "FAIL"]

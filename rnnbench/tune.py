@@ -542,6 +542,8 @@ def _use_budgets(
                 candidate, trial = in_flight.pop(item.position)
                 _tell(candidate, settings, trial, outcome.record, runs_dir, item.label, echo, outcome.node)
     except Exception as error:
+        if failed and isinstance(error, TuneError):
+            raise TuneError(f"{failed[0]}: {error}") from None  # Retrying would not help: it says what would.
         if failed:
             raise TuneError(f"{failed[0]} failed: {_first_line(error)}; run the same command again to retry it") from None
         raise

@@ -430,3 +430,15 @@ def test_a_trial_that_fails_is_told_failed_and_said_in_one_line(tiny_data_dir, t
     )
     # Not counted: the next invocation asks a trial in its place.
     assert [trial.state.name for trial in trials_of(tune.default_storage(runs), "tiny-gru")] == ["COMPLETE", "FAIL"]
+
+
+def test_a_trial_whose_worker_cant_reach_the_sqlite_storage_says_what_would(tmp_path):
+    watch = tune.TrialWatch(f"sqlite:///{tmp_path / 'elsewhere' / 'tune.sqlite'}", "tiny-gru", 1, optuna.pruners.NopPruner())
+    with pytest.raises(tune.TuneError) as raised:
+        watch.observer()
+    assert str(raised.value) == (
+        f"the study storage sqlite:///{tmp_path / 'elsewhere' / 'tune.sqlite'} is not on node {os.uname().nodename}: trials on a"
+        " cluster report their epochs to it, so put the runs folder on storage every node sees, or give --storage a"
+        " database server every node reaches (postgresql://, mysql://)"
+    )
+    assert not (tmp_path / "elsewhere").exists()

@@ -1,35 +1,56 @@
 #!/usr/bin/env bash
-# GPU check: Keras 3 on the JAX and PyTorch backends against plain PyTorch (cuDNN), and
-# rnnbench's own LSTM and GRU runs, on one NVIDIA GPU (an H100), in at most 5 minutes.
+# GPU check, in one call of the device machine (one NVIDIA GPU; at most TOTAL_SECONDS, 540 s):
+#   1. the pinned Keras imports and trains one step on the device's own JAX and PyTorch (other,
+#      builds than this project pins: the GPU image had jax 0.11.2 and torch 2.11.0, CUDA 13);
+#   2. the kernel report against the functions Keras really calls there (scripts/gpu_kernels.py);
+#   3. Keras on the JAX and torch backends against plain PyTorch (cuDNN): scripts/bench_backends.py;
+#   4. rnnbench's own LSTM and GRU runs on each backend that works;
+#   5. a packed sweep: 4 LSTM runs with --gpus-per-run 0.25 (--cluster local where `import ray`
+#      works, else --jobs 4), backend auto, beside the single run and plain PyTorch, with the
+#      aggregate samples/s of each and the two goals: a single run >= 0.5 x plain PyTorch, the
+#      packed sweep >= 1.0 x plain PyTorch in aggregate.
 #
 #   bash scripts/gpu_check.sh        (from anywhere; it works in the repository root)
 #
-# Made for the device machine: no TensorFlow, no internet, a python3 that holds PyTorch and
-# (maybe) JAX with CUDA. Everything it reports goes to $OUT when set (the device tool brings
-# that folder back), else to a new /tmp/gpu_check_out.* folder: gpu_check.log (all output),
-# bench_backends.json, rnnbench_runs.json and gpu_check_summary.md. Scratch files (the
-# installed wheels, the runs, the tokenizer cache) go to a new /tmp/gpu_check.* folder.
+# Made for the device machine: no TensorFlow, no Ray, no internet; its python3 holds PyTorch,
+# JAX with CUDA, numpy, click, pyyaml, tabulate, matplotlib, tqdm and tensorboard (with protobuf),
+# which `rnnbench run` imports as it trains; the rest comes as wheels. Everything it reports goes to
+# $OUT when set (the folder the GPU machine sends back), else to a new /tmp/gpu_check_out.*
+# folder: gpu_check.log (all output), gpu_kernels.json, bench_backends.json, rnnbench_runs.json,
+# packed_sweep.json and gpu_check_summary.md. Scratch files (the installed wheels, the runs, the
+# tokenizer cache) go to a new /tmp/gpu_check.* folder.
 #
-# Expected layout, relative to the repository root (a shared/ folder in the checkout travels
-# to the device machine; keep it out of git with: echo /shared/ >> "$(git rev-parse --git-path info/exclude)"):
+# What to bring, relative to the repository root (a shared/ folder in the checkout travels to the
+# device machine, about 33 MB with what follows; keep it out of git with:
+# echo /shared/ >> "$(git rev-parse --git-path info/exclude)"):
 #
-#   shared/wheels/*.whl          one version of each, installed with --no-deps into /tmp (the
-#                                rnnbench wheel would otherwise pull in TensorFlow):
-#       rnnbench-0.1.0-py3-none-any.whl     python -m pip wheel --no-deps -w shared/wheels .
+#   shared/wheels/*.whl          one version of each (about 6 MB), installed with --no-deps into
+#                                /tmp (the rnnbench wheel would otherwise pull in TensorFlow):
+#       rnnbench-0.1.0-py3-none-any.whl, built from this checkout (rebuild it after any change):
+#           rm -f shared/wheels/rnnbench-*.whl && .venv/bin/python -m pip wheel --no-deps -w shared/wheels .
 #       keras-3.15.1-py3-none-any.whl and what the GPU image lacks of Keras' and rnnbench's needs:
 #       namex, optree, pydantic, pydantic_core, annotated_types, typing_inspection, and a
-#       typing_extensions new enough for pydantic (cp312 x86-64; about 6 MB in all):
-#           python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       typing_extensions new enough for pydantic (cp312 x86-64):
+#           .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #             --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
 #             --platform manylinux2014_x86_64 -d shared/wheels keras==3.15.1 namex==0.1.0 optree==0.20.0 \
 #             pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0
-#       (absl-py, numpy, rich, h5py, ml-dtypes, packaging, click, pyyaml, tabulate and matplotlib are in the GPU image.)
-#   shared/data/imdb/train.tsv.gz, shared/data/imdb/test.tsv.gz     (copies of the IMDB files from the data folder)
+#       (absl-py, numpy, rich, h5py, ml-dtypes, packaging, click, pyyaml, tabulate, matplotlib, tqdm,
+#       tensorboard and protobuf are in the GPU image, so no wheel for them.)
+#   shared/data/imdb/train.tsv.gz and shared/data/imdb/test.tsv.gz: copies of the IMDB files of
+#       the data folder (13.5 MB and 13.2 MB, about 27 MB in all):
+#           mkdir -p shared/data/imdb && cp "$RNNBENCH_DATA_DIR"/imdb/{train,test}.tsv.gz shared/data/imdb/
+#
+# Then run `bash scripts/gpu_check.sh` there in one command allowed 600 s: the check's 540 s, the
+# wheels' install included, and room to spare.
 #
 # Settings (environment variables; the defaults are the GPU check):
-#   WHEELS=shared/wheels  DATA_DIR=shared/data (or RNNBENCH_DATA_DIR)  PYTHON=python3  TOTAL_SECONDS=290
-#   DEVICE=gpu  SAMPLES=25000  MAXLEN=200  BATCH_SIZE=256  EPOCHS=2  RUN_SETS="" (extra --set KEY=VALUE for the runs)
-# A dry run on a CPU, with the packages already installed and tiny sizes:
+#   WHEELS=shared/wheels  DATA_DIR=shared/data (or RNNBENCH_DATA_DIR)  PYTHON=python3  TOTAL_SECONDS=540
+#   DEVICE=gpu  SAMPLES=25000  MAXLEN=200  BATCH_SIZE=256  EPOCHS=2
+#   RUN_SETS="data.limit=12500" (--set KEY=VALUE for the rnnbench runs: the first 12,500 of IMDB's
+#   25,000 training rows keep the eight runs inside the time)  PACKING=auto (cluster where
+#   `import ray` works and DEVICE=gpu, else jobs; a CPU cluster refuses --gpus-per-run)
+# A dry run on a CPU, with the packages already installed and tiny sizes (about 7 minutes on 2 cores):
 #   WHEELS=none DEVICE=cpu SAMPLES=500 MAXLEN=20 RUN_SETS="data.limit=500 data.maxlen=20" PYTHON=.venv/bin/python bash scripts/gpu_check.sh
 #
 # Every step runs under `timeout`, with the time left shared out, so that the whole check ends
@@ -41,13 +62,14 @@ cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-shared/wheels}
 DATA_DIR=${DATA_DIR:-${RNNBENCH_DATA_DIR:-shared/data}}
 PYTHON=${PYTHON:-python3}
-TOTAL_SECONDS=${TOTAL_SECONDS:-290}
+TOTAL_SECONDS=${TOTAL_SECONDS:-540}
 DEVICE=${DEVICE:-gpu}
 SAMPLES=${SAMPLES:-25000}
 MAXLEN=${MAXLEN:-200}
 BATCH_SIZE=${BATCH_SIZE:-256}
 EPOCHS=${EPOCHS:-2}
-RUN_SETS=${RUN_SETS:-}
+RUN_SETS=${RUN_SETS-data.limit=12500}
+PACKING=${PACKING:-auto}
 OUT_DIR=${OUT:-$(mktemp -d /tmp/gpu_check_out.XXXXXX)}
 SCRATCH=$(mktemp -d /tmp/gpu_check.XXXXXX)
 DEADLINE=$((SECONDS + TOTAL_SECONDS))
@@ -55,6 +77,18 @@ DEADLINE=$((SECONDS + TOTAL_SECONDS))
 RESERVE=10
 # Steps that failed, timed out or were skipped; any makes the exit status 1.
 PROBLEMS=()
+# Python, after a backend's own check: Keras (the pinned one) builds an LSTM and a GRU model on that
+# backend, runs them and trains one step of each, on the device the backend sees.
+KERAS_STEP="
+import importlib.metadata, keras, numpy as np
+tokens = np.random.default_rng(0).integers(1, 50, size=(64, 20)).astype('int32')
+labels = (tokens[:, 0] > 25).astype('float32')
+for cell in (keras.layers.LSTM, keras.layers.GRU):
+    model = keras.Sequential([keras.Input((20,), dtype='int32'), keras.layers.Embedding(50, 8), cell(8), keras.layers.Dense(1, activation='sigmoid')])
+    model.compile(optimizer='adam', loss='binary_crossentropy')
+    loss = model.train_on_batch(tokens, labels)
+    print('keras', importlib.metadata.version('keras'), 'on', keras.backend.backend(), cell.__name__, 'trains: loss', round(float(loss), 4), 'on', keras.ops.convert_to_tensor(tokens).device if hasattr(keras.ops.convert_to_tensor(tokens), 'device') else '?')
+"
 export PYTHONUNBUFFERED=1 RNNBENCH_CACHE_DIR="$SCRATCH/cache"
 
 # Seconds the next step may take: at most CAP, and its SHARE of the time left, which the steps
@@ -127,16 +161,20 @@ sys.exit(1 if heavy else 0)
 
     local jax_ok=0 torch_ok=0 want=gpu
     [[ "$DEVICE" == cpu ]] && want=cpu
-    if step "JAX devices" 60 1 1 "$PYTHON" -c "
+    # The device's JAX and torch are newer than the ones Keras 3.15.1 was pinned with here: each
+    # backend must see the device, and Keras must build, run and train a recurrent model on it.
+    if step "JAX devices, and Keras trains on JAX" 90 1 1 env KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false "$PYTHON" -c "
 import jax, sys
-print(jax.__version__, jax.devices())
-sys.exit(0 if jax.devices()[0].platform == '$want' else 1)
-"; then jax_ok=1; else echo "JAX sees no $want: skipping the Keras JAX backend"; fi
-    if step "PyTorch CUDA" 60 1 1 "$PYTHON" -c "
+print('jax', jax.__version__, jax.devices())
+if jax.devices()[0].platform != '$want':
+    sys.exit(1)
+$KERAS_STEP"; then jax_ok=1; else echo "JAX sees no $want, or Keras fails on it: skipping the Keras JAX backend"; fi
+    if step "PyTorch CUDA, and Keras trains on torch" 90 1 1 env KERAS_BACKEND=torch "$PYTHON" -c "
 import sys, torch
-print(torch.__version__, 'cuda available:', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')
-sys.exit(0 if torch.cuda.is_available() or '$want' == 'cpu' else 1)
-"; then torch_ok=1; else echo "PyTorch sees no CUDA GPU: skipping the Keras PyTorch backend and plain PyTorch"; fi
+print('torch', torch.__version__, 'cuda available:', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')
+if not (torch.cuda.is_available() or '$want' == 'cpu'):
+    sys.exit(1)
+$KERAS_STEP"; then torch_ok=1; else echo "PyTorch sees no CUDA GPU, or Keras fails on it: skipping the Keras PyTorch backend and plain PyTorch"; fi
 
     local implementations=() backends=()
     ((jax_ok)) && implementations+=(jax) && backends+=(jax)
@@ -146,9 +184,13 @@ sys.exit(0 if torch.cuda.is_available() or '$want' == 'cpu' else 1)
         return 1
     fi
 
+    step "kernel report against the functions Keras calls (${backends[*]})" 120 1 4 "$PYTHON" scripts/gpu_kernels.py \
+        --backends "${backends[@]}" --json "$OUT_DIR/gpu_kernels.json"
+
     # The time left is shared out as if the benchmark took as long as one rnnbench run per
-    # implementation it measures (two cells, two short processes each); two runs per backend follow.
-    local runs_left=$((2 * ${#backends[@]})) bench_parts=${#implementations[@]}
+    # implementation it measures (two cells, two short processes each); two runs per backend
+    # follow, then the packed sweep (as long as two runs).
+    local runs_left=$((2 * ${#backends[@]} + 2)) bench_parts=${#implementations[@]}
     step "bench_backends (${implementations[*]})" 150 "$bench_parts" $((bench_parts + runs_left)) "$PYTHON" scripts/bench_backends.py \
         --device "$DEVICE" --maxlen "$MAXLEN" --batch-size "$BATCH_SIZE" --samples "$SAMPLES" --repeats 1 \
         --implementations "${implementations[@]}" --data-dir "$DATA_DIR" --worker-timeout 60 \
@@ -165,15 +207,27 @@ sys.exit(0 if torch.cuda.is_available() or '$want' == 'cpu' else 1)
         done
     done
 
+    # Four LSTM runs on one GPU, each with a quarter of it, with the backend `auto` picks there.
+    local packing=(--jobs 4) started
+    if [[ "$PACKING" == cluster || ( "$PACKING" == auto && "$DEVICE" == gpu ) ]] && "$PYTHON" -c "import ray" 2>/dev/null; then
+        packing=(--cluster local)
+    fi
+    started=$(date +%s.%N)
+    step "packed sweep: rnnbench run configs/lstm.yaml --seeds 4 ${packing[*]} --gpus-per-run 0.25" 180 2 "$runs_left" \
+        "$PYTHON" -m rnnbench run configs/lstm.yaml --seeds 4 "${packing[@]}" --gpus-per-run 0.25 "${sets[@]}" \
+        --data-dir "$DATA_DIR" --runs-dir "$SCRATCH/packed"
+    echo "{\"started\": $started, \"ended\": $(date +%s.%N), \"packing\": \"${packing[*]} --gpus-per-run 0.25\"}" >"$SCRATCH/packed_wall.json"
+
     echo
     echo "=== summary ($SECONDS s so far) ==="
-    timeout 30 "$PYTHON" - "$OUT_DIR" "$SCRATCH/runs" <<'SUMMARY'
-"""Samples/s of each rnnbench run from its recorded history, against the benchmark's numbers."""
+    timeout 30 "$PYTHON" - "$OUT_DIR" "$SCRATCH/runs" "$SCRATCH/packed" "$SCRATCH/packed_wall.json" <<'SUMMARY'
+"""Samples/s of each rnnbench run from its recorded history, against the benchmark's numbers,
+and the packed sweep's aggregate against a single run and plain PyTorch, with the goals."""
 import json
 import sys
 from pathlib import Path
 
-out_dir, runs_root = Path(sys.argv[1]), Path(sys.argv[2])
+out_dir, runs_root, packed_root, packed_wall = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
 bench_path = out_dir / "bench_backends.json"
 bench = json.loads(bench_path.read_text()) if bench_path.exists() else {"rows": []}
 median = {(row["implementation"], row["cell"]): row["median"] for row in bench["rows"]}
@@ -188,22 +242,28 @@ if bench["rows"]:
 else:
     lines += ["bench_backends.py gave no results", ""]
 
-runs = []
-for folder in sorted(runs_root.glob("*/*")):
-    history_path, config_path = folder / "history.jsonl", folder / "config.json"
-    if not history_path.exists() or not config_path.exists():
-        continue
-    record = json.loads(config_path.read_text())
-    history = [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]
-    train_rows = record.get("data", {}).get("train_rows", 20_000)
-    validation_rows = record.get("data", {}).get("validation_rows")
-    runs.append({
-        "run_dir": str(folder), "backend": record.get("backend"), "cell": record["config"]["model"]["cell"],
-        "device": record.get("device"), "train_rows": train_rows, "validation_rows": validation_rows,
-        "completed": (folder / "result.json").exists(),
-        "epochs": [{"epoch": entry["epoch"], "seconds": entry["seconds"], "samples_per_second": train_rows / entry["seconds"],
-                    "val_accuracy": entry.get("val_accuracy")} for entry in history],
-    })
+
+def read_runs(folders):
+    """Each recorded run's backend, why it was chosen, and samples/s per epoch from its history."""
+    runs = []
+    for folder in sorted(folders):
+        history_path, config_path = folder / "history.jsonl", folder / "config.json"
+        if not history_path.exists() or not config_path.exists():
+            continue
+        record = json.loads(config_path.read_text())
+        history = [json.loads(line) for line in history_path.read_text().splitlines() if line.strip()]
+        train_rows = record.get("data", {}).get("train_rows", 20_000)
+        runs.append({
+            "run_dir": str(folder), "backend": record.get("backend"), "backend_choice": record.get("backend_choice"),
+            "cell": record["config"]["model"]["cell"], "device": record.get("device"), "train_rows": train_rows,
+            "validation_rows": record.get("data", {}).get("validation_rows"), "completed": (folder / "result.json").exists(),
+            "epochs": [{"epoch": entry["epoch"], "seconds": entry["seconds"], "samples_per_second": train_rows / entry["seconds"],
+                        "val_accuracy": entry.get("val_accuracy")} for entry in history],
+        })
+    return runs
+
+
+runs = read_runs(runs_root.glob("*/*"))
 (out_dir / "rnnbench_runs.json").write_text(json.dumps(runs, indent=2) + "\n")
 
 lines += ["## rnnbench run (samples/s = data.train_rows / the epoch's recorded seconds, which include the validation pass)", "",
@@ -223,6 +283,40 @@ for run in runs:
     )
 if not runs:
     lines.append("no rnnbench run recorded an epoch")
+
+# The packed sweep: its runs trained side by side, so their last epochs' samples/s add up (steady);
+# end to end divides every sample trained by the command's wall time, start-up and data included.
+packed = read_runs(path for path in packed_root.glob("*") if path.is_dir())
+wall = json.loads(packed_wall.read_text()) if packed_wall.exists() else None
+lines += ["", "## packed sweep against a single run and plain PyTorch (LSTM)", ""]
+finished = [run for run in packed if run["epochs"]]
+packed_summary = {"packing": wall and wall["packing"], "runs": packed}
+if finished and wall:
+    seconds = wall["ended"] - wall["started"]
+    steady = sum(run["epochs"][-1]["samples_per_second"] for run in finished)
+    end_to_end = sum(run["train_rows"] * len(run["epochs"]) for run in finished) / seconds
+    backend = finished[0]["backend"]
+    single = next((run["epochs"][-1]["samples_per_second"] for run in runs if run["backend"] == backend and run["cell"] == "lstm" and run["epochs"]), None)
+    plain = median.get(("pytorch", "lstm"))
+    packed_summary.update({"wall_seconds": seconds, "steady_samples_per_second": steady, "end_to_end_samples_per_second": end_to_end,
+                           "single_run_samples_per_second": single, "plain_pytorch_samples_per_second": plain})
+    lines += [f"{wall['packing']}: {len(finished)} of 4 runs recorded epochs, backend {backend} ({finished[0]['backend_choice']}), "
+              f"{seconds:.1f} s for the whole command", "",
+              "| what | samples/s |", "| --- | ---: |",
+              f"| packed sweep, steady (sum of each run's last epoch) | {steady:,.0f} |",
+              f"| packed sweep, end to end (all samples / wall time) | {end_to_end:,.0f} |",
+              f"| single run ({backend} lstm, last epoch) | {f'{single:,.0f}' if single else 'n/a'} |",
+              f"| plain PyTorch (bench_backends.py) | {f'{plain:,.0f}' if plain else 'n/a'} |", ""]
+    for name, value, goal in (("single run", single, 0.5), ("packed sweep, steady", steady, 1.0)):
+        if value and plain:
+            verdict = "met" if value / plain >= goal else "NOT met"
+            lines.append(f"goal: {name} >= {goal} x plain PyTorch: {value / plain:.2f}x, {verdict}")
+            packed_summary[f"{name} / plain PyTorch"] = value / plain
+        else:
+            lines.append(f"goal: {name} >= {goal} x plain PyTorch: not measured")
+else:
+    lines.append("the packed sweep recorded no epoch")
+(out_dir / "packed_sweep.json").write_text(json.dumps(packed_summary, indent=2) + "\n")
 text = "\n".join(lines) + "\n"
 (out_dir / "gpu_check_summary.md").write_text(text)
 print(text)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.metadata
 import importlib.util
 import os
 import platform
 import sys
+from typing import Iterator
 
 from rnnbench.errors import InputError
 
@@ -47,6 +49,22 @@ def installed(name: str) -> bool:
     return importlib.util.find_spec(_BACKEND_PACKAGES[name][0]) is not None
 
 
+# Set while a command whose runs each take a share of a GPU (--gpus-per-run) reads its config, so
+# that `auto` chooses for the device the runs will train on, which a cluster's driver may lack.
+_runs_take_a_gpu = False
+
+
+@contextlib.contextmanager
+def runs_take_a_gpu(taken: bool) -> Iterator[None]:
+    """Configs read in the block choose `auto` for a GPU if `taken` (--gpus-per-run > 0)."""
+    global _runs_take_a_gpu
+    before, _runs_take_a_gpu = _runs_take_a_gpu, taken
+    try:
+        yield
+    finally:
+        _runs_take_a_gpu = before
+
+
 def auto_choice() -> tuple[str, str]:
     """What `backend: auto` means here, and why, from measurement (docs/performance.md): on an
     NVIDIA GPU Keras-torch ran the lecture's LSTM at 2.0x and its GRU at 3.1x Keras-JAX's
@@ -58,6 +76,8 @@ def auto_choice() -> tuple[str, str]:
     gpu = nvidia_gpu_visible()
     if gpu and installed("torch"):
         return "torch", "auto: an NVIDIA GPU is visible and torch is installed; Keras-torch was fastest on GPU (docs/performance.md)"
+    if _runs_take_a_gpu and installed("torch"):
+        return "torch", "auto: each run takes a share of a GPU (--gpus-per-run) and torch is installed; Keras-torch was fastest on GPU (docs/performance.md)"
     if installed("jax"):
         if gpu:
             return "jax", "auto: an NVIDIA GPU is visible but torch is not installed; JAX is, and Keras-JAX was second on GPU (docs/performance.md)"

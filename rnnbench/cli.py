@@ -11,9 +11,11 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import click
+
+T = TypeVar("T")
 
 DATA_DIR_HELP = "Folder holding imdb/train.tsv.gz (or aclImdb/); without it IMDB is downloaded once into the Keras cache."
 RUNS_DIR_HELP = "Folder of recorded runs."
@@ -160,7 +162,7 @@ def run(
     settings = _cluster_settings(cluster, cpus_per_run, gpus_per_run, jobs)
     if tracking_uri:
         mlflow_tracking.use(tracking_uri)
-    configs = expand(config_path, _overrides(overrides, backend), seed_count)
+    configs = _read_configs(lambda: expand(config_path, _overrides(overrides, backend), seed_count), gpus_per_run)
     _select_backend(configs[0].backend, configs[0].backend_choice)
     if len({config.backend for config in configs}) > 1:
         raise UserError(f"{config_path}: a sweep runs in one process, so it can't vary `backend`; run one config per backend")
@@ -290,6 +292,14 @@ def _cluster_settings(address: str | None, cpus_per_run: float | None, gpus_per_
     return cluster.ClusterSettings(address, cpus_per_run or 1.0, gpus_per_run or 0.0)
 
 
+def _read_configs(read: Callable[[], T], gpus_per_run: float | None) -> T:
+    """`read()`, with `backend: auto` choosing for a GPU when each run takes a share of one."""
+    from rnnbench import backend
+
+    with backend.runs_take_a_gpu(bool(gpus_per_run)):
+        return read()
+
+
 def _attached(settings) -> contextlib.AbstractContextManager:
     """Attached to the cluster before data is read or Keras imported, so that one it can't use is said at once."""
     if settings is None:
@@ -361,7 +371,7 @@ def tune_command(
     cluster_settings = _cluster_settings(cluster, cpus_per_run, gpus_per_run, jobs)
     if tracking_uri:
         mlflow_tracking.use(tracking_uri)
-    settings, candidates = tune.read_plan(config_path, _overrides(overrides, backend))
+    settings, candidates = _read_configs(lambda: tune.read_plan(config_path, _overrides(overrides, backend)), gpus_per_run)
     _select_backend(candidates[0].config.backend, candidates[0].config.backend_choice)
     if len({candidate.config.backend for candidate in candidates}) > 1:
         raise UserError(f"{config_path}: a tuning runs in one process, so it can't vary `backend`; tune one config per backend")

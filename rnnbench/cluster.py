@@ -44,8 +44,9 @@ REACH_SECONDS = 5.0
 RETRIES = 2
 # After Ctrl-C, how long the cancelled tasks get to record their last epoch and stop.
 STOP_SECONDS = 30.0
-# Variables a run reads from its environment that the driver's command set: MLflow logging.
-FORWARDED_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "RNNBENCH_MLFLOW_PARENT_RUN_ID")
+# Variables a run reads from its environment that the driver's command set: MLflow logging,
+# and why the backend was chosen (backend.CHOICE_VARIABLE), for each run's record.
+FORWARDED_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "RNNBENCH_MLFLOW_PARENT_RUN_ID", "RNNBENCH_BACKEND_CHOICE")
 
 
 class ClusterError(RnnbenchError):

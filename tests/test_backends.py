@@ -142,6 +142,21 @@ def test_auto_picks_the_backend_measured_fastest_on_the_device(machine, gpu, ins
     assert (config.backend, config.backend_choice) == (chosen, reason)
 
 
+def test_runs_that_take_a_gpu_share_choose_for_the_gpu_on_a_driver_without_one(machine, monkeypatch):
+    """A cluster's driver (a laptop) chooses `auto` for the GPUs its runs will train on."""
+    from rnnbench import backend
+    from rnnbench.config import config_from_mapping
+
+    machine(False, ("tensorflow", "jax", "torch"))
+    assert config_from_mapping({}).backend == "jax"
+    with backend.runs_take_a_gpu(True):
+        config = config_from_mapping({})
+    assert (config.backend, config.backend_choice) == (
+        "torch", "auto: each run takes a share of a GPU (--gpus-per-run) and torch is installed; Keras-torch was fastest on GPU (docs/performance.md)"
+    )
+    assert config_from_mapping({}).backend == "jax"  # Only while the command reads its configs.
+
+
 def test_keras_backend_and_the_config_win_over_the_device(machine, monkeypatch):
     from rnnbench.config import config_from_mapping
 

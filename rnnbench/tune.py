@@ -517,8 +517,8 @@ def _use_budgets(
     settings: Settings, candidates: list[Candidate], data_dir: Optional[str], runs_dir: Path, command: str,
     echo: Callable[[str], None], jobs: int, cluster: Optional["ClusterSettings"], gpus_per_run: Optional[float],
 ) -> bool:
-    """Train trials until no candidate may ask another; whether any trial was left to others
-    (the studies' budgets may still be in use by other processes)."""
+    """Train trials until no candidate may ask another. False when every budget was already used
+    up; True otherwise, since trials that other processes still train may yet end without counting."""
     from rnnbench import executor
 
     left = sum(max(0, settings.trials - len(_finished(candidate))) for candidate in candidates)

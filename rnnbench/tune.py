@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 from rnnbench import results, sweep
-from rnnbench.config import LARGEST_SEED, Config, ConfigError, config_from_mapping, read_mapping
+from rnnbench.config import LARGEST_SEED, Config, ConfigError, config_from_mapping, parse_override, read_mapping
 from rnnbench.errors import RnnbenchError
 
 if TYPE_CHECKING:
@@ -128,13 +128,38 @@ def read_plan(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Settings
     raw = read_mapping(path)
     if "tune" not in raw:
         raise ConfigError(f"{source}: has no tune section; `rnnbench tune` needs one (see configs/tune/), or train it with: rnnbench run {source}")
-    settings = parse_settings(raw.pop("tune"), source)
+    section, overrides, changed = _tune_overrides(raw.pop("tune"), overrides)
+    settings = parse_settings(section, f"{source} with --set {', '.join(changed)}" if changed else source)
     # Every trial trains with the trial seed; the final runs' seeds come from tune.seeds.
     configs = sweep.expand_mapping(raw, source, [*overrides, f"train.seeds=[{settings.trial_seed}]"])
     candidates = [Candidate(config.name, config) for config in configs]
     for candidate in candidates:
         _check_space(candidate, settings, source)
     return settings, candidates
+
+
+def _tune_overrides(section: Any, overrides: Sequence[str]) -> tuple[Any, list[str], list[str]]:
+    """The tune section with the `--set tune.KEY=VALUE` overrides applied, the other overrides,
+    and the tune ones as given. Keys in tune.space and tune.search are dotted config keys, so
+    `tune.search.data.limit=500` sets search's `data.limit`."""
+    rest, changed = [], []
+    for override in overrides:
+        key, value = parse_override(override)
+        if not key.startswith("tune."):
+            rest.append(override)
+            continue
+        changed.append(override)
+        if not isinstance(section, dict):
+            continue  # parse_settings says what the section should be.
+        section = dict(section)
+        name = key[len("tune."):]
+        head, _, tail = name.partition(".")
+        if head in ("space", "search") and tail:
+            inner = section.get(head)
+            section[head] = {**inner, tail: value} if isinstance(inner, dict) else {tail: value}
+        else:
+            section[name] = value
+    return section, rest, changed
 
 
 def parse_settings(section: Any, source: str) -> Settings:

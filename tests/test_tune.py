@@ -442,3 +442,30 @@ def test_a_trial_whose_worker_cant_reach_the_sqlite_storage_says_what_would(tmp_
         " database server every node reaches (postgresql://, mysql://)"
     )
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_set_changes_the_tune_section_too(tmp_path):
+    path = write_config(tmp_path, TINY)
+    settings, candidates = tune.read_plan(
+        path, ["tune.trials=5", "tune.search.data.limit=200", "tune.space.model.embedding_dim=[4, 16]", "tune.pruner=none", "model.units=6"]
+    )
+    assert (settings.trials, settings.search, settings.pruner) == (5, {"data.limit": 200}, "none")
+    assert [(dimension.key, dimension.choices) for dimension in settings.space][0] == ("model.embedding_dim", (4, 16))
+    assert [dimension.key for dimension in settings.space] == ["model.embedding_dim", "train.learning_rate"]
+    assert {candidate.config.model.units for candidate in candidates} == {6}
+    # The file itself is left as it was.
+    assert tune.read_plan(path)[0].trials == 3
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("tune.trials=0", "tune.trials must be a whole number from 1 to 1000 (trials per candidate), got 0"),
+        ("tune.budget=3", "tune: unknown key tune.budget (allowed: trials, space, search, pruner, seeds, trial_seed, random_trials)"),
+    ],
+)
+def test_a_bad_tune_override_names_itself(tmp_path, override, expected):
+    path = write_config(tmp_path, TINY)
+    outcome = CliRunner().invoke(main, ["tune", str(path), "--set", override, "--runs-dir", str(tmp_path / "runs")])
+    assert outcome.exit_code == 2, outcome.output
+    assert outcome.output == f"Error: {path} with --set {override}: {expected}\n"

@@ -7,8 +7,15 @@ module imports no Keras, so that observers can be built before a backend is chos
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
+
+
+def diverged(entry: dict[str, Any]) -> bool:
+    """Whether an epoch's loss (training or validation) stopped being a number: the run's last
+    epoch, recorded as diverged."""
+    return not all(math.isfinite(entry.get(key, 0.0)) for key in ("loss", "val_loss"))
 
 
 class RunObserver:
@@ -24,7 +31,9 @@ class RunObserver:
         trained before a resume (empty for a new run)."""
 
     def epoch_ended(self, entry: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
-        """An epoch finished and is in the run's history (and checkpoint): `entry` is its line."""
+        """An epoch finished and is in the run's history (and checkpoint): `entry` is its line.
+        A `diverged(entry)` epoch is the run's last: it is in the history, not the checkpoint, and
+        the run is closed as diverged whatever this method does."""
 
     def closed(self, record: dict[str, Any]) -> None:
         """The run ended and is indexed with `record["status"]` (completed, diverged, pruned,

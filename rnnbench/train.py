@@ -282,9 +282,11 @@ def _train(
         entry["learning_rate"] = learning_rate
         entry["seconds"] = time.perf_counter() - started
         progress.history.append(entry)
-        if not all(math.isfinite(entry.get(key, 0.0)) for key in ("loss", "val_loss")):
+        if run_observers.diverged(entry):
             run.write_history(progress.history)
             echo(f"epoch {epoch + 1}/{epochs}: the loss is not finite; stopping (recorded as diverged)")
+            for observer in observers:
+                observer.epoch_ended(entry, progress.history)
             return False
         # Best is the maximum over epochs of the validation accuracy; ties keep the earlier epoch.
         improved = progress.best is None or entry["val_accuracy"] > progress.best["val_accuracy"]

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
-from rnnbench import results, sweep
+from rnnbench import observers, results, sweep
 from rnnbench.config import LARGEST_SEED, Config, ConfigError, config_from_mapping, parse_override, read_mapping
 from rnnbench.errors import RnnbenchError
 
@@ -400,6 +400,8 @@ class TrialObserver:
             self._prune_if_told(history[-1])
 
     def epoch_ended(self, entry: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
+        if observers.diverged(entry):
+            return  # The run ends as diverged, which the study is told (counted, ranked last).
         self._report(entry)
         self._prune_if_told(entry)
 

@@ -201,3 +201,15 @@ def test_writing_events_never_imports_tensorflow(tmp_path):
     """)
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert completed.stdout == "[1, 2] False False\n", completed.stderr
+
+
+def test_a_diverged_run_has_its_last_epoch_too(tiny_data_dir, tmp_path, monkeypatch):
+    from rnnbench import model as model_factory
+
+    monkeypatch.setattr(model_factory, "loss_for", lambda num_classes: lambda labels, predictions: predictions[:, 0] * float("nan"))
+    record = run_experiment(tiny_config(), str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
+    assert record["status"] == "diverged"
+    run = f"{Path(record['run_dir']).name}/tensorboard"
+    [loss] = read_runs_folder(tmp_path / "runs").Scalars(run, "loss")
+    assert loss.step == 1 and loss.value != loss.value  # The epoch whose loss is not a number.
+    assert observers.diverged(history_of(record)[0])

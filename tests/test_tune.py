@@ -469,3 +469,18 @@ def test_a_bad_tune_override_names_itself(tmp_path, override, expected):
     outcome = CliRunner().invoke(main, ["tune", str(path), "--set", override, "--runs-dir", str(tmp_path / "runs")])
     assert outcome.exit_code == 2, outcome.output
     assert outcome.output == f"Error: {path} with --set {override}: {expected}\n"
+
+
+def test_a_diverged_epoch_is_neither_reported_nor_judged_by_the_pruner():
+    class Trial:
+        number, reported = 0, []
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            raise AssertionError("a diverged epoch asked the pruner")
+
+    observer = tune.TrialObserver(Trial())
+    observer.epoch_ended({"epoch": 1, "loss": float("nan"), "val_loss": 0.7, "val_accuracy": 0.5}, [])
+    assert Trial.reported == []

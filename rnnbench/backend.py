@@ -67,17 +67,18 @@ def runs_take_a_gpu(taken: bool) -> Iterator[None]:
 
 def auto_choice() -> tuple[str, str]:
     """What `backend: auto` means here, and why, from measurement (docs/performance.md): on an
-    NVIDIA GPU Keras-torch ran the lecture's LSTM at 2.0x and its GRU at 3.1x Keras-JAX's
-    samples/s (an H100: JAX has no fused GRU); on this project's CPU JAX ran 2.6-2.9x TensorFlow
-    and torch slowest. $KERAS_BACKEND, when set, wins, as in Keras itself."""
+    NVIDIA H200 a 5-epoch run of the lecture's LSTM or GRU took 2.5-3.3x less time on Keras-torch
+    than on Keras-JAX, whose first epoch compiles for seconds (compiled, JAX ran the GRU faster);
+    on this project's CPU JAX ran 2.6-2.9x TensorFlow and torch slowest. $KERAS_BACKEND, when
+    set, wins, as in Keras itself."""
     chosen = os.environ.get("KERAS_BACKEND")
     if chosen in _BACKEND_PACKAGES:
         return chosen, f"auto: KERAS_BACKEND={chosen} is set"
     gpu = nvidia_gpu_visible()
     if gpu and installed("torch"):
-        return "torch", "auto: an NVIDIA GPU is visible and torch is installed; Keras-torch was fastest on GPU (docs/performance.md)"
+        return "torch", "auto: an NVIDIA GPU is visible and torch is installed; Keras-torch trained whole runs fastest on a GPU (docs/performance.md)"
     if _runs_take_a_gpu and installed("torch"):
-        return "torch", "auto: each run takes a share of a GPU (--gpus-per-run) and torch is installed; Keras-torch was fastest on GPU (docs/performance.md)"
+        return "torch", "auto: each run takes a share of a GPU (--gpus-per-run) and torch is installed; Keras-torch trained whole runs fastest on a GPU (docs/performance.md)"
     if installed("jax"):
         if gpu:
             return "jax", "auto: an NVIDIA GPU is visible but torch is not installed; JAX is, and Keras-JAX was second on GPU (docs/performance.md)"

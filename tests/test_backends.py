@@ -105,7 +105,7 @@ def test_backend_builds_runs_the_planned_kernels_and_reproduces(backend, tiny_da
 
 # `backend: auto` by device, and the reason each run records.
 
-GPU_TORCH = "auto: an NVIDIA GPU is visible and torch is installed; Keras-torch was fastest on GPU (docs/performance.md)"
+GPU_TORCH = "auto: an NVIDIA GPU is visible and torch is installed; Keras-torch trained whole runs fastest on a GPU (docs/performance.md)"
 CPU_JAX = "auto: no NVIDIA GPU is visible and JAX is installed; Keras-JAX was fastest on the CPU (docs/performance.md)"
 
 
@@ -152,7 +152,7 @@ def test_runs_that_take_a_gpu_share_choose_for_the_gpu_on_a_driver_without_one(m
     with backend.runs_take_a_gpu(True):
         config = config_from_mapping({})
     assert (config.backend, config.backend_choice) == (
-        "torch", "auto: each run takes a share of a GPU (--gpus-per-run) and torch is installed; Keras-torch was fastest on GPU (docs/performance.md)"
+        "torch", "auto: each run takes a share of a GPU (--gpus-per-run) and torch is installed; Keras-torch trained whole runs fastest on a GPU (docs/performance.md)"
     )
     assert config_from_mapping({}).backend == "jax"  # Only while the command reads its configs.
 

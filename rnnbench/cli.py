@@ -177,7 +177,7 @@ def run(
     # A sweep is one parent MLflow run with its runs nested under it.
     sweep = mlflow_tracking.parent_run(Path(config_path).stem) if len(configs) > 1 else contextlib.nullcontext()
     try:
-        with _attached(settings), sweep:
+        with executor.attached(settings), sweep:
             records = executor.run_all(
                 configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs, cluster=settings,
                 gpus_per_run=None if settings else gpus_per_run,
@@ -298,15 +298,6 @@ def _read_configs(read: Callable[[], T], gpus_per_run: float | None) -> T:
 
     with backend.runs_take_a_gpu(bool(gpus_per_run)):
         return read()
-
-
-def _attached(settings) -> contextlib.AbstractContextManager:
-    """Attached to the cluster before data is read or Keras imported, so that one it can't use is said at once."""
-    if settings is None:
-        return contextlib.nullcontext()
-    from rnnbench import cluster
-
-    return cluster.attached(settings.address)
 
 
 def _interrupted(run_dir: str | None, sweep: bool, parallel: bool = False, cluster: bool = False) -> str:

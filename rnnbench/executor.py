@@ -306,6 +306,18 @@ def executor_for(
     return Sequential(sweep)
 
 
+def attached(cluster: Optional["ClusterSettings"]) -> contextlib.AbstractContextManager:
+    """The block attached to `cluster` (nothing without one): `run` attaches before it reads data
+    or imports Keras, so that a cluster it can't use is said at once, and `tune` once for its
+    trials and final runs alike."""
+    if cluster is None:
+        return contextlib.nullcontext()
+    from rnnbench import cluster as ray_cluster
+
+    ray_cluster.require_ray()
+    return ray_cluster.attached(cluster.address)
+
+
 def check_data(configs: list["Config"], data_dir: Optional[str], echo: Callable[[str], None]) -> None:
     """Read each distinct data source of `configs` once (raising its DataError), before any trains."""
     from rnnbench import data

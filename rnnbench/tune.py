@@ -505,7 +505,7 @@ def tune(
         f"tuning {len(candidates)} candidates ({', '.join(candidate.name for candidate in candidates)}),"
         f" {settings.trials} trials each, pruner: {pruner_description(settings)}; studies in {storage_label}"
     )
-    with _attached(cluster):
+    with executor.attached(cluster):
         waited_for = 0
         while _use_budgets(settings, candidates, data_dir, runs_dir, command, echo, jobs, cluster, gpus_per_run):
             waiting = sum(running_elsewhere(candidate) for candidate in candidates)
@@ -528,16 +528,6 @@ def tune(
     # As the index holds them (with their run ids), for the report.
     trained = {Path(record["run_dir"]).name for record in records}
     return [record for record in results.read_runs(runs_dir, statuses=None) if record["run_id"] in trained]
-
-
-def _attached(cluster: Optional["ClusterSettings"]) -> Any:
-    """The whole tuning attached to the cluster once: trials and final runs share it."""
-    if cluster is None:
-        return contextlib.nullcontext()
-    from rnnbench import cluster as ray_cluster
-
-    ray_cluster.require_ray()
-    return ray_cluster.attached(cluster.address)
 
 
 def _use_budgets(

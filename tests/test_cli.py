@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rnnbench import results
+from rnnbench import executor, results
 from rnnbench.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,7 +200,8 @@ def test_compare_without_runs_says_so_on_stderr(tmp_path):
 
 
 def interrupting_runner(run_dir: str | None) -> types.ModuleType:
-    """A stand-in for rnnbench.executor whose run_all is interrupted by Ctrl-C, as the runner reports it."""
+    """A stand-in for rnnbench.executor whose run_all is interrupted by Ctrl-C, as the runner reports it
+    (attaching to no cluster, as the real one does without --cluster)."""
 
     def run_all(*args, **options):
         interrupt = KeyboardInterrupt()
@@ -208,7 +209,7 @@ def interrupting_runner(run_dir: str | None) -> types.ModuleType:
             interrupt.run_dir = run_dir
         raise interrupt
 
-    return types.SimpleNamespace(run_all=run_all)
+    return types.SimpleNamespace(run_all=run_all, attached=executor.attached)
 
 
 @pytest.mark.parametrize(

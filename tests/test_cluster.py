@@ -293,7 +293,7 @@ def test_ctrl_c_of_a_cluster_sweep_says_what_was_recorded(local_ray, monkeypatch
         raise KeyboardInterrupt
 
     runner = type(sys)("rnnbench.executor")
-    runner.run_all = interrupted
+    runner.run_all, runner.attached = interrupted, executor.attached
     monkeypatch.setattr(rnnbench, "executor", runner, raising=False)
     monkeypatch.setitem(sys.modules, "rnnbench.executor", runner)
     outcome = CliRunner().invoke(main, ["run", str(sweep_file(tmp_path, "stopped", [1, 2])), "--runs-dir", str(tmp_path / "runs"), "--cluster", "local"])

@@ -15,6 +15,8 @@ from typing import Callable, Iterator, Sequence, TypeVar
 
 import click
 
+from rnnbench.verdict import DELTA
+
 T = TypeVar("T")
 
 DATA_DIR_HELP = "Folder holding imdb/train.tsv.gz (or aclImdb/); without it IMDB is downloaded once into the Keras cache."
@@ -68,6 +70,29 @@ backend_option = click.option(
 runs_dir_option = click.option(
     "--runs-dir", envvar="RNNBENCH_RUNS_DIR", default="runs", show_default=True, type=click.Path(file_okay=False), help=RUNS_DIR_HELP
 )
+
+
+
+def verdict_options(command: Callable) -> Callable:
+    """The verdict's settings, shared by compare and report."""
+    options = [
+        click.option(
+            "--outcome", type=click.Choice(["test", "validation"]), default="test", show_default=True,
+            help="What the verdict tests: each run's test accuracy at its best-validation epoch, or the best validation"
+            " accuracy itself (a maximum over epochs, so optimistic).",
+        ),
+        click.option(
+            "--delta", type=click.FloatRange(min=0, min_open=True, max=100), default=100 * DELTA, show_default=True, metavar="POINTS",
+            help="Equivalence margin in accuracy points: two configs whose difference is shown to lie within ±POINTS are equivalent.",
+        ),
+        click.option(
+            "--bootstrap", "replicates", type=click.IntRange(min=0), default=0, metavar="N",
+            help="Test by a multi-bootstrap of N replicates over seeds and test rows (thorough; 10000 is a good N) instead of t-tests.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def mlflow_option(help_text: str) -> Callable:
@@ -426,14 +451,21 @@ def mlflow_sync(runs_dir: str, tracking_uri: str | None) -> None:
     help="One row per run, including runs that did not complete and runs replaced by a later run of the same config and seed, with their status.",
 )
 @click.option("--name", "names", multiple=True, metavar="PATTERN", help="Only runs whose name matches this glob pattern (repeatable).")
-def compare(runs_dir: str, output_format: str, per_run: bool, show_all: bool, names: Sequence[str]) -> None:
-    """Print the comparison table of recorded runs, best validation accuracy first.
+@verdict_options
+def compare(
+    runs_dir: str, output_format: str, per_run: bool, show_all: bool, names: Sequence[str], outcome: str, delta: float, replicates: int,
+) -> None:
+    """Print the comparison table of recorded runs, highest mean test accuracy first, and the verdict.
 
     Runs that share a config apart from their seed form one row: n, mean ± standard deviation
-    of the best validation accuracy, its 95% confidence interval, the mean test accuracy and
-    the mean gap between the two (val−test), followed by a verdict on which configs can't be
-    told apart from the best. n counts distinct seeds: a config and seed trained again counts
+    of the test accuracy at each run's best-validation epoch, its 95% confidence interval, what
+    the test split's size alone does to one accuracy, the best validation accuracy and the gap
+    between the two (val−test). n counts distinct seeds: a config and seed trained again counts
     once, by its latest completed run. Collapsed models and runs with warnings are flagged.
+
+    The verdict compares every pair of configs of a dataset (paired t-test where they share
+    their seeds, else Welch's; Holm over the family at 5%) and answers better, equivalent within
+    ±--delta points, or undecided with the seeds that would decide it (docs/results.md).
     """
     from rnnbench import report, results
 
@@ -446,7 +478,7 @@ def compare(runs_dir: str, output_format: str, per_run: bool, show_all: bool, na
     if per_run or show_all:
         click.echo(report.format_runs(records, output_format, show_status=show_all))
     else:
-        click.echo(report.format_groups(records, output_format))
+        click.echo(report.format_groups(records, output_format, **_verdict_settings(records, runs_dir, outcome, delta, replicates)))
 
 
 @main.command()
@@ -454,7 +486,8 @@ def compare(runs_dir: str, output_format: str, per_run: bool, show_all: bool, na
 @click.option("--name", "names", multiple=True, metavar="PATTERN", help="Only runs whose name matches this glob pattern (repeatable).")
 @click.option("--out", "out_dir", default="report", show_default=True, type=click.Path(file_okay=False), help="Folder to write the report into.")
 @click.option("--title", default="rnnbench report", show_default=True)
-def report(runs_dir: str, names: Sequence[str], out_dir: str, title: str) -> None:
+@verdict_options
+def report(runs_dir: str, names: Sequence[str], out_dir: str, title: str, outcome: str, delta: float, replicates: int) -> None:
     """Write a report of completed runs: report.md with its PNG pictures, and a self-contained report.html.
 
     It holds the comparison table (mean ± std over seeds, 95% CI), the verdict, learning
@@ -467,10 +500,24 @@ def report(runs_dir: str, names: Sequence[str], out_dir: str, title: str) -> Non
         raise click.ClickException(f"no completed runs in {runs_dir}/ match {', '.join(names) or 'anything'}")
     command = shlex.join(["rnnbench", "report", *(f"--name={name}" for name in names), "--out", out_dir])
     try:
-        written = reporting.write_report(records, Path(runs_dir), Path(out_dir), title, command)
+        written = reporting.write_report(
+            records, Path(runs_dir), Path(out_dir), title, command, **_verdict_settings(records, runs_dir, outcome, delta, replicates)
+        )
     except OSError as error:
         raise click.ClickException(f"cannot write the report into {out_dir}: {error.strerror or error}") from None
     click.echo(f"wrote {written[0]} and {written[1]} with {len(written) - 2} pictures")
+
+
+def _verdict_settings(records: list[dict], runs_dir: str, outcome: str, delta: float, replicates: int) -> dict:
+    """The verdict's keyword arguments for report.format_groups and write_report."""
+    settings: dict = {"outcome": outcome, "delta": delta / 100}
+    if replicates:
+        if outcome != "test":
+            raise click.UsageError("--bootstrap resamples test rows, so it needs --outcome test")
+        from rnnbench import bootstrap, verdict
+
+        settings["difference_of"] = bootstrap.from_runs(verdict.counted_runs(records), runs_dir, replicates).difference
+    return settings
 
 
 def _matching(records: list[dict], names: Sequence[str]) -> list[dict]:

@@ -46,7 +46,7 @@ INSTALL_HINT = "pip install 'rnnbench[mlflow]'"
 MARKER_FILE = "mlflow.json"
 # The run folder's files that an MLflow run gets as artifacts (those that exist: a diverged
 # run has no model or result); the checkpoint and mlflow.json are not the run's outcome.
-ARTIFACT_FILES = ("config.json", "history.jsonl", "result.json", "model.keras", "vocabulary.json")
+ARTIFACT_FILES = ("config.json", "history.jsonl", "result.json", "model.keras", "test_predictions.npz", "vocabulary.json")
 # The statuses after which a run never trains again, so that its MLflow run can be completed.
 FINISHED = ("completed", "diverged", "pruned")
 MLFLOW_STATUSES = {"completed": "FINISHED", "diverged": "FAILED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}

@@ -89,7 +89,7 @@ def short_names(groups: list[Group]) -> tuple[dict[str, str], str]:
 
 
 def comparison_chart(groups: list[Group], path: Path) -> Path:
-    """Mean best validation accuracy per config, error bars one standard deviation, dots the single runs."""
+    """Mean outcome per config (the groups' `label`), error bars one standard deviation, dots the single runs."""
     labels, shared = short_names(groups)
     ordered = list(reversed(groups))
     figure, axis = plt.subplots(figsize=(8, max(3.0, 0.45 * len(ordered) + 1.5)))
@@ -103,14 +103,14 @@ def comparison_chart(groups: list[Group], path: Path) -> Path:
     high = max(max(group.accuracies) for group in groups)
     margin = max(0.01, (high - low) * 0.15)
     axis.set_xlim(low - margin, high + margin)
-    axis.set_xlabel("best validation accuracy")
+    axis.set_xlabel(groups[0].label)
     axis.grid(axis="x", alpha=0.3)
-    axis.set_title(f"{shared + ': ' if shared else ''}best validation accuracy per config (dots: single runs)")
+    axis.set_title(f"{shared + ': ' if shared else ''}{groups[0].label} per config (dots: single runs)")
     return _save(figure, path)
 
 
 def accuracy_against(groups: list[Group], key: str, label: str, path: Path) -> Path:
-    """Mean best validation accuracy (± std) against a per-run quantity such as parameters or seconds per epoch."""
+    """Mean outcome (the groups' `label`, ± std) against a per-run quantity such as parameters or seconds per epoch."""
     labels, shared = short_names(groups)
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for index, group in enumerate(groups):
@@ -120,7 +120,7 @@ def accuracy_against(groups: list[Group], key: str, label: str, path: Path) -> P
     axis.legend(fontsize=8, loc="best")
     axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1000 else f"{value:g}"))
     axis.set_xlabel(label)
-    axis.set_ylabel("best validation accuracy")
+    axis.set_ylabel(groups[0].label)
     axis.grid(alpha=0.3)
     axis.set_title(f"{shared + ': ' if shared else ''}accuracy against {label}")
     return _save(figure, path)

@@ -20,7 +20,10 @@ from typing import Any, Callable
 from tabulate import tabulate
 
 from rnnbench.results import write_atomic
-from rnnbench.verdict import Group, counted_runs, group_runs, mark_replaced, val_test_gap, verdict
+from rnnbench.verdict import (
+    DELTA, OUTCOMES, TEST_KEY, VALIDATION_KEY, Group, counted_runs, group_runs, judge, mark_replaced, rows_half_width,
+    val_test_gap, verdict_json, verdict_lines,
+)
 
 FORMATS = ("table", "markdown", "csv", "json")
 _BASELINES = ("ann", "embedding")
@@ -113,9 +116,28 @@ def _mean(key: str, digits: int) -> Callable[[Group], str]:
     return value
 
 
+def _spread(key: str) -> Callable[[Group], str]:
+    """Mean ± standard deviation over the group's seeds."""
+
+    def value(group: Group) -> str:
+        values = group.values(key)
+        if not values:
+            return "-"
+        mean = statistics.fmean(values)
+        return f"{mean:.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{mean:.4f}"
+
+    return value
+
+
 def _interval(group: Group) -> str:
     interval = group.interval
     return "-" if interval is None else f"[{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def _test_rows_noise(group: Group) -> str:
+    """Half the 95% interval that the test split's size alone puts on one accuracy, in points."""
+    accuracy, rows = group.mean_of(TEST_KEY), group.test_rows
+    return "-" if accuracy is None or not rows else f"±{100 * rows_half_width(accuracy, rows):.2f}"
 
 
 def _mean_gap(group: Group) -> str:
@@ -134,33 +156,54 @@ def _first(read: Callable[[dict[str, Any]], Any]) -> Callable[[Group], Any]:
     return lambda group: read(group.records[0])
 
 
-GROUP_COLUMNS: list[tuple[str, Callable[[Group], Any]]] = [
-    *((header, _first(read)) for header, read in COLUMNS[:7]),
-    ("n", lambda group: group.n),
-    ("best val acc", lambda group: f"{group.mean:.4f} ± {group.std:.4f}" if group.n > 1 else f"{group.mean:.4f}"),
-    ("95% CI", _interval),
-    ("val macro-F1", _mean("val_macro_f1", 4)),
-    ("test acc", _mean("test_accuracy", 4)),
-    ("val−test", _mean_gap),
-    ("s/epoch", _mean("mean_epoch_seconds", 1)),
-    ("backend", _first(lambda record: record["backend"])),
-    ("device", _first(lambda record: record["device"])),
-    ("warnings", _group_warnings),
-]
+def group_columns(key: str) -> list[tuple[str, Callable[[Group], Any]]]:
+    """The per-config table's columns, the outcome the verdict tests (`key`) first with its 95% CI."""
+    outcome = [("test acc", _spread(TEST_KEY)), ("best val acc", _spread(VALIDATION_KEY))]
+    if key == VALIDATION_KEY:
+        outcome.reverse()
+    return [
+        *((header, _first(read)) for header, read in COLUMNS[:7]),
+        ("n", lambda group: group.n),
+        outcome[0],
+        ("95% CI", _interval),
+        # What the test split's size alone does to one accuracy (95%, in points): noise seeds don't show.
+        ("± test rows", _test_rows_noise),
+        outcome[1],
+        ("val macro-F1", _mean("val_macro_f1", 4)),
+        ("val−test", _mean_gap),
+        ("s/epoch", _mean("mean_epoch_seconds", 1)),
+        ("backend", _first(lambda record: record["backend"])),
+        ("device", _first(lambda record: record["device"])),
+        ("warnings", _group_warnings),
+    ]
 
 
-def format_groups(records: list[dict[str, Any]], output_format: str = "table", with_verdict: bool = True) -> str:
-    """One row per config (its runs over seeds summarised), best mean first, then the verdict."""
-    groups = group_runs(records)
+def format_groups(
+    records: list[dict[str, Any]], output_format: str = "table", with_verdict: bool = True,
+    outcome: str = "test", delta: float = DELTA, difference_of: Any = None,
+) -> str:
+    """One row per config (its runs over seeds summarised), highest mean outcome first, then the
+    verdict (`verdict.py`): on `outcome` ("test": test accuracy at the best-validation epoch, or
+    "validation"), equivalence margin `delta`, and with `difference_of` a multi-bootstrap."""
+    key = OUTCOMES[outcome]
+    groups = group_runs(records, key)
     if output_format == "json":
-        return json.dumps({"groups": [_group_dict(group) for group in groups], "verdict": verdict(groups)}, indent=2)
+        families = judge(groups, outcome, delta=delta, difference_of=difference_of) if groups else []
+        return json.dumps(
+            {"groups": [_group_dict(group) for group in groups], "verdict": verdict_json(families), "verdict_lines": verdict_lines(families)},
+            indent=2,
+        )
     has_f1 = any(group.mean_of("val_macro_f1") is not None for group in groups)
     has_warnings = any(_group_warnings(group) for group in groups)
-    columns = [column for column in GROUP_COLUMNS if (has_f1 or column[0] != "val macro-F1") and (has_warnings or column[0] != "warnings")]
+    has_rows = any(group.test_rows for group in groups)
+    columns = [
+        column for column in group_columns(key)
+        if (has_f1 or column[0] != "val macro-F1") and (has_warnings or column[0] != "warnings") and (has_rows or column[0] != "± test rows")
+    ]
     table = _render([header for header, _ in columns], [[read(group) for _, read in columns] for group in groups], output_format)
     if output_format == "csv" or not with_verdict:
         return table
-    lines = verdict(groups)
+    lines = verdict_lines(judge(groups, outcome, delta=delta, difference_of=difference_of)) if groups else []
     if output_format == "markdown":
         lines = _markdown_verdict(lines)
     return table + "\n\n" + "\n".join(lines)
@@ -173,16 +216,21 @@ def _markdown_verdict(lines: list[str]) -> list[str]:
 
 def _group_dict(group: Group) -> dict[str, Any]:
     first = group.records[0]
+    validation, test = group.values(VALIDATION_KEY), group.values(TEST_KEY)
     return {
         "name": group.name,
         "config": first["config"],
         "n": group.n,
         "seeds": group.seeds,
-        "best_val_accuracy_mean": group.mean,
-        "best_val_accuracy_std": group.std,
-        "best_val_accuracy_ci95": group.interval,
+        "outcome": group.key,
+        "ci95": group.interval,
+        "best_val_accuracy_mean": statistics.fmean(validation),
+        "best_val_accuracy_std": statistics.stdev(validation) if len(validation) > 1 else 0.0,
         "val_macro_f1_mean": group.mean_of("val_macro_f1"),
-        "test_accuracy_mean": group.mean_of("test_accuracy"),
+        "test_accuracy_mean": statistics.fmean(test) if test else None,
+        "test_accuracy_std": (statistics.stdev(test) if len(test) > 1 else 0.0) if test else None,
+        "test_rows": group.test_rows,
+        "test_rows_half_width": rows_half_width(statistics.fmean(test), group.test_rows) if test and group.test_rows else None,
         "val_test_gap_mean": statistics.fmean(group.val_test_gaps) if group.val_test_gaps else None,
         "mean_epoch_seconds": group.mean_of("mean_epoch_seconds"),
         "parameters": first["parameters"],
@@ -212,15 +260,20 @@ def _alignment(headers: list[str]) -> tuple[str, ...]:
     return tuple("right" if header in numeric else "left" for header in headers)
 
 
-def write_report(records: list[dict[str, Any]], runs_dir: Path, out_dir: Path, title: str, command: str) -> list[Path]:
-    """Write report.md (pictures beside it) and a self-contained report.html into `out_dir`."""
+def write_report(
+    records: list[dict[str, Any]], runs_dir: Path, out_dir: Path, title: str, command: str,
+    outcome: str = "test", delta: float = DELTA, difference_of: Any = None,
+) -> list[Path]:
+    """Write report.md (pictures beside it) and a self-contained report.html into `out_dir`; the
+    verdict as `format_groups` makes it."""
     from rnnbench import plots
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    groups = group_runs(records)
+    groups = group_runs(records, OUTCOMES[outcome])
     completed = [record for group in groups for record in group.records]
+    label = groups[0].label if groups else OUTCOMES[outcome]
     pictures: list[tuple[str, Path]] = [
-        ("Best validation accuracy per config", plots.comparison_chart(groups, out_dir / "comparison.png")),
+        (f"{label[0].upper()}{label[1:]} per config", plots.comparison_chart(groups, out_dir / "comparison.png")),
         ("Accuracy against parameter count", plots.accuracy_against(groups, "parameters", "parameters", out_dir / "accuracy_vs_parameters.png")),
         ("Accuracy against seconds per epoch", plots.accuracy_against(groups, "mean_epoch_seconds", "seconds per epoch", out_dir / "accuracy_vs_seconds.png")),
     ]
@@ -238,9 +291,9 @@ def write_report(records: list[dict[str, Any]], runs_dir: Path, out_dir: Path, t
         f"made with `{command}` on {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
     ]
     environment = _environment(completed)
-    grouped = format_groups(completed, "markdown", with_verdict=False)
+    grouped = format_groups(completed, "markdown", with_verdict=False, outcome=outcome)
     per_run = format_runs(completed, "markdown")
-    lines = verdict(groups)
+    lines = verdict_lines(judge(groups, outcome, delta=delta, difference_of=difference_of)) if groups else []
 
     markdown = [f"# {title}", ""] + [f"- {fact}" for fact in facts] + ["", "## Comparison", "", grouped, ""]
     markdown += ["## Verdict", ""] + _markdown_verdict(lines)
@@ -253,7 +306,7 @@ def write_report(records: list[dict[str, Any]], runs_dir: Path, out_dir: Path, t
 
     html = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>", _STYLE, "</head><body>",
             f"<h1>{escape(title)}</h1><ul>" + "".join(f"<li>{_inline(fact)}</li>" for fact in facts) + "</ul>",
-            "<h2>Comparison</h2>", _html_table(format_groups(completed, "csv")),
+            "<h2>Comparison</h2>", _html_table(format_groups(completed, "csv", outcome=outcome)),
             "<h2>Verdict</h2><p>" + "<br>".join(escape(line) for line in lines) + "</p>", "<h2>Pictures</h2>"]
     for caption, path in pictures:
         encoded = base64.b64encode(path.read_bytes()).decode("ascii")

@@ -4,6 +4,7 @@
     runs/<run id>/history.jsonl    one JSON object per finished epoch, rewritten after each epoch
     runs/<run id>/result.json      the final metrics, written once at the end
     runs/<run id>/model.keras      the best epoch's model, with vocabulary.json beside it
+    runs/<run id>/test_predictions.npz  that model's class probabilities for every test row, and the labels
     runs/<run id>/checkpoint.npz   while unfinished: weights, optimizer state and progress after the last epoch
     runs/index.sqlite              one row per run: its status and its record, updated in transactions
 
@@ -36,6 +37,7 @@ from rnnbench.errors import RnnbenchError
 
 INDEX_FILE = "index.sqlite"
 CHECKPOINT_FILE = "checkpoint.npz"
+TEST_PREDICTIONS_FILE = "test_predictions.npz"
 STATUSES = ("running", "completed", "failed", "interrupted", "diverged", "pruned")
 # Not stored: how `read_runs` reports a `running` run whose process is gone (killed, crashed).
 INCOMPLETE = "incomplete"
@@ -107,6 +109,34 @@ class RunDirectory:
             # model.ngrams 2: pairs of adjacent words, bigrams[i] having index first_bigram_index + i.
             stored.update(first_bigram_index=first_bigram_index, bigrams=[list(pair) for pair in bigrams])
         write_json(self.path / "vocabulary.json", stored)
+
+    def write_test_predictions(self, probabilities: Any, predicted: Any, labels: Any) -> None:
+        """The best epoch's class probabilities for every test row (float16, compressed), the classes
+        it predicted (exact: a float16 probability can round onto the 0.5 threshold) and the rows'
+        labels, in the test split's order: what the verdict's multi-bootstrap resamples."""
+        import numpy as np
+
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer, probabilities=np.asarray(probabilities, dtype=np.float16),
+            predicted=np.asarray(predicted, dtype=np.int32), labels=np.asarray(labels, dtype=np.int32),
+        )
+        write_atomic(self.path / TEST_PREDICTIONS_FILE, buffer.getvalue())
+
+    def read_test_correct(self) -> Optional[Any]:
+        """Per test row, whether the best epoch's model predicted its label (a bool array in the test
+        split's order), or None for a run recorded before predictions were saved; a damaged file is
+        one line."""
+        import numpy as np
+
+        path = self.path / TEST_PREDICTIONS_FILE
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as archive:
+                return archive["predicted"] == archive["labels"]
+        except (OSError, ValueError, KeyError) as error:
+            raise ResultsError(f"cannot read {path}: {error}; train the run again with --force") from None
 
     def write_checkpoint(self, arrays: dict[str, Any]) -> None:
         import numpy as np

@@ -576,7 +576,11 @@ def _evaluate(network: keras.Model, prepared: Prepared, run: results.RunDirector
         ("test", prepared.x_test, prepared.y_test),
     ):
         probabilities = network.predict(inputs, batch_size=EVALUATION_BATCH_SIZE, verbose=0)
-        confusion = metrics.confusion_matrix(labels, metrics.predicted_classes(probabilities), prepared.num_classes)
+        predicted = metrics.predicted_classes(probabilities)
+        if split == "test":
+            # Per test row, for the verdict's multi-bootstrap over seeds and test rows.
+            run.write_test_predictions(probabilities, predicted, labels)
+        confusion = metrics.confusion_matrix(labels, predicted, prepared.num_classes)
         scores[split] = {
             "accuracy": float(np.trace(confusion) / confusion.sum()),
             "loss": metrics.cross_entropy(labels, probabilities),

@@ -1,4 +1,4 @@
-"""Grouping runs that differ only in their seed, their statistics, and which differences are real.
+"""Grouping runs that differ only in their seed, and which differences between the groups are real.
 
 Which runs count: within a group (runs sharing a config apart from the seed, `group_key`), one
 completed run per seed, the one that finished last. A run trained again for the same config and
@@ -7,38 +7,79 @@ every statistic, so n is the number of distinct seeds; the replaced run stays on
 `compare --all`, with the status `replaced` (derived here, never stored). `counted_runs` is that
 rule, and `group_runs`, the per-run table and the report all go through it.
 
-A group's numbers are the mean and sample standard deviation of the best validation accuracy
-over its seeds, with a 95% confidence interval from Student's t. The verdict compares every
-group with the best one by Welch's two-sided t-test at the 5% level: a group whose difference
-from the best could be noise is "tied within noise". Everything here is plain NumPy, so that
-`compare` stays instant.
+What is tested (the outcome): each run's test accuracy at its best-validation epoch, the weights
+validation chose scored once on the test split. Validation only chooses epochs and trials, so
+the tested number was never selected on. `--outcome validation` tests the best validation
+accuracy instead (a maximum over epochs, so optimistic), and a dataset some of whose runs have
+no test accuracy falls back to it and says so.
+
+The family: within a dataset, every pair of configs with two or more seeds each. Two configs
+trained with the same seeds share their validation split and data order, so they are compared
+by their per-seed differences (a paired t-test); otherwise by Welch's t-test. Each pair carries
+two tests: a difference (two-sided; null: equal means) and an equivalence (two one-sided tests;
+null: the difference is δ or more in size). At most one of a pair's two nulls can be true, and
+Holm's step-down adjusts all the family's tests together (two per pair), so the chance of any
+false claim in a dataset, "better" or "equivalent", is at most α = 5%.
+
+Three answers per pair, never "tied": *better* (the difference test rejects), *equivalent within
+±δ* (the equivalence test rejects: the difference's (1 − 2α) interval, 90%, lies inside ±δ), or
+*undecided*, with how many seeds per config would find a δ difference with 80% power given the
+observed spread, at the family's strictest Holm level α / tests (a Bonferroni bound, so the figure
+errs on the safe side). Runs whose accuracies don't vary at all give no noise to weigh a
+difference against: equal values are equivalent, unequal ones undecided (`--bootstrap`, which
+also resamples the test rows, can decide them).
+
+The t distribution comes from SciPy (`scipy.special`, imported when a verdict is made, so that
+`rnnbench --help` stays instant); the multi-bootstrap over seeds and test rows is `bootstrap.py`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, Sequence
 
 ALPHA = 0.05
+# The equivalence margin: differences smaller than half an accuracy point are taken as no difference.
+DELTA = 0.005
+# The power that the seeds-needed figure plans for.
+POWER = 0.8
+# Beyond this many seeds per config, the figure is given as "more than".
+MAX_SEEDS = 1000
+VALIDATION_KEY = "best_val_accuracy"
+TEST_KEY = "test_accuracy"
+# The outcome a verdict tests: the record key it reads, and how it is named.
+OUTCOMES = {"test": TEST_KEY, "validation": VALIDATION_KEY}
+OUTCOME_NAMES = {TEST_KEY: "test accuracy at each run's best-validation epoch", VALIDATION_KEY: "best validation accuracy"}
+BETTER, EQUIVALENT, UNDECIDED = "better", "equivalent", "undecided"
 # Not stored: how `mark_replaced` shows a completed run that a later run of its config and seed replaced.
 REPLACED = "replaced"
-TEST_NAME = "Welch's t-test on best validation accuracy over seeds, two-sided, 5% level"
 
 
 @dataclass
 class Group:
+    """The counted runs of one config over its seeds; `mean`, `std` and `interval` are of `key`."""
+
     name: str
     records: list[dict[str, Any]] = field(default_factory=list)
+    key: str = VALIDATION_KEY
 
     def values(self, key: str) -> list[float]:
         return [float(record["result"][key]) for record in self.records if key in record.get("result", {})]
 
+    def by_seed(self, key: str) -> dict[int, float]:
+        return {record["config"]["train"]["seed"]: float(record["result"][key]) for record in self.records if key in record.get("result", {})}
+
     @property
     def accuracies(self) -> list[float]:
-        return self.values("best_val_accuracy")
+        return self.values(self.key)
+
+    @property
+    def label(self) -> str:
+        return OUTCOME_NAMES.get(self.key, self.key)
 
     @property
     def n(self) -> int:
@@ -54,14 +95,14 @@ class Group:
 
     @property
     def std(self) -> float:
-        return statistics.stdev(self.accuracies) if self.n > 1 else 0.0
+        return statistics.stdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
 
     @property
     def interval(self) -> Optional[tuple[float, float]]:
         """The 95% confidence interval of the mean (None for a single run)."""
-        if self.n < 2:
+        if len(self.accuracies) < 2:
             return None
-        half = t_quantile_975(self.n - 1) * self.std / math.sqrt(self.n)
+        half = t_quantile(0.975, self.n - 1) * self.std / math.sqrt(self.n)
         return self.mean - half, self.mean + half
 
     def mean_of(self, key: str) -> Optional[float]:
@@ -71,6 +112,15 @@ class Group:
     @property
     def seeds(self) -> list[int]:
         return sorted(record["config"]["train"]["seed"] for record in self.records)
+
+    @property
+    def test_rows(self) -> Optional[int]:
+        """How many rows the test split has (from the recorded test confusion matrix)."""
+        for record in self.records:
+            confusion = record.get("result", {}).get("test_confusion")
+            if confusion:
+                return int(sum(map(sum, confusion)))
+        return None
 
     @property
     def val_test_gaps(self) -> list[float]:
@@ -89,9 +139,15 @@ class Group:
 def val_test_gap(record: dict[str, Any]) -> Optional[float]:
     """Best validation accuracy minus test accuracy: how much choosing on validation flatters the run."""
     result = record.get("result", {})
-    if "best_val_accuracy" not in result or "test_accuracy" not in result:
+    if VALIDATION_KEY not in result or TEST_KEY not in result:
         return None
-    return float(result["best_val_accuracy"]) - float(result["test_accuracy"])
+    return float(result[VALIDATION_KEY]) - float(result[TEST_KEY])
+
+
+def rows_half_width(accuracy: float, rows: int) -> float:
+    """Half the 95% interval of an accuracy measured on `rows` test rows, from their sampling alone
+    (the normal approximation to the binomial): ±0.0037 at 0.9 on 25,000 rows."""
+    return 1.959963984540054 * math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / rows)
 
 
 def group_key(record: dict[str, Any]) -> str:
@@ -115,7 +171,7 @@ def group_key(record: dict[str, Any]) -> str:
 
 
 def _completed(record: dict[str, Any]) -> bool:
-    return record.get("status", "completed") == "completed" and "best_val_accuracy" in record.get("result", {})
+    return record.get("status", "completed") == "completed" and VALIDATION_KEY in record.get("result", {})
 
 
 def _finished(record: dict[str, Any]) -> tuple[int, str]:
@@ -147,118 +203,390 @@ def mark_replaced(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def group_runs(records: list[dict[str, Any]]) -> list[Group]:
-    """The counted runs (`counted_runs`) grouped by config apart from the seed, best mean validation accuracy first."""
+def group_runs(records: list[dict[str, Any]], key: str = VALIDATION_KEY) -> list[Group]:
+    """The counted runs (`counted_runs`) grouped by config apart from the seed, highest mean `key`
+    first (a group some of whose runs lack `key` sorts by what it has, or last)."""
     groups: dict[str, Group] = {}
     for record in counted_runs(records):
-        groups.setdefault(group_key(record), Group(name=record["name"])).records.append(record)
-    return sorted(groups.values(), key=lambda group: -group.mean)
+        groups.setdefault(group_key(record), Group(name=record["name"], key=key)).records.append(record)
+    return sorted(groups.values(), key=lambda group: -group.mean if group.accuracies else math.inf)
 
 
-def welch_test(first: list[float], second: list[float]) -> tuple[float, float, float]:
-    """Welch's two-sided t-test: (t statistic, degrees of freedom, p-value); both samples need n >= 2."""
-    mean_difference = statistics.fmean(first) - statistics.fmean(second)
-    variance_first = statistics.variance(first) / len(first)
-    variance_second = statistics.variance(second) / len(second)
-    standard_error = math.sqrt(variance_first + variance_second)
+# The t distribution, from SciPy's special functions (a fast import, unlike scipy.stats).
+
+
+def t_quantile(probability: float, degrees: float) -> float:
+    from scipy.special import stdtrit
+
+    return float(stdtrit(degrees, probability))
+
+
+def t_cdf(t: float, degrees: float) -> float:
+    from scipy.special import stdtr
+
+    return float(stdtr(degrees, t))
+
+
+class Difference(Protocol):
+    """A difference of two configs' mean outcomes (first minus second) and its tests."""
+
+    method: str
+    estimate: float
+    n_first: int
+    n_second: int
+    paired: bool
+    # The per-seed standard deviation a rerun would face: of the per-seed differences when paired,
+    # else the two configs' pooled one. What the seeds-needed figure is planned from.
+    spread: float
+
+    def p_value(self) -> Optional[float]: ...
+
+    def interval(self, level: float) -> tuple[float, float]: ...
+
+    def equivalence_p(self, delta: float) -> Optional[float]: ...
+
+
+@dataclass(frozen=True)
+class TDifference:
+    """A difference tested by Student's t: paired over shared seeds, or Welch's."""
+
+    method: str
+    estimate: float
+    standard_error: float
+    degrees: float
+    n_first: int
+    n_second: int
+    paired: bool
+    spread: float
+
+    def p_value(self) -> Optional[float]:
+        """Two-sided, for a zero difference; None when the runs show no spread and differ (untestable)."""
+        if self.standard_error == 0.0:
+            return 1.0 if self.estimate == 0.0 else None
+        return 2.0 * t_cdf(-abs(self.estimate) / self.standard_error, self.degrees)
+
+    def interval(self, level: float) -> tuple[float, float]:
+        if self.standard_error == 0.0:
+            return self.estimate, self.estimate
+        half = t_quantile(0.5 + level / 2, self.degrees) * self.standard_error
+        return self.estimate - half, self.estimate + half
+
+    def equivalence_p(self, delta: float) -> Optional[float]:
+        """Two one-sided tests (TOST) of |difference| >= delta: the larger of their p-values."""
+        if self.standard_error == 0.0:
+            return 0.0 if self.estimate == 0.0 else None
+        below = t_cdf(-(self.estimate + delta) / self.standard_error, self.degrees)
+        above = t_cdf(-(delta - self.estimate) / self.standard_error, self.degrees)
+        return max(below, above)
+
+
+def paired_difference(first: dict[int, float], second: dict[int, float]) -> TDifference:
+    """The paired t-test over the seeds both configs have (each needs the same seeds, two or more)."""
+    differences = [first[seed] - second[seed] for seed in sorted(first)]
+    n = len(differences)
+    spread = statistics.stdev(differences)
+    return TDifference("paired t", statistics.fmean(differences), spread / math.sqrt(n), n - 1, n, n, True, spread)
+
+
+def welch_difference(first: Sequence[float], second: Sequence[float]) -> TDifference:
+    """Welch's t-test of two independent samples (each n >= 2)."""
+    variance_first, variance_second = statistics.variance(first), statistics.variance(second)
+    error_first, error_second = variance_first / len(first), variance_second / len(second)
+    standard_error = math.sqrt(error_first + error_second)
     if standard_error == 0.0:
-        # Both samples are constant: they are equal or certainly different.
-        return (0.0, math.inf, 1.0) if mean_difference == 0 else (math.copysign(math.inf, mean_difference), math.inf, 0.0)
-    statistic = mean_difference / standard_error
-    degrees = (variance_first + variance_second) ** 2 / (
-        variance_first**2 / (len(first) - 1) + variance_second**2 / (len(second) - 1)
-    )
-    return statistic, degrees, 2.0 * student_t_cdf(-abs(statistic), degrees)
+        degrees = math.inf
+    else:
+        degrees = (error_first + error_second) ** 2 / (error_first**2 / (len(first) - 1) + error_second**2 / (len(second) - 1))
+    estimate = statistics.fmean(first) - statistics.fmean(second)
+    spread = math.sqrt((variance_first + variance_second) / 2)
+    return TDifference("Welch t", estimate, standard_error, degrees, len(first), len(second), False, spread)
 
 
-def verdict(groups: list[Group], alpha: float = ALPHA) -> list[str]:
-    """Sentences saying, per dataset, which groups can't be told apart from that dataset's best one."""
+def t_difference(first: Group, second: Group, key: str) -> TDifference:
+    """Paired where the design is paired (the same seeds, two or more), else Welch's."""
+    first_values, second_values = first.by_seed(key), second.by_seed(key)
+    if set(first_values) == set(second_values):
+        return paired_difference(first_values, second_values)
+    return welch_difference(list(first_values.values()), list(second_values.values()))
+
+
+def holm(p_values: Sequence[Optional[float]]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given; an untestable one (None) counts as 1."""
+    values = [1.0 if p is None else p for p in p_values]
+    order = sorted(range(len(values)), key=values.__getitem__)
+    adjusted, running = [0.0] * len(values), 0.0
+    for rank, position in enumerate(order):
+        running = max(running, min(1.0, (len(values) - rank) * values[position]))
+        adjusted[position] = running
+    return adjusted
+
+
+def power(seeds: Any, difference: float, spread: float, level: float, paired: bool) -> Any:
+    """The chance that a two-sided t-test at `level` finds a true `difference` with `seeds` per
+    config (a number or an array), per-seed standard deviation `spread`: the noncentral t, paired
+    (n − 1 degrees of freedom) or two equal independent samples (2n − 2)."""
+    import numpy as np
+    from scipy.special import nctdtr, stdtrit
+
+    seeds = np.asarray(seeds, dtype=float)
+    degrees = seeds - 1 if paired else 2 * seeds - 2
+    standard_error = spread / np.sqrt(seeds) if paired else spread * np.sqrt(2 / seeds)
+    noncentrality = difference / standard_error
+    critical = stdtrit(degrees, 1 - level / 2)
+    return nctdtr(degrees, noncentrality, -critical) + 1 - nctdtr(degrees, noncentrality, critical)
+
+
+def equivalence_power(seeds: Any, delta: float, spread: float, level: float, paired: bool) -> Any:
+    """The chance that two one-sided tests at `level` show equivalence within ±delta when the true
+    difference is zero (approximated with the standard error taken as known)."""
+    import numpy as np
+    from scipy.special import stdtr, stdtrit
+
+    seeds = np.asarray(seeds, dtype=float)
+    degrees = seeds - 1 if paired else 2 * seeds - 2
+    standard_error = spread / np.sqrt(seeds) if paired else spread * np.sqrt(2 / seeds)
+    reach = delta / standard_error - stdtrit(degrees, 1 - level)
+    return np.clip(2 * stdtr(degrees, reach) - 1, 0.0, 1.0)
+
+
+def seeds_needed(delta: float, spread: float, level: float, paired: bool, planned: float = POWER, equivalence: bool = False) -> Optional[int]:
+    """The fewest seeds per config that find a `delta` difference (or with `equivalence`, show a
+    zero one equivalent) with probability `planned`; None when there is no spread to plan from,
+    MAX_SEEDS + 1 when even MAX_SEEDS would not do. The chance grows with the seeds, so a
+    doubling search then a bisection finds it in a few evaluations."""
+    if not spread > 0:
+        return None
+    chance = equivalence_power if equivalence else power
+
+    def enough(seeds: int) -> bool:
+        return bool(chance(seeds, delta, spread, level, paired) >= planned)
+
+    low, high = 1, 2  # `low` is never enough (one seed tests nothing); find a `high` that is.
+    while not enough(high):
+        if high >= MAX_SEEDS:
+            return MAX_SEEDS + 1
+        low, high = high, min(2 * high, MAX_SEEDS)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if enough(middle) else (middle, high)
+    return high
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One pair of a family: `first` has the higher mean outcome."""
+
+    first: Group
+    second: Group
+    difference: Difference
+    p_adjusted: float
+    equivalence_p_adjusted: float
+    answer: str
+    delta: float
+    level: float  # the family's strictest Holm level, which the seeds-needed figures plan for
+
+    @functools.cached_property
+    def seeds_needed(self) -> Optional[int]:
+        """Seeds per config, in all, to find a delta difference with 80% power (None: no spread)."""
+        return seeds_needed(self.delta, self.difference.spread, self.level, self.difference.paired)
+
+    @functools.cached_property
+    def seeds_for_equivalence(self) -> Optional[int]:
+        """Seeds per config, in all, to show a zero difference equivalent with 80% power."""
+        return seeds_needed(self.delta, self.difference.spread, self.level, self.difference.paired, equivalence=True)
+
+    @property
+    def more_seeds(self) -> Optional[int]:
+        if self.seeds_needed is None:
+            return None
+        return max(0, self.seeds_needed - min(self.difference.n_first, self.difference.n_second))
+
+
+@dataclass(frozen=True)
+class Family:
+    """The comparisons within one dataset, judged together."""
+
+    dataset: str
+    key: str
+    fell_back: bool  # the test outcome was asked for but some runs have none, so validation was tested
+    groups: list[Group]  # two or more seeds each, highest mean first
+    single: list[Group]  # fewer than two seeds: not tested
+    comparisons: list[Comparison]
+    alpha: float
+    delta: float
+    test_rows: Optional[int]
+
+    @property
+    def tests(self) -> int:
+        return 2 * len(self.comparisons)
+
+    @property
+    def strictest_level(self) -> float:
+        return self.alpha / max(self.tests, 1)
+
+
+# What a multi-bootstrap gives instead of the t-tests: a function from (first, second, key) to a Difference.
+DifferenceOf = Any
+
+
+def judge(
+    groups: list[Group], outcome: str = "test", alpha: float = ALPHA, delta: float = DELTA, difference_of: DifferenceOf = None,
+) -> list[Family]:
+    """Every dataset's family of pairwise comparisons (see the module's docstring)."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
     datasets: dict[str, list[Group]] = {}
     for group in groups:
         datasets.setdefault(group.dataset, []).append(group)
-    lines = [f"Verdict ({TEST_NAME}):"] if groups else []
-    for dataset, members in datasets.items():
-        lines += _dataset_verdict(dataset, sorted(members, key=lambda group: -group.mean), alpha, len(datasets) > 1)
+    return [_family(dataset, members, OUTCOMES[outcome], alpha, delta, difference_of or t_difference) for dataset, members in datasets.items()]
+
+
+def _family(dataset: str, groups: list[Group], key: str, alpha: float, delta: float, difference_of: DifferenceOf) -> Family:
+    fell_back = key == TEST_KEY and any(TEST_KEY not in record.get("result", {}) for group in groups for record in group.records)
+    if fell_back:
+        key = VALIDATION_KEY
+    ordered = sorted(groups, key=lambda group: -statistics.fmean(group.values(key)))
+    tested = [group for group in ordered if group.n >= 2]
+    pairs = [(first, second) for index, first in enumerate(tested) for second in tested[index + 1:]]
+    differences = [difference_of(first, second, key) for first, second in pairs]
+    adjusted = holm([difference.p_value() for difference in differences] + [difference.equivalence_p(delta) for difference in differences])
+    level = alpha / max(2 * len(pairs), 1)
+    comparisons = []
+    for index, ((first, second), difference) in enumerate(zip(pairs, differences)):
+        p_adjusted, equivalence_adjusted = adjusted[index], adjusted[len(pairs) + index]
+        answer = BETTER if p_adjusted < alpha else EQUIVALENT if equivalence_adjusted < alpha else UNDECIDED
+        comparisons.append(Comparison(first, second, difference, p_adjusted, equivalence_adjusted, answer, delta, level))
+    rows = next((group.test_rows for group in ordered if group.test_rows), None)
+    return Family(dataset, key, fell_back, tested, [group for group in ordered if group.n < 2], comparisons, alpha, delta, rows)
+
+
+def verdict(
+    groups: list[Group], outcome: str = "test", alpha: float = ALPHA, delta: float = DELTA, difference_of: DifferenceOf = None,
+) -> list[str]:
+    """The verdict as lines: a header, then per dataset its family and one line per pair."""
+    return verdict_lines(judge(groups, outcome, alpha, delta, difference_of)) if groups else []
+
+
+def _points(value: float, sign: bool = True) -> str:
+    return f"{100 * value:+.2f}" if sign else f"{100 * value:.2f}"
+
+
+def _p(value: Optional[float]) -> str:
+    if value is None:
+        return "untestable"
+    return "p<0.001" if value < 0.001 else f"p={value:.3f}"
+
+
+def verdict_lines(families: list[Family]) -> list[str]:
+    if not families:
+        return []
+    first = families[0]
+    methods = sorted({comparison.difference.method for family in families for comparison in family.comparisons})
+    lines = [
+        f"Verdict on {OUTCOME_NAMES[first.key if not first.fell_back else TEST_KEY]}, every pair of configs"
+        f" ({' or '.join(methods) if methods else 'paired t where two configs share their seeds, else Welch t'}),"
+        f" a difference and an equivalence test (±{_points(first.delta, False)} points) per pair,"
+        f" Holm over each dataset's tests at {first.alpha:.0%}:"
+    ]
+    for family in families:
+        lines += _family_lines(family)
     return lines
 
 
-def _dataset_verdict(dataset: str, groups: list[Group], alpha: float, name_dataset: bool) -> list[str]:
-    best = groups[0]
-    where = f" on {dataset}" if name_dataset else ""
-    lines = [f"- best{where}: {best.name} (mean {best.mean:.4f}, n={best.n})"]
-    if len(groups) == 1:
-        return lines
-    if best.n < 2:
-        lines.append(f"  {best.name} has a single run, so no difference{where} can be told from noise; rerun with --seeds 3 or more")
-        return lines
-    tied, worse, unknown = [], [], []
-    for group in groups[1:]:
-        if group.n < 2:
-            unknown.append(group)
-            continue
-        _, _, p_value = welch_test(best.accuracies, group.accuracies)
-        (tied if p_value >= alpha else worse).append((group, p_value))
-    if tied:
-        lines.append(f"  {', '.join(g.name for g, _ in tied)}: tied within noise with {best.name} ({_details(tied)})")
-    if worse:
-        lines.append(f"  {', '.join(g.name for g, _ in worse)}: below {best.name}, beyond noise ({_details(worse)})")
-    if unknown:
-        lines.append(f"  {', '.join(g.name for g in unknown)}: a single run each (n=1), too few to tell")
+def _family_lines(family: Family) -> list[str]:
+    pairs = len(family.comparisons)
+    configs = len(family.groups)
+    facts = [f"{configs} config{'s' if configs != 1 else ''} with 2 or more seeds, {pairs} pair{'s' if pairs != 1 else ''}, {family.tests} tests, Holm"]
+    if family.fell_back:
+        facts.append(f"some runs have no test accuracy, so {OUTCOME_NAMES[VALIDATION_KEY]} is tested")
+    best = (family.groups or family.single)[0]
+    values = best.values(family.key)
+    facts.append(f"highest mean: {best.name} {statistics.fmean(values):.4f} (n={best.n})")
+    if family.test_rows and family.key == TEST_KEY:
+        half = rows_half_width(statistics.fmean(values), family.test_rows)
+        facts.append(f"the {family.test_rows:,} test rows alone make one accuracy uncertain by ±{_points(half, False)} points (95%), a noise seeds don't show")
+    lines = [f"- {family.dataset}: " + "; ".join(facts)]
+    for answer in (BETTER, EQUIVALENT, UNDECIDED):
+        lines += [f"  {_comparison_line(family, comparison)}" for comparison in family.comparisons if comparison.answer == answer]
+    if family.single:
+        names = ", ".join(f"{group.name} (n={group.n})" for group in family.single)
+        lines.append(f"  too few seeds to test: {names}; rerun with --seeds 3 or more")
     return lines
 
 
-def _details(pairs: list[tuple[Group, float]]) -> str:
-    counts = {group.n for group, _ in pairs}
-    sizes = f"n={counts.pop()} each" if len(counts) == 1 else "n=" + "/".join(str(group.n) for group, _ in pairs)
-    values = ", ".join("p<0.001" if p < 0.001 else f"p={p:.3f}" for _, p in pairs)
-    return f"{values}; {sizes}"
+def _comparison_line(family: Family, comparison: Comparison) -> str:
+    difference = comparison.difference
+    first, second = comparison.first.name, comparison.second.name
+    low, high = difference.interval(0.95)
+    method = difference.method
+    if comparison.answer == BETTER:
+        return (f"better: {first} over {second} by {_points(difference.estimate)} points (95% CI {_points(low)} to {_points(high)};"
+                f" {method}, {_p(difference.p_value())}, Holm {_p(comparison.p_adjusted)})")
+    if comparison.answer == EQUIVALENT:
+        low, high = difference.interval(1 - 2 * family.alpha)
+        return (f"equivalent within ±{_points(family.delta, False)} points: {first} and {second}, {_points(difference.estimate)} points"
+                f" (90% CI {_points(low)} to {_points(high)}; {method}, equivalence Holm {_p(comparison.equivalence_p_adjusted)})")
+    tested = "untestable" if difference.p_value() is None else f"Holm {_p(comparison.p_adjusted)}"
+    line = f"undecided: {first} vs {second}, {_points(difference.estimate)} points (95% CI {_points(low)} to {_points(high)}; {method}, {tested})"
+    return line + ": " + _what_next(family, comparison)
 
 
-# Student's t 97.5% quantiles for 1-30 degrees of freedom; larger ones are interpolated below.
-_T_975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-          2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+def _what_next(family: Family, comparison: Comparison) -> str:
+    """The most useful sentence: what to run to decide the pair."""
+    if comparison.seeds_needed is None:
+        return "no spread over seeds to weigh the difference against; compare --bootstrap also resamples the test rows"
+    margin = f"a {_points(family.delta, False)}-point difference"
+    if comparison.seeds_needed > MAX_SEEDS:
+        return f"even {MAX_SEEDS} seeds each would not find {margin} with 80% power"
+    equivalence = comparison.seeds_for_equivalence
+    show = ""
+    if equivalence is not None and equivalence <= MAX_SEEDS:
+        show = f"; about {max(0, equivalence - min(comparison.difference.n_first, comparison.difference.n_second))} more to show equivalence if there is none"
+    if comparison.more_seeds == 0:
+        return f"the seeds run already find {margin} with 80% power, so any difference is likely smaller{show}"
+    more = comparison.more_seeds
+    return f"about {more} more seed{'s' if more != 1 else ''} each would find {margin} with 80% power{show}"
 
 
-def t_quantile_975(degrees: int) -> float:
-    if degrees < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {degrees}")
-    if degrees <= 30:
-        return _T_975[degrees - 1]
-    # Beyond 30 the quantile is linear in 1/df to three decimals: 2.042 at 30, 1.960 at infinity.
-    return 1.960 + (2.042 - 1.960) * 30 / degrees
+def verdict_json(families: list[Family]) -> list[dict[str, Any]]:
+    """The verdict as data: per dataset its family, per pair the test, raw and adjusted p-values,
+    the difference with its intervals, the answer and the seeds needed."""
+    return [
+        {
+            "dataset": family.dataset,
+            "outcome": family.key,
+            "fell_back_to_validation": family.fell_back,
+            "configs": [group.name for group in family.groups],
+            "too_few_seeds": [group.name for group in family.single],
+            "pairs": len(family.comparisons),
+            "tests": family.tests,
+            "correction": "Holm",
+            "alpha": family.alpha,
+            "delta": family.delta,
+            "test_rows": family.test_rows,
+            "comparisons": [_comparison_dict(family, comparison) for comparison in family.comparisons],
+        }
+        for family in families
+    ]
 
 
-def student_t_cdf(t: float, degrees: float) -> float:
-    """P(T <= t) for Student's t with real `degrees`, through the regularized incomplete beta function."""
-    if math.isinf(degrees):
-        return 0.5 * math.erfc(-t / math.sqrt(2))
-    tail = 0.5 * _incomplete_beta(degrees / 2, 0.5, degrees / (degrees + t * t))
-    return tail if t < 0 else 1.0 - tail
-
-
-def _incomplete_beta(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta I_x(a, b), by its continued fraction (modified Lentz)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x > (a + 1) / (a + b + 2):
-        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    result = d
-    for m in range(1, 300):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            result *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return math.exp(log_front) * result / a
+def _comparison_dict(family: Family, comparison: Comparison) -> dict[str, Any]:
+    difference = comparison.difference
+    return {
+        "first": comparison.first.name,
+        "second": comparison.second.name,
+        "test": difference.method,
+        "paired": difference.paired,
+        "n": [difference.n_first, difference.n_second],
+        "difference": difference.estimate,
+        "ci95": list(difference.interval(0.95)),
+        "ci90": list(difference.interval(1 - 2 * family.alpha)),
+        "p": difference.p_value(),
+        "p_holm": comparison.p_adjusted,
+        "equivalence_p": difference.equivalence_p(family.delta),
+        "equivalence_p_holm": comparison.equivalence_p_adjusted,
+        "answer": comparison.answer,
+        "seeds_needed": comparison.seeds_needed,
+        "more_seeds": comparison.more_seeds if comparison.answer == UNDECIDED else None,
+        "seeds_for_equivalence": comparison.seeds_for_equivalence,
+    }

@@ -147,7 +147,7 @@ def test_seeds_reuse_and_force(tiny_data_dir, tmp_path):
     assert first.exit_code == 0, first.output
     assert "[1/2] seeded, seed 1: training" in first.output and "[2/2] seeded, seed 2: training" in first.output
     assert "running summary: seeded " in first.output and "(n=2)" in first.output
-    assert "- best: seeded (mean " in first.output
+    assert ": 1 config with 2 or more seeds, 0 pairs, 0 tests, Holm; highest mean: seeded " in first.output
     run_dirs = sorted(path.name for path in (tmp_path / "runs").iterdir() if path.is_dir())
     assert len(run_dirs) == 2
 

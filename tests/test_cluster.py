@@ -194,9 +194,9 @@ def test_a_cluster_worker_writes_no_index_and_sends_back_what_its_driver_cant_re
     if sees_runs_folder:
         assert outcome.files is None
         assert sorted(path.name for path in (runs / "20261128-100000-worker-ab12cd").iterdir()) == [
-            "config.json", "history.jsonl", "model.keras", "result.json", "tensorboard", "vocabulary.json"]
+            "config.json", "history.jsonl", "model.keras", "result.json", "tensorboard", "test_predictions.npz", "vocabulary.json"]
     else:
-        assert sorted(name for name in outcome.files if "/" not in name) == ["config.json", "history.jsonl", "model.keras", "result.json", "vocabulary.json"]
+        assert sorted(name for name in outcome.files if "/" not in name) == ["config.json", "history.jsonl", "model.keras", "result.json", "test_predictions.npz", "vocabulary.json"]
         assert any(name.startswith("tensorboard/") for name in outcome.files)
         assert sorted(path.name for path in runs.iterdir()) == []
         assert len(outcome.files["history.jsonl"].decode().splitlines()) == 2

@@ -127,7 +127,7 @@ def test_a_run_whose_node_dies_is_retried_from_its_checkpoint_and_recorded_once(
     assert stored["status"] == "completed" and indexed == [(stored["run_id"], "running"), (stored["run_id"], "completed")]
     assert sorted(path.name for path in runs.iterdir()) == sorted([stored["run_id"], results.INDEX_FILE])
     run_dir = runs / stored["run_id"]
-    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.keras", "result.json", "tensorboard", "vocabulary.json"]
+    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.keras", "result.json", "tensorboard", "test_predictions.npz", "vocabulary.json"]
 
     # The retry went on from the checkpoint of the last epoch its node finished, not from the start.
     # That checkpoint is the one of the history's last epoch, or of the one before when the node

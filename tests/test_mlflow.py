@@ -24,7 +24,7 @@ from rnnbench.config import config_from_mapping  # noqa: E402
 from rnnbench.observers import RunObserver  # noqa: E402
 
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
-RUN_FILES = ["config.json", "history.jsonl", "model.keras", "result.json", "vocabulary.json"]
+RUN_FILES = ["config.json", "history.jsonl", "model.keras", "result.json", "test_predictions.npz", "vocabulary.json"]
 TINY_YAML = "model: {cell: gru, embedding_dim: 8, units: 8, dense_units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 2}\n"
 
 

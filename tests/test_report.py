@@ -33,7 +33,7 @@ def seed_runs(runs_dir: Path) -> None:
                 "data": {"dataset": "imdb"}, "versions": {"keras": "3.0", "python": "3.11"},
                 "config": {"name": name, "model": {"cell": name, "layers": 1, "embedding_dim": 50, "units": 50, "bidirectional": False},
                            "train": {"seed": seed, "seeds": None}},
-                "result": {"best_val_accuracy": base + 0.001 * seed, "best_epoch": 2, "test_accuracy": base - 0.01,
+                "result": {"best_val_accuracy": base + 0.001 * seed, "best_epoch": 2, "test_accuracy": base - 0.01 + (0.001 if name == "gru" else 0.002) * seed,
                            "mean_epoch_seconds": 3.0, "wall_seconds": 20.0},
             }
             results.index_run(runs_dir, run_id, name, "completed", record)
@@ -56,8 +56,8 @@ def test_report_writes_markdown_html_and_pictures(tmp_path):
     markdown = (out / "report.md").read_text()
     assert markdown.startswith("# Test report\n")
     assert "| gru " in markdown and "0.8515 ± 0.0007" in markdown
-    assert "- best: gru (mean 0.8515, n=2)" in markdown
-    assert "lstm: below gru, beyond noise" in markdown
+    assert "- imdb: 2 configs with 2 or more seeds, 1 pair, 2 tests, Holm; highest mean: gru 0.8415 (n=2)" in markdown
+    assert "- better: gru over lstm by +4.85 points (95% CI +4.21 to +5.49; paired t, p=0.007, Holm p=0.013)" in markdown
     assert "![Learning curves: gru](curves_01_gru.png)" in markdown
     assert "time spent in these runs, added up: 1.3 min" in markdown
     assert "- keras: 3.0" in markdown
@@ -84,13 +84,26 @@ def test_compare_groups_seeds_and_prints_the_verdict(tmp_path):
     output = CliRunner().invoke(main, ["compare", "--runs-dir", str(runs_dir)]).output.splitlines()
     header = output[0].split()
     assert header[:2] == ["name", "dataset"] and "n" in header and "CI" in header
-    assert output[2].split()[:2] == ["gru", "imdb"] and "0.8515 ± 0.0007" in output[2]
-    assert output[-2] == "- best: gru (mean 0.8515, n=2)"
-    assert output[-1].startswith("  lstm: below gru, beyond noise (p<0.001; n=2 each)") or output[-1].startswith("  lstm: below gru, beyond noise (p=")
+    # The test accuracy (the outcome tested) first, then the best validation accuracy.
+    assert output[2].split()[:2] == ["gru", "imdb"] and "0.8415 ± 0.0007  [0.8351, 0.8479]  0.8515 ± 0.0007" in output[2]
+    assert output[-2] == "- imdb: 2 configs with 2 or more seeds, 1 pair, 2 tests, Holm; highest mean: gru 0.8415 (n=2)"
+    assert output[-1] == "  better: gru over lstm by +4.85 points (95% CI +4.21 to +5.49; paired t, p=0.007, Holm p=0.013)"
     as_json = json.loads(CliRunner().invoke(main, ["compare", "--runs-dir", str(runs_dir), "--format", "json"]).output)
     assert [group["name"] for group in as_json["groups"]] == ["gru", "lstm"]
     assert as_json["groups"][0]["n"] == 2 and as_json["groups"][0]["seeds"] == [1, 2]
-    assert as_json["verdict"][1] == "- best: gru (mean 0.8515, n=2)"
+    assert as_json["verdict_lines"][1:] == output[-2:]
+    # Per pair: the test used, raw and Holm-adjusted p, the difference with its intervals, the answer.
+    [family] = as_json["verdict"]
+    assert (family["dataset"], family["pairs"], family["tests"], family["correction"], family["delta"]) == ("imdb", 1, 2, "Holm", 0.005)
+    [pair] = family["comparisons"]
+    assert (pair["first"], pair["second"], pair["test"], pair["answer"], pair["n"]) == ("gru", "lstm", "paired t", "better", [2, 2])
+    assert pair["difference"] == pytest.approx(0.0485) and pair["ci95"] == pytest.approx([0.04215, 0.05485], abs=1e-5)
+    assert pair["p"] == pytest.approx(0.00656, abs=1e-5) and pair["p_holm"] == pytest.approx(2 * pair["p"])
+    assert pair["more_seeds"] is None
+    # Validation on request: its spread first, and the verdict says what it tested.
+    by_validation = CliRunner().invoke(main, ["compare", "--runs-dir", str(runs_dir), "--outcome", "validation"]).output.splitlines()
+    assert "0.8515 ± 0.0007  [0.8451, 0.8579]  0.8415 ± 0.0007" in by_validation[2]
+    assert by_validation[-3].startswith("Verdict on best validation accuracy, every pair of configs (paired t)")
     per_run = CliRunner().invoke(main, ["compare", "--runs-dir", str(runs_dir), "--per-run", "--format", "json"]).output
     assert len(json.loads(per_run)) == 4
 
@@ -124,16 +137,19 @@ def test_compare_counts_the_latest_run_of_each_seed_and_shows_the_val_test_gap(t
     seed_runs(runs_dir)
     index_again(runs_dir, "run-gru-1-again", "run-gru-1", result={"best_val_accuracy": 0.861, "test_accuracy": 0.83})
     grouped = invoke("compare", "--runs-dir", str(runs_dir)).output.splitlines()
-    assert grouped[0].split() == ["name", "dataset", "cell", "layers", "embedding", "dim", "units", "params", "n", "best", "val", "acc",
-                                  "95%", "CI", "test", "acc", "val−test", "s/epoch", "backend", "device"]
+    assert grouped[0].split() == ["name", "dataset", "cell", "layers", "embedding", "dim", "units", "params", "n", "test", "acc",
+                                  "95%", "CI", "best", "val", "acc", "val−test", "s/epoch", "backend", "device"]
     # n counts seeds 1 and 2 once each; seed 1 by its retrained run (0.861, test 0.83).
-    assert grouped[2] == "gru     imdb       gru            1               50       50   516,965    2  0.8565 ± 0.0064  [0.7993, 0.9137]      0.8350     +0.0215        3.0  tensorflow  CPU: test"
-    assert grouped[3] == "lstm    imdb       lstm           1               50       50   521,865    2  0.8015 ± 0.0007  [0.7951, 0.8079]      0.7900     +0.0115        3.0  tensorflow  CPU: test"
-    assert grouped[-2:] == ["- best: gru (mean 0.8565, n=2)", "  lstm: below gru, beyond noise (p=0.049; n=2 each)"]
+    assert grouped[2] == "gru     imdb       gru            1               50       50   516,965    2  0.8360 ± 0.0085  [0.7598, 0.9122]  0.8565 ± 0.0064     +0.0205        3.0  tensorflow  CPU: test"
+    assert grouped[3] == "lstm    imdb       lstm           1               50       50   521,865    2  0.7930 ± 0.0014  [0.7803, 0.8057]  0.8015 ± 0.0007     +0.0085        3.0  tensorflow  CPU: test"
+    assert grouped[-1] == (
+        "  undecided: gru vs lstm, +4.30 points (95% CI -2.05 to +10.65; paired t, Holm p=0.147): about 20 more seeds each would"
+        " find a 0.50-point difference with 80% power; about 22 more to show equivalence if there is none"
+    )
 
     per_run = [line.split() for line in invoke("compare", "--runs-dir", str(runs_dir), "--per-run").output.splitlines()[2:]]
     assert [(row[7], row[9], row[10]) for row in per_run] == [
-        ("0.8610", "0.8300", "+0.0310"), ("0.8520", "0.8400", "+0.0120"), ("0.8020", "0.7900", "+0.0120"), ("0.8010", "0.7900", "+0.0110"),
+        ("0.8610", "0.8300", "+0.0310"), ("0.8520", "0.8420", "+0.0100"), ("0.8020", "0.7940", "+0.0080"), ("0.8010", "0.7920", "+0.0090"),
     ]
     every = [line.split() for line in invoke("compare", "--runs-dir", str(runs_dir), "--all").output.splitlines()[2:]]
     assert [(row[-1], row[-2]) for row in every] == [
@@ -145,10 +161,10 @@ def test_compare_counts_the_latest_run_of_each_seed_and_shows_the_val_test_gap(t
     as_json = json.loads(invoke("compare", "--runs-dir", str(runs_dir), "--format", "json").output)
     gru = as_json["groups"][0]
     assert (gru["n"], gru["seeds"], sorted(gru["runs"])) == (2, [1, 2], ["run-gru-1-again", "run-gru-2"])
-    assert gru["val_test_gap_mean"] == pytest.approx(0.0215)
+    assert gru["val_test_gap_mean"] == pytest.approx(0.0205)
     assert (gru["collapsed_runs"], gru["warnings"]) == ([], {})
     runs_json = json.loads(invoke("compare", "--runs-dir", str(runs_dir), "--per-run", "--format", "json").output)
-    assert [run["val_test_gap"] for run in runs_json] == pytest.approx([0.031, 0.012, 0.012, 0.011])
+    assert [run["val_test_gap"] for run in runs_json] == pytest.approx([0.031, 0.010, 0.008, 0.009])
 
 
 def test_compare_shows_collapsed_models_and_warnings(tmp_path):
@@ -197,10 +213,10 @@ def test_report_counts_the_latest_runs_shows_the_gap_and_is_readable_by_others(t
     markdown = (out / "report.md").read_text()
     assert f"- 4 completed runs in 2 configs, from `{runs_dir}` (1 more replaced by a later run of the same config and seed)\n" in markdown
     assert (
-        "| gru    | imdb      | gru    |        1 |              50 |      50 |  516,965 |   2 | 0.8565 ± 0.0064 | [0.7993, 0.9137] |"
-        "     0.8350 |    +0.0215 |       3.0 | tensorflow | CPU: test |\n"
+        "| gru    | imdb      | gru    |        1 |              50 |      50 |  516,965 |   2 | 0.8360 ± 0.0085 | [0.7598, 0.9122] |"
+        " 0.8565 ± 0.0064 |    +0.0205 |       3.0 | tensorflow | CPU: test |\n"
     ) in markdown
-    assert "- best: gru (mean 0.8565, n=2)" in markdown
+    assert "- imdb: 2 configs with 2 or more seeds, 1 pair, 2 tests, Holm; highest mean: gru 0.8360 (n=2)" in markdown
     # The runs table lists the retrained run of seed 1 (0.8610), not the one it replaced (0.8510).
     runs_table = markdown.split("## Runs\n\n")[1].split("\n\n")[0].splitlines()
     assert [row.split("|")[8].strip() for row in runs_table[2:]] == ["0.8610", "0.8520", "0.8020", "0.8010"]

@@ -94,7 +94,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_history(slow_data_d
     for key in ("best_val_accuracy", "best_epoch", "best_val_loss", "test_accuracy", "test_loss", "val_confusion"):
         assert record["result"][key] == uninterrupted["result"][key], key
     assert [entry["after_epoch"] for entry in record["resumed"]] == [1]
-    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.keras", "result.json", "tensorboard", "vocabulary.json"]
+    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.keras", "result.json", "tensorboard", "test_predictions.npz", "vocabulary.json"]
 
 
 def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(slow_data_dir, tmp_path):

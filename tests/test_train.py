@@ -24,7 +24,7 @@ def test_run_writes_exactly_the_expected_files(tiny_data_dir, tmp_path):
     record = run_experiment(tiny_config("gru"), str(tiny_data_dir), runs_dir, "rnnbench run tiny.yaml", echo=lines.append)
     run_dir = runs_dir / record["run_dir"].split("/")[-1]
     assert sorted(path.name for path in runs_dir.iterdir()) == sorted(["index.sqlite", run_dir.name])
-    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.keras", "result.json", "tensorboard", "vocabulary.json"]
+    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.keras", "result.json", "tensorboard", "test_predictions.npz", "vocabulary.json"]
 
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["model"]["cell"] == "gru"
@@ -72,6 +72,11 @@ def test_saved_model_is_the_best_epoch(tiny_data_dir, tmp_path):
     _, test_accuracy = model.evaluate(prepared.x_test, prepared.y_test, verbose=0)
     assert validation_accuracy == pytest.approx(record["result"]["best_val_accuracy"], abs=1e-6)
     assert test_accuracy == pytest.approx(record["result"]["test_accuracy"], abs=1e-6)
+    # Its per-row test predictions are saved for the verdict's multi-bootstrap, in the test split's order.
+    correct = results.RunDirectory(Path(record["run_dir"])).read_test_correct()
+    assert correct.shape == (len(prepared.y_test),) and correct.mean() == pytest.approx(record["result"]["test_accuracy"], abs=1e-12)
+    with np.load(Path(record["run_dir"]) / "test_predictions.npz") as saved:
+        assert (saved["labels"] == prepared.y_test).all() and saved["probabilities"].dtype == np.float16
 
 
 def test_validation_on_the_test_split(tiny_data_dir, tmp_path):

@@ -1,8 +1,16 @@
+import json
 import math
+import statistics
 
+import numpy as np
 import pytest
+from scipy import stats
 
-from rnnbench.verdict import counted_runs, group_runs, mark_replaced, student_t_cdf, t_quantile_975, val_test_gap, verdict, welch_test
+from rnnbench import verdict as verdict_module
+from rnnbench.verdict import (
+    DELTA, TEST_KEY, counted_runs, group_runs, holm, judge, mark_replaced, paired_difference, power, seeds_needed, rows_half_width,
+    val_test_gap, verdict, welch_difference,
+)
 
 
 def record(name: str, seed: int, accuracy: float, dataset: str = "imdb", test: float = 0.8) -> dict:
@@ -14,69 +22,177 @@ def record(name: str, seed: int, accuracy: float, dataset: str = "imdb", test: f
     }
 
 
-def runs(name: str, accuracies: list[float], dataset: str = "imdb") -> list[dict]:
-    return [record(name, seed, accuracy, dataset) for seed, accuracy in enumerate(accuracies, start=1)]
+def runs(name: str, accuracies: list[float], dataset: str = "imdb", first_seed: int = 1) -> list[dict]:
+    """Runs whose validation and test accuracies are both `accuracies`, seeds from `first_seed` on."""
+    return [record(name, seed, accuracy, dataset, test=accuracy) for seed, accuracy in enumerate(accuracies, start=first_seed)]
 
 
-@pytest.mark.parametrize(
-    "degrees, t, expected",
-    # Reference values from scipy.special.stdtr.
-    [(1, 1.0, 0.75), (2, -1.2, 0.17650168038968475), (2.5, -1.2, 0.1657194188329388), (4, 2.776, 0.9749886108400118),
-     (10, 2.0, 0.9633059826146299), (3.3, 5.1, 0.9942440436231974), (100, -3.0, 0.0017039576716647233)],
-)
-def test_student_t_cdf(degrees, t, expected):
-    assert student_t_cdf(t, degrees) == pytest.approx(expected, abs=1e-12)
+def test_welch_and_paired_agree_with_scipy():
+    first, second = [0.88, 0.87, 0.89, 0.885], [0.80, 0.82, 0.81, 0.83]
+    welch = welch_difference(first, second)
+    reference = stats.ttest_ind(first, second, equal_var=False)
+    assert welch.p_value() == pytest.approx(reference.pvalue, rel=1e-9)
+    assert welch.interval(0.95) == pytest.approx(tuple(reference.confidence_interval(0.95)), rel=1e-9)
+    paired = paired_difference(dict(enumerate(first)), dict(enumerate(second)))
+    reference = stats.ttest_rel(first, second)
+    assert paired.p_value() == pytest.approx(reference.pvalue, rel=1e-9)
+    assert paired.interval(0.95) == pytest.approx(tuple(reference.confidence_interval(0.95)), rel=1e-9)
+    assert (paired.method, paired.degrees, welch.method) == ("paired t", 3, "Welch t")
 
 
-def test_t_quantiles():
-    assert t_quantile_975(2) == 4.303 and t_quantile_975(30) == 2.042
-    assert t_quantile_975(10_000) == pytest.approx(1.960, abs=0.001)
+def test_equivalence_is_two_one_sided_tests():
+    paired = paired_difference({1: 0.801, 2: 0.802, 3: 0.800, 4: 0.803}, {1: 0.800, 2: 0.800, 3: 0.801, 4: 0.800})
+    differences = [0.001, 0.002, -0.001, 0.003]
+    lower = stats.ttest_1samp(differences, -DELTA, alternative="greater").pvalue
+    upper = stats.ttest_1samp(differences, DELTA, alternative="less").pvalue
+    assert paired.equivalence_p(DELTA) == pytest.approx(max(lower, upper), rel=1e-9)
+    # The 90% interval lies inside ±delta exactly when both one-sided tests reject at 5%.
+    low, high = paired.interval(0.90)
+    assert (paired.equivalence_p(DELTA) < 0.05) == (-DELTA < low and high < DELTA)
 
 
-def test_welch_by_hand():
-    statistic, degrees, p_value = welch_test([0.88, 0.87, 0.89], [0.80, 0.82, 0.81])
-    # Means differ by 0.07 with standard error sqrt(0.0001/3 + 0.0001/3).
-    assert statistic == pytest.approx(0.07 / math.sqrt(2 * 0.0001 / 3))
-    assert degrees == pytest.approx(4.0)
-    assert p_value == pytest.approx(2 * student_t_cdf(-statistic, 4.0))
-    assert welch_test([0.5, 0.5], [0.5, 0.5]) == (0.0, math.inf, 1.0)
-    assert welch_test([0.6, 0.6], [0.5, 0.5])[2] == 0.0
+def test_holm_by_hand():
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # An untestable comparison counts as a test that never rejects.
+    assert holm([None, 0.01]) == pytest.approx([1.0, 0.02])
 
 
-def test_groups_share_everything_but_the_seed():
-    groups = group_runs(runs("gru", [0.85, 0.86, 0.87]) + runs("lstm", [0.80, 0.81]))
-    assert [(group.name, group.n) for group in groups] == [("gru", 3), ("lstm", 2)]
-    assert groups[0].mean == pytest.approx(0.86)
-    assert groups[0].std == pytest.approx(0.01)
-    low, high = groups[0].interval
-    assert (low, high) == pytest.approx((0.86 - 4.303 * 0.01 / math.sqrt(3), 0.86 + 4.303 * 0.01 / math.sqrt(3)))
-    assert groups[1].interval is not None and group_runs(runs("one", [0.5]))[0].interval is None
+def test_power_matches_a_simulated_t_test_and_seeds_needed_inverts_it():
+    generator = np.random.default_rng(7)
+    difference, spread, level = 0.01, 0.006, 0.01
+    for paired in (True, False):
+        needed = seeds_needed(difference, spread, level, paired)
+        assert power(needed, difference, spread, level, paired) >= 0.8 > power(needed - 1, difference, spread, level, paired)
+        trials = 4000
+        if paired:
+            # `spread` is that of the per-seed differences.
+            p_values = stats.ttest_1samp(generator.normal(difference, spread, (trials, needed)), 0.0, axis=1).pvalue
+        else:
+            first = generator.normal(difference, spread, (trials, needed))
+            p_values = stats.ttest_ind(first, generator.normal(0.0, spread, (trials, needed)), axis=1).pvalue
+        observed = float(np.mean(p_values < level))
+        expected = float(power(needed, difference, spread, level, paired))
+        assert abs(observed - expected) < 4 * math.sqrt(expected * (1 - expected) / trials)
+    assert seeds_needed(0.01, 0.0, 0.05, True) is None
+    assert seeds_needed(0.0001, 0.5, 0.001, False) == verdict_module.MAX_SEEDS + 1
 
 
-def test_verdict_real_difference():
-    lines = verdict(group_runs(runs("gru", [0.880, 0.882, 0.881, 0.879, 0.883]) + runs("simple_rnn", [0.740, 0.735, 0.745, 0.738, 0.742])))
-    assert lines[1] == "- best: gru (mean 0.8810, n=5)"
-    assert lines[2] == "  simple_rnn: below gru, beyond noise (p<0.001; n=5 each)"
+def _family_of(means: list[float], spread: float, generator: np.random.Generator, seeds: int = 3) -> list:
+    records = []
+    for index, mean in enumerate(means):
+        records += runs(f"c{index}", list(generator.normal(mean, spread, seeds)))
+    return group_runs(records, TEST_KEY)
 
 
-def test_verdict_tie():
-    lines = verdict(group_runs(runs("gru", [0.880, 0.875, 0.884, 0.871, 0.886]) + runs("lstm", [0.878, 0.884, 0.872, 0.881, 0.874])))
-    assert lines[1].startswith("- best: gru (mean 0.8792")
-    assert lines[2].startswith("  lstm: tied within noise with gru (p=0.")
-    assert lines[2].endswith("; n=5 each)")
+def test_family_wise_error_of_seven_equal_configs_is_held_at_five_percent():
+    """2,000 families of 7 equal configs x 3 seeds: the share with any false 'better' is at most 5%
+    (plus its Monte-Carlo error); the lecture table's design, uncorrected, was wrong in 27%."""
+    generator = np.random.default_rng(2026)
+    families = 2000
+    wrong = sum(any(c.answer == "better" for c in judge(_family_of([0.85] * 7, 0.005, generator))[0].comparisons) for _ in range(families))
+    assert wrong / families <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / families)
 
 
-def test_verdict_with_single_runs():
-    lines = verdict(group_runs(runs("gru", [0.88]) + runs("lstm", [0.87])))
-    assert lines[2] == "  gru has a single run, so no difference can be told from noise; rerun with --seeds 3 or more"
-    mixed = verdict(group_runs(runs("gru", [0.88, 0.89, 0.87]) + runs("lstm", [0.87])))
-    assert mixed[2] == "  lstm: a single run each (n=1), too few to tell"
+def test_power_of_one_better_config_matches_the_seeds_needed_formula():
+    """7 configs x 3 seeds, one of them 1 point better at a spread of 0.3 points: the share of its
+    six comparisons called 'better' matches the power the seeds-needed formula plans with, at the
+    family's strictest Holm level (a bound: Holm's later steps are a little more lenient)."""
+    generator = np.random.default_rng(11)
+    families, found, total, level = 1500, 0, 0, None
+    for _ in range(families):
+        [family] = judge(_family_of([0.86] + [0.85] * 6, 0.003, generator))
+        level = family.strictest_level
+        for comparison in family.comparisons:
+            if "c0" in (comparison.first.name, comparison.second.name):
+                total += 1
+                found += comparison.answer == "better" and comparison.first.name == "c0"
+    observed = found / total
+    # Paired over the shared seeds: per-seed differences of two independent runs spread by sqrt(2) x 0.3 points.
+    planned = float(power(3, 0.01, 0.003 * math.sqrt(2), level, paired=True))
+    # The comparisons of one family are correlated, so the error is taken per family (6 per family).
+    error = math.sqrt(planned * (1 - planned) / families)
+    assert planned - 3 * error <= observed <= planned + 3 * error + 0.01
+    assert level == pytest.approx(0.05 / 42)
+
+
+def test_the_same_config_under_three_names_is_equivalent_never_better():
+    accuracies = [0.851, 0.846, 0.849]
+    groups = group_runs(runs("a", accuracies) + runs("b", accuracies) + runs("c", accuracies), TEST_KEY)
+    [family] = judge(groups)
+    assert [c.answer for c in family.comparisons] == ["equivalent"] * 3
+    assert all(c.difference.method == "paired t" and c.difference.estimate == 0.0 for c in family.comparisons)
+    lines = verdict(groups)
+    assert lines[2] == "  equivalent within ±0.50 points: a and b, +0.00 points (90% CI +0.00 to +0.00; paired t, equivalence Holm p<0.001)"
+
+
+def test_two_configs_with_identical_constant_accuracies_are_equivalent_not_beyond_noise():
+    groups = group_runs(runs("a", [0.8, 0.8]) + runs("b", [0.8, 0.8]), TEST_KEY)
+    [comparison] = judge(groups)[0].comparisons
+    assert comparison.answer == "equivalent" and comparison.difference.p_value() == 1.0
+    # Constant but different: no spread to weigh the difference against, so undecided, never p=0.
+    groups = group_runs(runs("a", [0.81, 0.81]) + runs("b", [0.80, 0.80]), TEST_KEY)
+    [comparison] = judge(groups)[0].comparisons
+    assert comparison.answer == "undecided" and comparison.difference.p_value() is None
+    assert verdict(groups)[2] == (
+        "  undecided: a vs b, +1.00 points (95% CI +1.00 to +1.00; paired t, untestable): no spread over seeds to weigh"
+        " the difference against; compare --bootstrap also resamples the test rows"
+    )
+
+
+def test_verdict_lines_name_the_family_and_what_to_run_next():
+    better = runs("gru", [0.880, 0.882, 0.881, 0.879, 0.883])
+    worse = runs("simple_rnn", [0.740, 0.735, 0.745, 0.738, 0.742])
+    close = runs("lstm", [0.878, 0.884, 0.872, 0.881, 0.874])
+    lines = verdict(group_runs(better + worse + close, TEST_KEY))
+    assert lines[0] == (
+        "Verdict on test accuracy at each run's best-validation epoch, every pair of configs (paired t), a difference and an"
+        " equivalence test (±0.50 points) per pair, Holm over each dataset's tests at 5%:"
+    )
+    assert lines[1] == "- imdb: 3 configs with 2 or more seeds, 3 pairs, 6 tests, Holm; highest mean: gru 0.8810 (n=5)"
+    assert lines[2].startswith("  better: gru over simple_rnn by +14.10 points (95% CI +13.61 to +14.59; paired t, p<0.001, Holm p<0.001)")
+    assert lines[2].endswith("; paired t, p<0.001, Holm p<0.001)")
+    assert lines[3].startswith("  better: lstm over simple_rnn by +13.")
+    assert lines[4] == (
+        "  undecided: gru vs lstm, +0.32 points (95% CI -0.37 to +1.01; paired t, Holm p=1.000): about 14 more seeds each would"
+        " find a 0.50-point difference with 80% power; about 15 more to show equivalence if there is none"
+    )
+    [family] = judge(group_runs(better + worse + close, TEST_KEY))
+    [undecided] = [c for c in family.comparisons if c.second.name == "lstm"]
+    assert undecided.answer == "undecided"
+    assert undecided.seeds_needed == seeds_needed(DELTA, undecided.difference.spread, 0.05 / 6, True)
+    assert f"about {undecided.seeds_needed - 5} more seeds each would find a 0.50-point difference with 80% power" in lines[4]
+
+
+def test_welch_when_the_seeds_differ_and_the_test_rows_noise_is_said():
+    with_rows = [{**entry, "result": {**entry["result"], "test_confusion": [[11000, 1500], [1500, 11000]]}} for entry in runs("gru", [0.88, 0.87, 0.89])]
+    lines = verdict(group_runs(with_rows + runs("lstm", [0.80, 0.81, 0.79], first_seed=4), TEST_KEY))
+    assert "(Welch t)" in lines[0]
+    assert lines[1].endswith("the 25,000 test rows alone make one accuracy uncertain by ±0.40 points (95%), a noise seeds don't show")
+    assert rows_half_width(0.9, 25_000) == pytest.approx(0.00372, abs=1e-5)
+
+
+def test_the_test_outcome_is_tested_unless_validation_is_asked_or_missing():
+    # Validation says gru, test says lstm: the verdict goes by test unless told otherwise.
+    records = [record("gru", seed, 0.90 + 0.001 * seed, test=0.80 + 0.001 * seed) for seed in (1, 2, 3)]
+    records += [record("lstm", seed, 0.85 + 0.001 * seed, test=0.85 + 0.002 * seed) for seed in (1, 2, 3)]
+    assert "highest mean: lstm" in verdict(group_runs(records, TEST_KEY))[1]
+    by_validation = verdict(group_runs(records), outcome="validation")
+    assert by_validation[0].startswith("Verdict on best validation accuracy,") and "highest mean: gru" in by_validation[1]
+    without_test = [{**entry, "result": {"best_val_accuracy": entry["result"]["best_val_accuracy"]}} for entry in records]
+    lines = verdict(group_runs(without_test, TEST_KEY))
+    assert "some runs have no test accuracy, so best validation accuracy is tested" in lines[1]
+
+
+def test_single_runs_are_named_and_not_tested():
+    lines = verdict(group_runs(runs("gru", [0.88, 0.89, 0.87]) + runs("lstm", [0.87]), TEST_KEY))
+    assert lines[-1] == "  too few seeds to test: lstm (n=1); rerun with --seeds 3 or more"
+    assert "0 pairs, 0 tests" in lines[1]
 
 
 def test_verdict_is_per_dataset():
-    lines = verdict(group_runs(runs("imdb_gru", [0.88, 0.87]) + runs("chat_gru", [0.80, 0.81], dataset="chatbot")))
-    assert lines[1] == "- best on imdb: imdb_gru (mean 0.8750, n=2)"
-    assert lines[2] == "- best on chatbot: chat_gru (mean 0.8050, n=2)"
+    lines = verdict(group_runs(runs("imdb_gru", [0.88, 0.87]) + runs("chat_gru", [0.80, 0.81], dataset="chatbot"), TEST_KEY))
+    assert lines[1].startswith("- imdb: 1 config with 2 or more seeds, 0 pairs")
+    assert lines[2].startswith("- chatbot: 1 config with 2 or more seeds, 0 pairs")
 
 
 def test_a_seed_trained_twice_counts_once():
@@ -85,7 +201,7 @@ def test_a_seed_trained_twice_counts_once():
     groups = group_runs(twice)
     assert [(group.name, group.n, group.seeds) for group in groups] == [("gru", 1, [1]), ("lstm", 1, [1])]
     # Not "beyond noise (p<0.001)" from one run each.
-    assert verdict(groups)[2] == "  gru has a single run, so no difference can be told from noise; rerun with --seeds 3 or more"
+    assert verdict(groups)[-1] == "  too few seeds to test: gru (n=1), lstm (n=1); rerun with --seeds 3 or more"
 
 
 def test_the_latest_run_of_a_seed_replaces_the_earlier_one():

@@ -333,7 +333,9 @@ def power(seeds: Any, difference: float, spread: float, level: float, paired: bo
     standard_error = spread / np.sqrt(seeds) if paired else spread * np.sqrt(2 / seeds)
     noncentrality = difference / standard_error
     critical = stdtrit(degrees, 1 - level / 2)
-    return nctdtr(degrees, noncentrality, -critical) + 1 - nctdtr(degrees, noncentrality, critical)
+    # SciPy's noncentral t gives NaN for a tail too small to compute (far below the noncentrality): it is 0.
+    below, above = (np.nan_to_num(nctdtr(degrees, noncentrality, bound), nan=0.0) for bound in (-critical, critical))
+    return below + 1 - above
 
 
 def equivalence_power(seeds: Any, delta: float, spread: float, level: float, paired: bool) -> Any:

@@ -254,3 +254,12 @@ def test_a_run_recorded_before_a_key_existed_groups_with_todays_runs_of_the_same
     # A record this version can't read as a config still groups by what it stored.
     unreadable = {**record("odd", 1, 0.5), "config": {"name": "odd", "model": {"cell": "transformer"}, "train": {"seed": 1}}, "group": "odd"}
     assert [group.name for group in group_runs([unreadable])] == ["odd"]
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_power_grows_with_the_seeds_and_is_never_nan(paired):
+    # SciPy's noncentral t returns NaN for a tail too small to compute; the power must not.
+    for difference, spread, level in ((0.01, 0.003 * math.sqrt(2), 0.05 / 42), (0.005, 0.004, 0.05 / 420), (0.02, 0.001, 0.05)):
+        chances = power(np.arange(2, 200), difference, spread, level, paired)
+        assert not np.isnan(chances).any() and (np.diff(chances) >= -1e-12).all() and chances[-1] == pytest.approx(1.0)
+    assert seeds_needed(0.01, 0.003 * math.sqrt(2), 0.05 / 42, paired=True) == 8

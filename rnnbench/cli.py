@@ -375,8 +375,9 @@ def tune_command(
     """Tune every candidate of CONFIG.yaml with the same budget, then compare the winners over fresh seeds.
 
     The config's sweep variants (or grid points) are the candidates and its `tune:` section the
-    budget, search space and pruner (see configs/tune/). Each candidate gets exactly tune.trials
-    trials of a seeded TPE search, each an ordinary run named <candidate>-tNNN; the best one's
+    budget, search space and pruner (see configs/tune/). Each candidate trains exactly tune.trials
+    x the trials' train.epochs epochs of a seeded search (a pruned trial's unused epochs fund more
+    trials), each trial an ordinary run named <candidate>-tNNN; the best one's
     settings are trained again over tune.seeds as <candidate>-tuned, and the comparison with its
     verdict is printed and written, with each study's history, to the report folder. Running
     the same command again (or several at once, with one --storage) continues the studies.

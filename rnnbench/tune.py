@@ -1,4 +1,4 @@
-"""Tuning every candidate with the same budget, then comparing the winners over fresh seeds.
+"""Tuning every candidate with the same budget of epochs, then comparing the winners over fresh seeds.
 
 A config's `tune:` section turns its sweep variants (or grid points) into candidates:
 
@@ -7,22 +7,25 @@ A config's `tune:` section turns its sweep variants (or grid points) into candid
         lstm: {model.cell: lstm}
         gru: {model.cell: gru}
     tune:
-      trials: 20                     # per candidate: every candidate gets exactly this many
+      trials: 20                     # budget per candidate: trials x the search's train.epochs, in epochs
       space:                         # dotted keys: a list of choices, or a range
         model.units: {int: [16, 256], log: true}
         model.embedding_dim: [32, 64, 128]
         train.learning_rate: {float: [1.0e-4, 1.0e-2], log: true}
       search: {data.limit: 5000}     # settings for the trials only (the final runs use the config's)
       pruner: median                 # median | hyperband | none, on each epoch's val_accuracy
+      sampler: tpe                   # tpe (random_trials at random first) | random (every trial)
       seeds: 3                       # final runs: seeds 1..3 (or a list); never the trial seed
       trial_seed: 0                  # the seed every trial trains with (and the sampler's)
 
-Each candidate is an Optuna study (seeded TPE) in RDB storage, a SQLite file in the runs folder
-unless `--storage` names another: trials are ordinary runs, `<candidate>-t<number>`, judged on
-their best validation accuracy; the best trial's settings are then trained over the fresh seeds
-as `<candidate>-tuned`. Running the command again continues the studies: a trial whose process
-died is finished from its run's last epoch, never counted twice, and the budget is exact even
-with several processes on one study.
+Each candidate is an Optuna study in RDB storage, a SQLite file in the runs folder unless
+`--storage` names another: trials are ordinary runs, `<candidate>-t<number>`, judged on their
+best validation accuracy; the best trial's settings are then trained over the fresh seeds as
+`<candidate>-tuned`. Every candidate trains exactly the same number of epochs in its search:
+a trial is given a full trial's epochs, or the budget's last ones, and the epochs a pruned (or
+early-stopped) trial did not use fund further trials. Running the command again continues the
+studies: a trial whose process died (or went silent) is finished from its run's last epoch,
+never counted twice, and the budget is exact even with several processes on one study.
 """
 
 from __future__ import annotations
@@ -36,25 +39,35 @@ import math
 import os
 import re
 import socket
+import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 from rnnbench import observers, results, sweep
 from rnnbench.config import LARGEST_SEED, Config, ConfigError, config_from_mapping, parse_override, read_mapping
-from rnnbench.errors import RnnbenchError
+from rnnbench.errors import InputError, RnnbenchError
 
 if TYPE_CHECKING:
     from rnnbench.cluster import ClusterSettings
 
-TUNE_KEYS = ("trials", "space", "search", "pruner", "seeds", "trial_seed", "random_trials")
+TUNE_KEYS = ("trials", "space", "search", "pruner", "sampler", "seeds", "trial_seed", "random_trials")
 PRUNERS = ("median", "hyperband", "none")
+# tpe: Optuna's seeded TPE, its first random_trials trials at random; random: every trial at random.
+SAMPLERS = ("tpe", "random")
 # Keys a search may not choose: they name or seed runs, and the tuning protocol sets those.
 UNTUNABLE = ("name", "backend", "train.seed", "train.seeds")
+# Why tune.search may not set them either (every trial would share the value).
+SEARCH_REFUSED = {
+    "name": "trials are named <candidate>-tNNN so that each is a run of its own; one name for all would make one run count as several trials",
+    "backend": "a tuning trains on one backend, the config's or --backend's",
+    "train.seed": "every trial trains with tune.trial_seed; set that instead",
+    "train.seeds": "every trial trains with tune.trial_seed, and the winners with tune.seeds; set those instead",
+}
 STORAGE_FILE = "tune.sqlite"
-# The budget counts these trials; a failed one (an error, or asked over the budget) is not counted.
+# The budget counts the epochs of these trials; a failed one (an error, or asked over the budget) is not counted.
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING")
 OWNER = "rnnbench.process"
 # The owner of a trial its process stopped on purpose (Ctrl-C): any process may finish it.
@@ -63,12 +76,34 @@ RUN_ID = "rnnbench.run_id"
 STATUS = "rnnbench.status"
 OVER_BUDGET = "rnnbench.over_budget"
 SETTINGS = "rnnbench.settings"
-# How often a process with nothing left to ask looks again at trials other processes are running.
+# A study's budget rule. Studies made when the budget counted trials have none: their pruned
+# trials counted as whole trials, so their epochs can't be made equal, and they are refused.
+BUDGET_RULE = "rnnbench.budget"
+EPOCH_BUDGET = "epochs"
+# The epochs a trial may train (a full trial's, or the budget's last ones), fixed when it is asked.
+ALLOTTED = "rnnbench.epochs_allotted"
+# The epochs it trained, once it ended: fewer than allotted when pruned, stopped early or diverged.
+SPENT = "rnnbench.epochs_spent"
+# How its settings were drawn: "random" (independently of every other trial) or "tpe".
+SAMPLED = "rnnbench.sampled"
+# When the process that owns a running trial last said it still trains it (seconds since 1970).
+HEARTBEAT = "rnnbench.heartbeat"
+HEARTBEAT_SECONDS = 30.0
+# A running trial not heard of for this long is taken over, even if its process id still
+# answers on its machine (it may belong to another process by now), or is on another machine.
+SILENT_SECONDS = 600.0
+# How often a process with nothing left to ask looks again at trials other processes are running,
+# and how often it says again what it waits for.
 WAIT_SECONDS = 5.0
+WAIT_REPORT_SECONDS = 60.0
 
 
 class TuneError(RnnbenchError):
     """A tuning study that can't go on as asked (settings changed, a trial failed), in one line."""
+
+
+class StorageError(InputError):
+    """A study storage given that can't be one (a folder where the SQLite file belongs), in one line; exit code 2."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +144,16 @@ class Settings:
     pruner: str
     seeds: tuple[int, ...]
     trial_seed: int
-    random_trials: int
+    # TPE's random start; None with sampler random, where every trial is random.
+    random_trials: Optional[int]
+    sampler: str = "tpe"
+    # The epochs of one full trial (the search's train.epochs, the same for every candidate); read_plan sets it.
+    trial_epochs: int = 0
+
+    @property
+    def budget(self) -> int:
+        """Epochs every candidate trains in its search."""
+        return self.trials * self.trial_epochs
 
 
 @dataclass
@@ -135,7 +179,8 @@ def read_plan(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Settings
     candidates = [Candidate(config.name, config) for config in configs]
     for candidate in candidates:
         _check_space(candidate, settings, source)
-    return settings, candidates
+        _check_selection(candidate, settings, source)
+    return replace(settings, trial_epochs=_trial_epochs(candidates, settings, source)), candidates
 
 
 def _tune_overrides(section: Any, overrides: Sequence[str]) -> tuple[Any, list[str], list[str]]:
@@ -182,6 +227,8 @@ def parse_settings(section: Any, source: str) -> Settings:
     for key in search:
         if key in space:
             raise ConfigError(f"{where}.search.{key} is also in tune.space; a key is either searched or fixed for the search")
+        if key in SEARCH_REFUSED:
+            raise ConfigError(f"{where}.search.{key} can't be set: {SEARCH_REFUSED[key]}")
     pruner = section.get("pruner", "median")
     if pruner not in PRUNERS:
         raise ConfigError(f"{where}.pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
@@ -189,10 +236,17 @@ def parse_settings(section: Any, source: str) -> Settings:
     if not _is_int(trial_seed) or not 0 <= trial_seed <= LARGEST_SEED - 100:
         raise ConfigError(f"{where}.trial_seed must be a whole number from 0 to {LARGEST_SEED - 100:,}, got {trial_seed!r}")
     seeds = _final_seeds(section.get("seeds", 3), trial_seed, f"{where}.seeds")
+    sampler = section.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"{where}.sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if sampler == "random":
+        if "random_trials" in section:
+            raise ConfigError(f"{where}.random_trials is read only with sampler: tpe; with sampler: random every trial is random")
+        return Settings(trials, dimensions, dict(search), pruner, seeds, trial_seed, None, sampler)
     random_trials = section.get("random_trials", max(1, min(10, trials // 3)))
     if not _is_int(random_trials) or not 1 <= random_trials <= trials:
         raise ConfigError(f"{where}.random_trials must be a whole number from 1 to tune.trials ({trials}), got {random_trials!r}")
-    return Settings(trials, dimensions, dict(search), pruner, seeds, trial_seed, random_trials)
+    return Settings(trials, dimensions, dict(search), pruner, seeds, trial_seed, random_trials, sampler)
 
 
 def _is_int(value: Any) -> bool:
@@ -220,6 +274,8 @@ def _final_seeds(value: Any, trial_seed: int, where: str) -> tuple[int, ...]:
 def _dimension(key: str, value: Any, where: str) -> Dimension:
     if key in UNTUNABLE:
         raise ConfigError(f"{where}: {key} can't be searched (the tuning protocol sets {', '.join(UNTUNABLE)})")
+    if key == "train.epochs":
+        raise ConfigError(f"{where}: train.epochs can't be searched: the budget is tune.trials x the trials' train.epochs (set it in tune.search)")
     if isinstance(value, list):
         if not value:
             raise ConfigError(f"{where} must list at least one choice")
@@ -262,10 +318,60 @@ def _check_space(candidate: Candidate, settings: Settings, source: str) -> None:
             trial_config(candidate, settings, {dimension.key: value}, 0, source)
 
 
-def trial_config(candidate: Candidate, settings: Settings, params: dict[str, Any], number: int, source: str = "tune") -> Config:
-    """The config of trial `number`: the candidate's, with the search settings and the sampled params."""
+def _check_selection(candidate: Candidate, settings: Settings, source: str) -> None:
+    """Refuse a tuning that would choose its winners on the test split: validation on the test
+    split itself, or rows held out beside rows of the same group (an IMDB film), which reward
+    memorising the group as the test split never does. The trials choose the settings and the
+    winners' runs choose their best epoch, so both configs are checked."""
+    trial = trial_config(candidate, settings, {}, 0, source)
+    for config, searched in ((trial, True), (candidate.config, False)):
+        for key in ("data.validation", "data.hold_out"):
+            named = f"tune.search.{key}" if searched and key in settings.search else key
+            data = config.data
+            if key == "data.validation" and data.validation == "test":
+                raise ConfigError(
+                    f"{source}: {named}='test' would choose the tuning's winners on the test split; hold validation out of"
+                    " the training rows instead (data.validation: a fraction such as 0.2, or a data.files.validation file)"
+                )
+            groups = _groups(config)
+            if key == "data.hold_out" and data.hold_out == "rows" and groups:
+                raise ConfigError(
+                    f"{source}: {named}='rows' would choose the tuning's winners on validation rows whose {groups} also have"
+                    " rows in training, which rewards memorising them as the test split never does; tune with data.hold_out: groups"
+                )
+
+
+def _groups(config: Config) -> Optional[str]:
+    """What groups validation's rows belong to (films), or None where validation is not cut from grouped rows."""
+    if config.data.dataset == "imdb":
+        return "films"
+    files = config.data.files
+    if files is not None and files.group_column and not files.validation:
+        return f"groups ({files.group_column})"
+    return None
+
+
+def _trial_epochs(candidates: list[Candidate], settings: Settings, source: str) -> int:
+    """The epochs of one full trial, which must be the same for every candidate: the budget is trials x these."""
+    epochs = {candidate.name: trial_config(candidate, settings, {}, 0, source).train.epochs for candidate in candidates}
+    if len(set(epochs.values())) > 1:
+        listed = ", ".join(f"{name} {count}" for name, count in epochs.items())
+        raise ConfigError(
+            f"{source}: the candidates' trials would train different epochs ({listed}), and the budget, tune.trials x"
+            " epochs, must be the same for every candidate; set tune.search.train.epochs"
+        )
+    return next(iter(epochs.values()))
+
+
+def trial_config(
+    candidate: Candidate, settings: Settings, params: dict[str, Any], number: int, source: str = "tune", epochs: Optional[int] = None,
+) -> Config:
+    """The config of trial `number`: the candidate's, with the search settings and the sampled params;
+    `epochs` when the trial trains fewer than a full trial (the budget's last epochs)."""
     overrides = [(key, value, f"{source}: tune.search.{key}") for key, value in settings.search.items()]
     overrides += [(key, value, f"{source}: tune.space.{key}={value!r}") for key, value in params.items()]
+    if epochs is not None:
+        overrides.append(("train.epochs", epochs, f"{source}: the budget's last {epochs} epochs"))
     return config_from_mapping({**candidate.config.to_dict(), "name": f"{candidate.name}-t{number:03d}"}, source=source, overrides=overrides)
 
 
@@ -287,6 +393,7 @@ def _settings_digest(candidate: Candidate, settings: Settings) -> str:
         "pruner": pruner_description(settings),
         "trial_seed": settings.trial_seed,
         "random_trials": settings.random_trials,
+        "sampler": settings.sampler,
     }
     described["config"].pop("backend", None)
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
@@ -318,7 +425,15 @@ def open_studies(candidates: list[Candidate], settings: Settings, storage_url: s
         )
         digest = _settings_digest(candidate, settings)
         recorded = study.user_attrs.get(SETTINGS)
+        if recorded is not None and study.user_attrs.get(BUDGET_RULE) != EPOCH_BUDGET:
+            raise TuneError(
+                f"{storage_url}: study {candidate.name} was tuned when the budget counted trials, not epochs (a pruned trial"
+                " counted as a whole one), so its epochs can't be made equal to another candidate's; give the config"
+                " another name, or use another --storage"
+            )
         if recorded is None:
+            # The rule first: a study with settings but no rule is one made under the old rule.
+            study.set_user_attr(BUDGET_RULE, EPOCH_BUDGET)
             study.set_user_attr(SETTINGS, digest)
         elif recorded != digest:
             raise TuneError(
@@ -336,6 +451,8 @@ def _storage(url: str) -> Any:
     import optuna
 
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    if url.startswith("sqlite:///") and Path(url[len("sqlite:///"):]).is_dir():
+        raise StorageError(f"{url[len('sqlite:///'):]}: is a folder, not a study storage (an SQLite file); move it away, or give --storage another file")
     for attempt in range(1, STORAGE_ATTEMPTS + 1):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine)
@@ -353,6 +470,12 @@ def _storage(url: str) -> Any:
 MEDIAN_STARTUP_TRIALS = 3
 MEDIAN_WARMUP_EPOCHS = 1
 HYPERBAND_REDUCTION_FACTOR = 3
+
+
+def sampler_description(settings: Settings) -> str:
+    if settings.sampler == "random":
+        return "random, every trial (seeded)"
+    return f"seeded TPE, the first {settings.random_trials} trial{'s' if settings.random_trials != 1 else ''} random"
 
 
 def pruner_description(settings: Settings) -> str:
@@ -385,25 +508,32 @@ class Pruned(Exception):
 
 
 class TrialObserver:
-    """Reports a trial's epochs to its study and prunes it when the pruner says so."""
+    """Reports a trial's epochs to its study and prunes it when the pruner says so, except after
+    the trial's last epoch: a trial that trained every epoch it was given has a whole trial's
+    value, which may win."""
 
     def __init__(self, trial: Any):
         self.trial = trial
         self.pruned_at: Optional[int] = None
+        # The trial run's train.epochs and early stopping patience, once its run is opened.
+        self.epochs: Optional[int] = None
+        self.patience: Optional[int] = None
 
     def opened(self, run_dir: Path, record: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
         self.trial.set_user_attr(RUN_ID, Path(run_dir).name)
+        train = record["config"]["train"]
+        self.epochs, self.patience = train["epochs"], train.get("early_stopping_patience")
         # A resumed trial: epochs trained before its process died, reported if they were not.
         for entry in history:
             self._report(entry)
         if history:
-            self._prune_if_told(history[-1])
+            self._prune_if_told(history)
 
     def epoch_ended(self, entry: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
         if observers.diverged(entry):
             return  # The run ends as diverged, which the study is told (counted, ranked last).
         self._report(entry)
-        self._prune_if_told(entry)
+        self._prune_if_told(history)
 
     def closed(self, record: dict[str, Any]) -> None:
         pass
@@ -412,10 +542,23 @@ class TrialObserver:
         if entry["epoch"] not in self.trial.storage.get_trial(self.trial._trial_id).intermediate_values:
             self.trial.report(entry["val_accuracy"], entry["epoch"])
 
-    def _prune_if_told(self, entry: dict[str, Any]) -> None:
+    def _prune_if_told(self, history: Sequence[dict[str, Any]]) -> None:
+        entry = history[-1]
+        if self._last_epoch(history):
+            return
         if self.trial.should_prune():
             self.pruned_at = entry["epoch"]
             raise Pruned(f"pruned after epoch {entry['epoch']}: val_accuracy {entry['val_accuracy']:.4f}")
+
+    def _last_epoch(self, history: Sequence[dict[str, Any]]) -> bool:
+        """Whether the run trains no epoch after `history`: its last by train.epochs, or by early
+        stopping (train.patience_ran_out's rule: the best epoch is `patience` or more epochs old)."""
+        if self.epochs is not None and history[-1]["epoch"] >= self.epochs:
+            return True
+        if self.patience is None:
+            return False
+        accuracies = [entry["val_accuracy"] for entry in history]
+        return len(history) - (accuracies.index(max(accuracies)) + 1) >= self.patience
 
 
 @contextlib.contextmanager
@@ -430,52 +573,155 @@ def _asking(runs_dir: Path, study_name: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _now() -> float:
+    """Seconds since 1970, as heartbeats are written and read (a test moves it)."""
+    return time.time()
+
+
+def _pause(seconds: float) -> None:
+    """Wait between looks at trials that other processes train (a test moves the clock instead)."""
+    time.sleep(seconds)
+
+
 def _counted(trials: list[Any]) -> list[Any]:
     return [trial for trial in trials if trial.state.name in COUNTED]
 
 
-def _owner_gone(trial: Any) -> bool:
+def _epochs_held(trial: Any, settings: Settings) -> int:
+    """The budget's epochs a counted trial holds: what it trained once ended, its allotment while it
+    runs, and a full trial's while its asker (on another machine) has not yet written its allotment."""
+    allotted = trial.user_attrs.get(ALLOTTED, settings.trial_epochs)
+    return allotted if trial.state.name == "RUNNING" else trial.user_attrs.get(SPENT, allotted)
+
+
+def _epochs_left(settings: Settings, trials: list[Any], before: Optional[int] = None) -> int:
+    """The budget less the epochs counted trials hold (only those numbered below `before`, when given)."""
+    held = [trial for trial in _counted(trials) if before is None or trial.number < before]
+    return settings.budget - sum(_epochs_held(trial, settings) for trial in held)
+
+
+def _last_heard(trial: Any) -> float:
+    beat = trial.user_attrs.get(HEARTBEAT)
+    return float(beat) if isinstance(beat, (int, float)) else trial.datetime_start.timestamp()
+
+
+def _owner_text(trial: Any) -> str:
     owner = trial.user_attrs.get(OWNER)
-    return trial.state.name == "RUNNING" and (owner == RELEASED or results.process_gone(owner))
+    if isinstance(owner, dict):
+        return f"pid {owner.get('pid')} on {owner.get('host')}"
+    return "an unknown process"
 
 
-def next_trial(candidate: Candidate, settings: Settings, runs_dir: Path) -> Optional[tuple[Any, bool]]:
-    """The trial this process trains next for `candidate`: (trial, resumed), or None if its budget is
-    used up (or all that is left runs in other processes).
+def _taken_over_because(trial: Any) -> Optional[str]:
+    """Why a running trial may be taken over by this process (its owner stopped, died or went
+    silent), or None while its owner may still be training it."""
+    if trial.state.name != "RUNNING":
+        return None
+    owner = trial.user_attrs.get(OWNER)
+    if owner == RELEASED or results.process_gone(owner):
+        return "its process stopped; finishing it"
+    silent = _now() - _last_heard(trial)
+    if silent > SILENT_SECONDS:
+        return f"{_owner_text(trial)} has not been heard of for {silent:.0f} s; finishing it"
+    return None
 
-    A running trial whose process on this machine died is taken over and finished; otherwise a
-    new trial is asked while fewer than the budget count. Asking happens under a lock per study
-    on this machine; processes on other machines sharing `--storage` may ask at the same moment,
-    so a trial found past the budget once asked is dropped (failed, marked over budget).
+
+def _own(trial: Any) -> None:
+    trial.set_user_attr(OWNER, results.this_process())
+    trial.set_user_attr(HEARTBEAT, _now())
+
+
+def next_trial(candidate: Candidate, settings: Settings, runs_dir: Path) -> Optional[tuple[Any, Optional[str]]]:
+    """The trial this process trains next for `candidate`: (trial, why it was taken over, or None for
+    a new one), or None if its budget is used up (or all that is left is held by other processes).
+
+    A running trial whose process died, stopped or went silent is taken over and finished;
+    otherwise a new trial is asked while epochs of the budget are left. It is allotted a full
+    trial's epochs, or the budget's last ones, counting the epochs held by the trials numbered
+    before it. Asking happens under a lock per study on this machine; processes on other
+    machines sharing `--storage` may ask at the same moment, so a trial that finds no epochs left
+    once asked is dropped (failed, marked over budget).
     """
     import optuna
 
     study = candidate.study
     with _asking(runs_dir, candidate.name):
         trials = study.get_trials(deepcopy=False)
-        stale = [trial for trial in trials if _owner_gone(trial)]
-        if stale:
-            taken = optuna.trial.Trial(study, stale[0]._trial_id)
-            taken.set_user_attr(OWNER, results.this_process())
-            return taken, True
-        if len(_counted(trials)) >= settings.trials:
+        for trial in trials:
+            why = _taken_over_because(trial)
+            if why is None:
+                continue
+            taken = optuna.trial.Trial(study, trial._trial_id)
+            _own(taken)
+            if ALLOTTED not in trial.user_attrs:  # Its asker died before writing its share.
+                if not _allot(taken, settings, study.get_trials(deepcopy=False)):
+                    continue
+            return taken, why
+        if _epochs_left(settings, trials) <= 0:
             return None
         # Seeded per trial number, so a resumed study samples what an uninterrupted one would.
         seed = int(hashlib.sha256(f"{settings.trial_seed}/{candidate.name}/{len(trials)}".encode()).hexdigest()[:8], 16)
-        study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.random_trials)
+        if settings.sampler == "random":
+            study.sampler, sampled = optuna.samplers.RandomSampler(seed=seed), "random"
+        else:
+            study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.random_trials)
+            # TPE draws at random until random_trials trials have ended (pruned ones included).
+            finished = sum(1 for trial in trials if trial.state.name in ("COMPLETE", "PRUNED"))
+            sampled = "random" if finished < settings.random_trials else "tpe"
         trial = study.ask({dimension.key: dimension.distribution() for dimension in settings.space})
-        trial.set_user_attr(OWNER, results.this_process())
-    earlier = [other for other in _counted(study.get_trials(deepcopy=False)) if other.number < trial.number]
-    if len(earlier) >= settings.trials:
+        _own(trial)
+        trial.set_user_attr(SAMPLED, sampled)
+        if not _allot(trial, settings, study.get_trials(deepcopy=False)):
+            return None
+    return trial, None
+
+
+def _allot(trial: Any, settings: Settings, trials: list[Any]) -> bool:
+    """Give `trial` a full trial's epochs or the budget's last ones; False (and the trial dropped,
+    uncounted) when the trials numbered before it hold the whole budget."""
+    left = _epochs_left(settings, trials, before=trial.number)
+    if left <= 0:
         trial.set_user_attr(OVER_BUDGET, True)
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        return None
-    return trial, False
+        trial.study.tell(trial, state=_state("FAIL"))
+        return False
+    trial.set_user_attr(ALLOTTED, min(settings.trial_epochs, left))
+    return True
 
 
-def running_elsewhere(candidate: Candidate) -> int:
-    """Trials of `candidate` that other live processes are training."""
-    return sum(1 for trial in candidate.study.get_trials(deepcopy=False) if trial.state.name == "RUNNING" and not _owner_gone(trial))
+def running_elsewhere(candidate: Candidate) -> list[Any]:
+    """Trials of `candidate` that other processes are training (and that none may take over yet)."""
+    return [
+        trial for trial in candidate.study.get_trials(deepcopy=False)
+        if trial.state.name == "RUNNING" and _taken_over_because(trial) is None
+    ]
+
+
+def waiting_line(candidate: Candidate, trial: Any, waited: float) -> str:
+    """What a process with nothing left to ask says about a trial it waits for."""
+    return (
+        f"waiting for {candidate.name}-t{trial.number:03d}, which {_owner_text(trial)} trains: last heard of"
+        f" {_now() - _last_heard(trial):.0f} s ago, waited for {waited:.0f} s; it is taken over here once it is silent for"
+        f" {SILENT_SECONDS:.0f} s, or at once when its process stops (Ctrl-C there releases it)"
+    )
+
+
+@dataclass(frozen=True)
+class Spending:
+    """What a candidate's ended trials spent of its budget."""
+
+    epochs: int
+    trials: int
+    pruned: int
+
+    def __str__(self) -> str:
+        return f"{self.epochs} epochs in {self.trials} trial{'s' if self.trials != 1 else ''}, {self.pruned} pruned"
+
+
+def spending(candidate: Candidate, settings: Settings) -> Spending:
+    ended = _finished(candidate)
+    return Spending(
+        sum(_epochs_held(trial, settings) for trial in ended), len(ended), sum(1 for trial in ended if trial.state.name == "PRUNED"),
+    )
 
 
 def tune(
@@ -490,8 +736,8 @@ def tune(
     cluster: Optional["ClusterSettings"] = None,
     gpus_per_run: Optional[float] = None,
 ) -> list[dict[str, Any]]:
-    """Use up every candidate's budget (round robin, a trial each in turn), then train each
-    winner over the fresh seeds; returns the final runs' records.
+    """Use up every candidate's budget of epochs (round robin, a trial each in turn), then train
+    each winner over the fresh seeds; returns the final runs' records.
 
     Trials and final runs train on the executor `run` uses: here, in `jobs` processes, or as
     tasks of a Ray `cluster`. Trials train `executor.room()` at a time; a trial is asked only
@@ -502,26 +748,34 @@ def tune(
 
     results.check_writable(runs_dir)
     echo(
-        f"tuning {len(candidates)} candidates ({', '.join(candidate.name for candidate in candidates)}),"
-        f" {settings.trials} trials each, pruner: {pruner_description(settings)}; studies in {storage_label}"
+        f"tuning {len(candidates)} candidates ({', '.join(candidate.name for candidate in candidates)}), {settings.budget} epochs"
+        f" each ({settings.trials} trials of {settings.trial_epochs}; a pruned trial's unused epochs fund more trials),"
+        f" pruner: {pruner_description(settings)}, sampler: {sampler_description(settings)}; studies in {storage_label}"
     )
     with executor.attached(cluster):
-        waited_for = 0
+        first_seen: dict[int, float] = {}
+        said: tuple[frozenset[int], float] = (frozenset(), 0.0)
         while _use_budgets(settings, candidates, data_dir, runs_dir, command, echo, jobs, cluster, gpus_per_run):
-            waiting = sum(running_elsewhere(candidate) for candidate in candidates)
+            waiting = [(candidate, trial) for candidate in candidates for trial in running_elsewhere(candidate)]
             if not waiting:
-                break
-            if waiting != waited_for:
-                echo(f"waiting for {waiting} trial{'s' if waiting > 1 else ''} that other processes are training")
-                waited_for = waiting
-            time.sleep(WAIT_SECONDS)
+                # Trials of this process ended with epochs to spare (pruned while others still
+                # held the rest of the budget): those epochs fund trials asked now.
+                continue
+            now = _now()
+            ids = frozenset(trial._trial_id for _, trial in waiting)
+            if ids != said[0] or now - said[1] >= WAIT_REPORT_SECONDS:
+                for candidate, trial in waiting:
+                    echo(waiting_line(candidate, trial, now - first_seen.setdefault(trial._trial_id, now)))
+                said = (ids, now)
+            _pause(WAIT_SECONDS)
 
         finals = []
         for candidate in candidates:
             best = best_trial(candidate)
+            spent = spending(candidate, settings)
             if best is None:
-                raise TuneError(f"{candidate.name}: none of its {settings.trials} trials completed (all pruned or diverged); widen tune.space or turn the pruner off")
-            echo(f"[{candidate.name}] best of {settings.trials} trials: t{best.number:03d}, val_accuracy {best.value:.4f}, {settings_text(best.params)}")
+                raise TuneError(f"{candidate.name}: none of its trials completed ({spent}; each was pruned or diverged); widen tune.space or turn the pruner off")
+            echo(f"[{candidate.name}] {spent}; best: t{best.number:03d}, val_accuracy {best.value:.4f}, {settings_text(best.params)}")
             finals.extend(final_configs(candidate, settings, best.params))
         echo(f"training each winner over seeds {', '.join(map(str, settings.seeds))}: {len(finals)} runs")
         records = executor.run_all(finals, data_dir, runs_dir, command, echo=echo, jobs=jobs, cluster=cluster, gpus_per_run=gpus_per_run)
@@ -535,10 +789,12 @@ def _use_budgets(
     echo: Callable[[str], None], jobs: int, cluster: Optional["ClusterSettings"], gpus_per_run: Optional[float],
 ) -> bool:
     """Train trials until no candidate may ask another. False when every budget was already used
-    up; True otherwise, since trials that other processes still train may yet end without counting."""
+    up; True otherwise, since trials that ended pruned, here or in other processes, may have left
+    epochs to fund more."""
     from rnnbench import executor
 
-    left = sum(max(0, settings.trials - len(_finished(candidate))) for candidate in candidates)
+    # At least this many trials are left to train (more if some are pruned).
+    left = sum(-(-max(0, settings.budget - spending(candidate, settings).epochs) // settings.trial_epochs) for candidate in candidates)
     if not left:
         return False
     in_flight: dict[int, tuple[Candidate, Any]] = {}
@@ -552,7 +808,7 @@ def _use_budgets(
     sweep = executor.Sweep(data_dir, runs_dir, command, echo, reuse=True, resume=True, announce=True)
     asked = _asked_trials(candidates, settings, runs_dir, echo, in_flight)
     try:
-        with executor.executor_for(sweep, left, candidates[0].config.backend, jobs, cluster, gpus_per_run) as where, contextlib.closing(
+        with _beating(in_flight), executor.executor_for(sweep, left, candidates[0].config.backend, jobs, cluster, gpus_per_run) as where, contextlib.closing(
             executor.train_pending(asked, where, sweep, fail)
         ) as finishing:
             for item, outcome in finishing:
@@ -572,6 +828,28 @@ def _use_budgets(
     return True
 
 
+@contextlib.contextmanager
+def _beating(in_flight: dict[int, tuple[Candidate, Any]]) -> Iterator[None]:
+    """While the block runs, say every HEARTBEAT_SECONDS that this process still trains the trials
+    in `in_flight`, so that a process that outlives it never waits for them for ever."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            for _, trial in list(in_flight.copy().values()):
+                # A trial told a moment ago, or a storage busy for a while: the next beat tries again.
+                with contextlib.suppress(Exception):
+                    trial.storage.set_trial_user_attr(trial._trial_id, HEARTBEAT, _now())
+
+    beating = threading.Thread(target=beat, name="rnnbench-tune-heartbeat", daemon=True)
+    beating.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        beating.join()
+
+
 def _state(name: str) -> Any:
     import optuna
 
@@ -580,6 +858,12 @@ def _state(name: str) -> Any:
 
 def _finished(candidate: Candidate) -> list[Any]:
     return [trial for trial in candidate.study.get_trials(deepcopy=False) if trial.state.name in ("COMPLETE", "PRUNED")]
+
+
+def _epochs_text(allotted: int, settings: Settings) -> str:
+    if allotted < settings.trial_epochs:
+        return f"{allotted} epoch{'s' if allotted != 1 else ''}, the budget's last (a full trial trains {settings.trial_epochs})"
+    return f"{allotted} epoch{'s' if allotted != 1 else ''}"
 
 
 def _asked_trials(
@@ -597,10 +881,11 @@ def _asked_trials(
             if asked is None:
                 continue
             asked_any = True
-            trial, resumed = asked
-            config = trial_config(candidate, settings, trial.params, trial.number)
-            label = f"[{candidate.name}] trial {trial.number + 1} of {settings.trials}"
-            echo(f"{label}: {settings_text(trial.params)}{' (its process stopped; finishing it)' if resumed else ''}")
+            trial, taken_over = asked
+            allotted = trial.user_attrs[ALLOTTED]
+            config = trial_config(candidate, settings, trial.params, trial.number, epochs=allotted if allotted < settings.trial_epochs else None)
+            label = f"[{candidate.name}] trial {trial.number + 1}"
+            echo(f"{label}: {settings_text(trial.params)}; {_epochs_text(allotted, settings)}{f' ({taken_over})' if taken_over else ''}")
             pruned = _pruned_run(runs_dir, config)
             if pruned is not None:
                 # Pruned before its process died, and not yet told: the same run would be pruned again.
@@ -618,10 +903,11 @@ def _tell(
     candidate: Candidate, settings: Settings, trial: Any, record: dict[str, Any], runs_dir: Path, label: str,
     echo: Callable[[str], None], node: Optional[str] = None,
 ) -> None:
-    """Tell the study how the trial's run ended, and say it with the best trial so far."""
+    """Tell the study how the trial's run ended and the epochs it spent, and say it with the best trial so far."""
     study = candidate.study
     status = record.get("status")
     trial.set_user_attr(STATUS, status)
+    trial.set_user_attr(SPENT, int(record["result"]["epochs_run"]))
     if status == "completed":
         # A run reused from an earlier invocation was never watched: its epochs are reported now.
         observer = TrialObserver(trial)
@@ -641,7 +927,8 @@ def _tell(
         else record.get("error", "pruned") if status == "pruned" else f"{status}, counted as 0"
     )
     best_text = f"best so far t{best.number:03d} {best.value:.4f}" if best is not None else "none completed yet"
-    echo(f"{label}: {outcome}; {best_text}{f' (on node {node})' if node else ''}")
+    spent = spending(candidate, settings).epochs
+    echo(f"{label}: {outcome}; {best_text}; {spent} of {settings.budget} epochs spent{f' (on node {node})' if node else ''}")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""`rnnbench tune`: the tune section's errors, the equal budget, pruning, resume after SIGKILL,
-and two processes sharing one study."""
+"""`rnnbench tune`: the tune section's errors, the equal budget of epochs, pruning (never after a
+trial's last epoch), resume after SIGKILL, two processes sharing one study, a silent owner, and
+the report's expected-best curves."""
 
 import json
 import os
@@ -15,7 +16,7 @@ import optuna
 import pytest
 from click.testing import CliRunner
 
-from rnnbench import results, tune
+from rnnbench import expected_max, results, tune
 from rnnbench.cli import main
 from rnnbench.config import ConfigError
 
@@ -58,7 +59,7 @@ def counted(trials: list) -> list:
     "tune_section, expected",
     [
         ({"trials": 0, "space": {"model.units": [4]}}, "tune.trials must be a whole number from 1 to 1000 (trials per candidate), got 0"),
-        ({"trials": 2, "space": {"model.units": [4]}, "budget": 3}, "tune: unknown key tune.budget (allowed: trials, space, search, pruner, seeds, trial_seed, random_trials)"),
+        ({"trials": 2, "space": {"model.units": [4]}, "budget": 3}, "tune: unknown key tune.budget (allowed: trials, space, search, pruner, sampler, seeds, trial_seed, random_trials)"),
         ({"trials": 2}, "tune.space must map dotted keys to choices or ranges, e.g. model.units: {int: [16, 256], log: true}"),
         ({"trials": 2, "space": {"model.units": {"int": [16, 8]}}}, "tune.space.model.units.int must be [low, high] with whole numbers and low < high, got [16, 8]"),
         ({"trials": 2, "space": {"model.units": {"int": [0, 8], "log": True}}}, "tune.space.model.units: a log range needs low > 0, got 0"),
@@ -69,6 +70,17 @@ def counted(trials: list) -> list:
         ({"trials": 2, "space": {"model.units": [4]}, "seeds": 1}, "tune.seeds must be 2 to 100 seeds (or a list of them): a verdict needs at least 2, got 1"),
         ({"trials": 2, "space": {"model.units": [4]}, "seeds": [0, 1]}, "tune.seeds=[0, 1] holds the trial seed 0; the final runs need fresh seeds, not the one the search chose on"),
         ({"trials": 2, "space": {"model.units": [4]}, "search": {"model.units": 8}}, "tune.search.model.units is also in tune.space; a key is either searched or fixed for the search"),
+        # The search may not set what the protocol sets either: every trial would share it.
+        ({"trials": 2, "space": {"model.units": [4]}, "search": {"train.seed": 1}}, "tune.search.train.seed can't be set: every trial trains with tune.trial_seed; set that instead"),
+        ({"trials": 2, "space": {"model.units": [4]}, "search": {"train.seeds": [7, 8]}},
+         "tune.search.train.seeds can't be set: every trial trains with tune.trial_seed, and the winners with tune.seeds; set those instead"),
+        ({"trials": 2, "space": {"model.units": [4]}, "search": {"name": "x"}},
+         "tune.search.name can't be set: trials are named <candidate>-tNNN so that each is a run of its own; one name for all would make one run count as several trials"),
+        ({"trials": 2, "space": {"train.epochs": [1, 2]}},
+         "tune.space.train.epochs: train.epochs can't be searched: the budget is tune.trials x the trials' train.epochs (set it in tune.search)"),
+        ({"trials": 2, "space": {"model.units": [4]}, "sampler": "grid"}, "tune.sampler must be one of tpe, random, got 'grid'"),
+        ({"trials": 2, "space": {"model.units": [4]}, "sampler": "random", "random_trials": 1},
+         "tune.random_trials is read only with sampler: tpe; with sampler: random every trial is random"),
     ],
 )
 def test_tune_section_errors_are_one_line(tmp_path, tune_section, expected):
@@ -109,6 +121,7 @@ def test_run_and_tune_point_at_each_other(tmp_path):
 def test_seeds_and_search_settings(tmp_path):
     settings, candidates = tune.read_plan(write_config(tmp_path, with_tune(seeds=3, trial_seed=7)))
     assert settings.seeds == (8, 9, 10)
+    assert (settings.trial_epochs, settings.budget) == (2, 6)  # 3 trials of train.epochs 2
     assert [candidate.name for candidate in candidates] == ["tiny-gru", "tiny-ann"]
     assert all(candidate.config.train.seed == 7 and candidate.config.train.seeds is None for candidate in candidates)
     trial = tune.trial_config(candidates[0], settings, {"model.embedding_dim": 4}, 12)
@@ -117,6 +130,83 @@ def test_seeds_and_search_settings(tmp_path):
     assert [(config.name, config.train.seed, config.data.limit, config.model.embedding_dim) for config in finals] == [
         ("tiny-gru-tuned", seed, None, 4) for seed in (8, 9, 10)
     ]
+    # The budget's last trial trains only the epochs left.
+    assert tune.trial_config(candidates[0], settings, {}, 3, epochs=1).train.epochs == 1
+    searched = tune.read_plan(write_config(tmp_path, with_tune(search={"train.epochs": 3})))[0]
+    assert (searched.trial_epochs, searched.budget) == (3, 9)
+
+
+def refused(tmp_path, settings: dict) -> tuple[Path, object]:
+    path = write_config(tmp_path, settings)
+    return path, CliRunner().invoke(main, ["tune", str(path), "--runs-dir", str(tmp_path / "runs")])
+
+
+def test_a_tuning_that_would_choose_on_the_test_split_is_refused_in_one_line(tmp_path):
+    on_test = "='test' would choose the tuning's winners on the test split; hold validation out of the training rows instead" \
+        " (data.validation: a fraction such as 0.2, or a data.files.validation file)"
+    path, outcome = refused(tmp_path, {**TINY, "data": {**TINY["data"], "validation": "test"}})
+    assert (outcome.exit_code, outcome.output) == (2, f"Error: {path}: data.validation{on_test}\n")
+    path, outcome = refused(tmp_path, with_tune(search={"data.limit": 300, "data.validation": "test"}))
+    assert (outcome.exit_code, outcome.output) == (2, f"Error: {path}: tune.search.data.validation{on_test}\n")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_rows_held_out_beside_rows_of_their_group_are_refused_too(tmp_path):
+    # IMDB's reviews are grouped by film: a random split puts a film's reviews on both sides.
+    path, outcome = refused(tmp_path, {**TINY, "data": {**TINY["data"], "hold_out": "rows"}})
+    assert outcome.exit_code == 2
+    assert outcome.output == (
+        f"Error: {path}: data.hold_out='rows' would choose the tuning's winners on validation rows whose films also have rows"
+        " in training, which rewards memorising them as the test split never does; tune with data.hold_out: groups\n"
+    )
+    files = {
+        **TINY, "data": {**TINY["data"], "dataset": "files", "files": {"train": "reviews.tsv", "group_column": "author"}},
+        "tune": {**TINY["tune"], "search": {"data.hold_out": "rows"}},
+    }
+    path, outcome = refused(tmp_path, files)
+    assert (outcome.exit_code, outcome.output) == (2, (
+        f"Error: {path}: tune.search.data.hold_out='rows' would choose the tuning's winners on validation rows whose groups"
+        " (author) also have rows in training, which rewards memorising them as the test split never does; tune with data.hold_out: groups\n"
+    ))
+    # Without groups, rows are all there is to hold out.
+    plain = {**files, "data": {**files["data"], "files": {"train": "reviews.tsv"}}}
+    assert tune.read_plan(write_config(tmp_path, plain))[0].search == {"data.hold_out": "rows"}
+    assert not (tmp_path / "runs").exists()
+
+
+def test_candidates_whose_trials_train_different_epochs_are_refused(tmp_path):
+    settings = {**TINY, "sweep": {"variants": {"short": {"train.epochs": 1}, "long": {"train.epochs": 3}}}}
+    path, outcome = refused(tmp_path, settings)
+    assert (outcome.exit_code, outcome.output) == (2, (
+        f"Error: {path}: the candidates' trials would train different epochs (tiny-short 1, tiny-long 3), and the budget,"
+        " tune.trials x epochs, must be the same for every candidate; set tune.search.train.epochs\n"
+    ))
+    settings["tune"] = {**TINY["tune"], "search": {"train.epochs": 2}}
+    assert tune.read_plan(write_config(tmp_path, settings))[0].budget == 6
+
+
+def test_a_storage_path_that_is_a_folder_is_one_line(tmp_path):
+    path = write_config(tmp_path, TINY)
+    (tmp_path / "runs" / "tune.sqlite").mkdir(parents=True)
+    outcome = CliRunner().invoke(main, ["tune", str(path), "--runs-dir", str(tmp_path / "runs")])
+    assert outcome.exit_code == 2
+    assert outcome.output == (
+        f"Error: {(tmp_path / 'runs' / 'tune.sqlite').resolve()}: is a folder, not a study storage (an SQLite file);"
+        " move it away, or give --storage another file\n"
+    )
+
+
+def test_a_study_made_when_the_budget_counted_trials_is_refused(tmp_path):
+    settings, candidates = tune.read_plan(write_config(tmp_path, TINY))
+    storage = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    old = optuna.create_study(study_name="tiny-gru", storage=storage, direction="maximize")
+    old.set_user_attr(tune.SETTINGS, "digest of the old rule")
+    with pytest.raises(tune.TuneError) as raised:
+        tune.open_studies(candidates, settings, storage)
+    assert str(raised.value) == (
+        f"{storage}: study tiny-gru was tuned when the budget counted trials, not epochs (a pruned trial counted as a whole"
+        " one), so its epochs can't be made equal to another candidate's; give the config another name, or use another --storage"
+    )
 
 
 class PruneSecondTrial(optuna.pruners.BasePruner):
@@ -126,25 +216,45 @@ class PruneSecondTrial(optuna.pruners.BasePruner):
         return trial.number == 1
 
 
-def test_every_candidate_gets_the_budget_and_pruned_trials_are_recorded_as_pruned(tiny_data_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(tune, "_pruner", lambda settings: PruneSecondTrial())
+class PruneSome(optuna.pruners.BasePruner):
+    """Prunes trial 1 of tiny-gru, and trials 1 and 2 of tiny-ann, whenever it is asked."""
+
+    def prune(self, study, trial) -> bool:
+        return (study.study_name, trial.number) in {("tiny-gru", 1), ("tiny-ann", 1), ("tiny-ann", 2)}
+
+
+def trained_epochs(runs: Path, record: dict) -> int:
+    return len((runs / record["run_id"] / "history.jsonl").read_text().splitlines())
+
+
+def test_every_candidate_trains_the_same_epochs_and_pruned_epochs_fund_more_trials(tiny_data_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(tune, "_pruner", lambda settings: PruneSome())
     path = write_config(tmp_path, TINY)
     runs = tmp_path / "runs"
     outcome = CliRunner().invoke(main, ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--out", str(tmp_path / "report")])
     assert outcome.exit_code == 0, outcome.output
+    assert "6 epochs each (3 trials of 2; a pruned trial's unused epochs fund more trials)" in outcome.output
     storage = tune.default_storage(runs)
-    for candidate in ("tiny-gru", "tiny-ann"):
-        trials = trials_of(storage, candidate)
-        assert [trial.number for trial in trials] == [0, 1, 2]
-        assert [trial.state.name for trial in trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
-        assert list(trials[1].intermediate_values) == [1]
-        assert f"[{candidate}] trial 2 of 3: pruned after epoch 1: val_accuracy" in outcome.output
     records = results.read_runs(runs, statuses=None)
     by_name = {record["name"]: record for record in records}
-    # Every trial is an ordinary run; the pruned one is recorded as pruned, with its one epoch.
-    assert sorted(by_name) == sorted(
-        [f"tiny-{cell}-t00{number}" for cell in ("gru", "ann") for number in range(3)] + ["tiny-gru-tuned", "tiny-ann-tuned"]
-    )
+    # gru: 2 + 1 (pruned) + 2, then the budget's last epoch; ann: 2 + 1 + 1 (both pruned) + 2.
+    for candidate, states, spent in (
+        ("tiny-gru", ["COMPLETE", "PRUNED", "COMPLETE", "COMPLETE"], [2, 1, 2, 1]),
+        ("tiny-ann", ["COMPLETE", "PRUNED", "PRUNED", "COMPLETE"], [2, 1, 1, 2]),
+    ):
+        trials = trials_of(storage, candidate)
+        assert [trial.state.name for trial in trials] == states
+        assert [trial.user_attrs[tune.SPENT] for trial in trials] == spent
+        # What the runs trained, read from their histories, is what the study counted: the budget, exactly.
+        assert [trained_epochs(runs, by_name[f"{candidate}-t00{number}"]) for number in range(4)] == spent
+        assert sum(spent) == 6
+        pruned = states.count("PRUNED")
+        assert f"[{candidate}] 6 epochs in 4 trials, {pruned} pruned; best: t00" in outcome.output
+        assert f"[{candidate}] trial 2: pruned after epoch 1: val_accuracy" in outcome.output
+    assert "; 1 epoch, the budget's last (a full trial trains 2)" in outcome.output
+    assert "[tiny-gru] trial 4: " in outcome.output and "; 6 of 6 epochs spent" in outcome.output
+    assert by_name["tiny-gru-t003"]["config"]["train"]["epochs"] == 1 and by_name["tiny-gru-t003"]["status"] == "completed"
+    # Every trial is an ordinary run; a pruned one is recorded as pruned, with its one epoch.
     assert by_name["tiny-gru-t001"]["status"] == "pruned" and by_name["tiny-gru-t001"]["result"] == {"epochs_run": 1}
     assert not (runs / by_name["tiny-gru-t001"]["run_id"] / results.CHECKPOINT_FILE).exists()
     assert by_name["tiny-gru-t000"]["config"]["data"]["limit"] == 300
@@ -153,20 +263,24 @@ def test_every_candidate_gets_the_budget_and_pruned_trials_are_recorded_as_prune
         ("tiny-ann-tuned", 1), ("tiny-ann-tuned", 2), ("tiny-gru-tuned", 1), ("tiny-gru-tuned", 2)
     ]
     assert all(record["config"]["data"]["limit"] is None for record in finals)
-    # The winner's settings are the best completed trial's.
+    # The winner's settings are the best completed trial's (the budget's shortened last trial may win too).
     best = max(counted(trials_of(storage, "tiny-gru")), key=lambda trial: (trial.value or -1, -trial.number))
     gru_final = next(record for record in finals if record["name"] == "tiny-gru-tuned")
     assert gru_final["config"]["model"]["embedding_dim"] == best.params["model.embedding_dim"]
     assert gru_final["config"]["train"]["learning_rate"] == best.params["train.learning_rate"]
-    assert "Verdict (Welch's t-test" in outcome.output
+    assert "Verdict" in outcome.output  # The winners' comparison (verdict.py says how).
     tuning = (tmp_path / "report" / "tuning.md").read_text()
-    assert "## tiny-gru" in tuning and "3 trials (1 pruned)" in tuning and "| t001 | pruned |" in tuning
+    assert "## tiny-gru" in tuning and "6 epochs in 4 trials, 1 pruned. Best:" in tuning and "6 epochs in 4 trials, 2 pruned. Best:" in tuning
+    assert "| t001 | tpe | pruned | (" in tuning and "| t003 | tpe | completed (the budget's last 1) |" in tuning
     assert (tmp_path / "report" / "tune_history_tiny-gru.png").stat().st_size > 1000
+    # TPE's random start is trial 0 alone (random_trials defaults to a third of the trials).
+    assert "- tiny-gru: 1 of 1 random trials (0 pruned, left out)" in tuning
+    assert (tmp_path / "report" / "tune_expected_max.png").stat().st_size > 1000
 
     # Again: the budget is used up, nothing trains, the same winners are reported.
     again = CliRunner().invoke(main, ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--out", str(tmp_path / "report")])
     assert again.exit_code == 0, again.output
-    assert "trial 1 of 3" not in again.output and "already completed" in again.output
+    assert "] trial " not in again.output and "already completed" in again.output
     assert len(results.read_runs(runs, statuses=None)) == len(records)
 
     # A changed search is refused rather than mixed into the old study.
@@ -177,6 +291,38 @@ def test_every_candidate_gets_the_budget_and_pruned_trials_are_recorded_as_prune
         f"Error: {storage}: study tiny-gru was tuned with other settings (config, space, search, pruner or trial seed);"
         " keep them, or give the config another name, or use another --storage\n"
     )
+
+
+class PruneEverything(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+def test_the_pruner_is_never_asked_after_a_trials_last_epoch(tmp_path):
+    study = optuna.create_study(direction="maximize", pruner=PruneEverything())
+
+    def watched(epochs: int, patience=None) -> tune.TrialObserver:
+        observer = tune.TrialObserver(study.ask())
+        observer.opened(tmp_path, {"config": {"train": {"epochs": epochs, "early_stopping_patience": patience}}}, [])
+        return observer
+
+    def epoch(number: int, accuracy: float = 0.8) -> dict:
+        return {"epoch": number, "loss": 0.5, "val_loss": 0.5, "val_accuracy": accuracy}
+
+    with pytest.raises(tune.Pruned):
+        watched(2).epoch_ended(epoch(1), [epoch(1)])  # Not its last: judged, and pruned.
+    last = watched(2)
+    last.epoch_ended(epoch(2), [epoch(1), epoch(2)])  # Its last: reported, not judged.
+    assert (last.pruned_at, last.trial.storage.get_trial(last.trial._trial_id).intermediate_values) == (None, {2: 0.8})
+    # The last epoch by early stopping too: the best epoch is `patience` epochs old.
+    early = watched(5, patience=1)
+    history = [epoch(1, 0.8), epoch(2, 0.7)]
+    early.epoch_ended(history[-1], history)
+    assert early.pruned_at is None
+    # A resumed trial whose run had trained its last epoch is not judged on opening either.
+    resumed = tune.TrialObserver(study.ask())
+    resumed.opened(tmp_path, {"config": {"train": {"epochs": 2}}}, [epoch(1), epoch(2)])
+    assert resumed.pruned_at is None
 
 
 def test_a_trial_asked_past_the_budget_is_dropped(tmp_path, monkeypatch):
@@ -196,16 +342,98 @@ def test_a_trial_asked_past_the_budget_is_dropped(tmp_path, monkeypatch):
         return asking(distributions)
 
     monkeypatch.setattr(study, "ask", another_machine_asks_first)
+    # Until their askers write how many epochs they were given, the other machine's trials hold a full trial's.
     assert tune.next_trial(candidates[0], settings, runs) is None
     trials = study.get_trials()
     assert [trial.state.name for trial in trials] == ["RUNNING", "RUNNING", "FAIL"]
     assert trials[2].user_attrs[tune.OVER_BUDGET] is True
     monkeypatch.setattr(study, "ask", asking)
-    assert tune.next_trial(candidates[0], settings, runs) is None  # The two running ones are the budget.
+    assert tune.next_trial(candidates[0], settings, runs) is None  # The two running ones hold the budget (2 x 2 epochs).
     study.tell(trials[0].number, state=optuna.trial.TrialState.FAIL)  # One fails: room for one more.
-    trial, resumed = tune.next_trial(candidates[0], settings, runs)
-    assert (trial.number, resumed) == (3, False)
+    trial, taken_over = tune.next_trial(candidates[0], settings, runs)
+    assert (trial.number, taken_over, trial.user_attrs[tune.ALLOTTED]) == (3, None, 2)
     assert trial.user_attrs[tune.OWNER] == results.this_process()
+    # One that ends pruned after 1 epoch leaves 1 to fund a last, shorter trial.
+    study._storage.set_trial_user_attr(trials[1]._trial_id, tune.SPENT, 1)
+    study.tell(trials[1].number, state=optuna.trial.TrialState.PRUNED)
+    last, _ = tune.next_trial(candidates[0], settings, runs)
+    assert (last.number, last.user_attrs[tune.ALLOTTED]) == (4, 1)
+    assert tune.next_trial(candidates[0], settings, runs) is None
+
+
+@pytest.fixture
+def another_process():
+    """A live process that is not rnnbench: the pid a dead trial owner's may be given next."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_a_trial_whose_owner_is_silent_is_taken_over_though_its_pid_lives(tmp_path, monkeypatch, another_process):
+    clock = [1_000_000.0]
+    monkeypatch.setattr(tune, "_now", lambda: clock[0])
+    settings, candidates = tune.read_plan(write_config(tmp_path, TINY))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    tune.open_studies(candidates, settings, tune.default_storage(runs))
+    trial, _ = tune.next_trial(candidates[0], settings, runs)
+    trial.set_user_attr(tune.OWNER, {"pid": another_process.pid, "host": os.uname().nodename})
+    clock[0] += tune.SILENT_SECONDS  # Silent for exactly the limit: still its owner's.
+    second, _ = tune.next_trial(candidates[0], settings, runs)
+    assert second.number == 1
+    clock[0] += 1
+    taken, why = tune.next_trial(candidates[0], settings, runs)
+    assert taken.number == 0
+    assert why == f"pid {another_process.pid} on {os.uname().nodename} has not been heard of for 601 s; finishing it"
+    assert taken.user_attrs[tune.OWNER] == results.this_process() and taken.user_attrs[tune.HEARTBEAT] == clock[0]
+
+
+def test_a_process_waiting_for_a_trial_names_it_and_takes_it_over_once_silent(tiny_data_dir, tmp_path, monkeypatch, another_process):
+    clock = [1_000_000.0]
+    monkeypatch.setattr(tune, "_now", lambda: clock[0])
+    # Each look at the waited-for trial moves the clock on by a minute.
+    monkeypatch.setattr(tune, "_pause", lambda seconds: clock.__setitem__(0, clock[0] + 60))
+    config = {**TINY, "train": {"epochs": 1, "batch_size": 32}, "sweep": {"variants": {"gru": {"model.cell": "gru"}}}}
+    path = write_config(tmp_path, {**config, "tune": {**TINY["tune"], "trials": 1, "pruner": "none"}})
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    settings, candidates = tune.read_plan(path)
+    tune.open_studies(candidates, settings, tune.default_storage(runs))
+    # A trial whose owner died, its pid since given to another process, last heard of 30 s ago.
+    trial, _ = tune.next_trial(candidates[0], settings, runs)
+    trial.set_user_attr(tune.OWNER, {"pid": another_process.pid, "host": os.uname().nodename})
+    trial.set_user_attr(tune.HEARTBEAT, clock[0] - 30)
+    outcome = CliRunner().invoke(main, ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--out", str(tmp_path / "report")])
+    assert outcome.exit_code == 0, outcome.output
+    owner = f"pid {another_process.pid} on {os.uname().nodename}"
+    waiting = [line for line in outcome.output.splitlines() if line.startswith("waiting for")]
+    assert waiting[0] == (
+        f"waiting for tiny-gru-t000, which {owner} trains: last heard of 30 s ago, waited for 0 s; it is taken over here"
+        " once it is silent for 600 s, or at once when its process stops (Ctrl-C there releases it)"
+    )
+    # Said again each minute while it waits, with how long it has waited.
+    assert waiting[1].startswith(f"waiting for tiny-gru-t000, which {owner} trains: last heard of 90 s ago, waited for 60 s;")
+    assert len(waiting) == 10
+    [taken_over] = [line for line in outcome.output.splitlines() if line.startswith("[tiny-gru] trial 1: model.")]
+    assert taken_over.endswith(f"; 1 epoch ({owner} has not been heard of for 630 s; finishing it)")
+    assert [state.state.name for state in trials_of(tune.default_storage(runs), "tiny-gru")] == ["COMPLETE"]
+
+
+def test_the_owner_beats_for_its_trials_while_they_train(tmp_path, monkeypatch):
+    monkeypatch.setattr(tune, "_now", lambda: 42.0)
+    monkeypatch.setattr(tune, "HEARTBEAT_SECONDS", 0.01)
+    settings, candidates = tune.read_plan(write_config(tmp_path, TINY))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    tune.open_studies(candidates, settings, tune.default_storage(runs))
+    trial, _ = tune.next_trial(candidates[0], settings, runs)
+    trial.set_user_attr(tune.HEARTBEAT, 0.0)
+    with tune._beating({1: (candidates[0], trial)}):
+        deadline = time.monotonic() + 10
+        while trials_of(tune.default_storage(runs), "tiny-gru")[0].user_attrs[tune.HEARTBEAT] != 42.0:
+            assert time.monotonic() < deadline, "no heartbeat written"
+            time.sleep(0.01)
 
 
 # Subprocess cases: bigger data and small batches, so that an epoch lasts long enough to be killed in.
@@ -264,7 +492,7 @@ def test_killed_mid_trial_and_run_again_completes_the_same_study(slow_data_dir, 
     assert [trial.state.name for trial in trials_of(storage, "tiny-gru")] == ["COMPLETE", "RUNNING"]
 
     output = _finish(_tune(config, runs, environment))
-    assert "[tiny-gru] trial 2 of 3: " in output and "(its process stopped; finishing it)" in output
+    assert "[tiny-gru] trial 2: " in output and "(its process stopped; finishing it)" in output
     assert f"resuming {runs / killed['run_id']} after epoch" in output
 
     reference = tmp_path / "uninterrupted"
@@ -357,7 +585,7 @@ def test_a_storage_that_is_not_a_database_is_one_line(tmp_path):
 
 def all_random(**changes) -> dict:
     """TINY with every trial sampled at random: trial n's settings follow from its number alone."""
-    return with_tune(random_trials=3, **changes)
+    return with_tune(sampler="random", **changes)
 
 
 def test_jobs_2_trains_two_trials_at_a_time_each_reporting_and_pruned_in_its_own_process(tiny_data_dir, tmp_path, monkeypatch):
@@ -371,14 +599,31 @@ def test_jobs_2_trains_two_trials_at_a_time_each_reporting_and_pruned_in_its_own
     storage = tune.default_storage(runs)
     for candidate in ("tiny-gru", "tiny-ann"):
         trials = trials_of(storage, candidate)
-        assert [trial.state.name for trial in trials] == ["COMPLETE", "PRUNED", "COMPLETE"]
-        # Reported by the process that trained the trial, through the study's storage.
-        assert [list(trial.intermediate_values) for trial in trials] == [[1, 2], [1], [1, 2]]
+        assert [trial.state.name for trial in trials] == ["COMPLETE", "PRUNED", "COMPLETE", "COMPLETE"]
+        # Reported by the process that trained the trial, through the study's storage; the epoch
+        # the pruned trial left funds a last trial of one epoch, whenever the two trials ended.
+        assert [list(trial.intermediate_values) for trial in trials] == [[1, 2], [1], [1, 2], [1]]
+        assert [trial.user_attrs[tune.SAMPLED] for trial in trials] == ["random"] * 4
     statuses = sorted((record["name"], record["status"]) for record in results.read_runs(runs, statuses=None))
     assert statuses == sorted(
-        [(f"tiny-{cell}-t00{number}", "pruned" if number == 1 else "completed") for cell in ("gru", "ann") for number in range(3)]
+        [(f"tiny-{cell}-t00{number}", "pruned" if number == 1 else "completed") for cell in ("gru", "ann") for number in range(4)]
         + [(f"tiny-{cell}-tuned", "completed") for cell in ("gru", "ann") for _ in (1, 2)]
     )
+    # The report's curves: the random trials that trained a full trial (t000 and t002), every candidate on one picture.
+    tuning = (tmp_path / "report" / "tuning.md").read_text()
+    curves = []
+    for candidate in ("tiny-gru", "tiny-ann"):
+        values = [trial.value for trial in trials_of(storage, candidate) if trial.number in (0, 2)]
+        curve = expected_max.curve(candidate, values)
+        curves.append(curve)
+        assert (
+            f"- {candidate}: 2 of 4 random trials (1 pruned, 1 shortened by the budget, left out); expected best"
+            f" {curve.expected[0]:.4f} at k=1, {curve.expected[1]:.4f} at k=2"
+        ) in tuning
+    assert f"**{expected_max.ranking_sentence(curves)}**" in tuning
+    assert " leads " in expected_max.ranking_sentence(curves)
+    assert "![Expected best validation accuracy after k random trials](tune_expected_max.png)" in tuning
+    assert (tmp_path / "report" / "tune_expected_max.png").stat().st_size > 1000
 
 
 def test_ctrl_c_in_a_trial_then_the_same_command_finishes_that_trial_from_its_last_epoch(tiny_data_dir, tmp_path, monkeypatch):
@@ -404,8 +649,8 @@ def test_ctrl_c_in_a_trial_then_the_same_command_finishes_that_trial_from_its_la
     # This process still lives: the trial was released, so the same command here finishes it.
     again = CliRunner().invoke(main, command)
     assert again.exit_code == 0, again.output
-    assert "[tiny-gru] trial 2 of 3: " in again.output and "(its process stopped; finishing it)" in again.output
-    assert "[tiny-gru] trial 2 of 3: resuming" in again.output
+    assert "[tiny-gru] trial 2: " in again.output and "(its process stopped; finishing it)" in again.output
+    assert "[tiny-gru] trial 2: resuming" in again.output
     assert [trial.state.name for trial in trials_of(storage, "tiny-gru")] == ["COMPLETE"] * 3
     [finished] = [record for record in results.read_runs(runs, statuses=None) if record["name"] == "tiny-gru-t001"]
     assert finished["run_id"] == interrupted["run_id"] and finished["status"] == "completed"
@@ -426,7 +671,7 @@ def test_a_trial_that_fails_is_told_failed_and_said_in_one_line(tiny_data_dir, t
     failed = CliRunner().invoke(main, ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs)])
     assert failed.exit_code == 1, failed.output
     assert failed.output.splitlines()[-1] == (
-        "Error: [tiny-gru] trial 2 of 3 failed: [Errno 28] No space left on device; run the same command again to retry it"
+        "Error: [tiny-gru] trial 2 failed: [Errno 28] No space left on device; run the same command again to retry it"
     )
     # Not counted: the next invocation asks a trial in its place.
     assert [trial.state.name for trial in trials_of(tune.default_storage(runs), "tiny-gru")] == ["COMPLETE", "FAIL"]
@@ -461,7 +706,7 @@ def test_set_changes_the_tune_section_too(tmp_path):
     "override, expected",
     [
         ("tune.trials=0", "tune.trials must be a whole number from 1 to 1000 (trials per candidate), got 0"),
-        ("tune.budget=3", "tune: unknown key tune.budget (allowed: trials, space, search, pruner, seeds, trial_seed, random_trials)"),
+        ("tune.budget=3", "tune: unknown key tune.budget (allowed: trials, space, search, pruner, sampler, seeds, trial_seed, random_trials)"),
     ],
 )
 def test_a_bad_tune_override_names_itself(tmp_path, override, expected):

@@ -35,6 +35,7 @@ The t distribution comes from SciPy (`scipy.special`, imported when a verdict is
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -95,7 +96,7 @@ class Group:
 
     @property
     def std(self) -> float:
-        return statistics.stdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
+        return math.sqrt(_variance(self.accuracies)) if len(self.accuracies) > 1 else 0.0
 
     @property
     def interval(self) -> Optional[tuple[float, float]]:
@@ -155,10 +156,10 @@ def group_key(record: dict[str, Any]) -> str:
     chance alone. Computed again from the recorded config rather than taken from the record, so
     that a run recorded before a key was added groups with today's runs of the same settings, as
     it is reused by them."""
-    from rnnbench.config import recorded_config  # pydantic, for the config only; the statistics stay NumPy
-
     try:
-        return recorded_config(record["config"]).group_fingerprint()
+        # The seed is not part of the group, so runs of one config over many seeds validate it once.
+        config = {**record["config"], "train": {**record["config"]["train"], "seed": 1}}
+        return _group_fingerprint(json.dumps(config, sort_keys=True))
     except (KeyError, TypeError, ValueError):
         pass  # A record this version can't read as a config.
     if "group" in record:
@@ -168,6 +169,15 @@ def group_key(record: dict[str, Any]) -> str:
     config["train"].pop("seed", None)
     config["train"].pop("seeds", None)
     return json.dumps(config, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _group_fingerprint(config_json: str) -> str:
+    """The group fingerprint of a recorded config (given as JSON), validated once per distinct config:
+    a table of 500 runs reads each config more than once, and validation is the slow part."""
+    from rnnbench.config import recorded_config  # pydantic, for the config only; the statistics stay NumPy
+
+    return recorded_config(json.loads(config_json)).group_fingerprint()
 
 
 def _completed(record: dict[str, Any]) -> bool:
@@ -280,17 +290,23 @@ class TDifference:
         return max(below, above)
 
 
+def _variance(values: Sequence[float]) -> float:
+    """The sample variance in floating point (statistics.variance's exact fractions are slow)."""
+    mean = math.fsum(values) / len(values)
+    return math.fsum((value - mean) ** 2 for value in values) / (len(values) - 1)
+
+
 def paired_difference(first: dict[int, float], second: dict[int, float]) -> TDifference:
     """The paired t-test over the seeds both configs have (each needs the same seeds, two or more)."""
     differences = [first[seed] - second[seed] for seed in sorted(first)]
     n = len(differences)
-    spread = statistics.stdev(differences)
-    return TDifference("paired t", statistics.fmean(differences), spread / math.sqrt(n), n - 1, n, n, True, spread)
+    spread = math.sqrt(_variance(differences))
+    return TDifference("paired t", math.fsum(differences) / n, spread / math.sqrt(n), n - 1, n, n, True, spread)
 
 
 def welch_difference(first: Sequence[float], second: Sequence[float]) -> TDifference:
     """Welch's t-test of two independent samples (each n >= 2)."""
-    variance_first, variance_second = statistics.variance(first), statistics.variance(second)
+    variance_first, variance_second = _variance(first), _variance(second)
     error_first, error_second = variance_first / len(first), variance_second / len(second)
     standard_error = math.sqrt(error_first + error_second)
     if standard_error == 0.0:
@@ -321,32 +337,39 @@ def holm(p_values: Sequence[Optional[float]]) -> list[float]:
     return adjusted
 
 
-def power(seeds: Any, difference: float, spread: float, level: float, paired: bool) -> Any:
+def _standard_error(seeds: Any, spread: Any, paired: Any) -> tuple[Any, Any]:
+    """Degrees of freedom and standard error of a difference over `seeds` per config: paired
+    (n − 1), or two equal independent samples (2n − 2); every argument may be an array."""
+    import numpy as np
+
+    seeds = np.asarray(seeds, dtype=float)
+    degrees = np.where(paired, seeds - 1, 2 * seeds - 2)
+    standard_error = np.where(paired, spread / np.sqrt(seeds), spread * np.sqrt(2 / seeds))
+    return degrees, standard_error
+
+
+def power(seeds: Any, difference: float, spread: Any, level: float, paired: Any) -> Any:
     """The chance that a two-sided t-test at `level` finds a true `difference` with `seeds` per
-    config (a number or an array), per-seed standard deviation `spread`: the noncentral t, paired
-    (n − 1 degrees of freedom) or two equal independent samples (2n − 2)."""
+    config and per-seed standard deviation `spread` (numbers or arrays): the noncentral t."""
     import numpy as np
     from scipy.special import nctdtr, stdtrit
 
-    seeds = np.asarray(seeds, dtype=float)
-    degrees = seeds - 1 if paired else 2 * seeds - 2
-    standard_error = spread / np.sqrt(seeds) if paired else spread * np.sqrt(2 / seeds)
+    degrees, standard_error = _standard_error(seeds, spread, paired)
     noncentrality = difference / standard_error
     critical = stdtrit(degrees, 1 - level / 2)
     # SciPy's noncentral t gives NaN for a tail too small to compute (far below the noncentrality): it is 0.
-    below, above = (np.nan_to_num(nctdtr(degrees, noncentrality, bound), nan=0.0) for bound in (-critical, critical))
+    below = np.nan_to_num(nctdtr(degrees, noncentrality, -critical), nan=0.0)
+    above = np.nan_to_num(nctdtr(degrees, noncentrality, critical), nan=0.0)
     return below + 1 - above
 
 
-def equivalence_power(seeds: Any, delta: float, spread: float, level: float, paired: bool) -> Any:
+def equivalence_power(seeds: Any, delta: float, spread: Any, level: float, paired: Any) -> Any:
     """The chance that two one-sided tests at `level` show equivalence within ±delta when the true
     difference is zero (approximated with the standard error taken as known)."""
     import numpy as np
     from scipy.special import stdtr, stdtrit
 
-    seeds = np.asarray(seeds, dtype=float)
-    degrees = seeds - 1 if paired else 2 * seeds - 2
-    standard_error = spread / np.sqrt(seeds) if paired else spread * np.sqrt(2 / seeds)
+    degrees, standard_error = _standard_error(seeds, spread, paired)
     reach = delta / standard_error - stdtrit(degrees, 1 - level)
     return np.clip(2 * stdtr(degrees, reach) - 1, 0.0, 1.0)
 
@@ -354,24 +377,54 @@ def equivalence_power(seeds: Any, delta: float, spread: float, level: float, pai
 def seeds_needed(delta: float, spread: float, level: float, paired: bool, planned: float = POWER, equivalence: bool = False) -> Optional[int]:
     """The fewest seeds per config that find a `delta` difference (or with `equivalence`, show a
     zero one equivalent) with probability `planned`; None when there is no spread to plan from,
-    MAX_SEEDS + 1 when even MAX_SEEDS would not do. The chance grows with the seeds, so a
-    doubling search then a bisection finds it in a few evaluations."""
-    if not spread > 0:
-        return None
+    MAX_SEEDS + 1 when even MAX_SEEDS would not do."""
+    return seeds_needed_each(delta, [spread], level, [paired], planned, equivalence)[0]
+
+
+def seeds_needed_each(
+    delta: float, spreads: Sequence[float], level: float, paired: Sequence[bool], planned: float = POWER, equivalence: bool = False,
+) -> list[Optional[int]]:
+    """`seeds_needed` for many comparisons at once. The chance grows with the seeds. The normal
+    approximation, n = f (z + z_power)² spread² / delta² (f = 1 paired, 2 not), starts a bracket
+    that the exact chance then widens until it holds the answer and halves until it is one seed
+    wide; each step evaluates only the comparisons still searching, all in one array."""
+    import numpy as np
+    from scipy.special import ndtri
+
+    spread = np.asarray(spreads, dtype=float)
+    paired_each = np.asarray(paired, dtype=bool)
+    usable = spread > 0
+    spread = np.where(usable, spread, 1.0)  # Placeholders for those without spread, dropped below.
     chance = equivalence_power if equivalence else power
+    tail = level if equivalence else level / 2
+    extra = 1 - (1 - planned) / 2 if equivalence else planned
+    normal = np.where(paired_each, 1.0, 2.0) * ((ndtri(1 - tail) + ndtri(extra)) * spread / delta) ** 2
+    guess = np.clip(np.floor(normal), 1, MAX_SEEDS).astype(int)
 
-    def enough(seeds: int) -> bool:
-        return bool(chance(seeds, delta, spread, level, paired) >= planned)
+    def enough(seeds: Any, which: Any) -> Any:
+        return chance(seeds[which], delta, spread[which], level, paired_each[which]) >= planned
 
-    low, high = 1, 2  # `low` is never enough (one seed tests nothing); find a `high` that is.
-    while not enough(high):
-        if high >= MAX_SEEDS:
-            return MAX_SEEDS + 1
-        low, high = high, min(2 * high, MAX_SEEDS)
-    while high - low > 1:
+    # `low` is not enough, `high` is (or is MAX_SEEDS and not, then the answer is "more than").
+    low, high = np.maximum(guess - 1, 1), np.minimum(guess + 1, MAX_SEEDS)
+    everyone = np.arange(len(spread))
+    too_high = enough(low, everyone) & (low > 1)
+    low[too_high] = 1  # The approximation overshot (rare): search from the start.
+    found = np.zeros(len(spread), dtype=bool)
+    searching = everyone
+    while len(searching):
+        holds = enough(high, searching)
+        found[searching[holds]] = True
+        growing = searching[~holds & (high[searching] < MAX_SEEDS)]
+        low[growing], high[growing] = high[growing], np.minimum(2 * high[growing], MAX_SEEDS)
+        searching = growing
+    searching = everyone[found & (high - low > 1)]
+    while len(searching):
         middle = (low + high) // 2
-        low, high = (low, middle) if enough(middle) else (middle, high)
-    return high
+        holds = enough(middle, searching)
+        high[searching[holds]] = middle[searching[holds]]
+        low[searching[~holds]] = middle[searching[~holds]]
+        searching = searching[high[searching] - low[searching] > 1]
+    return [None if not ok else int(seeds) if reached else MAX_SEEDS + 1 for ok, seeds, reached in zip(usable, high, found)]
 
 
 @dataclass(frozen=True)
@@ -384,18 +437,10 @@ class Comparison:
     p_adjusted: float
     equivalence_p_adjusted: float
     answer: str
-    delta: float
-    level: float  # the family's strictest Holm level, which the seeds-needed figures plan for
-
-    @functools.cached_property
-    def seeds_needed(self) -> Optional[int]:
-        """Seeds per config, in all, to find a delta difference with 80% power (None: no spread)."""
-        return seeds_needed(self.delta, self.difference.spread, self.level, self.difference.paired)
-
-    @functools.cached_property
-    def seeds_for_equivalence(self) -> Optional[int]:
-        """Seeds per config, in all, to show a zero difference equivalent with 80% power."""
-        return seeds_needed(self.delta, self.difference.spread, self.level, self.difference.paired, equivalence=True)
+    # Seeds per config, in all, to find a delta difference with 80% power, and to show a zero
+    # difference equivalent (None: no spread to plan from); computed for undecided pairs only.
+    seeds_needed: Optional[int] = None
+    seeds_for_equivalence: Optional[int] = None
 
     @property
     def more_seeds(self) -> Optional[int]:
@@ -457,7 +502,16 @@ def _family(dataset: str, groups: list[Group], key: str, alpha: float, delta: fl
     for index, ((first, second), difference) in enumerate(zip(pairs, differences)):
         p_adjusted, equivalence_adjusted = adjusted[index], adjusted[len(pairs) + index]
         answer = BETTER if p_adjusted < alpha else EQUIVALENT if equivalence_adjusted < alpha else UNDECIDED
-        comparisons.append(Comparison(first, second, difference, p_adjusted, equivalence_adjusted, answer, delta, level))
+        comparisons.append(Comparison(first, second, difference, p_adjusted, equivalence_adjusted, answer))
+    # What to run next, for the undecided pairs: all of a family's figures in one array search.
+    undecided = [index for index, comparison in enumerate(comparisons) if comparison.answer == UNDECIDED]
+    spreads = [comparisons[index].difference.spread for index in undecided]
+    pairing = [comparisons[index].difference.paired for index in undecided]
+    if undecided:
+        needed = seeds_needed_each(delta, spreads, level, pairing)
+        for_equivalence = seeds_needed_each(delta, spreads, level, pairing, equivalence=True)
+        for index, seeds, equivalent_seeds in zip(undecided, needed, for_equivalence):
+            comparisons[index] = dataclasses.replace(comparisons[index], seeds_needed=seeds, seeds_for_equivalence=equivalent_seeds)
     rows = next((group.test_rows for group in ordered if group.test_rows), None)
     return Family(dataset, key, fell_back, tested, [group for group in ordered if group.n < 2], comparisons, alpha, delta, rows)
 

@@ -263,3 +263,20 @@ def test_power_grows_with_the_seeds_and_is_never_nan(paired):
         chances = power(np.arange(2, 200), difference, spread, level, paired)
         assert not np.isnan(chances).any() and (np.diff(chances) >= -1e-12).all() and chances[-1] == pytest.approx(1.0)
     assert seeds_needed(0.01, 0.003 * math.sqrt(2), 0.05 / 42, paired=True) == 8
+
+
+@pytest.mark.parametrize("equivalence", [False, True])
+def test_seeds_needed_each_is_the_fewest_seeds_that_reach_the_planned_power(equivalence):
+    generator = np.random.default_rng(0)
+    spreads = [*generator.uniform(0.0005, 0.05, 200), 0.0]
+    pairing = [*(generator.random(200) < 0.5), True]
+    chance = verdict_module.equivalence_power if equivalence else power
+    level = 0.05 / 42
+    for spread, paired, seeds in zip(spreads, pairing, verdict_module.seeds_needed_each(DELTA, spreads, level, pairing, equivalence=equivalence)):
+        if spread == 0:
+            assert seeds is None
+        elif seeds > verdict_module.MAX_SEEDS:
+            assert chance(verdict_module.MAX_SEEDS, DELTA, spread, level, paired) < 0.8
+        else:
+            assert chance(seeds, DELTA, spread, level, paired) >= 0.8
+            assert seeds == 2 or chance(seeds - 1, DELTA, spread, level, paired) < 0.8

@@ -576,14 +576,14 @@ def _comparison_line(family: Family, comparison: Comparison) -> str:
     low, high = difference.interval(0.95)
     method = difference.method
     if comparison.answer == BETTER:
-        return (f"better: {first} over {second} by {_points(difference.estimate)} points (95% CI {_points(low)} to {_points(high)};"
+        return (f"better: {first} over {second} by {_points(difference.estimate)} points (raw 95% CI {_points(low)} to {_points(high)};"
                 f" {method}, {_p(difference.p_value())}, Holm {_p(comparison.p_adjusted)})")
     if comparison.answer == EQUIVALENT:
         low, high = difference.interval(1 - 2 * family.alpha)
         return (f"equivalent within ±{_points(family.delta, False)} points: {first} and {second}, {_points(difference.estimate)} points"
-                f" (90% CI {_points(low)} to {_points(high)}; {method}, equivalence Holm {_p(comparison.equivalence_p_adjusted)})")
+                f" (raw 90% CI {_points(low)} to {_points(high)}; {method}, equivalence Holm {_p(comparison.equivalence_p_adjusted)})")
     tested = "untestable" if difference.p_value() is None else f"Holm {_p(comparison.p_adjusted)}"
-    line = f"undecided: {first} vs {second}, {_points(difference.estimate)} points (95% CI {_points(low)} to {_points(high)}; {method}, {tested})"
+    line = f"undecided: {first} vs {second}, {_points(difference.estimate)} points (raw 95% CI {_points(low)} to {_points(high)}; {method}, {tested})"
     return line + ": " + _what_next(family, comparison)
 
 

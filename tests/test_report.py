@@ -57,7 +57,7 @@ def test_report_writes_markdown_html_and_pictures(tmp_path):
     assert markdown.startswith("# Test report\n")
     assert "| gru " in markdown and "0.8515 ± 0.0007" in markdown
     assert "- imdb: 2 configs with 2 or more seeds, 1 pair, 2 tests, Holm; highest mean: gru 0.8415 (n=2)" in markdown
-    assert "- better: gru over lstm by +4.85 points (95% CI +4.21 to +5.49; paired t, p=0.007, Holm p=0.013)" in markdown
+    assert "- better: gru over lstm by +4.85 points (raw 95% CI +4.21 to +5.49; paired t, p=0.007, Holm p=0.013)" in markdown
     assert "![Learning curves: gru](curves_01_gru.png)" in markdown
     assert "time spent in these runs, added up: 1.3 min" in markdown
     assert "- keras: 3.0" in markdown
@@ -87,7 +87,7 @@ def test_compare_groups_seeds_and_prints_the_verdict(tmp_path):
     # The test accuracy (the outcome tested) first, then the best validation accuracy.
     assert output[2].split()[:2] == ["gru", "imdb"] and "0.8415 ± 0.0007  [0.8351, 0.8479]  0.8515 ± 0.0007" in output[2]
     assert output[-2] == "- imdb: 2 configs with 2 or more seeds, 1 pair, 2 tests, Holm; highest mean: gru 0.8415 (n=2)"
-    assert output[-1] == "  better: gru over lstm by +4.85 points (95% CI +4.21 to +5.49; paired t, p=0.007, Holm p=0.013)"
+    assert output[-1] == "  better: gru over lstm by +4.85 points (raw 95% CI +4.21 to +5.49; paired t, p=0.007, Holm p=0.013)"
     as_json = json.loads(CliRunner().invoke(main, ["compare", "--runs-dir", str(runs_dir), "--format", "json"]).output)
     assert [group["name"] for group in as_json["groups"]] == ["gru", "lstm"]
     assert as_json["groups"][0]["n"] == 2 and as_json["groups"][0]["seeds"] == [1, 2]
@@ -143,7 +143,7 @@ def test_compare_counts_the_latest_run_of_each_seed_and_shows_the_val_test_gap(t
     assert grouped[2] == "gru     imdb       gru            1               50       50   516,965    2  0.8360 ± 0.0085  [0.7598, 0.9122]  0.8565 ± 0.0064     +0.0205        3.0  tensorflow  CPU: test"
     assert grouped[3] == "lstm    imdb       lstm           1               50       50   521,865    2  0.7930 ± 0.0014  [0.7803, 0.8057]  0.8015 ± 0.0007     +0.0085        3.0  tensorflow  CPU: test"
     assert grouped[-1] == (
-        "  undecided: gru vs lstm, +4.30 points (95% CI -2.05 to +10.65; paired t, Holm p=0.147): about 20 more seeds each would"
+        "  undecided: gru vs lstm, +4.30 points (raw 95% CI -2.05 to +10.65; paired t, Holm p=0.147): about 20 more seeds each would"
         " find a 0.50-point difference with 80% power; about 22 more to show equivalence if there is none"
     )
 

@@ -122,7 +122,7 @@ def test_the_same_config_under_three_names_is_equivalent_never_better():
     assert [c.answer for c in family.comparisons] == ["equivalent"] * 3
     assert all(c.difference.method == "paired t" and c.difference.estimate == 0.0 for c in family.comparisons)
     lines = verdict(groups)
-    assert lines[2] == "  equivalent within ±0.50 points: a and b, +0.00 points (90% CI +0.00 to +0.00; paired t, equivalence Holm p<0.001)"
+    assert lines[2] == "  equivalent within ±0.50 points: a and b, +0.00 points (raw 90% CI +0.00 to +0.00; paired t, equivalence Holm p<0.001)"
 
 
 def test_two_configs_with_identical_constant_accuracies_are_equivalent_not_beyond_noise():
@@ -134,7 +134,7 @@ def test_two_configs_with_identical_constant_accuracies_are_equivalent_not_beyon
     [comparison] = judge(groups)[0].comparisons
     assert comparison.answer == "undecided" and comparison.difference.p_value() is None
     assert verdict(groups)[2] == (
-        "  undecided: a vs b, +1.00 points (95% CI +1.00 to +1.00; paired t, untestable): no spread over seeds to weigh"
+        "  undecided: a vs b, +1.00 points (raw 95% CI +1.00 to +1.00; paired t, untestable): no spread over seeds to weigh"
         " the difference against; compare --bootstrap also resamples the test rows"
     )
 
@@ -149,11 +149,11 @@ def test_verdict_lines_name_the_family_and_what_to_run_next():
         " equivalence test (±0.50 points) per pair, Holm over each dataset's tests at 5%:"
     )
     assert lines[1] == "- imdb: 3 configs with 2 or more seeds, 3 pairs, 6 tests, Holm; highest mean: gru 0.8810 (n=5)"
-    assert lines[2].startswith("  better: gru over simple_rnn by +14.10 points (95% CI +13.61 to +14.59; paired t, p<0.001, Holm p<0.001)")
+    assert lines[2].startswith("  better: gru over simple_rnn by +14.10 points (raw 95% CI +13.61 to +14.59; paired t, p<0.001, Holm p<0.001)")
     assert lines[2].endswith("; paired t, p<0.001, Holm p<0.001)")
     assert lines[3].startswith("  better: lstm over simple_rnn by +13.")
     assert lines[4] == (
-        "  undecided: gru vs lstm, +0.32 points (95% CI -0.37 to +1.01; paired t, Holm p=1.000): about 14 more seeds each would"
+        "  undecided: gru vs lstm, +0.32 points (raw 95% CI -0.37 to +1.01; paired t, Holm p=1.000): about 14 more seeds each would"
         " find a 0.50-point difference with 80% power; about 15 more to show equivalence if there is none"
     )
     [family] = judge(group_runs(better + worse + close, TEST_KEY))

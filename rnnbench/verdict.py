@@ -382,7 +382,7 @@ def seeds_needed(delta: float, spread: float, level: float, paired: bool, planne
 
 
 def seeds_needed_each(
-    delta: float, spreads: Sequence[float], level: float, paired: Sequence[bool], planned: float = POWER, equivalence: bool = False,
+    delta: Any, spreads: Sequence[float], level: float, paired: Sequence[bool], planned: float = POWER, equivalence: bool = False,
 ) -> list[Optional[int]]:
     """`seeds_needed` for many comparisons at once. The chance grows with the seeds. The normal
     approximation, n = f (z + z_power)² spread² / delta² (f = 1 paired, 2 not), starts a bracket
@@ -392,6 +392,7 @@ def seeds_needed_each(
     from scipy.special import ndtri
 
     spread = np.asarray(spreads, dtype=float)
+    delta = np.broadcast_to(np.asarray(delta, dtype=float), spread.shape)  # one margin for all, or one each
     paired_each = np.asarray(paired, dtype=bool)
     usable = spread > 0
     spread = np.where(usable, spread, 1.0)  # Placeholders for those without spread, dropped below.
@@ -402,7 +403,7 @@ def seeds_needed_each(
     guess = np.clip(np.floor(normal), 1, MAX_SEEDS).astype(int)
 
     def enough(seeds: Any, which: Any) -> Any:
-        return chance(seeds[which], delta, spread[which], level, paired_each[which]) >= planned
+        return chance(seeds[which], delta[which], spread[which], level, paired_each[which]) >= planned
 
     # `low` is not enough, `high` is (or is MAX_SEEDS and not, then the answer is "more than").
     low, high = np.maximum(guess - 1, 1), np.minimum(guess + 1, MAX_SEEDS)
@@ -441,6 +442,8 @@ class Comparison:
     # difference equivalent (None: no spread to plan from); computed for undecided pairs only.
     seeds_needed: Optional[int] = None
     seeds_for_equivalence: Optional[int] = None
+    # Seeds per config to find a difference of the size seen, when that is larger than delta.
+    seeds_for_size_seen: Optional[int] = None
 
     @property
     def more_seeds(self) -> Optional[int]:
@@ -510,8 +513,12 @@ def _family(dataset: str, groups: list[Group], key: str, alpha: float, delta: fl
     if undecided:
         needed = seeds_needed_each(delta, spreads, level, pairing)
         for_equivalence = seeds_needed_each(delta, spreads, level, pairing, equivalence=True)
-        for index, seeds, equivalent_seeds in zip(undecided, needed, for_equivalence):
-            comparisons[index] = dataclasses.replace(comparisons[index], seeds_needed=seeds, seeds_for_equivalence=equivalent_seeds)
+        sizes = [max(abs(comparisons[index].difference.estimate), delta) for index in undecided]
+        for_size = seeds_needed_each(sizes, spreads, level, pairing)
+        for index, seeds, equivalent_seeds, size_seeds, size in zip(undecided, needed, for_equivalence, for_size, sizes):
+            comparisons[index] = dataclasses.replace(
+                comparisons[index], seeds_needed=seeds, seeds_for_equivalence=equivalent_seeds, seeds_for_size_seen=size_seeds if size > delta else None,
+            )
     rows = next((group.test_rows for group in ordered if group.test_rows), None)
     return Family(dataset, key, fell_back, tested, [group for group in ordered if group.n < 2], comparisons, alpha, delta, rows)
 
@@ -588,20 +595,27 @@ def _comparison_line(family: Family, comparison: Comparison) -> str:
 
 
 def _what_next(family: Family, comparison: Comparison) -> str:
-    """The most useful sentence: what to run to decide the pair."""
+    """The most useful sentence: what to run to decide the pair. A difference seen larger than
+    delta is planned for at its own size too (a rough guide: the size seen is itself noisy)."""
     if comparison.seeds_needed is None:
         return "no spread over seeds to weigh the difference against; compare --bootstrap also resamples the test rows"
-    margin = f"a {_points(family.delta, False)}-point difference"
-    if comparison.seeds_needed > MAX_SEEDS:
-        return f"even {MAX_SEEDS} seeds each would not find {margin} with 80% power"
+    has = min(comparison.difference.n_first, comparison.difference.n_second)
+
+    def more(seeds: int, what: str) -> str:
+        if seeds > MAX_SEEDS:
+            return f"even {MAX_SEEDS} seeds each would not {what}"
+        extra = max(0, seeds - has)
+        return f"the {has} seeds run already {what}" if extra == 0 else f"about {extra} more seed{'s' if extra != 1 else ''} each would {what}"
+
+    margin = f"{_points(family.delta, False)}-point"
+    if comparison.seeds_for_size_seen is not None:
+        return (more(comparison.seeds_for_size_seen, f"confirm a difference of the size seen with 80% power")
+                + f" ({comparison.seeds_needed - has if comparison.seeds_needed <= MAX_SEEDS else f'over {MAX_SEEDS}'} more to find any {margin} one)")
+    line = more(comparison.seeds_needed, f"find a {margin} difference with 80% power")
     equivalence = comparison.seeds_for_equivalence
-    show = ""
     if equivalence is not None and equivalence <= MAX_SEEDS:
-        show = f"; about {max(0, equivalence - min(comparison.difference.n_first, comparison.difference.n_second))} more to show equivalence if there is none"
-    if comparison.more_seeds == 0:
-        return f"the seeds run already find {margin} with 80% power, so any difference is likely smaller{show}"
-    more = comparison.more_seeds
-    return f"about {more} more seed{'s' if more != 1 else ''} each would find {margin} with 80% power{show}"
+        line += f"; about {max(0, equivalence - has)} more to show equivalence if there is none"
+    return line
 
 
 def verdict_json(families: list[Family]) -> list[dict[str, Any]]:
@@ -645,4 +659,5 @@ def _comparison_dict(family: Family, comparison: Comparison) -> dict[str, Any]:
         "seeds_needed": comparison.seeds_needed,
         "more_seeds": comparison.more_seeds if comparison.answer == UNDECIDED else None,
         "seeds_for_equivalence": comparison.seeds_for_equivalence,
+        "seeds_for_size_seen": comparison.seeds_for_size_seen,
     }

@@ -143,8 +143,8 @@ def test_compare_counts_the_latest_run_of_each_seed_and_shows_the_val_test_gap(t
     assert grouped[2] == "gru     imdb       gru            1               50       50   516,965    2  0.8360 ± 0.0085  [0.7598, 0.9122]  0.8565 ± 0.0064     +0.0205        3.0  tensorflow  CPU: test"
     assert grouped[3] == "lstm    imdb       lstm           1               50       50   521,865    2  0.7930 ± 0.0014  [0.7803, 0.8057]  0.8015 ± 0.0007     +0.0085        3.0  tensorflow  CPU: test"
     assert grouped[-1] == (
-        "  undecided: gru vs lstm, +4.30 points (raw 95% CI -2.05 to +10.65; paired t, Holm p=0.147): about 20 more seeds each would"
-        " find a 0.50-point difference with 80% power; about 22 more to show equivalence if there is none"
+        "  undecided: gru vs lstm, +4.30 points (raw 95% CI -2.05 to +10.65; paired t, Holm p=0.147): about 1 more seed each would"
+        " confirm a difference of the size seen with 80% power (20 more to find any 0.50-point one)"
     )
 
     per_run = [line.split() for line in invoke("compare", "--runs-dir", str(runs_dir), "--per-run").output.splitlines()[2:]]

@@ -105,7 +105,7 @@ def comparison_chart(groups: list[Group], path: Path) -> Path:
     axis.set_xlim(low - margin, high + margin)
     axis.set_xlabel(groups[0].label)
     axis.grid(axis="x", alpha=0.3)
-    axis.set_title(f"{shared + ': ' if shared else ''}{groups[0].label} per config (dots: single runs)")
+    axis.set_title(f"{shared + ': ' if shared else ''}mean per config ± std (dots: single runs)")
     return _save(figure, path)
 
 

@@ -256,7 +256,7 @@ def _render(headers: list[str], rows: list[list[Any]], output_format: str) -> st
 
 
 def _alignment(headers: list[str]) -> tuple[str, ...]:
-    numeric = {"layers", "embedding dim", "units", "params", "n", "best val acc", "95% CI", "best epoch", "val macro-F1", "test acc", "val−test", "s/epoch"}
+    numeric = {"layers", "embedding dim", "units", "params", "n", "best val acc", "95% CI", "± test rows", "best epoch", "val macro-F1", "test acc", "val−test", "s/epoch"}
     return tuple("right" if header in numeric else "left" for header in headers)
 
 

@@ -90,14 +90,15 @@ def _expected_max_section(candidates: list[Candidate], settings: Settings, out_d
     curves = []
     for candidate in candidates:
         drawn = random_trials(candidate, settings)
-        left_out = f"{drawn.pruned} pruned" + (f", {drawn.shortened} shortened by the budget" if drawn.shortened else "")
+        reasons = [f"{drawn.pruned} pruned"] * bool(drawn.pruned) + [f"{drawn.shortened} shortened by the budget"] * bool(drawn.shortened)
+        left_out = f"{', '.join(reasons)}: left out" if reasons else "none left out"
         if not drawn.values:
             lines.append(f"- {candidate.name}: no curve: none of its {drawn.drawn} random trials completed a full trial ({left_out})")
             continue
         made = expected_max.curve(candidate.name, drawn.values)
         curves.append(made)
         lines.append(
-            f"- {candidate.name}: {len(drawn.values)} of {drawn.drawn} random trials ({left_out}, left out);"
+            f"- {candidate.name}: {len(drawn.values)} of {drawn.drawn} random trials ({left_out});"
             f" expected best {made.expected[0]:.4f} at k=1, {made.expected[-1]:.4f} at k={len(made.values)}"
         )
     lines.append("")

@@ -274,7 +274,7 @@ def test_every_candidate_trains_the_same_epochs_and_pruned_epochs_fund_more_tria
     assert "| t001 | tpe | pruned | (" in tuning and "| t003 | tpe | completed (the budget's last 1) |" in tuning
     assert (tmp_path / "report" / "tune_history_tiny-gru.png").stat().st_size > 1000
     # TPE's random start is trial 0 alone (random_trials defaults to a third of the trials).
-    assert "- tiny-gru: 1 of 1 random trials (0 pruned, left out)" in tuning
+    assert "- tiny-gru: 1 of 1 random trials (none left out); expected best " in tuning
     assert (tmp_path / "report" / "tune_expected_max.png").stat().st_size > 1000
 
     # Again: the budget is used up, nothing trains, the same winners are reported.
@@ -617,7 +617,7 @@ def test_jobs_2_trains_two_trials_at_a_time_each_reporting_and_pruned_in_its_own
         curve = expected_max.curve(candidate, values)
         curves.append(curve)
         assert (
-            f"- {candidate}: 2 of 4 random trials (1 pruned, 1 shortened by the budget, left out); expected best"
+            f"- {candidate}: 2 of 4 random trials (1 pruned, 1 shortened by the budget: left out); expected best"
             f" {curve.expected[0]:.4f} at k=1, {curve.expected[1]:.4f} at k=2"
         ) in tuning
     assert f"**{expected_max.ranking_sentence(curves)}**" in tuning

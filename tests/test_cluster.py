@@ -318,7 +318,7 @@ TUNE = {
     "train": {"epochs": 2},
     "sweep": {"variants": {"gru": {"model.cell": "gru"}, "ann": {"model.cell": "ann"}}},
     # Every trial sampled at random, seeded by its number: trial n's settings are the same however many train at once.
-    "tune": {"trials": 3, "random_trials": 3, "space": {"train.learning_rate": {"float": [1.0e-3, 2.0e-2], "log": True}}, "seeds": 2},
+    "tune": {"trials": 3, "sampler": "random", "space": {"train.learning_rate": {"float": [1.0e-3, 2.0e-2], "log": True}}, "seeds": 2},
 }
 
 
@@ -351,12 +351,13 @@ def test_tune_on_a_cluster_trains_each_trial_as_a_task_and_ends_as_tuning_here(l
 
     studies, records, trained, output = tuned["on_ray"]
     assert "training 6 runs on a private Ray on this machine" in output and "1 CPU per run, up to 2 at a time" in output
-    assert "[tiny-gru] trial 2 of 3: pruned after epoch 1: val_accuracy" in output and " (on node " in output
-    assert [state for _, state, *_ in studies["tiny-gru"]] == ["COMPLETE", "PRUNED", "COMPLETE"]
+    assert "[tiny-gru] trial 2: pruned after epoch 1: val_accuracy" in output and " (on node " in output
+    # The pruned trial's unused epoch funds a fourth trial, which trains that one epoch: 6 epochs per cell.
+    assert [state for _, state, *_ in studies["tiny-gru"]] == ["COMPLETE", "PRUNED", "COMPLETE", "COMPLETE"]
     # Reported from the worker, epoch by epoch.
-    assert [list(values) for *_, values in studies["tiny-gru"]] == [[1, 2], [1], [1, 2]]
+    assert [list(values) for *_, values in studies["tiny-gru"]] == [[1, 2], [1], [1, 2], [1]]
     assert sorted(records) == sorted(
-        [(f"tiny-{cell}-t00{number}", "pruned" if number == 1 else "completed", 0) for cell in ("gru", "ann") for number in range(3)]
+        [(f"tiny-{cell}-t00{number}", "pruned" if number == 1 else "completed", 0) for cell in ("gru", "ann") for number in range(4)]
         + [(f"tiny-{cell}-tuned", "completed", seed) for cell in ("gru", "ann") for seed in (1, 2)]
     )
     assert tuned["on_ray"][:3] == tuned["here"][:3]

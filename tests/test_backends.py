@@ -83,7 +83,7 @@ def test_backend_builds_runs_the_planned_kernels_and_reproduces(backend, tiny_da
                    "PYTHONPATH": os.pathsep.join(filter(None, [str(tests), os.environ.get("PYTHONPATH")]))}
     environment.pop("RNNBENCH_BACKEND_CHOICE", None)  # What an earlier test's command chose.
     code = f"import json, test_backends; print(json.dumps(test_backends.probe({str(tiny_data_dir)!r}, {str(tmp_path / 'runs')!r})))"
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=600)
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=1200)  # A hang guard.
     assert completed.returncode == 0, completed.stderr[-3000:]
     found = json.loads(completed.stdout.splitlines()[-1])
 
@@ -221,7 +221,7 @@ def test_jobs_with_gpus_per_run_cap_each_worker_process(monkeypatch, tmp_path):
     said = []
     sweep = executor.Sweep(None, tmp_path, "test", said.append, reuse=True, resume=True, announce=True)
     with executor.Processes(sweep, 2, 4, "jax", 0.25) as processes:
-        found = processes.pool.submit(worker_environment).result(timeout=120)
+        found = processes.pool.submit(worker_environment).result(timeout=600)  # A hang guard: a spawned process imports JAX.
     assert said == ["training 4 runs, 2 at a time, each with 0.25 of the GPU"]
     assert found == {
         "KERAS_BACKEND": "jax", "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "XLA_CLIENT_MEM_FRACTION": "0.25",

@@ -107,14 +107,15 @@ def test_a_run_whose_node_dies_is_retried_from_its_checkpoint_and_recorded_once(
     training.start()
     # The node dies, as a machine does, once the run has finished epochs: its raylet is killed,
     # and its workers, the run's included, end with it. A fresh node then joins for the retry.
-    deadline = time.perf_counter() + 120
+    # A hang guard, not a timing: on a busy machine the epochs come late, and the test still waits for them.
+    deadline = time.perf_counter() + 1200
     while (epochs_at_failure := epochs_recorded(runs)) < EPOCHS_BEFORE_FAILURE and training.is_alive() and time.perf_counter() < deadline:
         time.sleep(0.02)
     assert training.is_alive(), f"the run ended before its node could be removed: {training.error!r}"
-    assert epochs_at_failure >= EPOCHS_BEFORE_FAILURE, f"no {EPOCHS_BEFORE_FAILURE} epochs in 120 s"
+    assert epochs_at_failure >= EPOCHS_BEFORE_FAILURE, f"no {EPOCHS_BEFORE_FAILURE} epochs in 1200 s"
     test_cluster.remove_node(worker_node, allow_graceful=False)
     test_cluster.add_node(**NODE)
-    [record] = training.outcome(timeout=240)
+    [record] = training.outcome(timeout=1200)
     print(f"\nthe run, its node killed after epoch {epochs_at_failure} and a node added, in {time.perf_counter() - started:.1f} s")
 
     # Found the live worker node, with its 1 CPU, when it started; finished once, on one node.

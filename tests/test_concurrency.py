@@ -9,6 +9,10 @@ import sys
 from rnnbench import results, worker
 from rnnbench.config import config_from_mapping
 
+# A hang guard, not a timing: eight processes importing TensorFlow on a busy 2-core machine are
+# slow, never this slow; nothing here depends on how long they take.
+HANG_SECONDS = 1200
+
 
 def test_eight_processes_share_a_runs_folder(tiny_data_dir, tmp_path):
     config = tmp_path / "tiny.yaml"
@@ -21,7 +25,7 @@ def test_eight_processes_share_a_runs_folder(tiny_data_dir, tmp_path):
                          env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for seed in range(1, 9)
     ]
-    outputs = [process.communicate(timeout=600)[0] for process in processes]
+    outputs = [process.communicate(timeout=HANG_SECONDS)[0] for process in processes]
     assert [process.returncode for process in processes] == [0] * 8, outputs
     records = results.read_runs(runs)
     assert sorted(record["config"]["train"]["seed"] for record in records) == list(range(1, 9))
@@ -47,7 +51,7 @@ def test_jobs_trains_a_sweep_in_parallel_processes_with_the_sequential_results(t
 
     def run(runs, *arguments):
         completed = subprocess.run([sys.executable, "-m", "rnnbench", "run", str(config), "--runs-dir", str(runs), *arguments],
-                                   env=environment, capture_output=True, text=True, timeout=600)
+                                   env=environment, capture_output=True, text=True, timeout=HANG_SECONDS)
         assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
         return completed.stdout
 
@@ -96,7 +100,7 @@ def test_two_processes_starting_the_same_run_train_it_once(tiny_data_dir, tmp_pa
         heard = [_output_until(process, waiting) for process in processes]
     finally:
         os.close(holder)
-    outputs = [before + process.communicate(timeout=600)[0] for before, process in zip(heard, processes)]
+    outputs = [before + process.communicate(timeout=HANG_SECONDS)[0] for before, process in zip(heard, processes)]
     assert all(before.endswith(waiting + "\n") for before in heard), outputs
     assert [process.returncode for process in processes] == [0, 0], outputs
     [folder] = [path for path in runs.iterdir() if path.is_dir()]

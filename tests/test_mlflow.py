@@ -50,7 +50,8 @@ class Server:
             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )
         log.close()
-        deadline = time.monotonic() + 90
+        # A hang guard: importing MLflow and starting its server takes minutes on a busy machine.
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 break

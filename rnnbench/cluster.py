@@ -39,6 +39,9 @@ ADDRESS_FORMS = "auto, local, HOST:PORT or ray://HOST:PORT"
 INSTALL_HINT = "pip install 'rnnbench[ray]'"
 # How long to wait for a cluster's address to answer: Ray itself would retry for minutes.
 REACH_SECONDS = 5.0
+# Ray retries attaching to a cluster that answers but can't be used for minutes, its C++ client's
+# warnings held back meanwhile; after this long a line says that it is still trying.
+ATTACH_NOTE_SECONDS = 30.0
 # A run whose worker process or node dies is tried this many more times, from its checkpoint
 # when the runs folder is shared (or the retry lands on the same machine).
 RETRIES = 2
@@ -119,9 +122,47 @@ def reach(address: str) -> None:
     if port is None:
         raise ClusterError(f"cannot reach the Ray cluster at {shown}: not one of {ADDRESS_FORMS}")
     try:
-        socket.create_connection((host, port), timeout=REACH_SECONDS).close()
+        connection = socket.create_connection((host, port), timeout=REACH_SECONDS)
     except OSError as error:
         raise ClusterError(f"cannot reach the Ray cluster at {shown}: {error.strerror or error}") from None
+    with connection:
+        problem = _not_grpc(connection)
+    if problem:
+        raise ClusterError(f"cannot reach the Ray cluster at {shown}: {problem}")
+
+
+# What a gRPC client sends first (HTTP/2's connection preface and an empty SETTINGS frame); a
+# Ray head's GCS port and a Ray Client server both answer with a SETTINGS frame of their own.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_HTTP2_SETTINGS = 0x04
+
+
+def _not_grpc(connection: socket.socket) -> Optional[str]:
+    """Why what accepted `connection` is not a Ray cluster, or None when it answers as one.
+
+    A port that accepts connections but never answers (a stuck process, a firewall that
+    accepts for another host) would keep Ray retrying for minutes while its C++ client prints
+    warnings; asked here, it is one line within REACH_SECONDS. With RAY_USE_TLS the port speaks
+    TLS first, so only the connection is checked.
+    """
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return None
+    try:
+        connection.settimeout(REACH_SECONDS)
+        connection.sendall(_HTTP2_PREFACE)
+        header = b""
+        while len(header) < 9:
+            received = connection.recv(9 - len(header))
+            if not received:
+                return "the connection was closed without an answer; is that a Ray head's port (6379 unless `ray start --port` said otherwise)?"
+            header += received
+    except socket.timeout:
+        return f"nothing answered there within {REACH_SECONDS:g} s (the connection was accepted, but no reply came)"
+    except OSError as error:
+        return f"{error.strerror or error}"
+    if header[3] != _HTTP2_SETTINGS:
+        return "what answers there is not a Ray cluster (it does not speak gRPC); is that a Ray head's port (6379 unless `ray start --port` said otherwise)?"
+    return None
 
 
 @contextlib.contextmanager
@@ -150,10 +191,56 @@ def _connect(address: str) -> None:
         ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         return
     reach(address)
-    try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        raise ClusterError(f"cannot attach to the Ray cluster at {_where(address)}: {_reason(error)}") from None
+    where = _where(address)
+    with _native_stderr_held(f"still attaching to the Ray cluster at {where}: Ray tries again for minutes; Ctrl-C stops") as held:
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            # Ray's C++ client has written its retries meanwhile; this line says why instead.
+            held.drop()
+            raise ClusterError(f"cannot attach to the Ray cluster at {where}: {_reason(error)}") from None
+
+
+class _HeldOutput:
+    """Output held back from standard error: written there when the block ends, unless dropped."""
+
+    def __init__(self) -> None:
+        self.dropped = False
+
+    def drop(self) -> None:
+        self.dropped = True
+
+
+@contextlib.contextmanager
+def _native_stderr_held(note: str) -> Iterator[_HeldOutput]:
+    """File descriptor 2 into a temporary file for the block: Ray's C++ client writes its
+    connection warnings there directly, past Python's logging, every few seconds while it
+    retries. What was written comes out when the block ends, unless the block dropped it (an
+    attach that failed is said in one line instead). `note` goes out at once if the block
+    lasts longer than ATTACH_NOTE_SECONDS, so a long wait is not a silent one."""
+    import sys
+    import tempfile
+    import threading
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    held = _HeldOutput()
+    timer = threading.Timer(ATTACH_NOTE_SECONDS, lambda: os.write(saved, f"{note}\n".encode("utf-8", errors="replace")))
+    timer.daemon = True
+    with tempfile.TemporaryFile() as file:
+        os.dup2(file.fileno(), 2)
+        timer.start()
+        try:
+            yield held
+        finally:
+            timer.cancel()
+            timer.join()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not held.dropped:
+                file.seek(0)
+                sys.stderr.write(file.read().decode("utf-8", errors="replace"))
+                sys.stderr.flush()
 
 
 def _where(address: str) -> str:

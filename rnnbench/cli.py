@@ -253,7 +253,9 @@ def predict_command(run_spec: str, texts: Sequence[str], file_path: str | None, 
     elif texts:
         source, given = "the command line", list(texts)
     elif not sys.stdin.isatty():
-        source, given = "standard input", [line.rstrip("\r") for line in sys.stdin.read().split("\n")]
+        # Bytes that are not UTF-8 stay as lone surrogates, for check_texts to name their line.
+        text = sys.stdin.buffer.read().decode("utf-8", errors="surrogateescape")
+        source, given = "standard input", [line.rstrip("\r") for line in text.split("\n")]
         if given and given[-1] == "":
             given.pop()
     else:
@@ -266,8 +268,12 @@ def predict_command(run_spec: str, texts: Sequence[str], file_path: str | None, 
     run, note = predicting.find_run(run_spec, Path(runs_dir))
     if note:
         click.echo(note, err=True)
+    encoded = predicting.encode_texts(run, given)
+    warning = predicting.unknown_text_warning(run, encoded)
+    if warning:
+        click.echo(warning, err=True)
     with _prediction_progress(len(given)) as progress:
-        probabilities = predicting.predict(run, given, progress)
+        probabilities = predicting.predict(run, given, progress, encoded)
     click.echo(predicting.format_predictions(run, given, probabilities, output_format))
 
 

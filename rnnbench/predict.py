@@ -27,6 +27,7 @@ from rnnbench.errors import InputError
 
 # As the runner's evaluation: prediction batches change speed, never the result.
 BATCH_SIZE = 512
+MODEL_FILE = "model.keras"
 
 
 class PredictError(InputError):
@@ -70,9 +71,14 @@ def _load_run(folder: Path) -> TrainedRun:
     from rnnbench.train import recorded_config
 
     result_path = folder / "result.json"
-    if not result_path.is_file() or not (folder / "model.keras").is_file():
+    if not result_path.is_file():
         status = _status_of(folder)
         raise PredictError(f"{folder}: the run did not complete ({status}), so it has no model to predict with")
+    if not (folder / MODEL_FILE).is_file():
+        raise PredictError(
+            f"{folder}: the run completed, but its model file {MODEL_FILE} is missing, so there is no model to predict with;"
+            " train it again with rnnbench run CONFIG.yaml --force"
+        )
     try:
         record = json.loads(result_path.read_text(encoding="utf-8"))
         stored = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
@@ -91,22 +97,61 @@ def _status_of(folder: Path) -> str:
         return "unfinished"
 
 
-def encode_texts(run: TrainedRun, texts: Sequence[str]) -> np.ndarray:
+@dataclass(frozen=True)
+class EncodedTexts:
+    """Texts as the run's model reads them, and how much of each its vocabulary knows."""
+
+    inputs: np.ndarray
+    # Per text: how many tokens (words, characters or morphemes) the run's tokenizer made of it,
+    # and how many of those are in the run's vocabulary (the rest are read as one unknown token).
+    tokens: np.ndarray
+    known: np.ndarray
+
+
+def encode_texts(run: TrainedRun, texts: Sequence[str]) -> EncodedTexts:
     """The model's inputs for `texts`, made as the run made its own rows."""
     if run.config.data.dataset == "imdb":
         texts = [data.clean_review(text) for text in texts]
     settings = run.config.data
     corpus = tokenize.tokenize(list(texts), settings.tokenizer, analyzer=settings.morpheme_analyzer)
-    return tokenize.encode(corpus, run.vocabulary, np.arange(len(texts)), settings.maxlen, settings.padding, settings.truncating)
+    inputs = tokenize.encode(corpus, run.vocabulary, np.arange(len(texts)), settings.maxlen, settings.padding, settings.truncating)
+    in_vocabulary = np.array([word in run.vocabulary.index for word in corpus.words], dtype=np.int64)
+    known_so_far = np.concatenate([[0], np.cumsum(in_vocabulary[corpus.token_ids])])
+    return EncodedTexts(inputs, corpus.lengths, known_so_far[corpus.offsets[1:]] - known_so_far[corpus.offsets[:-1]])
 
 
-def predict(run: TrainedRun, texts: Sequence[str], progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
-    """Each text's class probabilities, shape (texts, classes); `progress(done, total)` after each batch."""
-    import keras
+# What the run's tokenizer makes of a text, for the warning about unknown ones.
+TOKEN_NOUNS = {"word": "words", "char": "characters", "morpheme": "morphemes"}
 
-    with _native_stderr_silenced():
-        network = keras.saving.load_model(run.folder / "model.keras")
-    inputs = encode_texts(run, texts)
+
+def unknown_text_warning(run: TrainedRun, encoded: EncodedTexts, listed: int = 3) -> Optional[str]:
+    """One line about the texts of which the run's vocabulary knows no token (their predicted
+    class is the model's answer to padding and unknown-word markers alone), or None."""
+    noun = TOKEN_NOUNS.get(run.config.data.tokenizer, "tokens")
+    blind = [number for number, known in enumerate(encoded.known.tolist(), start=1) if known == 0]
+    if not blind:
+        return None
+
+    def detail(number: int) -> str:
+        total = int(encoded.tokens[number - 1])
+        return f"text {number}: 0 of {total} {noun} known" if total else f"text {number}: no {noun} at all"
+
+    shown = "; ".join(detail(number) for number in blind[:listed]) + ("; ..." if len(blind) > listed else "")
+    if len(blind) == 1:
+        return f"warning: {shown} to the run's vocabulary, so its predicted class is a guess"
+    return (
+        f"warning: {len(blind)} of {len(encoded.known)} texts have no {noun[:-1]} known to the run's vocabulary ({shown}),"
+        " so their predicted classes are guesses"
+    )
+
+
+def predict(
+    run: TrainedRun, texts: Sequence[str], progress: Optional[Callable[[int, int], None]] = None, encoded: Optional[EncodedTexts] = None,
+) -> np.ndarray:
+    """Each text's class probabilities, shape (texts, classes); `progress(done, total)` after each
+    batch. `encoded` is `encode_texts(run, texts)` when the caller has it already."""
+    network = _load_network(run.folder / MODEL_FILE)
+    inputs = (encoded or encode_texts(run, texts)).inputs
     outputs = []
     for start in range(0, len(inputs), BATCH_SIZE):
         outputs.append(np.asarray(network.predict_on_batch(inputs[start : start + BATCH_SIZE]), dtype=np.float64))
@@ -117,6 +162,25 @@ def predict(run: TrainedRun, texts: Sequence[str], progress: Optional[Callable[[
         # One sigmoid column: the probability of the second class.
         probabilities = np.concatenate([1.0 - probabilities, probabilities], axis=1)
     return probabilities
+
+
+def _load_network(path: Path) -> Any:
+    """The saved model at `path`; a damaged file is a PredictError naming it (Keras would say
+    "File not found" of a file that is there but is not a zip archive)."""
+    import zipfile
+
+    import keras
+
+    damaged = f"{path}: the model file is damaged"
+    advice = "train the run again with rnnbench run CONFIG.yaml --force"
+    if not zipfile.is_zipfile(path):
+        raise PredictError(f"{damaged} (it is not the zip archive a .keras file is); {advice}")
+    try:
+        with _native_stderr_silenced():
+            return keras.saving.load_model(path)
+    except Exception as error:  # A damaged archive fails in many ways inside Keras and h5py.
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise PredictError(f"{damaged} ({reason}); {advice}") from None
 
 
 @contextlib.contextmanager
@@ -155,6 +219,14 @@ def check_texts(texts: Sequence[str], source: str) -> None:
     for number, text in enumerate(texts, start=1):
         if not text.strip():
             raise PredictError(f"{source}: text {number} is empty")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as error:
+            # Bytes that are not UTF-8 reach Python's argv (and standard input, as the command
+            # reads it) as lone surrogates, U+DC80 to U+DCFF for the bytes 0x80 to 0xFF.
+            code = ord(text[error.start])
+            byte = f"byte 0x{code - 0xDC00:02x} " if 0xDC80 <= code <= 0xDCFF else ""
+            raise PredictError(f"{source}: text {number} is not UTF-8 text ({byte}at character {error.start + 1})") from None
 
 
 def format_predictions(run: TrainedRun, texts: Sequence[str], probabilities: np.ndarray, output_format: str) -> str:

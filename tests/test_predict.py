@@ -108,3 +108,91 @@ def test_many_texts_report_progress_by_tenths_outside_a_terminal(tiny_data_dir, 
     assert outcome.exit_code == 0, outcome.output
     assert outcome.stderr.splitlines()[1:] == ["predicted 512 of 600 texts", "predicted 600 of 600 texts"]
     assert len(outcome.stdout.splitlines()) == 601
+
+
+def korean_data(root: Path) -> Path:
+    """A data folder whose one file, ko/all.tsv, holds short Korean texts labelled by their cue word."""
+    positive, negative, neutral = ["좋아요", "행복해", "고마워"], ["싫어요", "슬퍼", "최악이야"], ["오늘", "정말", "너무", "그냥", "나는"]
+    rows = []
+    for index in range(200):
+        words = [neutral[(index + offset) % len(neutral)] for offset in range(3)] + [(positive if index % 2 else negative)[index % 3]]
+        rows.append(f"{' '.join(words)}\t{index % 2}")
+    (root / "ko").mkdir(parents=True)
+    (root / "ko" / "all.tsv").write_text("text\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return root
+
+
+def test_texts_whose_words_the_run_never_saw_are_predicted_with_a_warning(tmp_path):
+    runs = tmp_path / "runs"
+    tiny_run(korean_data(tmp_path / "data"), runs, "korean", {"cell": "ann"}, {"dataset": "files", "files": {"train": "ko/all.tsv"}})
+    runner = CliRunner()
+    english = runner.invoke(main, ["predict", "korean", "this is a good film", "--runs-dir", str(runs)])
+    assert english.exit_code == 0, english.output
+    assert english.stderr.splitlines()[1:] == ["warning: text 1: 0 of 5 words known to the run's vocabulary, so its predicted class is a guess"]
+    assert len(english.stdout.splitlines()) == 3  # Still predicted: header, rule, the text.
+
+    mixed = runner.invoke(main, ["predict", "korean", "this is a good film", "정말 좋아요", "!!!", "그냥 bad", "--runs-dir", str(runs)])
+    assert mixed.exit_code == 0, mixed.output
+    assert mixed.stderr.splitlines()[1:] == [
+        "warning: 2 of 4 texts have no word known to the run's vocabulary (text 1: 0 of 5 words known; text 3: no words at all),"
+        " so their predicted classes are guesses"
+    ]
+    # Texts the vocabulary knows a word of get no warning.
+    known = runner.invoke(main, ["predict", "korean", "정말 좋아요", "--runs-dir", str(runs)])
+    assert known.exit_code == 0 and len(known.stderr.splitlines()) == 1  # The note saying which run was chosen.
+
+
+def test_a_run_whose_model_file_is_damaged_or_missing_is_one_line(tiny_data_dir, tmp_path):
+    import shutil
+
+    runs = tmp_path / "runs"
+    folder = Path(tiny_run(tiny_data_dir, runs, "tiny_ann", {"cell": "ann"})["run_dir"])
+    runner = CliRunner()
+
+    def error_of(run: Path) -> tuple[int, str]:
+        outcome = runner.invoke(main, ["predict", str(run), "a film", "--runs-dir", str(runs)])
+        return outcome.exit_code, outcome.stderr
+
+    advice = "train the run again with rnnbench run CONFIG.yaml --force"
+    # Keras itself says "File not found" of a model file that is there but is not a zip archive.
+    for name, damage in (("noise", bytes(range(256)) * 12), ("truncated", (folder / "model.keras").read_bytes()[:2000])):
+        damaged = tmp_path / name
+        shutil.copytree(folder, damaged)
+        (damaged / "model.keras").write_bytes(damage)
+        assert error_of(damaged) == (2, f"Error: {damaged / 'model.keras'}: the model file is damaged (it is not the zip archive a .keras file is); {advice}\n")
+        assert (damaged / "model.keras").read_bytes() == damage  # Left as it was.
+    # A zip archive, but not of a Keras model.
+    import zipfile
+
+    foreign = tmp_path / "foreign"
+    shutil.copytree(folder, foreign)
+    with zipfile.ZipFile(foreign / "model.keras", "w") as archive:
+        archive.writestr("notes.txt", "not a model")
+    code, stderr = error_of(foreign)
+    assert code == 2 and stderr.startswith(f"Error: {foreign / 'model.keras'}: the model file is damaged (") and stderr.endswith(f"); {advice}\n")
+    assert stderr.count("\n") == 1
+
+    missing = tmp_path / "missing"
+    shutil.copytree(folder, missing)
+    (missing / "model.keras").unlink()
+    assert error_of(missing) == (2, (
+        f"Error: {missing}: the run completed, but its model file model.keras is missing, so there is no model to predict with;"
+        " train it again with rnnbench run CONFIG.yaml --force\n"
+    ))
+
+
+def test_texts_that_are_not_utf8_are_one_line(tiny_data_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    tiny_run(tiny_data_dir, runs, "tiny_ann", {"cell": "ann"})
+    # The bytes reach a real process's standard input and arguments undecoded, so a process it is.
+    command = [sys.executable, "-m", "rnnbench", "predict", "tiny_ann", "--runs-dir", str(runs)]
+    environment = {**os.environ, "LC_ALL": "C.UTF-8"}
+    for arguments, given in (([], b"a fine film\n\xff\xfe random bytes\n"), ([os.fsdecode(b"dull \xe9 film")], None)):
+        completed = subprocess.run(command + arguments, input=given, capture_output=True, env=environment, timeout=600)
+        source, number, byte, at = ("standard input", 2, "0xff", 1) if given else ("the command line", 1, "0xe9", 6)
+        assert (completed.returncode, completed.stdout) == (2, b"")
+        assert completed.stderr.decode() == f"Error: {source}: text {number} is not UTF-8 text (byte {byte} at character {at})\n"

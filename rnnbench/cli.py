@@ -67,8 +67,16 @@ backend_option = click.option(
     type=click.Choice(["tensorflow", "jax", "torch"]),
     help="Keras backend (overrides the config's `backend`).",
 )
+def _a_folder(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
+    """Refuse an empty folder option: "" would be the current folder, and `/` where one is added."""
+    if value == "":
+        raise UserError(f"{parameter.opts[0]} is empty; give a folder (the default is {parameter.default})")
+    return value
+
+
 runs_dir_option = click.option(
-    "--runs-dir", envvar="RNNBENCH_RUNS_DIR", default="runs", show_default=True, type=click.Path(file_okay=False), help=RUNS_DIR_HELP
+    "--runs-dir", envvar="RNNBENCH_RUNS_DIR", default="runs", show_default=True, type=click.Path(file_okay=False), help=RUNS_DIR_HELP,
+    callback=_a_folder,
 )
 
 
@@ -476,8 +484,10 @@ def compare(
     """
     from rnnbench import report, results
 
-    records = results.read_runs(Path(runs_dir), statuses=None if show_all else ("completed",))
-    records = _matching(records, names)
+    recorded = results.read_runs(Path(runs_dir), statuses=None if show_all else ("completed",))
+    records = _matching(recorded, names)
+    if recorded and not records and output_format != "json":
+        raise click.ClickException(f"no {'' if show_all else 'completed '}runs in {runs_dir}/ match {', '.join(names)}")
     if not records and output_format != "json":
         click.echo(f"No {'' if show_all else 'completed '}runs in {runs_dir}/ yet; train one with: rnnbench run CONFIG.yaml", err=True)
         return
@@ -491,7 +501,9 @@ def compare(
 @main.command()
 @runs_dir_option
 @click.option("--name", "names", multiple=True, metavar="PATTERN", help="Only runs whose name matches this glob pattern (repeatable).")
-@click.option("--out", "out_dir", default="report", show_default=True, type=click.Path(file_okay=False), help="Folder to write the report into.")
+@click.option(
+    "--out", "out_dir", default="report", show_default=True, type=click.Path(file_okay=False), help="Folder to write the report into.", callback=_a_folder
+)
 @click.option("--title", default="rnnbench report", show_default=True)
 @verdict_options
 def report(runs_dir: str, names: Sequence[str], out_dir: str, title: str, outcome: str, delta: float, replicates: int) -> None:
@@ -506,6 +518,8 @@ def report(runs_dir: str, names: Sequence[str], out_dir: str, title: str, outcom
     if not records:
         raise click.ClickException(f"no completed runs in {runs_dir}/ match {', '.join(names) or 'anything'}")
     command = shlex.join(["rnnbench", "report", *(f"--name={name}" for name in names), "--out", out_dir])
+    results.check_folder(Path(out_dir), "the report folder")
+    _warn_of_missing_histories(records, Path(runs_dir))
     try:
         written = reporting.write_report(
             records, Path(runs_dir), Path(out_dir), title, command, **_verdict_settings(records, runs_dir, outcome, delta, replicates)
@@ -513,6 +527,21 @@ def report(runs_dir: str, names: Sequence[str], out_dir: str, title: str, outcom
     except OSError as error:
         raise click.ClickException(f"cannot write the report into {out_dir}: {error.strerror or error}") from None
     click.echo(f"wrote {written[0]} and {written[1]} with {len(written) - 2} pictures")
+
+
+def _warn_of_missing_histories(records: list[dict], runs_dir: Path) -> None:
+    """A warning line per counted run whose folder or history.jsonl is gone: the report still
+    holds its results (the index has them), but no learning curve of it."""
+    from rnnbench import results, verdict
+
+    for record in verdict.counted_runs(records):
+        missing = results.missing_history(runs_dir, record)
+        if missing:
+            click.echo(
+                f"warning: run {record['run_id']} ({record['name']}, seed {record['config']['train']['seed']}): {missing},"
+                " so the report has its results but no learning curve of it",
+                err=True,
+            )
 
 
 def _verdict_settings(records: list[dict], runs_dir: str, outcome: str, delta: float, replicates: int) -> dict:

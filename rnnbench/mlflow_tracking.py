@@ -78,7 +78,22 @@ def require_mlflow(option: str = "--mlflow") -> None:
 def use(uri: str) -> None:
     """Log every run of this command, and of the worker processes it starts, to `uri`."""
     require_mlflow()
+    check_store(uri)
     os.environ[TRACKING_URI_VARIABLE] = uri
+
+
+def check_store(uri: str, option: str = "--mlflow") -> None:
+    """Refuse a SQLite store (sqlite:///relative.db, sqlite:////absolute/path.db) whose folder
+    does not exist: MLflow would create every missing folder on the way without a word, so a
+    typo in the path would leave the runs logged somewhere no one looks."""
+    if not uri.startswith("sqlite://"):
+        return
+    path = uri[len("sqlite://"):].partition("?")[0][1:]
+    if path in ("", ":memory:"):
+        return
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise InputError(f"{option} {uri}: the folder {folder} does not exist; create it first, or give a store in a folder that exists")
 
 
 def mlflow_observers() -> list[RunObserver]:
@@ -190,6 +205,7 @@ def sync(runs_dir: Path, uri: str, echo: Callable[[str], None]) -> tuple[int, in
     """Log to `uri` every finished run (completed, diverged, pruned) of `runs_dir` that is not
     fully logged there, from its files; returns how many were sent and how many already were."""
     require_mlflow("rnnbench mlflow-sync")
+    check_store(uri)
     records = results.read_runs(runs_dir, FINISHED)
     pending = [record for record in records if not _read_marker(runs_dir / record["run_id"]).get(uri, {}).get("complete")]
     sent, present = 0, len(records) - len(pending)

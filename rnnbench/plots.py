@@ -53,9 +53,11 @@ def read_history(runs_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]
 def learning_curves(group: Group, runs_dir: Path, path: Path) -> Path:
     """Training (dashed) and validation (solid) accuracy and loss per epoch for each run of a group; dots mark best epochs."""
     figure, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
+    without_history = []
     for index, record in enumerate(sorted(group.records, key=lambda record: record["config"]["train"]["seed"])):
         history = read_history(runs_dir, record)
         if not history:
+            without_history.append(record["config"]["train"]["seed"])
             continue
         color = COLORS[index % len(COLORS)]
         epochs = [entry["epoch"] for entry in history]
@@ -74,7 +76,12 @@ def learning_curves(group: Group, runs_dir: Path, path: Path) -> Path:
         axis.xaxis.get_major_locator().set_params(integer=True)
     if accuracy_axis.get_legend_handles_labels()[0]:  # Runs without a history file draw nothing.
         accuracy_axis.legend(fontsize=7, loc="best")
-    figure.suptitle(f"{group.name}: learning curves (dots: best epoch by validation accuracy)")
+    title = f"{group.name}: learning curves (dots: best epoch by validation accuracy)"
+    if without_history:
+        # The command warns of each such run too; the picture says it to whoever reads the report.
+        seeds = ", ".join(str(seed) for seed in without_history)
+        title += f"\nnot drawn, {'their' if len(without_history) > 1 else 'its'} history.jsonl gone: seed {seeds}"
+    figure.suptitle(title)
     return _save(figure, path)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import io
 import json
@@ -33,7 +34,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional
 
-from rnnbench.errors import RnnbenchError
+from rnnbench.errors import InputError, RnnbenchError
 
 INDEX_FILE = "index.sqlite"
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -45,6 +46,32 @@ INCOMPLETE = "incomplete"
 
 class ResultsError(RnnbenchError):
     """Runs that can't be written or read, described in one line."""
+
+
+class FolderError(ResultsError, InputError):
+    """A folder given on the command line that can never be one (a symlink loop, a symlink to
+    nothing): the input is wrong, exit code 2."""
+
+
+def check_folder(path: Path, role: str) -> None:
+    """Raise FolderError when `path`, or a folder on the way to it, is a symlink loop or a
+    symlink to nothing: creating the folder would fail with "File exists" and reading it with
+    "Too many levels of symbolic links", neither of which says what is wrong. `role` names the
+    folder in the message ("the runs folder")."""
+    steps = [*reversed(path.parents), path]
+    for step in steps:
+        if str(step) in (".", "/") or not step.is_symlink():
+            continue
+        try:
+            os.stat(step)
+        except OSError as error:
+            where = f"{role} {path}" + ("" if step == path else f" lies under {step}, which")
+            if error.errno == errno.ELOOP:
+                raise FolderError(f"{where} is a symlink loop (it leads back to itself); remove the link or give another folder") from None
+            if error.errno == errno.ENOENT:
+                raise FolderError(
+                    f"{where} is a symlink to {os.readlink(step)}, which does not exist; create that folder or give another one"
+                ) from None
 
 
 def now() -> str:
@@ -193,6 +220,17 @@ class RunDirectory:
             raise ResultsError(f"cannot write {self.path / 'model.keras'}: {error.strerror or error}") from None
 
 
+def missing_history(runs_dir: Path, record: dict[str, Any]) -> Optional[str]:
+    """What is gone of a recorded run that its learning curve is drawn from (its folder, or its
+    history.jsonl), in words; None when nothing is. The index keeps the run's results either way."""
+    folder = runs_dir / record["run_id"]
+    if not folder.is_dir():
+        return f"its folder {folder} is missing"
+    if not (folder / "history.jsonl").is_file():
+        return f"{folder / 'history.jsonl'} is missing"
+    return None
+
+
 def lock_path(runs_dir: Path, fingerprint: str) -> Path:
     """The file whose lock a process holds while it decides and trains the run of `fingerprint`."""
     return runs_dir / f".{fingerprint}.lock"
@@ -284,6 +322,7 @@ def check_writable(runs_dir: Path) -> None:
     """Create the runs folder and its index if needed and prove that a run can be recorded there,
     before any run folder is made: a row is written in a transaction that is rolled back."""
     path = runs_dir / INDEX_FILE
+    check_folder(runs_dir, "the runs folder")
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -364,6 +403,7 @@ def read_runs(runs_dir: Path, statuses: Optional[Iterable[str]] = ("completed",)
     except FileNotFoundError:
         return []
     except OSError as error:
+        check_folder(runs_dir, "the runs folder")
         raise ResultsError(f"cannot read {path}: {error.strerror or error}") from None
     try:
         connection = _connect(runs_dir, read_only=True)

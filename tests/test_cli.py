@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 import types
@@ -266,3 +267,72 @@ def test_jobs_hand_gpus_per_run_to_their_processes(tmp_path, monkeypatch):
     outcome = invoke("run", str(ROOT / "configs" / "gru.yaml"), "--jobs", "4", "--gpus-per-run", "0.25", "--runs-dir", str(tmp_path / "runs"))
     assert outcome.exit_code == 0, outcome.output
     assert (asked["jobs"], asked["cluster"], asked["gpus_per_run"]) == (4, None, 0.25)
+
+
+# --- Folders and patterns that can't mean what was asked -----------------------------------------
+
+
+def test_compare_with_a_pattern_that_matches_no_run_says_so(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    results.index_run(runs, "run1", "gru", "completed", fake_record("gru", "gru", 0.85))
+    for arguments in ([], ["--all"]):
+        outcome = CliRunner().invoke(main, ["compare", "--runs-dir", str(runs), "--name", "zzz*", "--name", "lstm-*", *arguments])
+        shown = "" if arguments else "completed "
+        # As `report` says it: runs exist, the patterns matched none of them.
+        assert (outcome.exit_code, outcome.output) == (1, f"Error: no {shown}runs in {runs}/ match zzz*, lstm-*\n")
+
+
+@pytest.mark.parametrize("arguments, option, default", [
+    (["compare", "--runs-dir", ""], "--runs-dir", "runs"),
+    (["report", "--runs-dir", ""], "--runs-dir", "runs"),
+    (["report", "--out", ""], "--out", "report"),
+    (["run", str(ROOT / "configs" / "gru.yaml"), "--runs-dir", ""], "--runs-dir", "runs"),
+    (["predict", "gru", "a text", "--runs-dir", ""], "--runs-dir", "runs"),
+    (["mlflow-sync", "--runs-dir", "", "--mlflow", "sqlite:///store.db"], "--runs-dir", "runs"),
+])
+def test_an_empty_folder_is_refused_rather_than_read_as_here_or_slash(tmp_path, monkeypatch, arguments, option, default):
+    monkeypatch.chdir(tmp_path)
+    outcome = CliRunner().invoke(main, arguments)
+    assert (outcome.exit_code, outcome.output) == (2, f"Error: {option} is empty; give a folder (the default is {default})\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlink_loop_or_a_link_to_nothing_as_a_folder_is_named(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "nowhere").symlink_to(tmp_path / "gone")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    results.index_run(runs, "run1", "gru", "completed", fake_record("gru", "gru", 0.85))
+    config = write_config(tmp_path, "model: {cell: ann, dense_units: 8}\ndata: {num_words: 40, maxlen: 16}\n", "tiny.yaml")
+    loop = "is a symlink loop (it leads back to itself); remove the link or give another folder"
+    cases = [
+        (["run", str(config), "--runs-dir", str(tmp_path / "loop")], f"the runs folder {tmp_path / 'loop'} {loop}"),
+        (["run", str(config), "--runs-dir", str(tmp_path / "loop" / "runs")],
+         f"the runs folder {tmp_path / 'loop' / 'runs'} lies under {tmp_path / 'loop'}, which {loop}"),
+        (["compare", "--runs-dir", str(tmp_path / "loop")], f"the runs folder {tmp_path / 'loop'} {loop}"),
+        (["report", "--runs-dir", str(runs), "--out", str(tmp_path / "loop")], f"the report folder {tmp_path / 'loop'} {loop}"),
+        (["run", str(config), "--runs-dir", str(tmp_path / "nowhere")],
+         f"the runs folder {tmp_path / 'nowhere'} is a symlink to {tmp_path / 'gone'}, which does not exist; create that folder or give another one"),
+    ]
+    for arguments, error in cases:
+        outcome = CliRunner().invoke(main, arguments)
+        assert (outcome.exit_code, outcome.output) == (2, f"Error: {error}\n"), arguments
+    # Nothing made or changed: the links are as they were, the runs folder holds its index alone.
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name != "keras_home") == ["loop", "nowhere", "runs", "tiny.yaml"]
+    assert os.readlink(tmp_path / "loop") == str(tmp_path / "loop") and not (tmp_path / "gone").exists()
+    assert [path.name for path in runs.iterdir()] == ["index.sqlite"]
+
+
+def test_an_mlflow_store_in_a_folder_that_does_not_exist_is_refused(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is None:
+        pytest.skip("the mlflow extra is not installed")
+    store = f"sqlite:///{tmp_path / 'nowhere' / 'deeper' / 'mlflow.db'}"
+    error = f"Error: --mlflow {store}: the folder {tmp_path / 'nowhere' / 'deeper'} does not exist; create it first, or give a store in a folder that exists\n"
+    for arguments in (["run", str(ROOT / "configs" / "gru.yaml"), "--runs-dir", str(tmp_path / "runs")], ["mlflow-sync", "--runs-dir", str(tmp_path / "runs")]):
+        outcome = CliRunner().invoke(main, [*arguments, "--mlflow", store])
+        assert (outcome.exit_code, outcome.output) == (2, error)
+    # MLflow would have made the folders; nothing is made.
+    assert list(tmp_path.iterdir()) == []

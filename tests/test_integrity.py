@@ -160,3 +160,37 @@ def test_a_sweep_naming_one_run_twice_trains_it_once(tiny_data_dir, tmp_path):
     assert len(run_folders(tmp_path / "runs")) == 1
     # The run's lock file went with its last holder.
     assert sorted(os.listdir(tmp_path / "runs")) == sorted(["index.sqlite", Path(first["run_dir"]).name])
+
+
+def test_report_warns_of_each_run_whose_history_or_folder_is_gone(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name, seed in (("gru", 1), ("gru", 2), ("lstm", 1), ("lstm", 2)):
+        run_id = f"run-{name}-{seed}"
+        (runs / run_id).mkdir()
+        history = [{"epoch": epoch, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.5, "val_accuracy": 0.8 + 0.01 * seed} for epoch in (1, 2)]
+        (runs / run_id / "history.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in history))
+        results.index_run(runs, run_id, name, "completed", {
+            "name": name, "parameters": 1000, "backend": "tensorflow", "device": "CPU: test", "data": {"dataset": "imdb"},
+            "config": {"name": name, "model": {"cell": name}, "train": {"seed": seed}},
+            "result": {"best_val_accuracy": 0.8 + 0.01 * seed, "best_epoch": 2, "test_accuracy": 0.79 + 0.01 * seed, "mean_epoch_seconds": 1.0},
+        })
+    (runs / "run-gru-2" / "history.jsonl").unlink()
+    import shutil
+
+    shutil.rmtree(runs / "run-lstm-1")
+    index = (runs / results.INDEX_FILE).read_bytes()
+    out = tmp_path / "report"
+    outcome = CliRunner().invoke(main, ["report", "--runs-dir", str(runs), "--out", str(out)])
+    # Still a report, of all four runs (the index holds their results), and a line for each loss.
+    assert outcome.exit_code == 0, outcome.output
+    assert outcome.stdout == f"wrote {out / 'report.md'} and {out / 'report.html'} with 5 pictures\n"
+    assert outcome.stderr.splitlines() == [
+        f"warning: run run-gru-2 (gru, seed 2): {runs / 'run-gru-2' / 'history.jsonl'} is missing, so the report has its results but no learning curve of it",
+        f"warning: run run-lstm-1 (lstm, seed 1): its folder {runs / 'run-lstm-1'} is missing, so the report has its results but no learning curve of it",
+    ]
+    assert "4 completed runs in 2 configs" in (out / "report.md").read_text()
+    # Nothing in the runs folder was rewritten or made.
+    assert (runs / results.INDEX_FILE).read_bytes() == index
+    assert sorted(path.name for path in runs.iterdir()) == ["index.sqlite", "run-gru-1", "run-gru-2", "run-lstm-2"]
+    assert sorted(path.name for path in (runs / "run-gru-2").iterdir()) == []

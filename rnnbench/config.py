@@ -578,6 +578,13 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         )
     if "name" not in raw:
         raw["name"] = name_from_stem(path.stem)
+        if not raw["name"]:
+            # Refused rather than named `run`: two such files (😀.yaml, שלום.yaml) would share
+            # one name, so their runs would count as one config and `predict run` mix them.
+            raise ConfigError(
+                f"{source}: no run name can be made from the file name (it has no ASCII letter or digit);"
+                " give the config one, e.g. name: my_run"
+            )
     return raw
 
 
@@ -586,13 +593,12 @@ def name_from_stem(stem: str) -> str:
 
     The user did not write this name, so it is made to fit rather than refused: accents are
     folded to ASCII, every other run of disallowed characters becomes one `_`, and the ends
-    are trimmed to a letter or digit; `run` when nothing is left.
+    are trimmed to a letter or digit; "" when nothing is left (`read_mapping` refuses that).
     """
     decomposed = unicodedata.normalize("NFKD", stem)
     folded = "".join(character for character in decomposed if not unicodedata.combining(character))
     cleaned = re.sub(r"[^A-Za-z0-9_.\-]+", "_", folded)
-    trimmed = cleaned.strip("_.-")[:NAME_LENGTH].rstrip("_.-")
-    return trimmed or "run"
+    return cleaned.strip("_.-")[:NAME_LENGTH].rstrip("_.-")
 
 
 # An override is `key=value` text (from --set), or an already typed (key, value, label) triple.
@@ -635,6 +641,10 @@ def parse_override(override: str) -> tuple[str, Any]:
     key = key.strip()
     if not sep or not key:
         raise ConfigError(f"--set {_printable(override)}: expected KEY=VALUE, e.g. --set model.layers=2")
+    if any(not part.strip() for part in key.split(".")):
+        raise ConfigError(
+            f"--set {_printable(override)}: the key {key!r} has an empty part; a key is names joined by dots, e.g. --set model.layers=2"
+        )
     try:
         value = load_yaml(text, root=_printable(key)) if text.strip() else None
     except YamlDocumentError as error:

@@ -95,3 +95,28 @@ def test_line_breaks_in_keys_and_arguments_stay_on_one_line():
     assert str(caught.value).startswith("x.yaml: unknown key 'model.a\\nb' (allowed: ")
     outcome = CliRunner().invoke(main, ["summary", str(Path(__file__).parent.parent / "configs" / "gru.yaml"), "--set", "\n"])
     assert outcome.exit_code == 2 and outcome.output == "Error: --set '\\n': expected KEY=VALUE, e.g. --set model.layers=2\n"
+
+
+@pytest.mark.parametrize("override", [".=1", "model..cell=gru", ".model=1", "model.=1", "model. .cell=gru"])
+def test_a_set_key_with_an_empty_part_is_named_as_written(override):
+    outcome = CliRunner().invoke(main, ["summary", str(Path(__file__).parent.parent / "configs" / "gru.yaml"), "--set", override])
+    key = override.rpartition("=")[0]
+    assert (outcome.exit_code, outcome.output) == (
+        2, f"Error: --set {override}: the key {key!r} has an empty part; a key is names joined by dots, e.g. --set model.layers=2\n"
+    )
+
+
+@pytest.mark.parametrize("stem", ["😀", "שלום", "日本語", "---"])
+def test_a_file_name_that_gives_no_run_name_is_refused(tmp_path, stem):
+    # Each would have been named `run`, so their runs would have counted as one config.
+    path = tmp_path / f"{stem}.yaml"
+    path.write_text("model: {cell: gru}\n", encoding="utf-8")
+    for command in (["run", str(path), "--runs-dir", str(tmp_path / "runs")], ["summary", str(path)]):
+        outcome = CliRunner().invoke(main, command)
+        assert (outcome.exit_code, outcome.output) == (
+            2, f"Error: {path}: no run name can be made from the file name (it has no ASCII letter or digit); give the config one, e.g. name: my_run\n"
+        )
+    assert not (tmp_path / "runs").exists()
+    # With a name written in it, the same file runs.
+    path.write_text("name: greeting\nmodel: {cell: gru}\n", encoding="utf-8")
+    assert CliRunner().invoke(main, ["summary", str(path)]).exit_code == 0

@@ -193,7 +193,9 @@ def test_floats_in_exponent_notation_are_numbers(tmp_path):
 def test_name_is_made_from_a_stem_that_is_not_a_valid_name(tmp_path):
     assert load_config(write(tmp_path, "model: {cell: gru}\n", "my run é.yaml")).name == "my_run_e"
     assert load_config(write(tmp_path, "model: {cell: gru}\n", "(draft) Çà & ça!.yaml")).name == "draft_Ca_ca"
-    assert load_config(write(tmp_path, "model: {cell: gru}\n", "日本語.yaml")).name == "run"
+    # Nothing left of the stem: refused (tests/test_bad_configs.py), not named `run`.
+    with pytest.raises(ConfigError, match="no run name can be made from the file name"):
+        load_config(write(tmp_path, "model: {cell: gru}\n", "日本語.yaml"))
     assert load_config(write(tmp_path, "model: {cell: gru}\n", "x" * 150 + ".yaml")).name == "x" * 100
     # A name the user wrote is validated as written.
     assert error_of(tmp_path, "name: my run\n") == (

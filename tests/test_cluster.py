@@ -66,6 +66,10 @@ def checkpointed_epochs(runs: Path) -> list[int]:
     return counts
 
 
+# Ray starts its workers at nice 15, below everything else on the machine: on a busy one they get
+# a few percent of a core, and a test's two epochs take most of an hour. At nice 0 they share the
+# machine like the test itself; nothing else about them changes.
+WORKERS_NOT_NICED = ("RAY_worker_niceness", "0")
 # How long a test waits for something that only a hang would keep from happening: training on
 # a busy machine is slow, never this slow, and a test that waits longer still gives its answer.
 HANG_SECONDS = 1200
@@ -97,6 +101,7 @@ def local_ray(tmp_path_factory):
         # Without a mode, a new local Ray writes a token into ~/.ray, which would turn
         # authentication on for every `ray start --head` of this user afterwards.
         environment.setenv("RAY_AUTH_MODE", "disabled")
+        environment.setenv(*WORKERS_NOT_NICED)
         started = time.perf_counter()
         ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, log_to_driver=False)
         print(f"\nlocal Ray started in {time.perf_counter() - started:.1f} s")
@@ -114,7 +119,8 @@ def ray_head(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("ray_head") / "head.log"
     # A fixed mode, so that a token in ~/.ray (which turns authentication on) changes nothing here.
-    environment = {**os.environ, "RAY_AUTH_MODE": "disabled", "RNNBENCH_CACHE_DIR": str(log.parent / "cache"), "KERAS_HOME": str(log.parent / "keras")}
+    environment = {**os.environ, "RAY_AUTH_MODE": "disabled", "RNNBENCH_CACHE_DIR": str(log.parent / "cache"), "KERAS_HOME": str(log.parent / "keras"),
+                   WORKERS_NOT_NICED[0]: WORKERS_NOT_NICED[1]}
     started = time.perf_counter()
     with open(log, "w") as output:
         head = subprocess.Popen(

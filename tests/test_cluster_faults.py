@@ -74,6 +74,8 @@ def test_cluster(monkeypatch):
     # Without a mode, a new Ray writes a token into ~/.ray, which would turn authentication on for
     # every `ray start --head` of this user afterwards.
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    # Ray starts its workers at nice 15: on a busy machine they would get a few percent of a core.
+    monkeypatch.setenv("RAY_worker_niceness", "0")
     started = time.perf_counter()
     head = cluster_utils.Cluster(
         initialize_head=True,

@@ -27,6 +27,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip ins
 from rnnbench import executor, results, worker  # noqa: E402
 from rnnbench.cli import main  # noqa: E402
 from rnnbench.cluster import ClusterSettings  # noqa: E402
+from rnnbench.observers import RunObserver  # noqa: E402
 from rnnbench.sweep import expand  # noqa: E402
 
 SWEEP = (
@@ -52,18 +53,6 @@ def histories(runs: Path) -> dict[str, list[dict]]:
         lines = (runs / record["run_id"] / "history.jsonl").read_text().splitlines()
         found[record["fingerprint"]] = [{key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines]
     return found
-
-
-def checkpointed_epochs(runs: Path) -> list[int]:
-    """How many epochs each unfinished run's checkpoint holds (what a resume goes on from)."""
-    counts = []
-    for path in runs.glob(f"*/{results.CHECKPOINT_FILE}"):
-        try:
-            state = results.RunDirectory(path.parent).read_checkpoint()["state"]
-        except results.ResultsError:
-            continue  # Removed as the run completed, between the listing and the reading.
-        counts.append(len(json.loads(state.tobytes().decode("utf-8"))["history"]))
-    return counts
 
 
 # Ray starts its workers at nice 15, below everything else on the machine: on a busy one they get
@@ -169,22 +158,60 @@ def test_a_sweep_on_ray_is_recorded_once_by_the_driver_with_the_histories_of_tra
     assert histories(tmp_path / "on_ray") == histories(tmp_path / "here")
 
 
-def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_trains_nothing_twice(local_ray, tiny_data_dir, tmp_path):
+class HoldAfterEpoch:
+    """A run's watch, as tune's trials have one: its observer, where the run trains, holds the
+    run once epoch `epoch` is checkpointed, saying so in `folder`, until Ctrl-C's cancellation of
+    the task reaches it, which it says there too. So the run is surely in progress, with a
+    checkpoint of exactly that epoch, when Ctrl-C comes, however fast or slow its epochs are."""
+
+    def __init__(self, epoch: int, folder: Path):
+        self.epoch, self.folder = epoch, folder
+
+    def observer(self) -> "HeldRun":
+        return HeldRun(self.epoch, self.folder)
+
+
+class HeldRun(RunObserver):
+    def __init__(self, epoch: int, folder: Path):
+        self.epoch, self.folder = epoch, folder
+
+    def epoch_ended(self, entry: dict, history: list) -> None:
+        if entry["epoch"] != self.epoch:
+            return
+        (self.folder / "holding").touch()
+        held = time.perf_counter()
+        try:
+            # Short sleeps: Ray's cancellation raises KeyboardInterrupt in a running task by
+            # _thread.interrupt_main, which is seen between Python steps, not inside one sleep.
+            while time.perf_counter() - held < HANG_SECONDS:
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            (self.folder / "cancelled").touch()
+            raise
+
+
+def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_trains_nothing_twice(local_ray, tiny_data_dir, tmp_path, monkeypatch):
     short = expand(sweep_file(tmp_path, "stop", [1]), ["train.epochs=1"])
     long = expand(sweep_file(tmp_path, "stop", [1, 2]), ["train.epochs=6"])
     configs, runs = short + long, tmp_path / "runs"
+    # The first long run is held after epoch 2; the watch travels to the worker with its task.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    hold = HoldAfterEpoch(2, tmp_path)
+    pending = executor.Pending
+    monkeypatch.setattr(executor, "Pending", lambda position, label, config: pending(
+        position, label, config, watch=hold if config.fingerprint() == long[0].fingerprint() else None))
 
-    def interrupt_once_the_long_run_has_two_epochs(line: str) -> None:
+    def interrupt_once_the_long_run_is_held(line: str) -> None:
         # Ctrl-C reaches the driver while it waits for its tasks; here it comes as the short run
-        # is reported, once the long run beside it has a checkpoint of two epochs to go on from.
-        # The checkpoint itself is read: history.jsonl is written a moment before it, so two
-        # lines there may still mean a checkpoint of one epoch (slower disks, a busy machine).
+        # is reported, once the long run beside it is held with a checkpoint of two epochs.
         if " on node " in line:
-            wait_for(lambda: max(checkpointed_epochs(runs), default=0) >= 2, "the long run's checkpoint of epoch 2")
+            wait_for((tmp_path / "holding").exists, "hold of the long run after epoch 2")
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        executor.run_all(configs, str(tiny_data_dir), runs, "test", echo=interrupt_once_the_long_run_has_two_epochs, cluster=ClusterSettings("local"))
+        executor.run_all(configs, str(tiny_data_dir), runs, "test", echo=interrupt_once_the_long_run_is_held, cluster=ClusterSettings("local"))
+    monkeypatch.setattr(executor, "Pending", pending)
+    wait_for((tmp_path / "cancelled").exists, "cancellation reaching the held run")
     statuses = sorted(record["status"] for record in results.read_runs(runs, statuses=None))
     assert statuses == ["completed", "interrupted"]  # The third run was never handed out.
     [stopped] = results.read_runs(runs, statuses=("interrupted",))
@@ -196,7 +223,7 @@ def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_train
     assert [record["status"] for record in results.read_runs(runs, statuses=None)] == ["completed"] * 3
     assert len([folder for folder in runs.iterdir() if folder.is_dir()]) == 3
     [resumed] = [record for record in records if record.get("resumed")]
-    assert Path(resumed["run_dir"]).name == stopped["run_id"] and resumed["resumed"][0]["after_epoch"] >= 2
+    assert Path(resumed["run_dir"]).name == stopped["run_id"] and resumed["resumed"][0]["after_epoch"] == 2
     # Its history is the one an uninterrupted run has: every epoch once, with the same numbers.
     executor.run_all([long[0]], str(tiny_data_dir), tmp_path / "uninterrupted", "test", echo=lambda line: None)
     assert histories(runs)[long[0].fingerprint()] == histories(tmp_path / "uninterrupted")[long[0].fingerprint()]

@@ -463,6 +463,7 @@ def _train_on_node(request: worker.RunRequest, settings: WorkerSettings, shared_
     does, on the data the driver prepared (`shared_data`: its object-store reference, in a list)."""
     import ray
 
+    _cancellable()
     worker.prepare(settings.backend_name, settings.gpu_share)
     os.environ.update(settings.environment)
     prepared = ray.get(shared_data[0])
@@ -470,6 +471,19 @@ def _train_on_node(request: worker.RunRequest, settings: WorkerSettings, shared_
         outcome = worker.train_request(request, worker.labelled_echo(request.label), prepared)
 
     return dataclasses.replace(outcome, node=ray.util.get_node_ip_address())
+
+
+def _cancellable() -> None:
+    """Let Ray's cancellation (Ctrl-C, or another run failing) stop this task. Ray raises
+    KeyboardInterrupt in a running task as a SIGINT would, which does nothing where SIGINT is
+    ignored; a worker inherits that from a driver started in the background of a shell, under
+    nohup or by a CI runner. Its run would train on, beside the driver recording it as
+    interrupted and beside the run that resumes it. Tasks run in the worker's main thread."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        with contextlib.suppress(ValueError):  # Only a main thread may; Ray interrupts no other.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -92,7 +93,13 @@ def local_ray(tmp_path_factory):
         environment.setenv("RAY_AUTH_MODE", "disabled")
         environment.setenv(*WORKERS_NOT_NICED)
         started = time.perf_counter()
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, log_to_driver=False)
+        # Ray's workers inherit SIGINT ignored, as they do from a driver started in the background
+        # (nohup, a CI runner, `make test &`): a task cancelled on Ctrl-C must stop all the same.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, log_to_driver=False)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         print(f"\nlocal Ray started in {time.perf_counter() - started:.1f} s")
         yield
         ray.shutdown()

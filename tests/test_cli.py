@@ -187,7 +187,7 @@ def test_a_killed_run_shows_as_incomplete(tmp_path):
     assert invoke("compare", "--runs-dir", str(runs)).output.startswith("No completed runs in ")
 
 
-@pytest.mark.parametrize("flags, expected", [(["--per-run"], []), (["--all"], []), ([], {"groups": [], "verdict": []})])
+@pytest.mark.parametrize("flags, expected", [(["--per-run"], []), (["--all"], []), ([], {"groups": [], "verdict": [], "verdict_lines": []})])
 def test_compare_as_json_without_runs_is_still_json(tmp_path, flags, expected):
     outcome = CliRunner().invoke(main, ["compare", "--runs-dir", str(tmp_path / "empty"), "--format", "json", *flags])
     assert outcome.exit_code == 0 and outcome.stderr == ""

@@ -220,7 +220,7 @@ def run(
             "\n" + _interrupted(getattr(interrupt, "run_dir", None), sweep=len(configs) > 1, parallel=jobs > 1, cluster=settings is not None),
             err=True,
         )
-        sys.exit(130)
+        _exit_interrupted()
     failed = [record for record in records if record.get("status") != "completed"]
     if len(records) > 1:
         click.echo("")
@@ -428,7 +428,7 @@ def tune_command(
             " trial in progress resumes from its run's last finished epoch",
             err=True,
         )
-        sys.exit(130)
+        _exit_interrupted()
     click.echo("")
     click.echo(report.format_groups(finals))
     folder = Path(out_dir or Path("reports") / f"tune-{base}")
@@ -542,6 +542,15 @@ def _warn_of_missing_histories(records: list[dict], runs_dir: Path) -> None:
                 " so the report has its results but no learning curve of it",
                 err=True,
             )
+
+
+def _exit_interrupted() -> None:
+    """Exit with 130 after Ctrl-C, the interruption already said. A KeyboardInterrupt that landed
+    inside a framework's constructor leaves a half-built object whose finalizer fails as the
+    interpreter shuts down (TensorFlow's AtomicFunction: "Exception ignored in ... has no
+    attribute '_generated_graph'"); that noise would follow the one line, so it is not printed."""
+    sys.unraisablehook = lambda unraisable: None
+    sys.exit(130)
 
 
 def _verdict_settings(records: list[dict], runs_dir: str, outcome: str, delta: float, replicates: int) -> dict:

@@ -478,9 +478,11 @@ def test_killed_mid_trial_and_run_again_completes_the_same_study(slow_data_dir, 
     environment = _environment(slow_data_dir, tmp_path)
     runs = tmp_path / "killed"
     process = _tune(config, runs, environment)
-    # Wait for trial t001 of the first candidate to finish an epoch, then kill it inside the next.
+    # Wait for trial t001 of the first candidate to checkpoint an epoch, then kill it inside the next.
+    # The checkpoint, not history.jsonl: the history is written a moment before it, and a kill in
+    # between leaves nothing to resume from (the run then starts again, and says no 'resuming').
     started = time.monotonic()
-    while not any(len(path.read_text().splitlines()) >= 1 for path in runs.glob("*-tiny-gru-t001-*/history.jsonl")):
+    while not any(runs.glob(f"*-tiny-gru-t001-*/{results.CHECKPOINT_FILE}")):
         assert process.poll() is None, process.communicate()[0]
         assert time.monotonic() - started < 300, "the trial never reached its first epoch"
         time.sleep(0.05)

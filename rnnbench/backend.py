@@ -76,14 +76,30 @@ def auto_choice() -> tuple[str, str]:
         return chosen, f"auto: KERAS_BACKEND={chosen} is set"
     gpu = nvidia_gpu_visible()
     if gpu and installed("torch"):
-        return "torch", "auto: an NVIDIA GPU is visible and torch is installed; Keras-torch trained whole runs fastest on a GPU (docs/performance.md)"
+        return (
+            "torch",
+            "auto: an NVIDIA GPU is visible and torch is installed; Keras-torch trained whole runs fastest on a GPU (docs/performance.md)",
+        )
     if _runs_take_a_gpu and installed("torch"):
-        return "torch", "auto: each run takes a share of a GPU (--gpus-per-run) and torch is installed; Keras-torch trained whole runs fastest on a GPU (docs/performance.md)"
+        return (
+            "torch",
+            "auto: each run takes a share of a GPU (--gpus-per-run) and torch is installed; Keras-torch trained whole runs fastest on a GPU (docs/performance.md)",
+        )
     if installed("jax"):
         if gpu:
-            return "jax", "auto: an NVIDIA GPU is visible but torch is not installed; JAX is, and Keras-JAX was second on GPU (docs/performance.md)"
-        return "jax", "auto: no NVIDIA GPU is visible and JAX is installed; Keras-JAX was fastest on the CPU (docs/performance.md)"
-    device = "an NVIDIA GPU is visible but neither torch nor JAX is installed" if gpu else "no NVIDIA GPU is visible and JAX is not installed"
+            return (
+                "jax",
+                "auto: an NVIDIA GPU is visible but torch is not installed; JAX is, and Keras-JAX was second on GPU (docs/performance.md)",
+            )
+        return (
+            "jax",
+            "auto: no NVIDIA GPU is visible and JAX is installed; Keras-JAX was fastest on the CPU (docs/performance.md)",
+        )
+    device = (
+        "an NVIDIA GPU is visible but neither torch nor JAX is installed"
+        if gpu
+        else "no NVIDIA GPU is visible and JAX is not installed"
+    )
     return "tensorflow", f"auto: {device}, so TensorFlow"
 
 
@@ -94,7 +110,9 @@ def select_backend(name: str, choice: str | None = None) -> None:
     """
     module, _ = _BACKEND_PACKAGES[name]
     if importlib.util.find_spec(module) is None:
-        raise BackendError(f"backend {name!r} is not installed here (pip install {module}), or choose another with --backend")
+        raise BackendError(
+            f"backend {name!r} is not installed here (pip install {module}), or choose another with --backend"
+        )
     if choice is not None:
         os.environ[CHOICE_VARIABLE] = choice
     if "keras" in sys.modules:

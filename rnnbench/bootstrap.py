@@ -85,11 +85,15 @@ class MultiBootstrap:
         """The pair's multi-bootstrap (a `verdict.DifferenceOf`); `key` must be the test accuracy."""
         t_test: TDifference = t_difference(first, second, key)
         if key != "test_accuracy":
-            raise BootstrapError("--bootstrap resamples test rows, so it needs the test outcome (drop --outcome validation)")
+            raise BootstrapError(
+                "--bootstrap resamples test rows, so it needs the test outcome (drop --outcome validation)"
+            )
         first_runs, second_runs = self._runs(first), self._runs(second)
         rows = {len(self.correct[run]) for run in first_runs + second_runs}
         if len(rows) != 1:
-            raise BootstrapError(f"{first.name} and {second.name} were scored on test splits of different sizes ({', '.join(map(str, sorted(rows)))} rows): their rows can't be resampled together")
+            raise BootstrapError(
+                f"{first.name} and {second.name} were scored on test splits of different sizes ({', '.join(map(str, sorted(rows)))} rows): their rows can't be resampled together"
+            )
         run_ids, accuracies = self._resampled(rows.pop())
         column = {run: index for index, run in enumerate(run_ids)}
         first_seeds = [record["config"]["train"]["seed"] for record in first.records]
@@ -115,7 +119,9 @@ class MultiBootstrap:
             float(self.correct[run].mean()) for run in second_runs
         )
         method = f"multi-bootstrap{' (paired seeds)' if paired else ''}, {self.replicates:,} replicates"
-        return BootstrapDifference(method, estimate, replicates, len(first_runs), len(second_runs), paired, t_test.spread)
+        return BootstrapDifference(
+            method, estimate, replicates, len(first_runs), len(second_runs), paired, t_test.spread
+        )
 
     def _runs(self, group: Group) -> list[str]:
         missing = [record["run_id"] for record in group.records if record.get("run_id") not in self.correct]
@@ -136,8 +142,10 @@ class MultiBootstrap:
             accuracies = np.empty((self.replicates, len(run_ids)))
             for start in range(0, self.replicates, BLOCK):
                 count = min(BLOCK, self.replicates - start)
-                weights = np.stack([np.bincount(generator.integers(0, rows, rows), minlength=rows) for _ in range(count)]).astype(np.float32)
-                accuracies[start:start + count] = (weights @ matrix.T) / rows
+                weights = np.stack(
+                    [np.bincount(generator.integers(0, rows, rows), minlength=rows) for _ in range(count)]
+                ).astype(np.float32)
+                accuracies[start : start + count] = (weights @ matrix.T) / rows
             self._accuracies[rows] = (run_ids, accuracies)
         return self._accuracies[rows]
 

@@ -19,7 +19,9 @@ from rnnbench.verdict import DELTA
 
 T = TypeVar("T")
 
-DATA_DIR_HELP = "Folder holding imdb/train.tsv.gz (or aclImdb/); without it IMDB is downloaded once into the Keras cache."
+DATA_DIR_HELP = (
+    "Folder holding imdb/train.tsv.gz (or aclImdb/); without it IMDB is downloaded once into the Keras cache."
+)
 RUNS_DIR_HELP = "Folder of recorded runs."
 
 
@@ -67,6 +69,8 @@ backend_option = click.option(
     type=click.Choice(["tensorflow", "jax", "torch"]),
     help="Keras backend (overrides the config's `backend`).",
 )
+
+
 def _a_folder(context: click.Context, parameter: click.Parameter, value: str | None) -> str | None:
     """Refuse an empty folder option: "" would be the current folder, and `/` where one is added."""
     if value == "":
@@ -75,26 +79,41 @@ def _a_folder(context: click.Context, parameter: click.Parameter, value: str | N
 
 
 runs_dir_option = click.option(
-    "--runs-dir", envvar="RNNBENCH_RUNS_DIR", default="runs", show_default=True, type=click.Path(file_okay=False), help=RUNS_DIR_HELP,
+    "--runs-dir",
+    envvar="RNNBENCH_RUNS_DIR",
+    default="runs",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help=RUNS_DIR_HELP,
     callback=_a_folder,
 )
-
 
 
 def verdict_options(command: Callable) -> Callable:
     """The verdict's settings, shared by compare and report."""
     options = [
         click.option(
-            "--outcome", type=click.Choice(["test", "validation"]), default="test", show_default=True,
+            "--outcome",
+            type=click.Choice(["test", "validation"]),
+            default="test",
+            show_default=True,
             help="What the verdict tests: each run's test accuracy at its best-validation epoch, or the best validation"
             " accuracy itself (a maximum over epochs, so optimistic).",
         ),
         click.option(
-            "--delta", type=click.FloatRange(min=0, min_open=True, max=100), default=100 * DELTA, show_default=True, metavar="POINTS",
+            "--delta",
+            type=click.FloatRange(min=0, min_open=True, max=100),
+            default=100 * DELTA,
+            show_default=True,
+            metavar="POINTS",
             help="Equivalence margin in accuracy points: two configs whose difference is shown to lie within ±POINTS are equivalent.",
         ),
         click.option(
-            "--bootstrap", "replicates", type=click.IntRange(min=0), default=0, metavar="N",
+            "--bootstrap",
+            "replicates",
+            type=click.IntRange(min=0),
+            default=0,
+            metavar="N",
             help="Test by a multi-bootstrap of N replicates over seeds and test rows (thorough; 10000 is a good N) instead of t-tests.",
         ),
     ]
@@ -104,7 +123,9 @@ def verdict_options(command: Callable) -> Callable:
 
 
 def mlflow_option(help_text: str) -> Callable:
-    return click.option("--mlflow", "tracking_uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, metavar="URI", help=help_text)
+    return click.option(
+        "--mlflow", "tracking_uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, metavar="URI", help=help_text
+    )
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -141,7 +162,11 @@ _EXECUTOR_OPTIONS = [
         help="Train every run as a task on a Ray cluster (needs the ray extra): auto attaches to the one RAY_ADDRESS names or"
         " `ray start` started here, local starts a private one on this machine. See docs/cluster.md.",
     ),
-    click.option("--cpus-per-run", type=click.FloatRange(0.01, 1024), help="With --cluster: CPUs each run takes on its node.  [default: 1]"),
+    click.option(
+        "--cpus-per-run",
+        type=click.FloatRange(0.01, 1024),
+        help="With --cluster: CPUs each run takes on its node.  [default: 1]",
+    ),
     click.option(
         "--gpus-per-run",
         type=click.FloatRange(0, 64),
@@ -154,8 +179,15 @@ _EXECUTOR_OPTIONS = [
 @click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(dir_okay=False))
 @set_option
 @backend_option
-@click.option("--seeds", "seed_count", type=click.IntRange(1, 100), help="Train N runs, seeds train.seed .. train.seed + N - 1 (replaces train.seeds).")
-@click.option("--force", is_flag=True, help="Train again, from the start, even runs whose config and seed already completed.")
+@click.option(
+    "--seeds",
+    "seed_count",
+    type=click.IntRange(1, 100),
+    help="Train N runs, seeds train.seed .. train.seed + N - 1 (replaces train.seeds).",
+)
+@click.option(
+    "--force", is_flag=True, help="Train again, from the start, even runs whose config and seed already completed."
+)
 @click.option(
     "--resume/--no-resume",
     default=True,
@@ -165,7 +197,9 @@ _EXECUTOR_OPTIONS = [
 @executor_options
 @click.option("--data-dir", envvar="RNNBENCH_DATA_DIR", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @runs_dir_option
-@mlflow_option("Also log each run to this MLflow tracking server or store (needs the mlflow extra); the runs folder stays the record.")
+@mlflow_option(
+    "Also log each run to this MLflow tracking server or store (needs the mlflow extra); the runs folder stays the record."
+)
 def run(
     config_path: str,
     overrides: Sequence[str],
@@ -198,7 +232,9 @@ def run(
     configs = _read_configs(lambda: expand(config_path, _overrides(overrides, backend), seed_count), gpus_per_run)
     _select_backend(configs[0].backend, configs[0].backend_choice)
     if len({config.backend for config in configs}) > 1:
-        raise UserError(f"{config_path}: a sweep runs in one process, so it can't vary `backend`; run one config per backend")
+        raise UserError(
+            f"{config_path}: a sweep runs in one process, so it can't vary `backend`; run one config per backend"
+        )
     from rnnbench import executor, report
 
     # The command that repeats this run (data and runs folders are the machine's business).
@@ -212,12 +248,26 @@ def run(
     try:
         with executor.attached(settings), sweep:
             records = executor.run_all(
-                configs, data_dir, Path(runs_dir), command, force=force, echo=click.echo, resume=resume, jobs=jobs, cluster=settings,
+                configs,
+                data_dir,
+                Path(runs_dir),
+                command,
+                force=force,
+                echo=click.echo,
+                resume=resume,
+                jobs=jobs,
+                cluster=settings,
                 gpus_per_run=None if settings else gpus_per_run,
             )
     except KeyboardInterrupt as interrupt:
         click.echo(
-            "\n" + _interrupted(getattr(interrupt, "run_dir", None), sweep=len(configs) > 1, parallel=jobs > 1, cluster=settings is not None),
+            "\n"
+            + _interrupted(
+                getattr(interrupt, "run_dir", None),
+                sweep=len(configs) > 1,
+                parallel=jobs > 1,
+                cluster=settings is not None,
+            ),
             err=True,
         )
         _exit_interrupted()
@@ -241,11 +291,22 @@ def run(
 @main.command(name="predict")
 @click.argument("run_spec", metavar="RUN")
 @click.argument("texts", nargs=-1)
-@click.option("--file", "file_path", type=click.Path(dir_okay=False), help="Texts to classify: one per line (.txt), or a column of a TSV, CSV or JSONL file (gzip or plain).")
-@click.option("--text-column", default="text", show_default=True, help="The column (or JSONL key) holding the texts in --file.")
-@click.option("--format", "output_format", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True)
+@click.option(
+    "--file",
+    "file_path",
+    type=click.Path(dir_okay=False),
+    help="Texts to classify: one per line (.txt), or a column of a TSV, CSV or JSONL file (gzip or plain).",
+)
+@click.option(
+    "--text-column", default="text", show_default=True, help="The column (or JSONL key) holding the texts in --file."
+)
+@click.option(
+    "--format", "output_format", type=click.Choice(["table", "csv", "jsonl"]), default="table", show_default=True
+)
 @runs_dir_option
-def predict_command(run_spec: str, texts: Sequence[str], file_path: str | None, text_column: str, output_format: str, runs_dir: str) -> None:
+def predict_command(
+    run_spec: str, texts: Sequence[str], file_path: str | None, text_column: str, output_format: str, runs_dir: str
+) -> None:
     """Classify texts with a trained run: the predicted class and each class's probability.
 
     RUN is a run folder, a run id, or a config name (its completed run with the best validation
@@ -322,7 +383,9 @@ def _cluster_settings(address: str | None, cpus_per_run: float | None, gpus_per_
             )
         return None
     if jobs > 1:
-        raise UserError("--jobs and --cluster don't go together: a cluster trains as many runs at once as it has room for (--cpus-per-run, --gpus-per-run)")
+        raise UserError(
+            "--jobs and --cluster don't go together: a cluster trains as many runs at once as it has room for (--cpus-per-run, --gpus-per-run)"
+        )
     from rnnbench import cluster
 
     cluster.check_address(address)
@@ -376,14 +439,30 @@ def _interrupted(run_dir: str | None, sweep: bool, parallel: bool = False, clust
     help="Optuna storage of the studies (an RDB URL, e.g. sqlite:///studies.db or postgresql://...), shared by every process tuning"
     " the same config; default: tune.sqlite in the runs folder.",
 )
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for the tuning report; default: reports/tune-<config name>.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    help="Folder for the tuning report; default: reports/tune-<config name>.",
+)
 @executor_options
 @click.option("--data-dir", envvar="RNNBENCH_DATA_DIR", type=click.Path(file_okay=False), help=DATA_DIR_HELP)
 @runs_dir_option
-@mlflow_option("Also log each trial and final run to this MLflow tracking server or store, nested under one parent run.")
+@mlflow_option(
+    "Also log each trial and final run to this MLflow tracking server or store, nested under one parent run."
+)
 def tune_command(
-    config_path: str, overrides: Sequence[str], backend: str | None, storage: str | None, out_dir: str | None, jobs: int,
-    cluster: str | None, cpus_per_run: float | None, gpus_per_run: float | None, data_dir: str | None, runs_dir: str,
+    config_path: str,
+    overrides: Sequence[str],
+    backend: str | None,
+    storage: str | None,
+    out_dir: str | None,
+    jobs: int,
+    cluster: str | None,
+    cpus_per_run: float | None,
+    gpus_per_run: float | None,
+    data_dir: str | None,
+    runs_dir: str,
     tracking_uri: str | None,
 ) -> None:
     """Tune every candidate of CONFIG.yaml with the same budget, then compare the winners over fresh seeds.
@@ -402,10 +481,14 @@ def tune_command(
     cluster_settings = _cluster_settings(cluster, cpus_per_run, gpus_per_run, jobs)
     if tracking_uri:
         mlflow_tracking.use(tracking_uri)
-    settings, candidates = _read_configs(lambda: tune.read_plan(config_path, _overrides(overrides, backend)), gpus_per_run)
+    settings, candidates = _read_configs(
+        lambda: tune.read_plan(config_path, _overrides(overrides, backend)), gpus_per_run
+    )
     _select_backend(candidates[0].config.backend, candidates[0].config.backend_choice)
     if len({candidate.config.backend for candidate in candidates}) > 1:
-        raise UserError(f"{config_path}: a tuning runs in one process, so it can't vary `backend`; tune one config per backend")
+        raise UserError(
+            f"{config_path}: a tuning runs in one process, so it can't vary `backend`; tune one config per backend"
+        )
     runs = Path(runs_dir)
     results.check_writable(runs)
     storage = storage or tune.default_storage(runs)
@@ -413,13 +496,22 @@ def tune_command(
     from rnnbench import report, tune_report
 
     command = shlex.join(
-        ["rnnbench", "tune", config_path, *(f"--set={item}" for item in overrides)] + (["--backend", backend] if backend else [])
+        ["rnnbench", "tune", config_path, *(f"--set={item}" for item in overrides)]
+        + (["--backend", backend] if backend else [])
     )
     base = os.path.commonprefix([candidate.name for candidate in candidates]).rstrip("-") or "tune"
     try:
         with mlflow_tracking.parent_run(f"tune-{base}"):
             finals = tune.tune(
-                settings, candidates, data_dir, runs, command, click.echo, tune.storage_label(storage), jobs=jobs, cluster=cluster_settings,
+                settings,
+                candidates,
+                data_dir,
+                runs,
+                command,
+                click.echo,
+                tune.storage_label(storage),
+                jobs=jobs,
+                cluster=cluster_settings,
                 gpus_per_run=None if cluster_settings else gpus_per_run,
             )
     except KeyboardInterrupt:
@@ -433,7 +525,9 @@ def tune_command(
     click.echo(report.format_groups(finals))
     folder = Path(out_dir or Path("reports") / f"tune-{base}")
     try:
-        written = tune_report.write_tune_report(candidates, settings, finals, runs, folder, f"rnnbench tune {config_path}", command)
+        written = tune_report.write_tune_report(
+            candidates, settings, finals, runs, folder, f"rnnbench tune {config_path}", command
+        )
     except OSError as error:
         raise click.ClickException(f"cannot write the report into {folder}: {error.strerror or error}") from None
     click.echo(f"wrote {written[0]} (each study) and {written[1]} (the winners' runs)")
@@ -457,18 +551,41 @@ def mlflow_sync(runs_dir: str, tracking_uri: str | None) -> None:
 
 @main.command()
 @runs_dir_option
-@click.option("--format", "output_format", type=click.Choice(["table", "markdown", "csv", "json"]), default="table", show_default=True)
-@click.option("--per-run", is_flag=True, help="One row per counted run (the latest per config and seed) instead of one per config.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "markdown", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--per-run",
+    is_flag=True,
+    help="One row per counted run (the latest per config and seed) instead of one per config.",
+)
 @click.option(
     "--all",
     "show_all",
     is_flag=True,
     help="One row per run, including runs that did not complete and runs replaced by a later run of the same config and seed, with their status.",
 )
-@click.option("--name", "names", multiple=True, metavar="PATTERN", help="Only runs whose name matches this glob pattern (repeatable).")
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    metavar="PATTERN",
+    help="Only runs whose name matches this glob pattern (repeatable).",
+)
 @verdict_options
 def compare(
-    runs_dir: str, output_format: str, per_run: bool, show_all: bool, names: Sequence[str], outcome: str, delta: float, replicates: int,
+    runs_dir: str,
+    output_format: str,
+    per_run: bool,
+    show_all: bool,
+    names: Sequence[str],
+    outcome: str,
+    delta: float,
+    replicates: int,
 ) -> None:
     """Print the comparison table of recorded runs, highest mean test accuracy first, and the verdict.
 
@@ -489,24 +606,45 @@ def compare(
     if recorded and not records and output_format != "json":
         raise click.ClickException(f"no {'' if show_all else 'completed '}runs in {runs_dir}/ match {', '.join(names)}")
     if not records and output_format != "json":
-        click.echo(f"No {'' if show_all else 'completed '}runs in {runs_dir}/ yet; train one with: rnnbench run CONFIG.yaml", err=True)
+        click.echo(
+            f"No {'' if show_all else 'completed '}runs in {runs_dir}/ yet; train one with: rnnbench run CONFIG.yaml",
+            err=True,
+        )
         return
     # With --per-run, only the runs the statistics count; with --all, every run and its status.
     if per_run or show_all:
         click.echo(report.format_runs(records, output_format, show_status=show_all))
     else:
-        click.echo(report.format_groups(records, output_format, **_verdict_settings(records, runs_dir, outcome, delta, replicates)))
+        click.echo(
+            report.format_groups(
+                records, output_format, **_verdict_settings(records, runs_dir, outcome, delta, replicates)
+            )
+        )
 
 
 @main.command()
 @runs_dir_option
-@click.option("--name", "names", multiple=True, metavar="PATTERN", help="Only runs whose name matches this glob pattern (repeatable).")
 @click.option(
-    "--out", "out_dir", default="report", show_default=True, type=click.Path(file_okay=False), help="Folder to write the report into.", callback=_a_folder
+    "--name",
+    "names",
+    multiple=True,
+    metavar="PATTERN",
+    help="Only runs whose name matches this glob pattern (repeatable).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default="report",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder to write the report into.",
+    callback=_a_folder,
 )
 @click.option("--title", default="rnnbench report", show_default=True)
 @verdict_options
-def report(runs_dir: str, names: Sequence[str], out_dir: str, title: str, outcome: str, delta: float, replicates: int) -> None:
+def report(
+    runs_dir: str, names: Sequence[str], out_dir: str, title: str, outcome: str, delta: float, replicates: int
+) -> None:
     """Write a report of completed runs: report.md with its PNG pictures, and a self-contained report.html.
 
     It holds the comparison table (mean ± std over seeds, 95% CI), the verdict, learning
@@ -522,7 +660,12 @@ def report(runs_dir: str, names: Sequence[str], out_dir: str, title: str, outcom
     _warn_of_missing_histories(records, Path(runs_dir))
     try:
         written = reporting.write_report(
-            records, Path(runs_dir), Path(out_dir), title, command, **_verdict_settings(records, runs_dir, outcome, delta, replicates)
+            records,
+            Path(runs_dir),
+            Path(out_dir),
+            title,
+            command,
+            **_verdict_settings(records, runs_dir, outcome, delta, replicates),
         )
     except OSError as error:
         raise click.ClickException(f"cannot write the report into {out_dir}: {error.strerror or error}") from None
@@ -568,14 +711,23 @@ def _verdict_settings(records: list[dict], runs_dir: str, outcome: str, delta: f
 def _matching(records: list[dict], names: Sequence[str]) -> list[dict]:
     import fnmatch
 
-    return [record for record in records if not names or any(fnmatch.fnmatchcase(record["name"], pattern) for pattern in names)]
+    return [
+        record
+        for record in records
+        if not names or any(fnmatch.fnmatchcase(record["name"], pattern) for pattern in names)
+    ]
 
 
 @main.command()
 @click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(dir_okay=False))
 @set_option
 @backend_option
-@click.option("--data-dir", envvar="RNNBENCH_DATA_DIR", type=click.Path(file_okay=False), help="Where data.files are found (read only to count their classes).")
+@click.option(
+    "--data-dir",
+    envvar="RNNBENCH_DATA_DIR",
+    type=click.Path(file_okay=False),
+    help="Where data.files are found (read only to count their classes).",
+)
 def summary(config_path: str, overrides: Sequence[str], backend: str | None, data_dir: str | None) -> None:
     """Print the model of CONFIG.yaml and each layer's parameter formula, without training.
 
@@ -586,7 +738,9 @@ def summary(config_path: str, overrides: Sequence[str], backend: str | None, dat
     configs = expand(config_path, _overrides(overrides, backend))
     config = configs[0]
     if len(configs) > 1:
-        click.echo(f"{config_path} describes {len(configs)} runs; this is the first, {config.name} (seed {config.train.seed})")
+        click.echo(
+            f"{config_path} describes {len(configs)} runs; this is the first, {config.name} (seed {config.train.seed})"
+        )
     _select_backend(config.backend)
     from tabulate import tabulate
 
@@ -602,13 +756,21 @@ def summary(config_path: str, overrides: Sequence[str], backend: str | None, dat
     rows = [(name, formula, f"{count:,}") for name, formula, count in model.parameter_formulas(network)]
     rows.append(("total", "", f"{network.count_params():,}"))
     click.echo("\nParameters per layer:")
-    click.echo(tabulate(rows, headers=["layer", "formula", "parameters"], tablefmt="simple", colalign=("left", "left", "right")))
+    click.echo(
+        tabulate(
+            rows, headers=["layer", "formula", "parameters"], tablefmt="simple", colalign=("left", "left", "right")
+        )
+    )
     from rnnbench import kernels
 
     plans = {device: kernels.plan(config, config.backend, gpu=device == "GPU") for device in ("CPU", "GPU")}
     if plans["CPU"]:
         click.echo(f"\nRecurrent kernels on the {config.backend} backend:")
-        rows = [(choice.layer, device, choice.kernel, choice.reason) for device, choices in plans.items() for choice in choices]
+        rows = [
+            (choice.layer, device, choice.kernel, choice.reason)
+            for device, choices in plans.items()
+            for choice in choices
+        ]
         click.echo(tabulate(rows, headers=["layer", "device", "kernel", "why"], tablefmt="simple"))
         for warning in kernels.forfeited(config, config.backend):
             click.echo(f"warning, on a GPU: {warning}")

@@ -49,7 +49,12 @@ RETRIES = 2
 STOP_SECONDS = 30.0
 # Variables a run reads from its environment that the driver's command set: MLflow logging,
 # and why the backend was chosen (backend.CHOICE_VARIABLE), for each run's record.
-FORWARDED_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "RNNBENCH_MLFLOW_PARENT_RUN_ID", "RNNBENCH_BACKEND_CHOICE")
+FORWARDED_VARIABLES = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_EXPERIMENT_NAME",
+    "RNNBENCH_MLFLOW_PARENT_RUN_ID",
+    "RNNBENCH_BACKEND_CHOICE",
+)
 
 
 class ClusterError(RnnbenchError):
@@ -192,7 +197,9 @@ def _connect(address: str) -> None:
         return
     reach(address)
     where = _where(address)
-    with _native_stderr_held(f"still attaching to the Ray cluster at {where}: Ray tries again for minutes; Ctrl-C stops") as held:
+    with _native_stderr_held(
+        f"still attaching to the Ray cluster at {where}: Ray tries again for minutes; Ctrl-C stops"
+    ) as held:
         try:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as error:
@@ -268,7 +275,9 @@ def _reason(error: BaseException) -> str:
 class RayCluster:
     """The executor of `--cluster`: runs as Ray tasks, as many at once as the cluster has room for."""
 
-    def __init__(self, sweep: Any, settings: ClusterSettings, count: int, backend_name: str, configs: Optional[list[Any]] = None):
+    def __init__(
+        self, sweep: Any, settings: ClusterSettings, count: int, backend_name: str, configs: Optional[list[Any]] = None
+    ):
         """`configs`, when known up front, are those of the runs to hand out: each run's data is
         then dropped from the object store once the last run that reads it has been handed out."""
         self.sweep, self.settings, self.count = sweep, settings, count
@@ -297,17 +306,29 @@ class RayCluster:
             nodes = self._check_resources()
             # Workers that see this file see the runs folder as this process does.
             self.marker = f".cluster-{secrets.token_hex(4)}"
-            results.write_atomic(self.runs_dir / self.marker, b"rnnbench: the mark of a sweep's driver on a Ray cluster; removed when it ends\n")
+            results.write_atomic(
+                self.runs_dir / self.marker,
+                b"rnnbench: the mark of a sweep's driver on a Ray cluster; removed when it ends\n",
+            )
             self.task = ray.remote(_train_on_node).options(
-                num_cpus=self.settings.cpus_per_run, num_gpus=self.settings.gpus_per_run, max_retries=RETRIES, retry_exceptions=False
+                num_cpus=self.settings.cpus_per_run,
+                num_gpus=self.settings.gpus_per_run,
+                max_retries=RETRIES,
+                retry_exceptions=False,
             )
         except BaseException:
             self.__exit__()
             raise
         total = ray.cluster_resources()
         gpus = f", {_count(total['GPU'], 'GPU')}" if total.get("GPU") else ""
-        each = f"{self.settings.cpus_per_run:g} CPU" + (f" and {self.settings.gpus_per_run:g} GPU" if self.settings.gpus_per_run else "")
-        where = "a private Ray on this machine" if self.settings.address == "local" else f"the Ray cluster at {ray.get_runtime_context().gcs_address}"
+        each = f"{self.settings.cpus_per_run:g} CPU" + (
+            f" and {self.settings.gpus_per_run:g} GPU" if self.settings.gpus_per_run else ""
+        )
+        where = (
+            "a private Ray on this machine"
+            if self.settings.address == "local"
+            else f"the Ray cluster at {ray.get_runtime_context().gcs_address}"
+        )
         self.sweep.echo(
             f"training {_count(self.count, 'run')} on {where}: {_count(len(nodes), 'node')}, {_count(total.get('CPU', 0), 'CPU')}{gpus};"
             f" {each} per run, up to {self.room()} at a time"
@@ -325,7 +346,10 @@ class RayCluster:
         import ray
 
         nodes = [node for node in ray.nodes() if node.get("Alive")]
-        for option, amount, resource in (("--cpus-per-run", self.settings.cpus_per_run, "CPU"), ("--gpus-per-run", self.settings.gpus_per_run, "GPU")):
+        for option, amount, resource in (
+            ("--cpus-per-run", self.settings.cpus_per_run, "CPU"),
+            ("--gpus-per-run", self.settings.gpus_per_run, "GPU"),
+        ):
             largest = max((node.get("Resources", {}).get(resource, 0.0) for node in nodes), default=0.0)
             if amount > largest:
                 raise InputError(
@@ -395,7 +419,12 @@ class RayCluster:
         except ray.exceptions.RayTaskError as error:
             # The run itself raised (a data error, a disk full): recorded as failed, resumable.
             cause = error.cause if isinstance(error.cause, BaseException) else None
-            self._index(item, run, "failed", error=(str(cause or error).strip().splitlines() or [type(cause or error).__name__])[0])
+            self._index(
+                item,
+                run,
+                "failed",
+                error=(str(cause or error).strip().splitlines() or [type(cause or error).__name__])[0],
+            )
             if isinstance(cause, RnnbenchError):
                 raise cause from None
             raise
@@ -438,8 +467,14 @@ class RayCluster:
         """Index a run that no record came back for: handed out (running), interrupted or failed."""
         config = item.config
         record = {
-            "name": config.name, "config": config.to_dict(), "fingerprint": config.fingerprint(), "group": config.group_fingerprint(),
-            "command": self.sweep.command, "run_dir": str(Path(self.sweep.runs_dir) / run.name), "status": status, **more,
+            "name": config.name,
+            "config": config.to_dict(),
+            "fingerprint": config.fingerprint(),
+            "group": config.group_fingerprint(),
+            "command": self.sweep.command,
+            "run_dir": str(Path(self.sweep.runs_dir) / run.name),
+            "status": status,
+            **more,
         }
         results.index_run(self.runs_dir, run.name, config.name, status, record)
 

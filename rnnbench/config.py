@@ -94,16 +94,24 @@ class ModelConfig(_Section):
     def _bag_options_need_the_bag_of_words(self) -> "ModelConfig":
         if self.cell == "ann":
             return self
-        for key, chosen in ((f"model.ngrams={self.ngrams}", self.ngrams != 1), (f"model.ngram_weighting={self.ngram_weighting!r}", self.ngram_weighting != "binary")):
+        for key, chosen in (
+            (f"model.ngrams={self.ngrams}", self.ngrams != 1),
+            (f"model.ngram_weighting={self.ngram_weighting!r}", self.ngram_weighting != "binary"),
+        ):
             if chosen:
-                raise ValueError(f"{key} is for the bag-of-words model (model.cell='ann'); model.cell={self.cell!r} reads words in order")
+                raise ValueError(
+                    f"{key} is for the bag-of-words model (model.cell='ann'); model.cell={self.cell!r} reads words in order"
+                )
         return self
 
     @model_validator(mode="after")
     def _embedding_needs_a_cell_with_one(self) -> "ModelConfig":
         if self.cell != "ann":
             return self
-        for key, chosen in (("pretrained_embedding", self.pretrained_embedding is not None), ("embedding_dropout", self.embedding_dropout > 0)):
+        for key, chosen in (
+            ("pretrained_embedding", self.pretrained_embedding is not None),
+            ("embedding_dropout", self.embedding_dropout > 0),
+        ):
             if chosen:
                 raise ValueError(f"model.{key} needs a model with an embedding; model.cell='ann' has none")
         return self
@@ -151,11 +159,17 @@ class FilesConfig(_Section):
 
     @model_validator(mode="after")
     def _columns_are_distinct(self) -> "FilesConfig":
-        named = [("text_column", self.text_column), ("label_column", self.label_column), ("group_column", self.group_column)]
+        named = [
+            ("text_column", self.text_column),
+            ("label_column", self.label_column),
+            ("group_column", self.group_column),
+        ]
         for position, (key, column) in enumerate(named):
             for other_key, other in named[position + 1 :]:
                 if column is not None and column == other:
-                    raise ValueError(f"data.files.{key} and data.files.{other_key} are both {column!r}; each must name its own column")
+                    raise ValueError(
+                        f"data.files.{key} and data.files.{other_key} are both {column!r}; each must name its own column"
+                    )
         return self
 
 
@@ -214,7 +228,9 @@ class TrainConfig(_Section):
     learning_rate: float = Field(0.001, gt=0.0, le=10.0)
     seed: int = Field(1, ge=0, le=LARGEST_SEED)
     # Several seeds: one run per seed, replacing `seed` (`rnnbench run --seeds N` gives N seeds from `seed`).
-    seeds: Optional[Annotated[list[Annotated[int, Field(ge=0, le=LARGEST_SEED)]], Field(min_length=1, max_length=100)]] = None
+    seeds: Optional[
+        Annotated[list[Annotated[int, Field(ge=0, le=LARGEST_SEED)]], Field(min_length=1, max_length=100)]
+    ] = None
     # Stop once the best validation accuracy is this many epochs old (the best epoch's weights
     # are what the run keeps either way); null trains every epoch. More than `epochs` is allowed
     # and never stops, so one patience can serve a sweep over `epochs`.
@@ -248,7 +264,9 @@ class TrainConfig(_Section):
             value = getattr(self, key)
             if value != default and self.lr_schedule not in schedules:
                 wanted = " or ".join(repr(schedule) for schedule in schedules)
-                raise ValueError(f"train.{key}={value!r} is only read when train.lr_schedule is {wanted}, but it is {self.lr_schedule!r}")
+                raise ValueError(
+                    f"train.{key}={value!r} is only read when train.lr_schedule is {wanted}, but it is {self.lr_schedule!r}"
+                )
         return self
 
     @model_validator(mode="after")
@@ -426,7 +444,8 @@ class ConfigLoader(yaml.SafeLoader):
         self._depth += 1
         if self._depth > DEEPEST_YAML_NESTING:
             raise YamlDocumentError(
-                f"values nested more than {DEEPEST_YAML_NESTING} levels deep (a config needs a few)", event.start_mark.line + 1
+                f"values nested more than {DEEPEST_YAML_NESTING} levels deep (a config needs a few)",
+                event.start_mark.line + 1,
             )
         try:
             node = super().compose_node(parent, index)
@@ -479,7 +498,8 @@ class ConfigLoader(yaml.SafeLoader):
             if identity in open_nodes:
                 anchor = self._anchor_names.get(identity, "")
                 raise YamlDocumentError(
-                    f"anchor &{anchor} holds an alias to itself (*{anchor}), so its value would never end", node.start_mark.line + 1
+                    f"anchor &{anchor} holds an alias to itself (*{anchor}), so its value would never end",
+                    node.start_mark.line + 1,
                 )
             open_nodes.add(identity)
             if isinstance(node, yaml.MappingNode):
@@ -499,7 +519,9 @@ class ConfigLoader(yaml.SafeLoader):
             line = key_node.start_mark.line + 1
             if key in first_lines:
                 where = f"in {_printable(path)}" if path else "at the top level"
-                raise YamlDocumentError(f"key {_printable(repr(key))} appears twice {where}", line, f" (first on line {first_lines[key]})")
+                raise YamlDocumentError(
+                    f"key {_printable(repr(key))} appears twice {where}", line, f" (first on line {first_lines[key]})"
+                )
             first_lines[key] = line
 
 
@@ -557,7 +579,9 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     except OSError as error:
         raise ConfigError(f"{source}: cannot read the file ({error.strerror})") from None
     if len(data) > MOST_CONFIG_BYTES:
-        raise ConfigError(f"{source}: longer than {MOST_CONFIG_BYTES:,} bytes, far more than a config holds (is it a data file?)")
+        raise ConfigError(
+            f"{source}: longer than {MOST_CONFIG_BYTES:,} bytes, far more than a config holds (is it a data file?)"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -573,8 +597,7 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{source}: the file is empty (write at least one key, e.g. 'model: {{cell: gru}}')")
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{source}: expected a mapping of sections ({', '.join(Config.model_fields)}), "
-            f"got {_type_name(raw)}"
+            f"{source}: expected a mapping of sections ({', '.join(Config.model_fields)}), got {_type_name(raw)}"
         )
     if "name" not in raw:
         raw["name"] = name_from_stem(path.stem)
@@ -605,7 +628,9 @@ def name_from_stem(stem: str) -> str:
 Override = Union[str, tuple[str, Any, str]]
 
 
-def config_from_mapping(raw: dict[str, Any], source: str = "<config>", overrides: typing.Sequence[Override] = ()) -> Config:
+def config_from_mapping(
+    raw: dict[str, Any], source: str = "<config>", overrides: typing.Sequence[Override] = ()
+) -> Config:
     """Validate a mapping (with overrides applied) into a Config."""
     raw = _deep_copy(raw)
     override_sources: dict[str, str] = {}
@@ -650,7 +675,9 @@ def parse_override(override: str) -> tuple[str, Any]:
     except YamlDocumentError as error:
         raise ConfigError(f"--set {_printable(override)}: {error.problem}") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"--set {_printable(override)}: the value is not valid YAML: {_yaml_problem(error)}") from None
+        raise ConfigError(
+            f"--set {_printable(override)}: the value is not valid YAML: {_yaml_problem(error)}"
+        ) from None
     return key, value
 
 
@@ -813,7 +840,14 @@ def _did_you_mean(word: str, choices: typing.Sequence[str]) -> str:
 
 
 def _type_name(value: Any) -> str:
-    names = {dict: "a mapping", list: "a list", str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+    names = {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+    }
     return names.get(type(value), type(value).__name__)
 
 

@@ -268,7 +268,12 @@ def _read_review_folders(split_folder: Path) -> tuple[list[str], np.ndarray, Opt
         for path in folder.glob("*.txt"):
             review_id = int(path.stem.split("_")[0]) if path.stem.split("_")[0].isdigit() else -1
             rows.append((label, review_id, path.name, path))
-        films.update({(label, review_id): film for review_id, film in enumerate(_film_ids(split_folder / f"urls_{class_folder}.txt"))})
+        films.update(
+            {
+                (label, review_id): film
+                for review_id, film in enumerate(_film_ids(split_folder / f"urls_{class_folder}.txt"))
+            }
+        )
     rows.sort(key=lambda row: row[:3])
     random.Random(IMDB_SHUFFLE_SEED).shuffle(rows)
     texts = []
@@ -325,8 +330,13 @@ def split_validation(
 
 
 def _split_groups(
-    labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int,
-    class_names: Optional[tuple[str, ...]], what: str, source: str,
+    labels: np.ndarray,
+    groups: np.ndarray,
+    fraction: float,
+    seed: int,
+    class_names: Optional[tuple[str, ...]],
+    what: str,
+    source: str,
 ) -> tuple[np.ndarray, np.ndarray]:
     names, group_of_row = np.unique(groups, return_inverse=True)
     num_classes = int(labels.max()) + 1
@@ -357,14 +367,18 @@ def _split_groups(
     return kept_rows, held_out_rows
 
 
-def shared_group_share(groups: Optional[np.ndarray], kept_rows: np.ndarray, held_out_rows: np.ndarray) -> Optional[float]:
+def shared_group_share(
+    groups: Optional[np.ndarray], kept_rows: np.ndarray, held_out_rows: np.ndarray
+) -> Optional[float]:
     """The share of held-out rows whose group also has rows among the kept ones (None without groups)."""
     if groups is None or len(held_out_rows) == 0:
         return None
     return float(np.mean(np.isin(groups[held_out_rows], groups[kept_rows])))
 
 
-def load_files(files: FilesConfig, data_dir: Optional[str], test_fraction: float, hold_out: str = "groups") -> TextDataset:
+def load_files(
+    files: FilesConfig, data_dir: Optional[str], test_fraction: float, hold_out: str = "groups"
+) -> TextDataset:
     """A dataset from files: one file (a test split is cut off), or train/test[/validation] files."""
     paths, splits = _read_split_files(files, data_dir)
     train_path = paths["train"]
@@ -386,7 +400,12 @@ def load_files(files: FilesConfig, data_dir: Optional[str], test_fraction: float
     else:
         by_group = train_groups is not None and hold_out == "groups"
         kept, held_out = split_validation(
-            train_labels, test_fraction, TEST_SPLIT_SEED, class_names, what="test", source=str(train_path),
+            train_labels,
+            test_fraction,
+            TEST_SPLIT_SEED,
+            class_names,
+            what="test",
+            source=str(train_path),
             groups=train_groups if by_group else None,
         )
         test_texts = [train_texts[row] for row in held_out]
@@ -426,19 +445,28 @@ def _read_split_files(files: FilesConfig, data_dir: Optional[str]) -> tuple[dict
         paths[split] = resolve_path(given, data_dir, f"data.files.{split}")
         # Only the training file's groups are used: validation and single-file test splits are cut from it.
         group_column = files.group_column if split == "train" else None
-        splits[split] = read_labelled(paths[split], files.format, files.text_column, files.label_column, group_column=group_column)
+        splits[split] = read_labelled(
+            paths[split], files.format, files.text_column, files.label_column, group_column=group_column
+        )
     return paths, splits
 
 
-def _encode_classes(splits: dict[str, LabelledRows], train_path: Path) -> tuple[tuple[str, ...], dict[str, np.ndarray], dict[str, Any]]:
+def _encode_classes(
+    splits: dict[str, LabelledRows], train_path: Path
+) -> tuple[tuple[str, ...], dict[str, np.ndarray], dict[str, Any]]:
     """The class names of every split's labels together, each split's labels as class indices, and
     notes on label spellings that were merged."""
     class_of, merged = _classes_of_labels([label for rows in splits.values() for label in rows.labels])
     class_names = _class_order(set(class_of.values()))
     if len(class_names) < 2:
-        raise DataError(f"{train_path}: found {len(class_names)} class ({_listed(list(class_names))}); a classifier needs at least 2")
+        raise DataError(
+            f"{train_path}: found {len(class_names)} class ({_listed(list(class_names))}); a classifier needs at least 2"
+        )
     codes = {name: code for code, name in enumerate(class_names)}
-    encoded = {split: np.asarray([codes[class_of[label]] for label in rows.labels], dtype=np.int64) for split, rows in splits.items()}
+    encoded = {
+        split: np.asarray([codes[class_of[label]] for label in rows.labels], dtype=np.int64)
+        for split, rows in splits.items()
+    }
     return class_names, encoded, {"merged_labels": merged} if merged else {}
 
 
@@ -447,13 +475,17 @@ def resolve_path(given: str, data_dir: Optional[str], key: str) -> Path:
     try:
         path = Path(given).expanduser()
     except RuntimeError:  # "~user/..." for a user the system doesn't know
-        raise DataError(f"{key}: {_short(given, 200)}: cannot tell which home folder {given.split('/')[0]!r} means") from None
+        raise DataError(
+            f"{key}: {_short(given, 200)}: cannot tell which home folder {given.split('/')[0]!r} means"
+        ) from None
     candidates = [path] if path.is_absolute() else ([Path(data_dir) / path] if data_dir else []) + [Path.cwd() / path]
     for candidate in candidates:
         if _exists(candidate, key):
             return candidate
     looked = ", ".join(str(candidate) for candidate in candidates)
-    raise DataError(f"{key}: {given} not found (looked in {looked}); relative paths are read from --data-dir / {DATA_DIR_VARIABLE}, then the current folder")
+    raise DataError(
+        f"{key}: {given} not found (looked in {looked}); relative paths are read from --data-dir / {DATA_DIR_VARIABLE}, then the current folder"
+    )
 
 
 def _exists(path: Path, key: str) -> bool:
@@ -482,7 +514,9 @@ def _name_too_long(path: Path, key: str) -> str:
             f"{key}: the name {_short(longest)!r} is {size(longest):,} bytes long;"
             f" the file system allows names of at most {name_limit} bytes"
         )
-    return f"{key}: the path {_short(str(path), 80)} is {size(str(path)):,} bytes long, longer than the file system allows"
+    return (
+        f"{key}: the path {_short(str(path), 80)} is {size(str(path)):,} bytes long, longer than the file system allows"
+    )
 
 
 # Booleans as pandas, Python and JSON write them (any case); among numbers they are 1 and 0.
@@ -601,8 +635,12 @@ class LabelledRows:
 
 
 def read_labelled(
-    path: Path, file_format: str, text_column: str, label_column: str,
-    group_column: Optional[str] = None, group_required: bool = True,
+    path: Path,
+    file_format: str,
+    text_column: str,
+    label_column: str,
+    group_column: Optional[str] = None,
+    group_required: bool = True,
 ) -> LabelledRows:
     """The labelled rows of one file or class folder; with `group_column`, each row's group too
     (a file without that column is an error if `group_required`, else it has no groups)."""
@@ -614,7 +652,9 @@ def read_labelled(
         texts, labels, skipped = _read_class_folders(path)
         return LabelledRows(texts, labels, skipped)
     if path.is_dir():
-        raise DataError(f"{path}: is a folder, but data.files.format is {file_format!r} (a folder of class folders needs 'folders' or 'auto')")
+        raise DataError(
+            f"{path}: is a folder, but data.files.format is {file_format!r} (a folder of class folders needs 'folders' or 'auto')"
+        )
     text = read_text(path)
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
@@ -624,7 +664,9 @@ def read_labelled(
     groups: list[str] = []
     has_groups = False
     skipped = 0
-    for line_number, text_value, label, group in reader(path, text, text_column, label_column, group_column, group_required):
+    for line_number, text_value, label, group in reader(
+        path, text, text_column, label_column, group_column, group_required
+    ):
         if label is None or not str(label).strip():
             raise DataError(f"{path}: line {line_number}: missing label")
         if not text_value.strip():
@@ -666,7 +708,9 @@ def _format_of(path: Path) -> str:
         suffixes = suffixes[:-1]
     if suffixes and suffixes[-1] in _EXTENSIONS:
         return _EXTENSIONS[suffixes[-1]]
-    raise DataError(f"{path}: cannot tell the format from the name; set data.files.format to tsv, csv, jsonl or folders")
+    raise DataError(
+        f"{path}: cannot tell the format from the name; set data.files.format to tsv, csv, jsonl or folders"
+    )
 
 
 # What text editors and spreadsheet programs put at the start of a Unicode file.
@@ -730,7 +774,15 @@ def _group_index(path: Path, header: list[str], group_column: Optional[str], req
     return _column(path, header, group_column, "data.files.group_column")
 
 
-def _tsv_rows(path: Path, text: str, text_column: str, label_column: Optional[str], group_column: Optional[str], group_required: bool, text_key: str = TEXT_KEY):
+def _tsv_rows(
+    path: Path,
+    text: str,
+    text_column: str,
+    label_column: Optional[str],
+    group_column: Optional[str],
+    group_required: bool,
+    text_key: str = TEXT_KEY,
+):
     # No quoting: fields are split on tabs and rows on "\n" only (texts may hold U+0085).
     lines = text.split("\n")
     header = lines[0].rstrip("\r").split("\t")
@@ -745,11 +797,21 @@ def _tsv_rows(path: Path, text: str, text_column: str, label_column: Optional[st
             continue
         fields = line.split("\t")
         if len(fields) != len(header):
-            raise DataError(f"{path}: line {line_number}: expected {len(header)} tab-separated fields, got {len(fields)}")
+            raise DataError(
+                f"{path}: line {line_number}: expected {len(header)} tab-separated fields, got {len(fields)}"
+            )
         yield line_number, fields[text_index], _field(fields, label_index), _field(fields, group_index)
 
 
-def _csv_rows(path: Path, text: str, text_column: str, label_column: Optional[str], group_column: Optional[str], group_required: bool, text_key: str = TEXT_KEY):
+def _csv_rows(
+    path: Path,
+    text: str,
+    text_column: str,
+    label_column: Optional[str],
+    group_column: Optional[str],
+    group_required: bool,
+    text_key: str = TEXT_KEY,
+):
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -762,7 +824,9 @@ def _csv_rows(path: Path, text: str, text_column: str, label_column: Optional[st
                 continue
             rows += 1
             if len(fields) != len(header):
-                raise DataError(f"{path}: line {reader.line_num}: expected {len(header)} comma-separated fields, got {len(fields)}")
+                raise DataError(
+                    f"{path}: line {reader.line_num}: expected {len(header)} comma-separated fields, got {len(fields)}"
+                )
             yield reader.line_num, fields[text_index], _field(fields, label_index), _field(fields, group_index)
     except csv.Error as error:
         raise DataError(f"{path}: line {reader.line_num}: {error}") from None
@@ -770,7 +834,15 @@ def _csv_rows(path: Path, text: str, text_column: str, label_column: Optional[st
         raise DataError(f"{path}: no rows after the header")
 
 
-def _jsonl_rows(path: Path, text: str, text_column: str, label_column: Optional[str], group_column: Optional[str], group_required: bool, text_key: str = TEXT_KEY):
+def _jsonl_rows(
+    path: Path,
+    text: str,
+    text_column: str,
+    label_column: Optional[str],
+    group_column: Optional[str],
+    group_required: bool,
+    text_key: str = TEXT_KEY,
+):
     has_groups: Optional[bool] = None
     for line_number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
@@ -786,10 +858,14 @@ def _jsonl_rows(path: Path, text: str, text_column: str, label_column: Optional[
         if not isinstance(row, dict):
             raise DataError(f"{path}: line {line_number}: expected a JSON object, got {type(row).__name__}")
         if text_column not in row:
-            raise DataError(f"{path}: line {line_number}: no key {_short(text_column)!r} for {text_key}; the keys are {_listed(list(row))}")
+            raise DataError(
+                f"{path}: line {line_number}: no key {_short(text_column)!r} for {text_key}; the keys are {_listed(list(row))}"
+            )
         value = row[text_column]
         if not isinstance(value, str):
-            raise DataError(f"{path}: line {line_number}: {_short(text_column)!r} is {_short(json.dumps(value))}, not a string")
+            raise DataError(
+                f"{path}: line {line_number}: {_short(text_column)!r} is {_short(json.dumps(value))}, not a string"
+            )
         label = None if label_column is None else _json_label(path, line_number, row.get(label_column))
         group = None
         if group_column is not None and has_groups is None:
@@ -799,7 +875,9 @@ def _jsonl_rows(path: Path, text: str, text_column: str, label_column: Optional[
         if has_groups:
             group = row.get(group_column)
             if isinstance(group, bool) or not isinstance(group, (str, int)):
-                raise DataError(f"{path}: line {line_number}: group {_short(json.dumps(group))} in {_short(group_column)!r} is not a string or an integer")
+                raise DataError(
+                    f"{path}: line {line_number}: group {_short(json.dumps(group))} in {_short(group_column)!r} is not a string or an integer"
+                )
         yield line_number, value, label, group
 
 
@@ -811,7 +889,9 @@ def _json_label(path: Path, line_number: int, label: Any) -> Optional[str]:
         return "true" if label else "false"
     if isinstance(label, int) or (isinstance(label, float) and math.isfinite(label)):
         return repr(label)
-    raise DataError(f"{path}: line {line_number}: label {_short(json.dumps(label))} is not a string, a number or a boolean")
+    raise DataError(
+        f"{path}: line {line_number}: label {_short(json.dumps(label))} is not a string, a number or a boolean"
+    )
 
 
 # The suffix keras.utils.text_dataset_from_directory reads, in any case.
@@ -856,9 +936,14 @@ def _text_files(root: Path, class_name: str) -> list[Path]:
     """The .txt files anywhere below root/class_name, in the order Keras lists them."""
 
     def refuse(error: OSError) -> None:
-        raise DataError(f"{root}: cannot list {error.filename} in class folder {_short(class_name)!r} ({error.strerror or error})")
+        raise DataError(
+            f"{root}: cannot list {error.filename} in class folder {_short(class_name)!r} ({error.strerror or error})"
+        )
 
     folders = sorted(os.walk(root / class_name, onerror=refuse), key=lambda entry: entry[0])
     return [
-        Path(folder, name) for folder, _, names in folders for name in sorted(names) if name.lower().endswith(_TEXT_FILE_SUFFIX)
+        Path(folder, name)
+        for folder, _, names in folders
+        for name in sorted(names)
+        if name.lower().endswith(_TEXT_FILE_SUFFIX)
     ]

@@ -47,7 +47,9 @@ class PretrainedEmbedding:
     coverage: float
 
 
-def load_pretrained(spec: str, vocabulary: Vocabulary, rows: int, dimension: int, seed: int, data_dir: Optional[str] = None) -> PretrainedEmbedding:
+def load_pretrained(
+    spec: str, vocabulary: Vocabulary, rows: int, dimension: int, seed: int, data_dir: Optional[str] = None
+) -> PretrainedEmbedding:
     """An Embedding weight matrix of shape (rows, dimension): row i + 2 holds vocabulary word i's vector.
 
     Row 0 (padding) is zero; the out-of-vocabulary row and words the vectors lack get seeded
@@ -68,7 +70,9 @@ def load_pretrained(spec: str, vocabulary: Vocabulary, rows: int, dimension: int
     return _matrix(vectors, source, vocabulary, rows, dimension, seed)
 
 
-def _matrix(vectors: dict[str, np.ndarray], source: str, vocabulary: Vocabulary, rows: int, dimension: int, seed: int) -> PretrainedEmbedding:
+def _matrix(
+    vectors: dict[str, np.ndarray], source: str, vocabulary: Vocabulary, rows: int, dimension: int, seed: int
+) -> PretrainedEmbedding:
     found = np.stack(list(vectors.values())) if vectors else np.zeros((0, dimension), np.float32)
     scale = float(found.std()) if len(found) else 0.1
     matrix = np.random.default_rng(seed).normal(0.0, scale, size=(rows, dimension)).astype(np.float32)
@@ -82,7 +86,12 @@ def _matrix(vectors: dict[str, np.ndarray], source: str, vocabulary: Vocabulary,
 
 
 def train_word2vec(
-    corpus: Corpus, training_rows: np.ndarray, vocabulary: Vocabulary, rows: int, dimension: int, seed: int,
+    corpus: Corpus,
+    training_rows: np.ndarray,
+    vocabulary: Vocabulary,
+    rows: int,
+    dimension: int,
+    seed: int,
     echo: Callable[[str], None] = print,
 ) -> PretrainedEmbedding:
     """word2vec vectors of `dimension` for the vocabulary, trained on the tokens of `training_rows` only.
@@ -91,18 +100,24 @@ def train_word2vec(
     and a second run (another cell, a resumed run) reads them instead of training them again.
     """
     if importlib.util.find_spec("gensim") is None:
-        raise EmbeddingError(f"model.pretrained_embedding={WORD2VEC!r} needs the package gensim: pip install 'rnnbench[word2vec]'")
+        raise EmbeddingError(
+            f"model.pretrained_embedding={WORD2VEC!r} needs the package gensim: pip install 'rnnbench[word2vec]'"
+        )
     source = f"word2vec trained on the {len(training_rows):,} training rows ({_described(WORD2VEC_SETTINGS)})"
     path = cache_folder() / f"word2vec-{_word2vec_key(corpus, training_rows, dimension, seed)}.npz"
     vectors = _cached_vectors(path)
     if vectors is None:
-        echo(f"training word2vec vectors on the {len(training_rows):,} training rows, on one CPU thread so that the seed decides them")
+        echo(
+            f"training word2vec vectors on the {len(training_rows):,} training rows, on one CPU thread so that the seed decides them"
+        )
         started = time.perf_counter()
         vectors = _word2vec(corpus, training_rows, dimension, seed)
         echo(f"trained {len(vectors):,} word2vec vectors in {time.perf_counter() - started:.1f} s")
         _store_vectors(path, vectors)
     wanted = vocabulary.index
-    return _matrix({word: vector for word, vector in vectors.items() if word in wanted}, source, vocabulary, rows, dimension, seed)
+    return _matrix(
+        {word: vector for word, vector in vectors.items() if word in wanted}, source, vocabulary, rows, dimension, seed
+    )
 
 
 def _described(settings: dict) -> str:
@@ -119,12 +134,16 @@ def _word2vec(corpus: Corpus, training_rows: np.ndarray, dimension: int, seed: i
     from gensim.models import Word2Vec
 
     sentences = [corpus.tokens(int(row)) for row in training_rows]
-    trained = Word2Vec(sentences, vector_size=dimension, seed=seed, workers=1, hashfxn=_stable_hash, **WORD2VEC_SETTINGS)
+    trained = Word2Vec(
+        sentences, vector_size=dimension, seed=seed, workers=1, hashfxn=_stable_hash, **WORD2VEC_SETTINGS
+    )
     return {word: np.asarray(trained.wv[word], dtype=np.float32) for word in trained.wv.index_to_key}
 
 
 def _word2vec_key(corpus: Corpus, training_rows: np.ndarray, dimension: int, seed: int) -> str:
-    digest = hashlib.sha256(json.dumps({"settings": WORD2VEC_SETTINGS, "dimension": dimension, "seed": seed}, sort_keys=True).encode())
+    digest = hashlib.sha256(
+        json.dumps({"settings": WORD2VEC_SETTINGS, "dimension": dimension, "seed": seed}, sort_keys=True).encode()
+    )
     digest.update(importlib.metadata.version("gensim").encode())
     digest.update(json.dumps(corpus.words, ensure_ascii=False).encode("utf-8"))
     for row in training_rows:
@@ -184,12 +203,16 @@ def _text_file(path: Path, vocabulary: Vocabulary) -> tuple[dict[str, np.ndarray
                 if dimension is None:
                     dimension = len(fields) - 1
                 elif len(fields) - 1 != dimension:
-                    raise EmbeddingError(f"{path}: line {line_number}: {len(fields) - 1} numbers, but earlier lines have {dimension}")
+                    raise EmbeddingError(
+                        f"{path}: line {line_number}: {len(fields) - 1} numbers, but earlier lines have {dimension}"
+                    )
                 if fields[0] in wanted and fields[0] not in vectors:
                     try:
                         vectors[fields[0]] = np.asarray(fields[1:], dtype=np.float32)
                     except ValueError:
-                        raise EmbeddingError(f"{path}: line {line_number}: the vector of {fields[0]!r} holds a value that is not a number") from None
+                        raise EmbeddingError(
+                            f"{path}: line {line_number}: the vector of {fields[0]!r} holds a value that is not a number"
+                        ) from None
     except UnicodeDecodeError as error:
         raise EmbeddingError(f"{path}: not valid UTF-8 ({error.reason} at byte {error.start})") from None
     except OSError as error:

@@ -63,7 +63,14 @@ class Sweep:
 
     def request(self, item: Pending, run_id: str, **settings: Any) -> worker.RunRequest:
         return worker.RunRequest(
-            item.label, item.config.to_dict(), self.data_dir, str(self.runs_dir), self.command, run_id, watch=item.watch, **settings
+            item.label,
+            item.config.to_dict(),
+            self.data_dir,
+            str(self.runs_dir),
+            self.command,
+            run_id,
+            watch=item.watch,
+            **settings,
         )
 
 
@@ -91,7 +98,10 @@ class Executor(Protocol):
 
 
 def train_pending(
-    pending: Iterable[Pending], executor: Executor, sweep: Sweep, failed: Callable[[Pending], None] = lambda item: None,
+    pending: Iterable[Pending],
+    executor: Executor,
+    sweep: Sweep,
+    failed: Callable[[Pending], None] = lambda item: None,
 ) -> Iterator[tuple[Pending, worker.RunOutcome]]:
     """Train `pending` on `executor`, at most `executor.room()` at a time; yields each run as it finishes.
 
@@ -114,7 +124,9 @@ def train_pending(
                     break
                 lock = contextlib.ExitStack()
                 try:
-                    claimed = lock.enter_context(train.claim(item.config, sweep.runs_dir, sweep.reuse, sweep.resume, sweep.say(item.label)))
+                    claimed = lock.enter_context(
+                        train.claim(item.config, sweep.runs_dir, sweep.reuse, sweep.resume, sweep.say(item.label))
+                    )
                     if claimed.completed is None:
                         run = claimed.unfinished or sweep.runs_dir / results.new_run_id(item.config.name)
                         running[executor.start(item, run, claimed.unfinished is not None)] = (item, lock)
@@ -187,14 +199,22 @@ class Processes:
     """
 
     def __init__(self, sweep: Sweep, jobs: int, count: int, backend_name: str, gpu_share: Optional[float] = None):
-        self.sweep, self.jobs, self.count, self.backend_name, self.gpu_share = sweep, jobs, count, backend_name, gpu_share
+        self.sweep, self.jobs, self.count, self.backend_name, self.gpu_share = (
+            sweep,
+            jobs,
+            count,
+            backend_name,
+            gpu_share,
+        )
         self.labels: dict[concurrent.futures.Future, str] = {}
 
     def __enter__(self) -> "Processes":
         share = f", each with {self.gpu_share:g} of the GPU" if self.gpu_share else ""
         self.sweep.echo(f"training {self.count} runs, {self.jobs} at a time{share}")
         self.pool = concurrent.futures.ProcessPoolExecutor(
-            self.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=worker.prepare,
+            self.jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=worker.prepare,
             initargs=(self.backend_name, self.gpu_share),
         )
         return self
@@ -270,10 +290,15 @@ def run_all(
     if len(pending) > 1:
         check_data([item.config for item in pending], data_dir, echo)
 
-    sweep = Sweep(data_dir, runs_dir, command, echo, reuse=not force, resume=resume and not force, announce=len(configs) > 1)
+    sweep = Sweep(
+        data_dir, runs_dir, command, echo, reuse=not force, resume=resume and not force, announce=len(configs) > 1
+    )
     # Closed inside the executor's block, so that an interrupt while a line is said here still
     # stops the runs in flight before the executor goes.
-    with _executor(sweep, pending, jobs, cluster, gpus_per_run) as executor, contextlib.closing(train_pending(pending, executor, sweep)) as finishing:
+    with (
+        _executor(sweep, pending, jobs, cluster, gpus_per_run) as executor,
+        contextlib.closing(train_pending(pending, executor, sweep)) as finishing,
+    ):
         for item, outcome in finishing:
             records[item.position] = outcome.record
             if len(configs) > 1 or outcome.node:
@@ -284,16 +309,27 @@ def run_all(
 
 
 def _executor(
-    sweep: Sweep, pending: list[Pending], jobs: int, cluster: Optional["ClusterSettings"], gpus_per_run: Optional[float] = None
+    sweep: Sweep,
+    pending: list[Pending],
+    jobs: int,
+    cluster: Optional["ClusterSettings"],
+    gpus_per_run: Optional[float] = None,
 ) -> Executor:
     if not pending:
         return Sequential(sweep)
-    return executor_for(sweep, len(pending), pending[0].config.backend, jobs, cluster, gpus_per_run, [item.config for item in pending])
+    return executor_for(
+        sweep, len(pending), pending[0].config.backend, jobs, cluster, gpus_per_run, [item.config for item in pending]
+    )
 
 
 def executor_for(
-    sweep: Sweep, count: int, backend_name: str, jobs: int, cluster: Optional["ClusterSettings"],
-    gpus_per_run: Optional[float] = None, configs: Optional[list["Config"]] = None,
+    sweep: Sweep,
+    count: int,
+    backend_name: str,
+    jobs: int,
+    cluster: Optional["ClusterSettings"],
+    gpus_per_run: Optional[float] = None,
+    configs: Optional[list["Config"]] = None,
 ) -> Executor:
     """Where `count` runs (of `configs`, when known up front) train: on the cluster, in `jobs`
     processes (each capped at `gpus_per_run` of the GPU), or here one after another."""
@@ -327,7 +363,9 @@ def check_data(configs: list["Config"], data_dir: Optional[str], echo: Callable[
         # The settings that decide what `data.load_dataset` reads and whether it can.
         read = config.data.model_dump(mode="json", include={"dataset", "files", "test_fraction", "hold_out", "limit"})
         sources.setdefault(json.dumps(read, sort_keys=True), config.data)
-    echo(f"checking the data of {len(configs)} runs before any trains: {len(sources)} source{'s' if len(sources) > 1 else ''}")
+    echo(
+        f"checking the data of {len(configs)} runs before any trains: {len(sources)} source{'s' if len(sources) > 1 else ''}"
+    )
     for settings in sources.values():
         data.load_dataset(settings, data_dir)
 

@@ -39,7 +39,9 @@ def expected_best(values: Sequence[float], most: int) -> np.ndarray:
     return ordered @ _weights(ordered.size, most)
 
 
-def bootstrap_band(values: Sequence[float], most: int, level: float = BAND_LEVEL, resamples: int = RESAMPLES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_band(
+    values: Sequence[float], most: int, level: float = BAND_LEVEL, resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """The central `level` of the curves of `resamples` resamples of `values` (with replacement):
     how far the curve could move had another N random trials been drawn. Seeded, so a report
     drawn twice is the same."""
@@ -67,14 +69,23 @@ def curve(name: str, values: Sequence[float]) -> Curve:
     """The curve of `name`'s random trials, up to k = their number."""
     most = len(values)
     low, high = bootstrap_band(values, most)
-    return Curve(name, tuple(float(value) for value in values), tuple(expected_best(values, most).tolist()), tuple(low.tolist()), tuple(high.tolist()))
+    return Curve(
+        name,
+        tuple(float(value) for value in values),
+        tuple(expected_best(values, most).tolist()),
+        tuple(low.tolist()),
+        tuple(high.tolist()),
+    )
 
 
 def orders(curves: Sequence[Curve]) -> list[tuple[str, ...]]:
     """The candidates from the highest expected best down, at each k from 1 to the fewest values
     of any curve (beyond it a curve would only repeat its own trials); equal values by name."""
     shared = min(len(candidate.values) for candidate in curves)
-    return [tuple(candidate.name for candidate in sorted(curves, key=lambda each: (-each.expected[k], each.name))) for k in range(shared)]
+    return [
+        tuple(candidate.name for candidate in sorted(curves, key=lambda each: (-each.expected[k], each.name)))
+        for k in range(shared)
+    ]
 
 
 def _runs(items: Sequence[object]) -> list[tuple[object, int, int]]:

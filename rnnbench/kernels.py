@@ -171,7 +171,9 @@ def _remedy(backend: str, cell: str, settings: dict[str, Any], padding: str) -> 
             remedies.append(f"without model.mask_padding the {backend} backend runs {name} on cuDNN")
         masked_elsewhere = [other for other in BACKENDS if other != backend and _fused(other, cell, settings, "post")]
         if masked_elsewhere:
-            remedies.append(f"with the mask, the {_backends_run(masked_elsewhere)} {name} on cuDNN over data.padding: post")
+            remedies.append(
+                f"with the mask, the {_backends_run(masked_elsewhere)} {name} on cuDNN over data.padding: post"
+            )
         if remedies:
             return "; ".join(remedies)
     if _fused(backend, cell, KERAS_DEFAULTS, padding):
@@ -225,7 +227,11 @@ def _choose(backend: str, cell: str, gpu: bool, settings: dict[str, Any], paddin
     if settings["use_cudnn"] is False:
         return GENERIC, False, f"use_cudnn=False makes Keras skip the backend's {name} kernel and run {loop}"
     if settings["recurrent_dropout"] > 0:
-        return GENERIC, False, f"recurrent_dropout={settings['recurrent_dropout']!r} makes Keras skip the backend's {name} kernel and run {loop}"
+        return (
+            GENERIC,
+            False,
+            f"recurrent_dropout={settings['recurrent_dropout']!r} makes Keras skip the backend's {name} kernel and run {loop}",
+        )
     masked = settings["mask_zero"]
     unsupported = _unsupported_setting(cell, settings)
 
@@ -235,29 +241,49 @@ def _choose(backend: str, cell: str, gpu: bool, settings: dict[str, Any], paddin
         if not gpu:
             return GENERIC, False, f"TensorFlow runs {name} on cuDNN only on a GPU, so on the CPU it runs {loop}"
         if masked and padding == "pre":
-            return MASK_ERROR, False, (
-                "TensorFlow picks cuDNN, which accepts a padding mask only over post-padded sequences, "
-                "so training fails with data.padding='pre' (set data.padding: post)"
+            return (
+                MASK_ERROR,
+                False,
+                (
+                    "TensorFlow picks cuDNN, which accepts a padding mask only over post-padded sequences, "
+                    "so training fails with data.padding='pre' (set data.padding: post)"
+                ),
             )
         if masked:
-            return CUDNN, True, (
-                f"TensorFlow runs {name} on cuDNN when a GPU is visible; it accepts the padding mask because "
-                "data.padding is 'post' (a text with no tokens at all would still fail its check)"
+            return (
+                CUDNN,
+                True,
+                (
+                    f"TensorFlow runs {name} on cuDNN when a GPU is visible; it accepts the padding mask because "
+                    "data.padding is 'post' (a text with no tokens at all would still fail its check)"
+                ),
             )
         return CUDNN, True, f"TensorFlow runs {name} on cuDNN when a GPU is visible"
 
     if backend == "jax":
         if cell == "gru":
             # jax/rnn.py `gru` checks these three; its scan takes any activation and a missing bias.
-            blocker = _first((not settings["reset_after"], "reset_after=False"), (settings["unroll"], "unroll=True"), (masked, "a padding mask"))
+            blocker = _first(
+                (not settings["reset_after"], "reset_after=False"),
+                (settings["unroll"], "unroll=True"),
+                (masked, "a padding mask"),
+            )
             if blocker:
                 return GENERIC, False, f"{blocker} rules out the JAX backend's own GRU scan, so it runs {loop}"
-            return JAX_GRU_SCAN, False, (
-                "the JAX backend has no fused GRU kernel (jax.experimental.rnn has only an LSTM), "
-                "so it runs its own lax.scan with the input projections precomputed"
+            return (
+                JAX_GRU_SCAN,
+                False,
+                (
+                    "the JAX backend has no fused GRU kernel (jax.experimental.rnn has only an LSTM), "
+                    "so it runs its own lax.scan with the input projections precomputed"
+                ),
             )
         if masked:
-            return GENERIC, False, f"a padding mask rules out the JAX backend's fused LSTM on any padding, so it runs {loop}"
+            return (
+                GENERIC,
+                False,
+                f"a padding mask rules out the JAX backend's fused LSTM on any padding, so it runs {loop}",
+            )
         if unsupported:
             return GENERIC, False, f"{unsupported} rules out cuDNN, so the JAX backend runs {loop}"
         if not gpu:
@@ -273,8 +299,16 @@ def _choose(backend: str, cell: str, gpu: bool, settings: dict[str, Any], paddin
     if unsupported:
         return TORCH_LOOP, False, f"{unsupported} rules out cuDNN, so the torch backend runs {own_loop}"
     if not gpu:
-        return TORCH_LOOP, False, (
-            f"the torch backend calls torch._VF.{cell} (the op behind torch.nn.{name}) only on CUDA, "
-            f"so on the CPU it runs {own_loop}"
+        return (
+            TORCH_LOOP,
+            False,
+            (
+                f"the torch backend calls torch._VF.{cell} (the op behind torch.nn.{name}) only on CUDA, "
+                f"so on the CPU it runs {own_loop}"
+            ),
         )
-    return CUDNN, True, f"the torch backend runs {name} through torch._VF.{cell} (the op behind torch.nn.{name}), which uses cuDNN on CUDA"
+    return (
+        CUDNN,
+        True,
+        f"the torch backend runs {name} through torch._VF.{cell} (the op behind torch.nn.{name}), which uses cuDNN on CUDA",
+    )

@@ -17,7 +17,9 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     """Counts with true classes as rows and predicted classes as columns."""
     labels = np.asarray(labels, dtype=np.int64)
     predictions = np.asarray(predictions, dtype=np.int64)
-    return np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return np.bincount(labels * num_classes + predictions, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
 
 
 def macro_f1(matrix: np.ndarray) -> float:

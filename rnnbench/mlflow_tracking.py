@@ -46,10 +46,23 @@ INSTALL_HINT = "pip install 'rnnbench[mlflow]'"
 MARKER_FILE = "mlflow.json"
 # The run folder's files that an MLflow run gets as artifacts (those that exist: a diverged
 # run has no model or result); the checkpoint and mlflow.json are not the run's outcome.
-ARTIFACT_FILES = ("config.json", "history.jsonl", "result.json", "model.keras", "test_predictions.npz", "vocabulary.json")
+ARTIFACT_FILES = (
+    "config.json",
+    "history.jsonl",
+    "result.json",
+    "model.keras",
+    "test_predictions.npz",
+    "vocabulary.json",
+)
 # The statuses after which a run never trains again, so that its MLflow run can be completed.
 FINISHED = ("completed", "diverged", "pruned")
-MLFLOW_STATUSES = {"completed": "FINISHED", "diverged": "FAILED", "pruned": "KILLED", "failed": "FAILED", "interrupted": "KILLED"}
+MLFLOW_STATUSES = {
+    "completed": "FINISHED",
+    "diverged": "FAILED",
+    "pruned": "KILLED",
+    "failed": "FAILED",
+    "interrupted": "KILLED",
+}
 # MLflow's defaults retry a request for minutes (7 retries, 120 s timeouts); a server that is
 # down or stuck would hold training up that long. These apply unless the user set them.
 REQUEST_SETTINGS = {
@@ -88,12 +101,14 @@ def check_store(uri: str, option: str = "--mlflow") -> None:
     typo in the path would leave the runs logged somewhere no one looks."""
     if not uri.startswith("sqlite://"):
         return
-    path = uri[len("sqlite://"):].partition("?")[0][1:]
+    path = uri[len("sqlite://") :].partition("?")[0][1:]
     if path in ("", ":memory:"):
         return
     folder = Path(path).parent
     if not folder.is_dir():
-        raise InputError(f"{option} {uri}: the folder {folder} does not exist; create it first, or give a store in a folder that exists")
+        raise InputError(
+            f"{option} {uri}: the folder {folder} does not exist; create it first, or give a store in a folder that exists"
+        )
 
 
 def mlflow_observers() -> list[RunObserver]:
@@ -102,7 +117,9 @@ def mlflow_observers() -> list[RunObserver]:
     if not uri:
         return []
     if importlib.util.find_spec("mlflow") is None:
-        _warn(f"{TRACKING_URI_VARIABLE} is set but mlflow is not installed, so this run is not logged there: {INSTALL_HINT}")
+        _warn(
+            f"{TRACKING_URI_VARIABLE} is set but mlflow is not installed, so this run is not logged there: {INSTALL_HINT}"
+        )
         return []
     return [MlflowObserver(uri, os.environ.get(PARENT_VARIABLE) or None)]
 
@@ -151,7 +168,12 @@ class MlflowObserver(RunObserver):
                 self.tracker.client.set_tag(self.mlflow_run_id, "rnnbench.status", record["status"])
                 self.tracker.client.set_terminated(self.mlflow_run_id, MLFLOW_STATUSES[record["status"]])
 
-        self._attempt("its results and files are not logged there" if finished else f"its end ({record['status']}) is not logged there", close)
+        self._attempt(
+            "its results and files are not logged there"
+            if finished
+            else f"its end ({record['status']}) is not logged there",
+            close,
+        )
 
     def _attempt(self, unsent: str, action: Callable[[], None]) -> None:
         """Run `action` unless an earlier one failed; on its failure, warn once and give up the run."""
@@ -162,7 +184,9 @@ class MlflowObserver(RunObserver):
         except Exception as error:  # An observer that copies the record never stops training.
             self.given_up = True
             run_id = self.run_dir.name if self.run_dir else "?"
-            _warn(f"MLflow at {self.uri} failed ({_reason(error)}) for run {run_id}: {unsent}; rnnbench mlflow-sync sends them later")
+            _warn(
+                f"MLflow at {self.uri} failed ({_reason(error)}) for run {run_id}: {unsent}; rnnbench mlflow-sync sends them later"
+            )
 
 
 @contextlib.contextmanager
@@ -175,9 +199,13 @@ def parent_run(name: str) -> Iterator[Optional[str]]:
     if uri and importlib.util.find_spec("mlflow") is not None:
         try:
             tracker = _Tracker(uri)
-            parent_id = tracker.client.create_run(tracker.experiment_id, run_name=name, tags={"rnnbench.parent": name}).info.run_id
+            parent_id = tracker.client.create_run(
+                tracker.experiment_id, run_name=name, tags={"rnnbench.parent": name}
+            ).info.run_id
         except Exception as error:
-            _warn(f"MLflow at {uri} failed ({_reason(error)}): no parent run for {name}; its runs are logged without one")
+            _warn(
+                f"MLflow at {uri} failed ({_reason(error)}): no parent run for {name}; its runs are logged without one"
+            )
     if parent_id is None:
         yield None
         return
@@ -207,7 +235,9 @@ def sync(runs_dir: Path, uri: str, echo: Callable[[str], None]) -> tuple[int, in
     require_mlflow("rnnbench mlflow-sync")
     check_store(uri)
     records = results.read_runs(runs_dir, FINISHED)
-    pending = [record for record in records if not _read_marker(runs_dir / record["run_id"]).get(uri, {}).get("complete")]
+    pending = [
+        record for record in records if not _read_marker(runs_dir / record["run_id"]).get(uri, {}).get("complete")
+    ]
     sent, present = 0, len(records) - len(pending)
     tracker: Optional[_Tracker] = None
     for record in pending:
@@ -259,7 +289,9 @@ class _Tracker:
                 if found is None:
                     raise
         if found.lifecycle_stage != "active":
-            raise TrackingError(f"the experiment {name!r} is deleted on {self.uri}; restore it or set {EXPERIMENT_VARIABLE}")
+            raise TrackingError(
+                f"the experiment {name!r} is deleted on {self.uri}; restore it or set {EXPERIMENT_VARIABLE}"
+            )
         return found.experiment_id
 
     def run_of(self, run_dir: Path, record: dict[str, Any], parent_run_id: Optional[str]) -> tuple[str, bool]:
@@ -276,36 +308,56 @@ class _Tracker:
                 if error.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
         if found is None or found.info.lifecycle_stage != "active":
-            matches = self.client.search_runs([self.experiment_id], f"tags.`{RUN_ID_TAG}` = '{run_dir.name}'", max_results=10)
+            matches = self.client.search_runs(
+                [self.experiment_id], f"tags.`{RUN_ID_TAG}` = '{run_dir.name}'", max_results=10
+            )
             found = max(matches, key=lambda run: run.data.tags.get(COMPLETE_TAG) == "true", default=None)
         parent_run_id = entry.get("parent_run_id") or parent_run_id
         if found is None:
             tags = {RUN_ID_TAG: run_dir.name, **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
             found = self.client.create_run(self.experiment_id, run_name=record["name"], tags=tags)
-        _update_marker(run_dir, self.uri, experiment_id=self.experiment_id, run_id=found.info.run_id, parent_run_id=parent_run_id, complete=False)
+        _update_marker(
+            run_dir,
+            self.uri,
+            experiment_id=self.experiment_id,
+            run_id=found.info.run_id,
+            parent_run_id=parent_run_id,
+            complete=False,
+        )
         return found.info.run_id, found.data.tags.get(COMPLETE_TAG) == "true"
 
-    def log_missing(self, mlflow_run_id: str, record: dict[str, Any], history: Sequence[dict[str, Any]], final: bool = False) -> None:
+    def log_missing(
+        self, mlflow_run_id: str, record: dict[str, Any], history: Sequence[dict[str, Any]], final: bool = False
+    ) -> None:
         """Log the params, tags, epoch metrics (and with `final` the result's numbers) that the
         MLflow run lacks: a metric step already there is never logged again."""
         from mlflow.entities import Param, RunTag
 
         logged = self.client.get_run(mlflow_run_id).data
-        steps = {key: {metric.step for metric in self.client.get_metric_history(mlflow_run_id, key)} for key in logged.metrics}
-        params = [Param(key, value) for key, value in flat_params(record.get("config", {})).items() if key not in logged.params]
+        steps = {
+            key: {metric.step for metric in self.client.get_metric_history(mlflow_run_id, key)}
+            for key in logged.metrics
+        }
+        params = [
+            Param(key, value)
+            for key, value in flat_params(record.get("config", {})).items()
+            if key not in logged.params
+        ]
         tags = [RunTag(key, value) for key, value in run_tags(record).items() if logged.tags.get(key) != value]
         metrics = [metric for metric in _epoch_metrics(history) if metric.step not in steps.get(metric.key, ())]
         if final:
             metrics += [metric for metric in _final_metrics(record) if metric.key not in logged.metrics]
         self.log_batches(mlflow_run_id, params, metrics, tags)
 
-    def log_batches(self, mlflow_run_id: str, params: Sequence[Any] = (), metrics: Sequence[Any] = (), tags: Sequence[Any] = ()) -> None:
+    def log_batches(
+        self, mlflow_run_id: str, params: Sequence[Any] = (), metrics: Sequence[Any] = (), tags: Sequence[Any] = ()
+    ) -> None:
         for start in range(0, len(params), PARAMS_PER_REQUEST):
-            self.client.log_batch(mlflow_run_id, params=params[start:start + PARAMS_PER_REQUEST])
+            self.client.log_batch(mlflow_run_id, params=params[start : start + PARAMS_PER_REQUEST])
         for start in range(0, len(metrics), METRICS_PER_REQUEST):
-            self.client.log_batch(mlflow_run_id, metrics=metrics[start:start + METRICS_PER_REQUEST])
+            self.client.log_batch(mlflow_run_id, metrics=metrics[start : start + METRICS_PER_REQUEST])
         for start in range(0, len(tags), TAGS_PER_REQUEST):
-            self.client.log_batch(mlflow_run_id, tags=tags[start:start + TAGS_PER_REQUEST])
+            self.client.log_batch(mlflow_run_id, tags=tags[start : start + TAGS_PER_REQUEST])
 
     def complete(self, run_dir: Path, record: dict[str, Any], mlflow_run_id: str) -> None:
         """Make the MLflow run of a finished run whole, from its folder's files, and mark it complete."""

@@ -50,7 +50,11 @@ def _embedding(config: Config, vocabulary_size: int) -> list[layers.Layer]:
     # mask_zero, the padding index 0 masks its positions for every layer after it.
     stack: list[layers.Layer] = [
         layers.Embedding(
-            vocabulary_size, model.embedding_dim, mask_zero=model.mask_padding, trainable=model.embedding_trainable, name="embedding"
+            vocabulary_size,
+            model.embedding_dim,
+            mask_zero=model.mask_padding,
+            trainable=model.embedding_trainable,
+            name="embedding",
         )
     ]
     if model.embedding_dropout > 0:
@@ -304,7 +308,10 @@ ENCODER_PARAMETERS: dict[str, Callable[[Config, int], tuple[ParameterRows, int]]
 
 
 def build_model(
-    config: Config, vocabulary_size: int, num_classes: int, embedding_matrix: Optional[np.ndarray] = None,
+    config: Config,
+    vocabulary_size: int,
+    num_classes: int,
+    embedding_matrix: Optional[np.ndarray] = None,
     token_weights: Optional[np.ndarray] = None,
 ) -> keras.Sequential:
     """Build (not compile) the model for `config`: sigmoid output for 2 classes, softmax above.
@@ -376,7 +383,9 @@ def refuse_too_large(config: Config, vocabulary_size: int, num_classes: int) -> 
         return
     model = config.model
     counts = {name: count for name, _, count in rows}
-    recurrent = sum(count for name, _, count in rows if name.removeprefix("bidirectional_").startswith(f"{model.cell}_"))
+    recurrent = sum(
+        count for name, _, count in rows if name.removeprefix("bidirectional_").startswith(f"{model.cell}_")
+    )
     outputs = output_units(num_classes)
     # Each part of the model: (its count, how it is made, the keys that size it).
     dense_keys = _DENSE_KEYS.get(model.cell, ("model.units", "model.dense_units"))

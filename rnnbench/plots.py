@@ -63,8 +63,12 @@ def learning_curves(group: Group, runs_dir: Path, path: Path) -> Path:
         epochs = [entry["epoch"] for entry in history]
         seed = record["config"]["train"]["seed"]
         for axis, key in ((accuracy_axis, "accuracy"), (loss_axis, "loss")):
-            axis.plot(epochs, [entry[key] for entry in history], "--", color=color, alpha=0.6, label=f"train, seed {seed}")
-            axis.plot(epochs, [entry[f"val_{key}"] for entry in history], "-", color=color, label=f"validation, seed {seed}")
+            axis.plot(
+                epochs, [entry[key] for entry in history], "--", color=color, alpha=0.6, label=f"train, seed {seed}"
+            )
+            axis.plot(
+                epochs, [entry[f"val_{key}"] for entry in history], "-", color=color, label=f"validation, seed {seed}"
+            )
         best = next((entry for entry in history if entry["epoch"] == record["result"].get("best_epoch")), None)
         if best is not None:
             accuracy_axis.plot([best["epoch"]], [best["val_accuracy"]], "o", color=color, markersize=8)
@@ -92,7 +96,7 @@ def short_names(groups: list[Group]) -> tuple[dict[str, str], str]:
         return {name: name for name in names}, ""
     shared = os.path.commonprefix(names)
     shared = shared[: shared.rfind("-") + 1]
-    return {name: name[len(shared):] or name for name in names}, shared.rstrip("-")
+    return {name: name[len(shared) :] or name for name in names}, shared.rstrip("-")
 
 
 def comparison_chart(groups: list[Group], path: Path) -> Path:
@@ -101,8 +105,15 @@ def comparison_chart(groups: list[Group], path: Path) -> Path:
     ordered = list(reversed(groups))
     figure, axis = plt.subplots(figsize=(8, max(3.0, 0.45 * len(ordered) + 1.5)))
     positions = range(len(ordered))
-    axis.barh(list(positions), [group.mean for group in ordered], xerr=[group.std for group in ordered],
-              color=COLORS[0], alpha=0.35, capsize=4, label="mean ± std")
+    axis.barh(
+        list(positions),
+        [group.mean for group in ordered],
+        xerr=[group.std for group in ordered],
+        color=COLORS[0],
+        alpha=0.35,
+        capsize=4,
+        label="mean ± std",
+    )
     for position, group in zip(positions, ordered):
         axis.plot(group.accuracies, [position] * group.n, "o", color=COLORS[0], markersize=4)
     axis.set_yticks(list(positions), [f"{labels[group.name]} (n={group.n})" for group in ordered])
@@ -125,7 +136,9 @@ def accuracy_against(groups: list[Group], key: str, label: str, path: Path) -> P
         color = COLORS[index % len(COLORS)]
         axis.errorbar([x], [group.mean], yerr=[group.std], fmt="o", color=color, capsize=4, label=labels[group.name])
     axis.legend(fontsize=8, loc="best")
-    axis.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1000 else f"{value:g}"))
+    axis.xaxis.set_major_formatter(
+        matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1000 else f"{value:g}")
+    )
     axis.set_xlabel(label)
     axis.set_ylabel(groups[0].label)
     axis.grid(alpha=0.3)

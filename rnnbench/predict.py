@@ -86,7 +86,9 @@ def _load_run(folder: Path) -> TrainedRun:
     except (OSError, ValueError, KeyError) as error:
         raise PredictError(f"{folder}: the run's record can't be read ({error})") from None
     bigrams = tuple(tuple(pair) for pair in stored.get("bigrams", ()))
-    vocabulary = tokenize.Vocabulary(words=tuple(stored["words"]), bigrams=bigrams, first_bigram_index=stored.get("first_bigram_index"))
+    vocabulary = tokenize.Vocabulary(
+        words=tuple(stored["words"]), bigrams=bigrams, first_bigram_index=stored.get("first_bigram_index")
+    )
     return TrainedRun(folder, record, config, vocabulary, tuple(record["data"]["class_names"]))
 
 
@@ -114,7 +116,9 @@ def encode_texts(run: TrainedRun, texts: Sequence[str]) -> EncodedTexts:
         texts = [data.clean_review(text) for text in texts]
     settings = run.config.data
     corpus = tokenize.tokenize(list(texts), settings.tokenizer, analyzer=settings.morpheme_analyzer)
-    inputs = tokenize.encode(corpus, run.vocabulary, np.arange(len(texts)), settings.maxlen, settings.padding, settings.truncating)
+    inputs = tokenize.encode(
+        corpus, run.vocabulary, np.arange(len(texts)), settings.maxlen, settings.padding, settings.truncating
+    )
     in_vocabulary = np.array([word in run.vocabulary.index for word in corpus.words], dtype=np.int64)
     known_so_far = np.concatenate([[0], np.cumsum(in_vocabulary[corpus.token_ids])])
     return EncodedTexts(inputs, corpus.lengths, known_so_far[corpus.offsets[1:]] - known_so_far[corpus.offsets[:-1]])
@@ -146,7 +150,10 @@ def unknown_text_warning(run: TrainedRun, encoded: EncodedTexts, listed: int = 3
 
 
 def predict(
-    run: TrainedRun, texts: Sequence[str], progress: Optional[Callable[[int, int], None]] = None, encoded: Optional[EncodedTexts] = None,
+    run: TrainedRun,
+    texts: Sequence[str],
+    progress: Optional[Callable[[int, int], None]] = None,
+    encoded: Optional[EncodedTexts] = None,
 ) -> np.ndarray:
     """Each text's class probabilities, shape (texts, classes); `progress(done, total)` after each
     batch. `encoded` is `encode_texts(run, texts)` when the caller has it already."""
@@ -226,7 +233,9 @@ def check_texts(texts: Sequence[str], source: str) -> None:
             # reads it) as lone surrogates, U+DC80 to U+DCFF for the bytes 0x80 to 0xFF.
             code = ord(text[error.start])
             byte = f"byte 0x{code - 0xDC00:02x} " if 0xDC80 <= code <= 0xDCFF else ""
-            raise PredictError(f"{source}: text {number} is not UTF-8 text ({byte}at character {error.start + 1})") from None
+            raise PredictError(
+                f"{source}: text {number} is not UTF-8 text ({byte}at character {error.start + 1})"
+            ) from None
 
 
 def format_predictions(run: TrainedRun, texts: Sequence[str], probabilities: np.ndarray, output_format: str) -> str:
@@ -234,7 +243,10 @@ def format_predictions(run: TrainedRun, texts: Sequence[str], probabilities: np.
     names = predicted_names(run, probabilities)
     if output_format == "jsonl":
         return "\n".join(
-            json.dumps({"text": text, "predicted": name, "probabilities": dict(zip(run.class_names, map(float, row)))}, ensure_ascii=False)
+            json.dumps(
+                {"text": text, "predicted": name, "probabilities": dict(zip(run.class_names, map(float, row)))},
+                ensure_ascii=False,
+            )
             for text, name, row in zip(texts, names, probabilities)
         )
     header = ["text", "predicted", *(f"p({name})" for name in run.class_names)]
@@ -242,11 +254,15 @@ def format_predictions(run: TrainedRun, texts: Sequence[str], probabilities: np.
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(header)
-        writer.writerows([text, name, *(f"{value:.6f}" for value in row)] for text, name, row in zip(texts, names, probabilities))
+        writer.writerows(
+            [text, name, *(f"{value:.6f}" for value in row)] for text, name, row in zip(texts, names, probabilities)
+        )
         return buffer.getvalue().rstrip("\n")
     from tabulate import tabulate
 
-    rows = [[_short(text), name, *(f"{value:.4f}" for value in row)] for text, name, row in zip(texts, names, probabilities)]
+    rows = [
+        [_short(text), name, *(f"{value:.4f}" for value in row)] for text, name, row in zip(texts, names, probabilities)
+    ]
     return tabulate(rows, headers=header, disable_numparse=True)
 
 

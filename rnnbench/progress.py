@@ -57,7 +57,15 @@ class Progress:
             from tqdm import tqdm
 
             # tqdm keeps the bar hidden for `delay` seconds, and for good if the step ends sooner.
-            self.bar = tqdm(total=total, desc=self.verb, unit=f" {self.unit}", delay=self.delay, file=sys.stderr, dynamic_ncols=True, leave=False)
+            self.bar = tqdm(
+                total=total,
+                desc=self.verb,
+                unit=f" {self.unit}",
+                delay=self.delay,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=False,
+            )
         self.bar.update(done - self.bar.n)
         if done >= total:
             self.bar.close()

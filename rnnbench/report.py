@@ -21,8 +21,19 @@ from tabulate import tabulate
 
 from rnnbench.results import write_atomic
 from rnnbench.verdict import (
-    DELTA, OUTCOMES, TEST_KEY, VALIDATION_KEY, Group, counted_runs, group_runs, judge, mark_replaced, rows_half_width,
-    val_test_gap, verdict_json, verdict_lines,
+    DELTA,
+    OUTCOMES,
+    TEST_KEY,
+    VALIDATION_KEY,
+    Group,
+    counted_runs,
+    group_runs,
+    judge,
+    mark_replaced,
+    rows_half_width,
+    val_test_gap,
+    verdict_json,
+    verdict_lines,
 )
 
 FORMATS = ("table", "markdown", "csv", "json")
@@ -70,7 +81,12 @@ COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
     ("dataset", lambda record: record.get("data", {}).get("dataset", "-")),
     ("cell", _cell),
     ("layers", _recurrent_only("layers")),
-    ("embedding dim", lambda record: "-" if record["config"]["model"]["cell"] == "ann" else record["config"]["model"].get("embedding_dim", "-")),
+    (
+        "embedding dim",
+        lambda record: (
+            "-" if record["config"]["model"]["cell"] == "ann" else record["config"]["model"].get("embedding_dim", "-")
+        ),
+    ),
     ("units", _recurrent_only("units")),
     ("params", lambda record: f"{record['parameters']:,}" if "parameters" in record else "-"),
     ("best val acc", _result("best_val_accuracy", 4)),
@@ -99,13 +115,19 @@ def format_runs(records: list[dict[str, Any]], output_format: str = "table", sho
     # Macro-F1 is shown only when some run has it (runs recorded before it existed don't).
     has_f1 = any("val_macro_f1" in record.get("result", {}) for record in records)
     has_warnings = any(_warnings(record) for record in records)
-    columns = [column for column in COLUMNS if (has_f1 or column[0] != "val macro-F1") and (has_warnings or column[0] != "warnings")]
+    columns = [
+        column
+        for column in COLUMNS
+        if (has_f1 or column[0] != "val macro-F1") and (has_warnings or column[0] != "warnings")
+    ]
     if show_status:
         columns += [("status", lambda record: record["status"]), ("run", lambda record: record["run_id"])]
     ordered = sort_runs(records)
     if output_format == "json":
         return json.dumps([{**record, "val_test_gap": val_test_gap(record)} for record in ordered], indent=2)
-    return _render([header for header, _ in columns], [[read(record) for _, read in columns] for record in ordered], output_format)
+    return _render(
+        [header for header, _ in columns], [[read(record) for _, read in columns] for record in ordered], output_format
+    )
 
 
 def _mean(key: str, digits: int) -> Callable[[Group], str]:
@@ -179,8 +201,12 @@ def group_columns(key: str) -> list[tuple[str, Callable[[Group], Any]]]:
 
 
 def format_groups(
-    records: list[dict[str, Any]], output_format: str = "table", with_verdict: bool = True,
-    outcome: str = "test", delta: float = DELTA, difference_of: Any = None,
+    records: list[dict[str, Any]],
+    output_format: str = "table",
+    with_verdict: bool = True,
+    outcome: str = "test",
+    delta: float = DELTA,
+    difference_of: Any = None,
 ) -> str:
     """One row per config (its runs over seeds summarised), highest mean outcome first, then the
     verdict (`verdict.py`): on `outcome` ("test": test accuracy at the best-validation epoch, or
@@ -190,17 +216,26 @@ def format_groups(
     if output_format == "json":
         families = judge(groups, outcome, delta=delta, difference_of=difference_of) if groups else []
         return json.dumps(
-            {"groups": [_group_dict(group) for group in groups], "verdict": verdict_json(families), "verdict_lines": verdict_lines(families)},
+            {
+                "groups": [_group_dict(group) for group in groups],
+                "verdict": verdict_json(families),
+                "verdict_lines": verdict_lines(families),
+            },
             indent=2,
         )
     has_f1 = any(group.mean_of("val_macro_f1") is not None for group in groups)
     has_warnings = any(_group_warnings(group) for group in groups)
     has_rows = any(group.test_rows for group in groups)
     columns = [
-        column for column in group_columns(key)
-        if (has_f1 or column[0] != "val macro-F1") and (has_warnings or column[0] != "warnings") and (has_rows or column[0] != "± test rows")
+        column
+        for column in group_columns(key)
+        if (has_f1 or column[0] != "val macro-F1")
+        and (has_warnings or column[0] != "warnings")
+        and (has_rows or column[0] != "± test rows")
     ]
-    table = _render([header for header, _ in columns], [[read(group) for _, read in columns] for group in groups], output_format)
+    table = _render(
+        [header for header, _ in columns], [[read(group) for _, read in columns] for group in groups], output_format
+    )
     if output_format == "csv" or not with_verdict:
         return table
     lines = verdict_lines(judge(groups, outcome, delta=delta, difference_of=difference_of)) if groups else []
@@ -230,14 +265,18 @@ def _group_dict(group: Group) -> dict[str, Any]:
         "test_accuracy_mean": statistics.fmean(test) if test else None,
         "test_accuracy_std": (statistics.stdev(test) if len(test) > 1 else 0.0) if test else None,
         "test_rows": group.test_rows,
-        "test_rows_half_width": rows_half_width(statistics.fmean(test), group.test_rows) if test and group.test_rows else None,
+        "test_rows_half_width": rows_half_width(statistics.fmean(test), group.test_rows)
+        if test and group.test_rows
+        else None,
         "val_test_gap_mean": statistics.fmean(group.val_test_gaps) if group.val_test_gaps else None,
         "mean_epoch_seconds": group.mean_of("mean_epoch_seconds"),
         "parameters": first["parameters"],
         "backend": first["backend"],
         "device": first["device"],
         "runs": [record["run_id"] for record in group.records],
-        "collapsed_runs": [record["run_id"] for record in group.records if record.get("result", {}).get("collapsed") is True],
+        "collapsed_runs": [
+            record["run_id"] for record in group.records if record.get("result", {}).get("collapsed") is True
+        ],
         "warnings": {record["run_id"]: record["warnings"] for record in group.records if record.get("warnings")},
     }
 
@@ -256,13 +295,33 @@ def _render(headers: list[str], rows: list[list[Any]], output_format: str) -> st
 
 
 def _alignment(headers: list[str]) -> tuple[str, ...]:
-    numeric = {"layers", "embedding dim", "units", "params", "n", "best val acc", "95% CI", "± test rows", "best epoch", "val macro-F1", "test acc", "val−test", "s/epoch"}
+    numeric = {
+        "layers",
+        "embedding dim",
+        "units",
+        "params",
+        "n",
+        "best val acc",
+        "95% CI",
+        "± test rows",
+        "best epoch",
+        "val macro-F1",
+        "test acc",
+        "val−test",
+        "s/epoch",
+    }
     return tuple("right" if header in numeric else "left" for header in headers)
 
 
 def write_report(
-    records: list[dict[str, Any]], runs_dir: Path, out_dir: Path, title: str, command: str,
-    outcome: str = "test", delta: float = DELTA, difference_of: Any = None,
+    records: list[dict[str, Any]],
+    runs_dir: Path,
+    out_dir: Path,
+    title: str,
+    command: str,
+    outcome: str = "test",
+    delta: float = DELTA,
+    difference_of: Any = None,
 ) -> list[Path]:
     """Write report.md (pictures beside it) and a self-contained report.html into `out_dir`; the
     verdict as `format_groups` makes it."""
@@ -274,8 +333,16 @@ def write_report(
     label = groups[0].label if groups else OUTCOMES[outcome]
     pictures: list[tuple[str, Path]] = [
         (f"{label[0].upper()}{label[1:]} per config", plots.comparison_chart(groups, out_dir / "comparison.png")),
-        ("Accuracy against parameter count", plots.accuracy_against(groups, "parameters", "parameters", out_dir / "accuracy_vs_parameters.png")),
-        ("Accuracy against seconds per epoch", plots.accuracy_against(groups, "mean_epoch_seconds", "seconds per epoch", out_dir / "accuracy_vs_seconds.png")),
+        (
+            "Accuracy against parameter count",
+            plots.accuracy_against(groups, "parameters", "parameters", out_dir / "accuracy_vs_parameters.png"),
+        ),
+        (
+            "Accuracy against seconds per epoch",
+            plots.accuracy_against(
+                groups, "mean_epoch_seconds", "seconds per epoch", out_dir / "accuracy_vs_seconds.png"
+            ),
+        ),
     ]
     for index, group in enumerate(groups, start=1):
         path = out_dir / f"curves_{index:02d}_{_file_safe(group.name)}.png"
@@ -300,19 +367,29 @@ def write_report(
     markdown += ["", "## Pictures", ""]
     for caption, path in pictures:
         markdown += [f"### {caption}", "", f"![{caption}]({path.name})", ""]
-    markdown += ["## Runs", "", per_run, "", "## Environment", ""] + [f"- {key}: {value}" for key, value in environment.items()]
+    markdown += ["## Runs", "", per_run, "", "## Environment", ""] + [
+        f"- {key}: {value}" for key, value in environment.items()
+    ]
     markdown_path = out_dir / "report.md"
     write_atomic(markdown_path, ("\n".join(markdown) + "\n").encode("utf-8"))
 
-    html = [f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>", _STYLE, "</head><body>",
-            f"<h1>{escape(title)}</h1><ul>" + "".join(f"<li>{_inline(fact)}</li>" for fact in facts) + "</ul>",
-            "<h2>Comparison</h2>", _html_table(format_groups(completed, "csv", outcome=outcome)),
-            "<h2>Verdict</h2><p>" + "<br>".join(escape(line) for line in lines) + "</p>", "<h2>Pictures</h2>"]
+    html = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
+        _STYLE,
+        "</head><body>",
+        f"<h1>{escape(title)}</h1><ul>" + "".join(f"<li>{_inline(fact)}</li>" for fact in facts) + "</ul>",
+        "<h2>Comparison</h2>",
+        _html_table(format_groups(completed, "csv", outcome=outcome)),
+        "<h2>Verdict</h2><p>" + "<br>".join(escape(line) for line in lines) + "</p>",
+        "<h2>Pictures</h2>",
+    ]
     for caption, path in pictures:
         encoded = base64.b64encode(path.read_bytes()).decode("ascii")
         html.append(f"<h3>{escape(caption)}</h3><img alt='{escape(caption)}' src='data:image/png;base64,{encoded}'>")
     html += ["<h2>Runs</h2>", _html_table(format_runs(completed, "csv")), "<h2>Environment</h2><ul>"]
-    html += [f"<li>{escape(key)}: {escape(str(value))}</li>" for key, value in environment.items()] + ["</ul></body></html>"]
+    html += [f"<li>{escape(key)}: {escape(str(value))}</li>" for key, value in environment.items()] + [
+        "</ul></body></html>"
+    ]
     html_path = out_dir / "report.html"
     write_atomic(html_path, "\n".join(html).encode("utf-8"))
     return [markdown_path, html_path] + [path for _, path in pictures]

@@ -67,7 +67,9 @@ def check_folder(path: Path, role: str) -> None:
         except OSError as error:
             where = f"{role} {path}" + ("" if step == path else f" lies under {step}, which")
             if error.errno == errno.ELOOP:
-                raise FolderError(f"{where} is a symlink loop (it leads back to itself); remove the link or give another folder") from None
+                raise FolderError(
+                    f"{where} is a symlink loop (it leads back to itself); remove the link or give another folder"
+                ) from None
             if error.errno == errno.ENOENT:
                 raise FolderError(
                     f"{where} is a symlink to {os.readlink(step)}, which does not exist; create that folder or give another one"
@@ -130,7 +132,9 @@ class RunDirectory:
     def write_result(self, result: dict[str, Any]) -> None:
         write_json(self.path / "result.json", result)
 
-    def write_vocabulary(self, words: Iterable[str], first_bigram_index: Optional[int] = None, bigrams: Iterable[tuple[str, str]] = ()) -> None:
+    def write_vocabulary(
+        self, words: Iterable[str], first_bigram_index: Optional[int] = None, bigrams: Iterable[tuple[str, str]] = ()
+    ) -> None:
         stored: dict[str, Any] = {"padding_index": 0, "oov_index": 1, "first_word_index": 2, "words": list(words)}
         if first_bigram_index is not None:
             # model.ngrams 2: pairs of adjacent words, bigrams[i] having index first_bigram_index + i.
@@ -145,8 +149,10 @@ class RunDirectory:
 
         buffer = io.BytesIO()
         np.savez_compressed(
-            buffer, probabilities=np.asarray(probabilities, dtype=np.float16),
-            predicted=np.asarray(predicted, dtype=np.int32), labels=np.asarray(labels, dtype=np.int32),
+            buffer,
+            probabilities=np.asarray(probabilities, dtype=np.float16),
+            predicted=np.asarray(predicted, dtype=np.int32),
+            labels=np.asarray(labels, dtype=np.int32),
         )
         write_atomic(self.path / TEST_PREDICTIONS_FILE, buffer.getvalue())
 
@@ -410,9 +416,14 @@ def read_runs(runs_dir: Path, statuses: Optional[Iterable[str]] = ("completed",)
         try:
             # Bytes, decoded below row by row, so that a row of damaged text is named by its run.
             connection.text_factory = bytes
-            if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone() is None:
+            if (
+                connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").fetchone()
+                is None
+            ):
                 return []  # A database that no run has been recorded in yet.
-            rows = connection.execute("SELECT run_id, name, status, started, updated, record FROM runs ORDER BY started, run_id").fetchall()
+            rows = connection.execute(
+                "SELECT run_id, name, status, started, updated, record FROM runs ORDER BY started, run_id"
+            ).fetchall()
         finally:
             connection.close()
     except sqlite3.Error as error:
@@ -482,14 +493,23 @@ def _is_number(value: Any, low: float, high: float) -> bool:
 _KINDS = {
     "text": ("a string", lambda value: isinstance(value, str)),
     # 64 bits, as SQLite stores them; parameter counts and seeds are far below.
-    "integer": ("an integer", lambda value: isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63),
+    "integer": (
+        "an integer",
+        lambda value: isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63,
+    ),
     "share": ("a number from 0 to 1", lambda value: _is_number(value, 0.0, 1.0)),
     # A year of seconds is far more than any run takes; larger numbers are damage, and would break the charts.
     "seconds": ("a number of seconds from 0 to 31536000", lambda value: _is_number(value, 0.0, 31_536_000.0)),
     "flag": ("true or false", lambda value: isinstance(value, bool)),
     "mapping": ("a JSON object", lambda value: isinstance(value, dict)),
-    "mapping of texts": ("a JSON object of strings", lambda value: isinstance(value, dict) and all(isinstance(item, str) for item in value.values())),
-    "list of texts": ("a list of strings", lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value)),
+    "mapping of texts": (
+        "a JSON object of strings",
+        lambda value: isinstance(value, dict) and all(isinstance(item, str) for item in value.values()),
+    ),
+    "list of texts": (
+        "a list of strings",
+        lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
+    ),
 }
 
 
@@ -504,7 +524,13 @@ def _text(value: Any) -> Optional[str]:
 
 
 def _checked_record(
-    path: Path, run_id: Optional[str], name: Optional[str], status: Optional[str], started: Optional[str], updated: Optional[str], text: Optional[str]
+    path: Path,
+    run_id: Optional[str],
+    name: Optional[str],
+    status: Optional[str],
+    started: Optional[str],
+    updated: Optional[str],
+    text: Optional[str],
 ) -> dict[str, Any]:
     """The row's record with its run id, status and times, or ResultsError naming the run and the damage."""
 

@@ -44,7 +44,9 @@ def expand(path: str | Path, overrides: Sequence[str] = (), seed_count: Optional
     return expand_mapping(raw, str(path), overrides, seed_count)
 
 
-def expand_mapping(raw: dict[str, Any], source: str, overrides: Sequence[str] = (), seed_count: Optional[int] = None) -> list[Config]:
+def expand_mapping(
+    raw: dict[str, Any], source: str, overrides: Sequence[str] = (), seed_count: Optional[int] = None
+) -> list[Config]:
     """`expand` for a config already read (with its `sweep:` section, if any) from `source`."""
     raw = dict(raw)
     sweep = raw.pop("sweep", None)
@@ -60,8 +62,14 @@ def expand_mapping(raw: dict[str, Any], source: str, overrides: Sequence[str] = 
     for (variant, variant_values), grid_values in itertools.product(variants, _grid_points(grid)):
         typed = [(key, value, f"{source}: sweep.variants.{variant}") for key, value in variant_values.items()]
         typed += [(key, value, f"{source}: sweep.grid") for key, value in grid_values.items()]
-        name_parts = [base_name] + ([variant] if variant else []) + [_name_part(key, value) for key, value in grid_values.items()]
-        config = config_from_mapping({**raw, "name": "-".join(name_parts)}, source=source, overrides=[*typed, *overrides])
+        name_parts = (
+            [base_name]
+            + ([variant] if variant else [])
+            + [_name_part(key, value) for key, value in grid_values.items()]
+        )
+        config = config_from_mapping(
+            {**raw, "name": "-".join(name_parts)}, source=source, overrides=[*typed, *overrides]
+        )
         if seed_count is not None:
             config = _with_seed_count(config, seed_count)
         runs = per_seed(config)
@@ -69,13 +77,19 @@ def expand_mapping(raw: dict[str, Any], source: str, overrides: Sequence[str] = 
         configs.extend(runs)
         if len(configs) > MOST_RUNS:
             # Variants or the grid that set train.seeds in another way than the count above reads.
-            raise ConfigError(f"{source}: the sweep expands to more than {MOST_RUNS:,} runs; the limit is {MOST_RUNS:,} — split it into several configs")
+            raise ConfigError(
+                f"{source}: the sweep expands to more than {MOST_RUNS:,} runs; the limit is {MOST_RUNS:,} — split it into several configs"
+            )
     return configs
 
 
 def _refuse_too_many_runs(
-    raw: dict[str, Any], variants: list[tuple[str, dict[str, Any]]], grid: dict[str, list[Any]],
-    overrides: Sequence[str], seed_count: Optional[int], source: str,
+    raw: dict[str, Any],
+    variants: list[tuple[str, dict[str, Any]]],
+    grid: dict[str, list[Any]],
+    overrides: Sequence[str],
+    seed_count: Optional[int],
+    source: str,
 ) -> None:
     """Count the runs from the sweep's sizes alone, as variants x grid points x seeds, and refuse too many.
 
@@ -146,11 +160,15 @@ def _parse_sweep(sweep: Any, source: str) -> tuple[list[tuple[str, dict[str, Any
     if variants is None:
         return [("", {})], grid
     if not isinstance(variants, dict) or not variants:
-        raise ConfigError(f"{source}: sweep.variants must map names to sets of keys, e.g. gru2: {{model.cell: gru, model.layers: 2}}")
+        raise ConfigError(
+            f"{source}: sweep.variants must map names to sets of keys, e.g. gru2: {{model.cell: gru, model.layers: 2}}"
+        )
     parsed = []
     for name, values in variants.items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", str(name)):
-            raise ConfigError(f"{source}: sweep.variants.{name}: a variant name may only hold letters, digits, '_', '-' and '.'")
+            raise ConfigError(
+                f"{source}: sweep.variants.{name}: a variant name may only hold letters, digits, '_', '-' and '.'"
+            )
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: sweep.variants.{name} must map dotted keys to values, got {values!r}")
         parsed.append((str(name), values))
@@ -174,13 +192,17 @@ def _with_seed_count(config: Config, seed_count: int) -> Config:
     seed = config.train.seed
     seeds = [seed + offset for offset in range(seed_count)]
     label = f"--seeds {seed_count} from train.seed={seed}"
-    return config_from_mapping(config.to_dict(), overrides=[("train.seeds", seeds, label)]).keeping_backend_choice(config)
+    return config_from_mapping(config.to_dict(), overrides=[("train.seeds", seeds, label)]).keeping_backend_choice(
+        config
+    )
 
 
 def per_seed(config: Config) -> list[Config]:
     train = config.train
     seeds = train.seeds or [train.seed]
-    return [config.model_copy(update={"train": train.model_copy(update={"seed": seed, "seeds": None})}) for seed in seeds]
+    return [
+        config.model_copy(update={"train": train.model_copy(update={"seed": seed, "seeds": None})}) for seed in seeds
+    ]
 
 
 def _point_label(variant: str, grid_values: dict[str, Any]) -> str:
@@ -218,11 +240,15 @@ class _Clashes:
                 "each needs a name of its own"
             )
         for run in runs:
-            number_before, point_before = self.points_by_run.setdefault(_nameless(run).fingerprint(), (self.points, point))
+            number_before, point_before = self.points_by_run.setdefault(
+                _nameless(run).fingerprint(), (self.points, point)
+            )
             if number_before == self.points:
                 continue
             if point_before == point:
-                raise ConfigError(f"{self.source}: {point} comes twice, as the identical run (seed {run.train.seed}); remove one of them")
+                raise ConfigError(
+                    f"{self.source}: {point} comes twice, as the identical run (seed {run.train.seed}); remove one of them"
+                )
             raise ConfigError(
                 f"{self.source}: {point_before} and {point} describe the identical run (seed {run.train.seed}); remove one of them"
             )

@@ -121,7 +121,9 @@ class TensorBoardEvents(RunObserver):
             self._close()
             where = self.folder.parent.name if self.folder is not None else "this run"
             reason = " ".join(str(error).split()) or type(error).__name__
-            self.warn(f"warning: TensorBoard events of {where} are not written from here on ({reason}); the run itself goes on")
+            self.warn(
+                f"warning: TensorBoard events of {where} are not written from here on ({reason}); the run itself goes on"
+            )
 
     def _close(self) -> None:
         file, self.file = self.file, None
@@ -140,7 +142,9 @@ def _scalars_event(step: int, values: dict[str, float]) -> Any:
     from tensorboard.compat.proto import event_pb2, summary_pb2
 
     # `simple_value`, the scalar form that every TensorBoard reads; it holds a 32-bit float.
-    summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(value)) for tag, value in values.items()])
+    summary = summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag=tag, simple_value=float(value)) for tag, value in values.items()]
+    )
     return event_pb2.Event(wall_time=time.time(), step=step, summary=summary)
 
 
@@ -153,7 +157,9 @@ def _config_event(record: dict[str, Any]) -> Any:
     tensor = tensor_pb2.TensorProto(
         dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(), string_val=[text.encode("utf-8")]
     )
-    value = summary_pb2.Summary.Value(tag=CONFIG_TAG, metadata=metadata.create_summary_metadata("config", ""), tensor=tensor)
+    value = summary_pb2.Summary.Value(
+        tag=CONFIG_TAG, metadata=metadata.create_summary_metadata("config", ""), tensor=tensor
+    )
     return event_pb2.Event(wall_time=time.time(), step=0, summary=summary_pb2.Summary(value=[value]))
 
 
@@ -187,14 +193,14 @@ def _records(path: Path) -> Iterator[bytes]:
     content = path.read_bytes()
     position = 0
     while position + 12 <= len(content):
-        header = content[position:position + 8]
+        header = content[position : position + 8]
         (length,) = struct.unpack("<Q", header)
-        (header_crc,) = struct.unpack("<I", content[position + 8:position + 12])
+        (header_crc,) = struct.unpack("<I", content[position + 8 : position + 12])
         end = position + 12 + length + 4
         if header_crc != masked_crc32c(header) or end > len(content):
             return
-        payload = content[position + 12:end - 4]
-        if struct.unpack("<I", content[end - 4:end])[0] != masked_crc32c(payload):
+        payload = content[position + 12 : end - 4]
+        if struct.unpack("<I", content[end - 4 : end])[0] != masked_crc32c(payload):
             return
         yield payload
         position = end

@@ -115,7 +115,6 @@ class Vocabulary:
         return {word: position + _RESERVED for position, word in enumerate(self.words)}
 
 
-
 def split_words(text: str) -> list[str]:
     """The word tokenizer on one text: lowercase, FILTERS to spaces, split on ASCII whitespace.
 
@@ -237,7 +236,9 @@ def tokenize(
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
         futures = {
-            pool.submit(_tokenize_in_pool, piece, tokenizer, analyzer): number for number, piece in enumerate(pieces) if number % workers
+            pool.submit(_tokenize_in_pool, piece, tokenizer, analyzer): number
+            for number, piece in enumerate(pieces)
+            if number % workers
         }
 
         def collect(future: concurrent.futures.Future) -> None:
@@ -286,7 +287,9 @@ def _numbering(tokenizer: str) -> _WordIds:
     return _WordIds({_SEPARATOR.encode("ascii"): 0}) if tokenizer == "word" else _WordIds()
 
 
-def _tokenize_piece(texts: Sequence[str], tokenizer: str, analyzer: str, ids: _WordIds) -> tuple[list[bytes], np.ndarray, np.ndarray]:
+def _tokenize_piece(
+    texts: Sequence[str], tokenizer: str, analyzer: str, ids: _WordIds
+) -> tuple[list[bytes], np.ndarray, np.ndarray]:
     """The words `ids` first met in `texts` (UTF-8, in the order met), the texts' token ids and per-text token counts."""
     first_new = len(ids)
     token_ids, lengths = _token_ids(texts, tokenizer, analyzer, ids)
@@ -297,7 +300,9 @@ def _tokenize_piece(texts: Sequence[str], tokenizer: str, analyzer: str, ids: _W
 _POOL_IDS: Optional[_WordIds] = None
 
 
-def _tokenize_in_pool(texts: Sequence[str], tokenizer: str, analyzer: str) -> tuple[int, list[bytes], np.ndarray, np.ndarray]:
+def _tokenize_in_pool(
+    texts: Sequence[str], tokenizer: str, analyzer: str
+) -> tuple[int, list[bytes], np.ndarray, np.ndarray]:
     """_tokenize_piece in a pool process, named by its process id."""
     global _POOL_IDS
     if _POOL_IDS is None:
@@ -311,11 +316,15 @@ def _token_ids(texts: Sequence[str], tokenizer: str, analyzer: str, ids: _WordId
         return np.zeros(0, np.int32), np.zeros(0, np.int64)
     if tokenizer != "word":
         split: Callable[[Sequence[str]], list[list[str]]] = (
-            MORPHEME_ANALYZERS[analyzer]() if tokenizer == "morpheme" else (lambda batch: [split_characters(text) for text in batch])
+            MORPHEME_ANALYZERS[analyzer]()
+            if tokenizer == "morpheme"
+            else (lambda batch: [split_characters(text) for text in batch])
         )
         rows = [[token.encode("utf-8") for token in tokens] for tokens in split(texts)]
         lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-        flat = np.fromiter((ids[token] for tokens in rows for token in tokens), dtype=np.int32, count=int(lengths.sum()))
+        flat = np.fromiter(
+            (ids[token] for tokens in rows for token in tokens), dtype=np.int32, count=int(lengths.sum())
+        )
         return flat, lengths
     # The word tokenizer's fast path: one bytes pass over the whole piece instead of one per text.
     separator = _SEPARATOR.encode("ascii")
@@ -349,7 +358,10 @@ def _merge(numbered: list[tuple[Optional[int], list[bytes], np.ndarray, np.ndarr
         for word in new_words:
             # setdefault's default is evaluated first, so a new word gets the next free id.
             index.setdefault(word, len(index))
-    tables = {process: np.fromiter(map(index.__getitem__, words), np.int32, len(words)) for process, words in numberings.items()}
+    tables = {
+        process: np.fromiter(map(index.__getitem__, words), np.int32, len(words))
+        for process, words in numberings.items()
+    }
     ids = [tables[process][local_ids] for process, _, local_ids, _ in numbered if len(local_ids)]
     lengths = [local_lengths for _, _, _, local_lengths in numbered]
     all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
@@ -389,7 +401,9 @@ def _cache_key(texts: Sequence[str], tokenizer: str, analyzer: str = "mecab") ->
     digest = hashlib.sha256(f"format {_CACHE_FORMAT}; tokenizer {tokenizer}".encode())
     if tokenizer == "morpheme":
         # The analyzer and its packages' versions: a new dictionary or model may split differently.
-        versions = " ".join(f"{package} {importlib.metadata.version(package)}" for package in MORPHEME_ANALYZERS[analyzer].packages)
+        versions = " ".join(
+            f"{package} {importlib.metadata.version(package)}" for package in MORPHEME_ANALYZERS[analyzer].packages
+        )
         digest.update(f"; analyzer {analyzer}: {versions}".encode())
     # Lengths first, so that the joined text can't be split into texts in two ways.
     digest.update(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)).tobytes())
@@ -440,7 +454,12 @@ def build_vocabulary(corpus: Corpus, rows: np.ndarray, num_words: int, ngrams: i
     words = tuple(corpus.words[word_id] for word_id in ranked)
     if ngrams == 1:
         return Vocabulary(words=words, distinct_words=len(seen))
-    return Vocabulary(words=words, distinct_words=len(seen), bigrams=_frequent_bigrams(corpus, rows, num_words), first_bigram_index=num_words)
+    return Vocabulary(
+        words=words,
+        distinct_words=len(seen),
+        bigrams=_frequent_bigrams(corpus, rows, num_words),
+        first_bigram_index=num_words,
+    )
 
 
 def _bigram_starts(corpus: Corpus) -> np.ndarray:
@@ -456,7 +475,9 @@ def _frequent_bigrams(corpus: Corpus, rows: np.ndarray, count: int) -> tuple[tup
     positions = np.flatnonzero(_bigram_starts(corpus) & _row_token_mask(corpus, rows))
     width = np.int64(len(corpus.words))
     # Each pair as one number: first word id x vocabulary width + second word id.
-    pairs, counts = np.unique(corpus.token_ids[positions].astype(np.int64) * width + corpus.token_ids[positions + 1], return_counts=True)
+    pairs, counts = np.unique(
+        corpus.token_ids[positions].astype(np.int64) * width + corpus.token_ids[positions + 1], return_counts=True
+    )
     first, second = pairs // width, pairs % width
     rank = np.empty(len(corpus.words), np.int64)
     rank[np.argsort(np.array(corpus.words, dtype=object), kind="stable")] = np.arange(len(corpus.words))
@@ -492,7 +513,9 @@ def encode(
         lengths = corpus.lengths[rows[block]]
         kept = np.minimum(lengths, maxlen)
         first = corpus.offsets[rows[block]] + (lengths - kept if truncating == "pre" else 0)
-        encoded[block, :maxlen] = _padded(lambda positions: table[corpus.token_ids[positions]], first, kept, maxlen, padding)
+        encoded[block, :maxlen] = _padded(
+            lambda positions: table[corpus.token_ids[positions]], first, kept, maxlen, padding
+        )
         if bigram_table is not None:
             # The pairs among the kept tokens: each kept token but a row's last starts one.
             encoded[block, maxlen:] = _padded(bigram_table, first, np.maximum(kept - 1, 0), maxlen - 1, padding)
@@ -500,7 +523,9 @@ def encode(
     return encoded
 
 
-def _padded(lookup: Callable[[np.ndarray], np.ndarray], first: np.ndarray, kept: np.ndarray, width: int, padding: str) -> np.ndarray:
+def _padded(
+    lookup: Callable[[np.ndarray], np.ndarray], first: np.ndarray, kept: np.ndarray, width: int, padding: str
+) -> np.ndarray:
     """Rows of `width` columns, row i holding `lookup` of corpus positions first[i] .. first[i] + kept[i] - 1, padded."""
     # Position of each kept token within its row, without a Python loop over rows.
     row_of_token = np.repeat(np.arange(len(first)), kept)

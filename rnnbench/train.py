@@ -20,7 +20,17 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import keras
 import numpy as np
 
-from rnnbench import backend, data, embeddings, kernels, metrics, model as model_factory, observers as run_observers, results, tokenize
+from rnnbench import (
+    backend,
+    data,
+    embeddings,
+    kernels,
+    metrics,
+    model as model_factory,
+    observers as run_observers,
+    results,
+    tokenize,
+)
 from rnnbench.config import Config, TrainConfig, recorded_config  # noqa: F401 (recorded_config: also train's API)
 from rnnbench.progress import Progress
 
@@ -78,7 +88,10 @@ class Prepared:
         else:
             by_group = settings.hold_out == "groups" and dataset.train_groups is not None
             training_rows, validation_rows = data.split_validation(
-                dataset.train_labels, settings.validation, config.train.seed, dataset.class_names,
+                dataset.train_labels,
+                settings.validation,
+                config.train.seed,
+                dataset.class_names,
                 groups=dataset.train_groups if by_group else None,
             )
             validation_labels = dataset.train_labels[validation_rows]
@@ -95,14 +108,24 @@ class Prepared:
             echo(f"skipped {count:,} rows with an empty text in {path}")
 
         started = time.perf_counter()
-        corpus, cached = tokenize.load_or_tokenize(texts, settings.tokenizer, settings.morpheme_analyzer, Progress(echo, "tokenized"))
+        corpus, cached = tokenize.load_or_tokenize(
+            texts, settings.tokenizer, settings.morpheme_analyzer, Progress(echo, "tokenized")
+        )
         # The vocabulary is counted on the training rows only, never validation or test rows.
         self.vocabulary = tokenize.build_vocabulary(corpus, training_rows, settings.num_words, config.model.ngrams)
         # Kept for word vectors trained on the training rows (model.pretrained_embedding: word2vec).
         self.corpus, self.training_rows = corpus, training_rows
 
         def encode(rows: np.ndarray) -> np.ndarray:
-            return tokenize.encode(corpus, self.vocabulary, rows, settings.maxlen, settings.padding, settings.truncating, Progress(echo, "encoded", "rows"))
+            return tokenize.encode(
+                corpus,
+                self.vocabulary,
+                rows,
+                settings.maxlen,
+                settings.padding,
+                settings.truncating,
+                Progress(echo, "encoded", "rows"),
+            )
 
         self.x_train, self.y_train = encode(training_rows), dataset.train_labels[training_rows]
         self.x_validation, self.y_validation = encode(validation_rows), validation_labels
@@ -110,7 +133,8 @@ class Prepared:
         # model.ngram_weighting tfidf: each bag token's weight, from the training rows alone.
         self.token_weights = (
             tokenize.inverse_document_frequencies(self.x_train, model_factory.bag_size(config, settings.num_words))
-            if config.model.ngram_weighting == "tfidf" else None
+            if config.model.ngram_weighting == "tfidf"
+            else None
         )
         self.num_classes = dataset.num_classes
         self.class_names = dataset.class_names
@@ -177,7 +201,9 @@ class _Progress:
         for prefix, variables in (("variable", network.variables), ("optimizer", network.optimizer.variables)):
             values = saved(prefix)
             if [tuple(value.shape) for value in values] != [tuple(variable.shape) for variable in variables]:
-                raise results.ResultsError(f"{run.path / results.CHECKPOINT_FILE}: does not match this model; start afresh with --no-resume")
+                raise results.ResultsError(
+                    f"{run.path / results.CHECKPOINT_FILE}: does not match this model; start afresh with --no-resume"
+                )
             for variable, value in zip(variables, values):
                 variable.assign(value)
         progress.best_weights = saved("best") or None
@@ -240,8 +266,14 @@ class _ProgressBar(keras.callbacks.ProgbarLogger):
 
 
 def _train(
-    network: keras.Model, prepared: Prepared, config: Config, run: results.RunDirectory, progress: _Progress,
-    echo: Callable[[str], None], progress_bar: bool, observers: Sequence[run_observers.RunObserver] = (),
+    network: keras.Model,
+    prepared: Prepared,
+    config: Config,
+    run: results.RunDirectory,
+    progress: _Progress,
+    echo: Callable[[str], None],
+    progress_bar: bool,
+    observers: Sequence[run_observers.RunObserver] = (),
 ) -> bool:
     """Train the epochs that `progress` has not done yet; False if the loss stopped being finite."""
     epochs = config.train.epochs
@@ -336,7 +368,9 @@ def run_experiment(
     if prepared is None:
         prepared = Prepared(config, data_dir, echo)
     else:
-        echo(f"{prepared.summary['dataset']}: data prepared once by the driver ({prepared.summary['train_rows']:,} training rows)")
+        echo(
+            f"{prepared.summary['dataset']}: data prepared once by the driver ({prepared.summary['train_rows']:,} training rows)"
+        )
     pretrained = _pretrained_vectors(config, prepared, data_dir, echo)
     network = _compiled_model(config, prepared, pretrained)
     device, choices = _plan_kernels(config, echo)
@@ -355,7 +389,9 @@ def run_experiment(
     if scores is None:
         return _finish(index, run, record, "diverged", {"epochs_run": len(progress.history)}, observers)
 
-    result = _result(progress, scores, config.train.epochs, train_seconds, wall_seconds=time.perf_counter() - run_started)
+    result = _result(
+        progress, scores, config.train.epochs, train_seconds, wall_seconds=time.perf_counter() - run_started
+    )
     result["collapsed"] = _warn_if_collapsed(record, scores["val"]["confusion"], prepared.class_names, echo)
     return _finish(index, run, record, "completed", result, observers)
 
@@ -367,13 +403,22 @@ def _pretrained_vectors(
         return None
     if config.model.pretrained_embedding == embeddings.WORD2VEC:
         pretrained = embeddings.train_word2vec(
-            prepared.corpus, prepared.training_rows, prepared.vocabulary, config.data.num_words,
-            config.model.embedding_dim, config.train.seed, echo,
+            prepared.corpus,
+            prepared.training_rows,
+            prepared.vocabulary,
+            config.data.num_words,
+            config.model.embedding_dim,
+            config.train.seed,
+            echo,
         )
     else:
         pretrained = embeddings.load_pretrained(
-            config.model.pretrained_embedding, prepared.vocabulary, config.data.num_words,
-            config.model.embedding_dim, config.train.seed, data_dir,
+            config.model.pretrained_embedding,
+            prepared.vocabulary,
+            config.data.num_words,
+            config.model.embedding_dim,
+            config.train.seed,
+            data_dir,
         )
     echo(
         f"pre-trained vectors {pretrained.source}: {pretrained.found:,} of {len(prepared.vocabulary.words):,}"
@@ -382,11 +427,16 @@ def _pretrained_vectors(
     return pretrained
 
 
-def _compiled_model(config: Config, prepared: Prepared, pretrained: Optional[embeddings.PretrainedEmbedding]) -> keras.Model:
+def _compiled_model(
+    config: Config, prepared: Prepared, pretrained: Optional[embeddings.PretrainedEmbedding]
+) -> keras.Model:
     # Seeded just before the weights are drawn, so that the same seed gives the same model.
     backend.set_random_seed(config.train.seed)
     network = model_factory.build_model(
-        config, config.data.num_words, prepared.num_classes, None if pretrained is None else pretrained.matrix,
+        config,
+        config.data.num_words,
+        prepared.num_classes,
+        None if pretrained is None else pretrained.matrix,
         token_weights=prepared.token_weights,
     )
     network.compile(
@@ -404,7 +454,9 @@ def _optimizer(settings: TrainConfig, steps_per_epoch: int) -> keras.optimizers.
         # Follows the optimizer's step count, which the checkpoint restores, so a resumed run
         # goes on along the same curve.
         learning_rate = keras.optimizers.schedules.CosineDecay(
-            settings.learning_rate, settings.epochs * steps_per_epoch, alpha=settings.min_learning_rate / settings.learning_rate
+            settings.learning_rate,
+            settings.epochs * steps_per_epoch,
+            alpha=settings.min_learning_rate / settings.learning_rate,
         )
     return OPTIMIZERS[settings.optimizer](learning_rate=learning_rate, clipnorm=settings.clipnorm)
 
@@ -424,8 +476,13 @@ def _plan_kernels(config: Config, echo: Callable[[str], None]) -> tuple[str, lis
 
 
 def _new_record(
-    config: Config, command: str, network: keras.Model, prepared: Prepared,
-    pretrained: Optional[embeddings.PretrainedEmbedding], device: str, choices: list[kernels.KernelChoice],
+    config: Config,
+    command: str,
+    network: keras.Model,
+    prepared: Prepared,
+    pretrained: Optional[embeddings.PretrainedEmbedding],
+    device: str,
+    choices: list[kernels.KernelChoice],
     echo: Callable[[str], None],
 ) -> dict[str, Any]:
     """What a run is, before it trains: config, environment, model size, data, and warnings about the data."""
@@ -478,7 +535,9 @@ def note_warnings(notes: dict[str, Any]) -> list[str]:
     return [describe(notes[key]) for key, describe in NOTE_WARNINGS.items() if notes.get(key)]
 
 
-def _warn_if_collapsed(record: dict[str, Any], confusion: list[list[int]], class_names: tuple[str, ...], echo: Callable[[str], None]) -> bool:
+def _warn_if_collapsed(
+    record: dict[str, Any], confusion: list[list[int]], class_names: tuple[str, ...], echo: Callable[[str], None]
+) -> bool:
     """Whether the validation rows of `confusion` (rows true classes, columns predicted) are all
     predicted as one class although they hold several; if so, a warning says which class."""
     counts = np.asarray(confusion)
@@ -495,8 +554,15 @@ def _warn_if_collapsed(record: dict[str, Any], confusion: list[list[int]], class
 
 
 def _open_run(
-    runs_dir: Path, config: Config, record: dict[str, Any], network: keras.Model, prepared: Prepared,
-    resume: Optional[results.RunDirectory], echo: Callable[[str], None], run_id: Optional[str], index: Index,
+    runs_dir: Path,
+    config: Config,
+    record: dict[str, Any],
+    network: keras.Model,
+    prepared: Prepared,
+    resume: Optional[results.RunDirectory],
+    echo: Callable[[str], None],
+    run_id: Optional[str],
+    index: Index,
 ) -> tuple[results.RunDirectory, _Progress]:
     """A new run's folder, or `resume`'s with its checkpoint restored into `network`; indexed as running."""
     if resume is None:
@@ -510,7 +576,9 @@ def _open_run(
         record["resumed"] = progress.resumed
     try:
         run.write_config(record)
-        run.write_vocabulary(prepared.vocabulary.words, prepared.vocabulary.first_bigram_index, prepared.vocabulary.bigrams)
+        run.write_vocabulary(
+            prepared.vocabulary.words, prepared.vocabulary.first_bigram_index, prepared.vocabulary.bigrams
+        )
         index(run.run_id, config.name, "running", {**record, "process": results.this_process()})
     except BaseException:
         if resume is None:
@@ -530,7 +598,10 @@ def _open_run(
 
 @contextlib.contextmanager
 def _recorded_if_stopped(
-    index: Index, run: results.RunDirectory, record: dict[str, Any], progress: _Progress,
+    index: Index,
+    run: results.RunDirectory,
+    record: dict[str, Any],
+    progress: _Progress,
     observers: Sequence[run_observers.RunObserver],
 ) -> Iterator[None]:
     """Index the run as interrupted (Ctrl-C), failed (an error) or as the status an error names
@@ -566,7 +637,9 @@ def _tell_closed(observers: Sequence[run_observers.RunObserver], record: dict[st
         observer.closed(record)
 
 
-def _evaluate(network: keras.Model, prepared: Prepared, run: results.RunDirectory, progress: _Progress) -> dict[str, dict[str, Any]]:
+def _evaluate(
+    network: keras.Model, prepared: Prepared, run: results.RunDirectory, progress: _Progress
+) -> dict[str, dict[str, Any]]:
     """Save the best epoch's model and score it on the validation and test splits."""
     network.set_weights(progress.best_weights)
     run.save_model(network)
@@ -617,7 +690,11 @@ def _result(
 
 
 def _finish(
-    index: Index, run: results.RunDirectory, record: dict[str, Any], status: str, result: dict[str, Any],
+    index: Index,
+    run: results.RunDirectory,
+    record: dict[str, Any],
+    status: str,
+    result: dict[str, Any],
     observers: Sequence[run_observers.RunObserver],
 ) -> dict[str, Any]:
     """Record how the run ended (result.json for a completed one) and drop its checkpoint."""
@@ -676,7 +753,9 @@ def claim(config: Config, runs_dir: Path, reuse: bool, resume: bool, say: Callab
     trains it, so that the run trains once however many processes ask for it. While another
     process holds the lock, `say` says so once and this one waits; a reused run is said too."""
     fingerprint = config.fingerprint()
-    with results.run_lock(runs_dir, fingerprint, lambda: say("the same run is being trained by another process; waiting for it to finish")):
+    with results.run_lock(
+        runs_dir, fingerprint, lambda: say("the same run is being trained by another process; waiting for it to finish")
+    ):
         completed = completed_runs(runs_dir).get(fingerprint) if reuse else None
         if completed is not None:
             say(reuse_note(completed))
@@ -715,7 +794,16 @@ def train_one(
         unfinished_run = results.RunDirectory(claimed.unfinished) if claimed.unfinished else None
         if announce:
             say("resuming" if unfinished_run else "training")
-        return run_experiment(config, data_dir, runs_dir, command, echo, resume=unfinished_run, progress_bar=progress_bar, observers=observers)
+        return run_experiment(
+            config,
+            data_dir,
+            runs_dir,
+            command,
+            echo,
+            resume=unfinished_run,
+            progress_bar=progress_bar,
+            observers=observers,
+        )
 
 
 def reuse_note(record: dict[str, Any]) -> str:

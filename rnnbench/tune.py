@@ -36,7 +36,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import re
 import socket
 import threading
@@ -124,7 +123,9 @@ class Dimension:
         if self.choices is not None:
             return optuna.distributions.CategoricalDistribution(self.choices)
         if self.kind == "int":
-            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+            return optuna.distributions.IntDistribution(
+                int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
+            )
         return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
     def extremes(self) -> list[Any]:
@@ -171,7 +172,9 @@ def read_plan(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Settings
     source = str(path)
     raw = read_mapping(path)
     if "tune" not in raw:
-        raise ConfigError(f"{source}: has no tune section; `rnnbench tune` needs one (see configs/tune/), or train it with: rnnbench run {source}")
+        raise ConfigError(
+            f"{source}: has no tune section; `rnnbench tune` needs one (see configs/tune/), or train it with: rnnbench run {source}"
+        )
     section, overrides, changed = _tune_overrides(raw.pop("tune"), overrides)
     settings = parse_settings(section, f"{source} with --set {', '.join(changed)}" if changed else source)
     # Every trial trains with the trial seed; the final runs' seeds come from tune.seeds.
@@ -197,7 +200,7 @@ def _tune_overrides(section: Any, overrides: Sequence[str]) -> tuple[Any, list[s
         if not isinstance(section, dict):
             continue  # parse_settings says what the section should be.
         section = dict(section)
-        name = key[len("tune."):]
+        name = key[len("tune.") :]
         head, _, tail = name.partition(".")
         if head in ("space", "search") and tail:
             inner = section.get(head)
@@ -216,17 +219,25 @@ def parse_settings(section: Any, source: str) -> Settings:
             raise ConfigError(f"{where}: unknown key tune.{key} (allowed: {', '.join(TUNE_KEYS)})")
     trials = section.get("trials")
     if not _is_int(trials) or not 1 <= trials <= 1000:
-        raise ConfigError(f"{where}.trials must be a whole number from 1 to 1000 (trials per candidate), got {trials!r}")
+        raise ConfigError(
+            f"{where}.trials must be a whole number from 1 to 1000 (trials per candidate), got {trials!r}"
+        )
     space = section.get("space")
     if not isinstance(space, dict) or not space:
-        raise ConfigError(f"{where}.space must map dotted keys to choices or ranges, e.g. model.units: {{int: [16, 256], log: true}}")
+        raise ConfigError(
+            f"{where}.space must map dotted keys to choices or ranges, e.g. model.units: {{int: [16, 256], log: true}}"
+        )
     dimensions = tuple(_dimension(str(key), value, f"{where}.space.{key}") for key, value in space.items())
     search = section.get("search") or {}
     if not isinstance(search, dict):
-        raise ConfigError(f"{where}.search must map dotted keys to values used by the trials only, e.g. data.limit: 5000")
+        raise ConfigError(
+            f"{where}.search must map dotted keys to values used by the trials only, e.g. data.limit: 5000"
+        )
     for key in search:
         if key in space:
-            raise ConfigError(f"{where}.search.{key} is also in tune.space; a key is either searched or fixed for the search")
+            raise ConfigError(
+                f"{where}.search.{key} is also in tune.space; a key is either searched or fixed for the search"
+            )
         if key in SEARCH_REFUSED:
             raise ConfigError(f"{where}.search.{key} can't be set: {SEARCH_REFUSED[key]}")
     pruner = section.get("pruner", "median")
@@ -234,18 +245,24 @@ def parse_settings(section: Any, source: str) -> Settings:
         raise ConfigError(f"{where}.pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
     trial_seed = section.get("trial_seed", 0)
     if not _is_int(trial_seed) or not 0 <= trial_seed <= LARGEST_SEED - 100:
-        raise ConfigError(f"{where}.trial_seed must be a whole number from 0 to {LARGEST_SEED - 100:,}, got {trial_seed!r}")
+        raise ConfigError(
+            f"{where}.trial_seed must be a whole number from 0 to {LARGEST_SEED - 100:,}, got {trial_seed!r}"
+        )
     seeds = _final_seeds(section.get("seeds", 3), trial_seed, f"{where}.seeds")
     sampler = section.get("sampler", "tpe")
     if sampler not in SAMPLERS:
         raise ConfigError(f"{where}.sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     if sampler == "random":
         if "random_trials" in section:
-            raise ConfigError(f"{where}.random_trials is read only with sampler: tpe; with sampler: random every trial is random")
+            raise ConfigError(
+                f"{where}.random_trials is read only with sampler: tpe; with sampler: random every trial is random"
+            )
         return Settings(trials, dimensions, dict(search), pruner, seeds, trial_seed, None, sampler)
     random_trials = section.get("random_trials", max(1, min(10, trials // 3)))
     if not _is_int(random_trials) or not 1 <= random_trials <= trials:
-        raise ConfigError(f"{where}.random_trials must be a whole number from 1 to tune.trials ({trials}), got {random_trials!r}")
+        raise ConfigError(
+            f"{where}.random_trials must be a whole number from 1 to tune.trials ({trials}), got {random_trials!r}"
+        )
     return Settings(trials, dimensions, dict(search), pruner, seeds, trial_seed, random_trials, sampler)
 
 
@@ -260,14 +277,24 @@ def _is_number(value: Any) -> bool:
 def _final_seeds(value: Any, trial_seed: int, where: str) -> tuple[int, ...]:
     if _is_int(value):
         if not 2 <= value <= 100:
-            raise ConfigError(f"{where} must be 2 to 100 seeds (or a list of them): a verdict needs at least 2, got {value}")
+            raise ConfigError(
+                f"{where} must be 2 to 100 seeds (or a list of them): a verdict needs at least 2, got {value}"
+            )
         return tuple(trial_seed + offset for offset in range(1, value + 1))
-    if not isinstance(value, list) or not 2 <= len(value) <= 100 or not all(_is_int(seed) and 0 <= seed <= LARGEST_SEED for seed in value):
-        raise ConfigError(f"{where} must be a count (2 to 100) or a list of 2 to 100 seeds from 0 to {LARGEST_SEED:,}, got {value!r}")
+    if (
+        not isinstance(value, list)
+        or not 2 <= len(value) <= 100
+        or not all(_is_int(seed) and 0 <= seed <= LARGEST_SEED for seed in value)
+    ):
+        raise ConfigError(
+            f"{where} must be a count (2 to 100) or a list of 2 to 100 seeds from 0 to {LARGEST_SEED:,}, got {value!r}"
+        )
     if len(set(value)) != len(value):
         raise ConfigError(f"{where}={value} repeats a seed; each seed gives one independent run")
     if trial_seed in value:
-        raise ConfigError(f"{where}={value} holds the trial seed {trial_seed}; the final runs need fresh seeds, not the one the search chose on")
+        raise ConfigError(
+            f"{where}={value} holds the trial seed {trial_seed}; the final runs need fresh seeds, not the one the search chose on"
+        )
     return tuple(value)
 
 
@@ -275,12 +302,16 @@ def _dimension(key: str, value: Any, where: str) -> Dimension:
     if key in UNTUNABLE:
         raise ConfigError(f"{where}: {key} can't be searched (the tuning protocol sets {', '.join(UNTUNABLE)})")
     if key == "train.epochs":
-        raise ConfigError(f"{where}: train.epochs can't be searched: the budget is tune.trials x the trials' train.epochs (set it in tune.search)")
+        raise ConfigError(
+            f"{where}: train.epochs can't be searched: the budget is tune.trials x the trials' train.epochs (set it in tune.search)"
+        )
     if isinstance(value, list):
         if not value:
             raise ConfigError(f"{where} must list at least one choice")
         if not all(choice is None or isinstance(choice, (bool, int, float, str)) for choice in value):
-            raise ConfigError(f"{where}: choices must be plain values (numbers, strings, booleans, null), got {value!r}")
+            raise ConfigError(
+                f"{where}: choices must be plain values (numbers, strings, booleans, null), got {value!r}"
+            )
         if len(set(map(repr, value))) != len(value):
             raise ConfigError(f"{where} repeats a choice: {value!r}")
         return Dimension(key, choices=tuple(value))
@@ -294,8 +325,15 @@ def _dimension(key: str, value: Any, where: str) -> Dimension:
     kind = kinds[0]
     bounds = value[kind]
     valid = _is_int if kind == "int" else _is_number
-    if not isinstance(bounds, list) or len(bounds) != 2 or not all(valid(bound) for bound in bounds) or bounds[0] >= bounds[1]:
-        raise ConfigError(f"{where}.{kind} must be [low, high] with {'whole ' if kind == 'int' else ''}numbers and low < high, got {bounds!r}")
+    if (
+        not isinstance(bounds, list)
+        or len(bounds) != 2
+        or not all(valid(bound) for bound in bounds)
+        or bounds[0] >= bounds[1]
+    ):
+        raise ConfigError(
+            f"{where}.{kind} must be [low, high] with {'whole ' if kind == 'int' else ''}numbers and low < high, got {bounds!r}"
+        )
     log = value.get("log", False)
     if not isinstance(log, bool):
         raise ConfigError(f"{where}.log must be true or false, got {log!r}")
@@ -312,7 +350,9 @@ def _dimension(key: str, value: Any, where: str) -> Dimension:
 
 def _check_space(candidate: Candidate, settings: Settings, source: str) -> None:
     """Validate the search settings and every dimension's extremes against the candidate's config."""
-    trial_config(candidate, settings, {dimension.key: dimension.extremes()[0] for dimension in settings.space}, 0, source)
+    trial_config(
+        candidate, settings, {dimension.key: dimension.extremes()[0] for dimension in settings.space}, 0, source
+    )
     for dimension in settings.space:
         for value in dimension.extremes():
             trial_config(candidate, settings, {dimension.key: value}, 0, source)
@@ -364,7 +404,12 @@ def _trial_epochs(candidates: list[Candidate], settings: Settings, source: str) 
 
 
 def trial_config(
-    candidate: Candidate, settings: Settings, params: dict[str, Any], number: int, source: str = "tune", epochs: Optional[int] = None,
+    candidate: Candidate,
+    settings: Settings,
+    params: dict[str, Any],
+    number: int,
+    source: str = "tune",
+    epochs: Optional[int] = None,
 ) -> Config:
     """The config of trial `number`: the candidate's, with the search settings and the sampled params;
     `epochs` when the trial trains fewer than a full trial (the budget's last epochs)."""
@@ -372,7 +417,9 @@ def trial_config(
     overrides += [(key, value, f"{source}: tune.space.{key}={value!r}") for key, value in params.items()]
     if epochs is not None:
         overrides.append(("train.epochs", epochs, f"{source}: the budget's last {epochs} epochs"))
-    return config_from_mapping({**candidate.config.to_dict(), "name": f"{candidate.name}-t{number:03d}"}, source=source, overrides=overrides)
+    return config_from_mapping(
+        {**candidate.config.to_dict(), "name": f"{candidate.name}-t{number:03d}"}, source=source, overrides=overrides
+    )
 
 
 def final_configs(candidate: Candidate, settings: Settings, params: dict[str, Any]) -> list[Config]:
@@ -421,7 +468,11 @@ def open_studies(candidates: list[Candidate], settings: Settings, storage_url: s
     storage = _storage(storage_url)
     for candidate in candidates:
         study = optuna.create_study(
-            study_name=candidate.name, storage=storage, direction="maximize", load_if_exists=True, pruner=_pruner(settings),
+            study_name=candidate.name,
+            storage=storage,
+            direction="maximize",
+            load_if_exists=True,
+            pruner=_pruner(settings),
         )
         digest = _settings_digest(candidate, settings)
         recorded = study.user_attrs.get(SETTINGS)
@@ -451,8 +502,10 @@ def _storage(url: str) -> Any:
     import optuna
 
     engine = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
-    if url.startswith("sqlite:///") and Path(url[len("sqlite:///"):]).is_dir():
-        raise StorageError(f"{url[len('sqlite:///'):]}: is a folder, not a study storage (an SQLite file); move it away, or give --storage another file")
+    if url.startswith("sqlite:///") and Path(url[len("sqlite:///") :]).is_dir():
+        raise StorageError(
+            f"{url[len('sqlite:///') :]}: is a folder, not a study storage (an SQLite file); move it away, or give --storage another file"
+        )
     for attempt in range(1, STORAGE_ATTEMPTS + 1):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine)
@@ -480,7 +533,9 @@ def sampler_description(settings: Settings) -> str:
 
 def pruner_description(settings: Settings) -> str:
     if settings.pruner == "median":
-        return f"median, after {min(MEDIAN_STARTUP_TRIALS, settings.trials)} trials, from epoch {MEDIAN_WARMUP_EPOCHS + 1}"
+        return (
+            f"median, after {min(MEDIAN_STARTUP_TRIALS, settings.trials)} trials, from epoch {MEDIAN_WARMUP_EPOCHS + 1}"
+        )
     if settings.pruner == "hyperband":
         return f"hyperband, from epoch 1, reduction factor {HYPERBAND_REDUCTION_FACTOR}"
     return "none"
@@ -491,7 +546,9 @@ def _pruner(settings: Settings) -> Any:
 
     if settings.pruner == "median":
         # Steps are epoch numbers, from 1; Optuna prunes from the step n_warmup_steps names.
-        return optuna.pruners.MedianPruner(n_startup_trials=min(MEDIAN_STARTUP_TRIALS, settings.trials), n_warmup_steps=MEDIAN_WARMUP_EPOCHS + 1)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=min(MEDIAN_STARTUP_TRIALS, settings.trials), n_warmup_steps=MEDIAN_WARMUP_EPOCHS + 1
+        )
     if settings.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=HYPERBAND_REDUCTION_FACTOR)
     return optuna.pruners.NopPruner()
@@ -691,7 +748,8 @@ def _allot(trial: Any, settings: Settings, trials: list[Any]) -> bool:
 def running_elsewhere(candidate: Candidate) -> list[Any]:
     """Trials of `candidate` that other processes are training (and that none may take over yet)."""
     return [
-        trial for trial in candidate.study.get_trials(deepcopy=False)
+        trial
+        for trial in candidate.study.get_trials(deepcopy=False)
         if trial.state.name == "RUNNING" and _taken_over_because(trial) is None
     ]
 
@@ -720,7 +778,9 @@ class Spending:
 def spending(candidate: Candidate, settings: Settings) -> Spending:
     ended = _finished(candidate)
     return Spending(
-        sum(_epochs_held(trial, settings) for trial in ended), len(ended), sum(1 for trial in ended if trial.state.name == "PRUNED"),
+        sum(_epochs_held(trial, settings) for trial in ended),
+        len(ended),
+        sum(1 for trial in ended if trial.state.name == "PRUNED"),
     )
 
 
@@ -774,19 +834,32 @@ def tune(
             best = best_trial(candidate)
             spent = spending(candidate, settings)
             if best is None:
-                raise TuneError(f"{candidate.name}: none of its trials completed ({spent}; each was pruned or diverged); widen tune.space or turn the pruner off")
-            echo(f"[{candidate.name}] {spent}; best: t{best.number:03d}, val_accuracy {best.value:.4f}, {settings_text(best.params)}")
+                raise TuneError(
+                    f"{candidate.name}: none of its trials completed ({spent}; each was pruned or diverged); widen tune.space or turn the pruner off"
+                )
+            echo(
+                f"[{candidate.name}] {spent}; best: t{best.number:03d}, val_accuracy {best.value:.4f}, {settings_text(best.params)}"
+            )
             finals.extend(final_configs(candidate, settings, best.params))
         echo(f"training each winner over seeds {', '.join(map(str, settings.seeds))}: {len(finals)} runs")
-        records = executor.run_all(finals, data_dir, runs_dir, command, echo=echo, jobs=jobs, cluster=cluster, gpus_per_run=gpus_per_run)
+        records = executor.run_all(
+            finals, data_dir, runs_dir, command, echo=echo, jobs=jobs, cluster=cluster, gpus_per_run=gpus_per_run
+        )
     # As the index holds them (with their run ids), for the report.
     trained = {Path(record["run_dir"]).name for record in records}
     return [record for record in results.read_runs(runs_dir, statuses=None) if record["run_id"] in trained]
 
 
 def _use_budgets(
-    settings: Settings, candidates: list[Candidate], data_dir: Optional[str], runs_dir: Path, command: str,
-    echo: Callable[[str], None], jobs: int, cluster: Optional["ClusterSettings"], gpus_per_run: Optional[float],
+    settings: Settings,
+    candidates: list[Candidate],
+    data_dir: Optional[str],
+    runs_dir: Path,
+    command: str,
+    echo: Callable[[str], None],
+    jobs: int,
+    cluster: Optional["ClusterSettings"],
+    gpus_per_run: Optional[float],
 ) -> bool:
     """Train trials until no candidate may ask another. False when every budget was already used
     up; True otherwise, since trials that ended pruned, here or in other processes, may have left
@@ -794,7 +867,10 @@ def _use_budgets(
     from rnnbench import executor
 
     # At least this many trials are left to train (more if some are pruned).
-    left = sum(-(-max(0, settings.budget - spending(candidate, settings).epochs) // settings.trial_epochs) for candidate in candidates)
+    left = sum(
+        -(-max(0, settings.budget - spending(candidate, settings).epochs) // settings.trial_epochs)
+        for candidate in candidates
+    )
     if not left:
         return False
     in_flight: dict[int, tuple[Candidate, Any]] = {}
@@ -808,9 +884,11 @@ def _use_budgets(
     sweep = executor.Sweep(data_dir, runs_dir, command, echo, reuse=True, resume=True, announce=True)
     asked = _asked_trials(candidates, settings, runs_dir, echo, in_flight)
     try:
-        with _beating(in_flight), executor.executor_for(sweep, left, candidates[0].config.backend, jobs, cluster, gpus_per_run) as where, contextlib.closing(
-            executor.train_pending(asked, where, sweep, fail)
-        ) as finishing:
+        with (
+            _beating(in_flight),
+            executor.executor_for(sweep, left, candidates[0].config.backend, jobs, cluster, gpus_per_run) as where,
+            contextlib.closing(executor.train_pending(asked, where, sweep, fail)) as finishing,
+        ):
             for item, outcome in finishing:
                 candidate, trial = in_flight.pop(item.position)
                 _tell(candidate, settings, trial, outcome.record, runs_dir, item.label, echo, outcome.node)
@@ -818,7 +896,9 @@ def _use_budgets(
         if failed and isinstance(error, TuneError):
             raise TuneError(f"{failed[0]}: {error}") from None  # Retrying would not help: it says what would.
         if failed:
-            raise TuneError(f"{failed[0]} failed: {_first_line(error)}; run the same command again to retry it") from None
+            raise TuneError(
+                f"{failed[0]} failed: {_first_line(error)}; run the same command again to retry it"
+            ) from None
         raise
     finally:
         # Trials stopped part-way (Ctrl-C, another trial's error): the next invocation finishes
@@ -867,7 +947,11 @@ def _epochs_text(allotted: int, settings: Settings) -> str:
 
 
 def _asked_trials(
-    candidates: list[Candidate], settings: Settings, runs_dir: Path, echo: Callable[[str], None], in_flight: dict[int, tuple[Candidate, Any]],
+    candidates: list[Candidate],
+    settings: Settings,
+    runs_dir: Path,
+    echo: Callable[[str], None],
+    in_flight: dict[int, tuple[Candidate, Any]],
 ) -> Iterator[Any]:
     """The trials to train, asked one at a time when the executor has room, round robin over the
     candidates; each is put in `in_flight` under its position as it is handed out."""
@@ -883,9 +967,17 @@ def _asked_trials(
             asked_any = True
             trial, taken_over = asked
             allotted = trial.user_attrs[ALLOTTED]
-            config = trial_config(candidate, settings, trial.params, trial.number, epochs=allotted if allotted < settings.trial_epochs else None)
+            config = trial_config(
+                candidate,
+                settings,
+                trial.params,
+                trial.number,
+                epochs=allotted if allotted < settings.trial_epochs else None,
+            )
             label = f"[{candidate.name}] trial {trial.number + 1}"
-            echo(f"{label}: {settings_text(trial.params)}; {_epochs_text(allotted, settings)}{f' ({taken_over})' if taken_over else ''}")
+            echo(
+                f"{label}: {settings_text(trial.params)}; {_epochs_text(allotted, settings)}{f' ({taken_over})' if taken_over else ''}"
+            )
             pruned = _pruned_run(runs_dir, config)
             if pruned is not None:
                 # Pruned before its process died, and not yet told: the same run would be pruned again.
@@ -894,14 +986,25 @@ def _asked_trials(
                 continue
             position = next(positions)
             in_flight[position] = (candidate, trial)
-            yield executor.Pending(position, label, config, TrialWatch(candidate.storage_url, candidate.name, trial._trial_id, _pruner(settings)))
+            yield executor.Pending(
+                position,
+                label,
+                config,
+                TrialWatch(candidate.storage_url, candidate.name, trial._trial_id, _pruner(settings)),
+            )
         if not asked_any:
             return
 
 
 def _tell(
-    candidate: Candidate, settings: Settings, trial: Any, record: dict[str, Any], runs_dir: Path, label: str,
-    echo: Callable[[str], None], node: Optional[str] = None,
+    candidate: Candidate,
+    settings: Settings,
+    trial: Any,
+    record: dict[str, Any],
+    runs_dir: Path,
+    label: str,
+    echo: Callable[[str], None],
+    node: Optional[str] = None,
 ) -> None:
     """Tell the study how the trial's run ended and the epochs it spent, and say it with the best trial so far."""
     study = candidate.study
@@ -923,12 +1026,17 @@ def _tell(
         study.tell(trial, 0.0)
     best = best_trial(candidate)
     outcome = (
-        f"val_accuracy {record['result']['best_val_accuracy']:.4f}" if status == "completed"
-        else record.get("error", "pruned") if status == "pruned" else f"{status}, counted as 0"
+        f"val_accuracy {record['result']['best_val_accuracy']:.4f}"
+        if status == "completed"
+        else record.get("error", "pruned")
+        if status == "pruned"
+        else f"{status}, counted as 0"
     )
     best_text = f"best so far t{best.number:03d} {best.value:.4f}" if best is not None else "none completed yet"
     spent = spending(candidate, settings).epochs
-    echo(f"{label}: {outcome}; {best_text}; {spent} of {settings.budget} epochs spent{f' (on node {node})' if node else ''}")
+    echo(
+        f"{label}: {outcome}; {best_text}; {spent} of {settings.budget} epochs spent{f' (on node {node})' if node else ''}"
+    )
 
 
 @dataclass(frozen=True)
@@ -946,7 +1054,7 @@ class TrialWatch:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        if self.storage_url.startswith("sqlite:///") and not Path(self.storage_url[len("sqlite:///"):]).is_file():
+        if self.storage_url.startswith("sqlite:///") and not Path(self.storage_url[len("sqlite:///") :]).is_file():
             raise TuneError(
                 f"the study storage {storage_label(self.storage_url)} is not on node {socket.gethostname()}: trials on a"
                 " cluster report their epochs to it, so put the runs folder on storage every node sees, or give"
@@ -977,7 +1085,11 @@ def _history(runs_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
 
 def best_trial(candidate: Candidate) -> Optional[Any]:
     """The completed trial with the highest value; of equal values, the first."""
-    completed = [trial for trial in candidate.study.get_trials(deepcopy=False) if trial.state.name == "COMPLETE" and trial.user_attrs.get(STATUS) == "completed"]
+    completed = [
+        trial
+        for trial in candidate.study.get_trials(deepcopy=False)
+        if trial.state.name == "COMPLETE" and trial.user_attrs.get(STATUS) == "completed"
+    ]
     if not completed:
         return None
     return max(completed, key=lambda trial: (trial.value, -trial.number))

@@ -14,19 +14,38 @@ from typing import Any
 from rnnbench import expected_max, report
 from rnnbench.results import write_atomic
 from rnnbench.tune import (
-    ALLOTTED, RUN_ID, SAMPLED, SPENT, STATUS, Candidate, Settings, best_trial, pruner_description, sampler_description,
-    settings_text, spending, value_text,
+    ALLOTTED,
+    RUN_ID,
+    SAMPLED,
+    SPENT,
+    STATUS,
+    Candidate,
+    Settings,
+    best_trial,
+    pruner_description,
+    sampler_description,
+    settings_text,
+    spending,
+    value_text,
 )
 
 EXPECTED_MAX_PICTURE = "tune_expected_max.png"
 
 
 def write_tune_report(
-    candidates: list[Candidate], settings: Settings, finals: list[dict[str, Any]], runs_dir: Path, out_dir: Path, title: str, command: str,
+    candidates: list[Candidate],
+    settings: Settings,
+    finals: list[dict[str, Any]],
+    runs_dir: Path,
+    out_dir: Path,
+    title: str,
+    command: str,
 ) -> list[Path]:
     """Write tuning.md (pictures beside it), and the winners' standard report (report.md, report.html)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = report.write_report(finals, runs_dir, out_dir, f"{title}: the winners over seeds {', '.join(map(str, settings.seeds))}", command)
+    written = report.write_report(
+        finals, runs_dir, out_dir, f"{title}: the winners over seeds {', '.join(map(str, settings.seeds))}", command
+    )
     markdown = [
         f"# {title}",
         "",
@@ -68,20 +87,27 @@ def random_trials(candidate: Candidate, settings: Settings) -> RandomTrials:
     with its value 0, as the study ranks it): a pruned trial's value is a part-trained one, and
     so is that of the budget's shortened last trial (docs/tuning.md says what this costs)."""
     drawn = [
-        trial for trial in candidate.study.get_trials(deepcopy=False)
+        trial
+        for trial in candidate.study.get_trials(deepcopy=False)
         if trial.state.name in ("COMPLETE", "PRUNED") and trial.user_attrs.get(SAMPLED) == "random"
     ]
     completed = [trial for trial in drawn if trial.state.name == "COMPLETE"]
-    full = [trial for trial in completed if trial.user_attrs.get(ALLOTTED, settings.trial_epochs) >= settings.trial_epochs]
-    return RandomTrials(tuple(float(trial.value) for trial in full), len(drawn), len(drawn) - len(completed), len(completed) - len(full))
+    full = [
+        trial for trial in completed if trial.user_attrs.get(ALLOTTED, settings.trial_epochs) >= settings.trial_epochs
+    ]
+    return RandomTrials(
+        tuple(float(trial.value) for trial in full), len(drawn), len(drawn) - len(completed), len(completed) - len(full)
+    )
 
 
-def _expected_max_section(candidates: list[Candidate], settings: Settings, out_dir: Path, written: list[Path]) -> list[str]:
+def _expected_max_section(
+    candidates: list[Candidate], settings: Settings, out_dir: Path, written: list[Path]
+) -> list[str]:
     lines = [
         "## Expected best validation accuracy after k random trials",
         "",
         "Each curve is the expected best of k trials drawn from the candidate's random trials (Dodge et al. 2019,"
-        " \"Show your work\"): E[max of k] = Σ_i v_(i) [(i/N)^k − ((i−1)/N)^k] over its N values sorted, with the central"
+        ' "Show your work"): E[max of k] = Σ_i v_(i) [(i/N)^k − ((i−1)/N)^k] over its N values sorted, with the central'
         f" {expected_max.BAND_LEVEL:.0%} of {expected_max.RESAMPLES} bootstrap resamples as a band. Only random trials that"
         f" completed a full trial's {settings.trial_epochs} epochs enter it: pruned ones and the budget's shortened last one"
         " were not trained to the end (docs/tuning.md).",
@@ -90,10 +116,14 @@ def _expected_max_section(candidates: list[Candidate], settings: Settings, out_d
     curves = []
     for candidate in candidates:
         drawn = random_trials(candidate, settings)
-        reasons = [f"{drawn.pruned} pruned"] * bool(drawn.pruned) + [f"{drawn.shortened} shortened by the budget"] * bool(drawn.shortened)
+        reasons = [f"{drawn.pruned} pruned"] * bool(drawn.pruned) + [
+            f"{drawn.shortened} shortened by the budget"
+        ] * bool(drawn.shortened)
         left_out = f"{', '.join(reasons)}: left out" if reasons else "none left out"
         if not drawn.values:
-            lines.append(f"- {candidate.name}: no curve: none of its {drawn.drawn} random trials completed a full trial ({left_out})")
+            lines.append(
+                f"- {candidate.name}: no curve: none of its {drawn.drawn} random trials completed a full trial ({left_out})"
+            )
             continue
         made = expected_max.curve(candidate.name, drawn.values)
         curves.append(made)
@@ -120,14 +150,17 @@ def _draw_expected_max(curves: list[expected_max.Curve], settings: Settings, pat
     figure, axes = plt.subplots(figsize=(7, 4))
     for made in curves:
         budgets = range(1, len(made.values) + 1)
-        line, = axes.plot(budgets, made.expected, marker="o", label=f"{made.name} (N={len(made.values)})")
+        (line,) = axes.plot(budgets, made.expected, marker="o", label=f"{made.name} (N={len(made.values)})")
         axes.fill_between(budgets, made.low, made.high, color=line.get_color(), alpha=0.15)
     axes.set_xlabel(f"k: random trials of {settings.trial_epochs} epochs")
     axes.set_ylabel("expected best val accuracy")
     axes.xaxis.get_major_locator().set_params(integer=True)
     axes.grid(alpha=0.3)
     axes.legend()
-    axes.set_title(f"Expected best validation accuracy after k random trials ({expected_max.BAND_LEVEL:.0%} bootstrap band)", fontsize=9)
+    axes.set_title(
+        f"Expected best validation accuracy after k random trials ({expected_max.BAND_LEVEL:.0%} bootstrap band)",
+        fontsize=9,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -139,20 +172,38 @@ def _candidate_section(candidate: Candidate, settings: Settings, out_dir: Path, 
     counted = [trial for trial in trials if trial.state.name in ("COMPLETE", "PRUNED")]
     best = best_trial(candidate)
     lines = [f"## {candidate.name}", ""]
-    lines.append(f"{spending(candidate, settings)}. Best: " + (
-        f"t{best.number:03d}, val_accuracy {best.value:.4f}, {settings_text(best.params)}" if best else "none completed"
-    ))
-    lines += ["", "| trial | sampled | outcome | best val acc | epochs | " + " | ".join(dimension.key for dimension in settings.space) + " | run |"]
+    lines.append(
+        f"{spending(candidate, settings)}. Best: "
+        + (
+            f"t{best.number:03d}, val_accuracy {best.value:.4f}, {settings_text(best.params)}"
+            if best
+            else "none completed"
+        )
+    )
+    lines += [
+        "",
+        "| trial | sampled | outcome | best val acc | epochs | "
+        + " | ".join(dimension.key for dimension in settings.space)
+        + " | run |",
+    ]
     lines.append("|" + "---|" * (6 + len(settings.space)))
     for trial in counted:
         outcome = trial.user_attrs.get(STATUS, trial.state.name.lower())
         allotted = trial.user_attrs.get(ALLOTTED, settings.trial_epochs)
         if allotted < settings.trial_epochs:
             outcome += f" (the budget's last {allotted})"
-        value = f"{trial.value:.4f}" if trial.state.name == "COMPLETE" and trial.user_attrs.get(STATUS) == "completed" else (
-            f"({max(trial.intermediate_values.values()):.4f})" if trial.intermediate_values else "-"
+        value = (
+            f"{trial.value:.4f}"
+            if trial.state.name == "COMPLETE" and trial.user_attrs.get(STATUS) == "completed"
+            else (f"({max(trial.intermediate_values.values()):.4f})" if trial.intermediate_values else "-")
         )
-        cells = [f"t{trial.number:03d}", str(trial.user_attrs.get(SAMPLED, "-")), outcome, value, str(trial.user_attrs.get(SPENT, "-"))]
+        cells = [
+            f"t{trial.number:03d}",
+            str(trial.user_attrs.get(SAMPLED, "-")),
+            outcome,
+            value,
+            str(trial.user_attrs.get(SPENT, "-")),
+        ]
         cells += [value_text(trial.params.get(dimension.key)) for dimension in settings.space]
         cells.append(str(trial.user_attrs.get(RUN_ID, "-")))
         lines.append("| " + " | ".join(cells) + " |")

@@ -54,7 +54,10 @@ VALIDATION_KEY = "best_val_accuracy"
 TEST_KEY = "test_accuracy"
 # The outcome a verdict tests: the record key it reads, and how it is named.
 OUTCOMES = {"test": TEST_KEY, "validation": VALIDATION_KEY}
-OUTCOME_NAMES = {TEST_KEY: "test accuracy at each run's best-validation epoch", VALIDATION_KEY: "best validation accuracy"}
+OUTCOME_NAMES = {
+    TEST_KEY: "test accuracy at each run's best-validation epoch",
+    VALIDATION_KEY: "best validation accuracy",
+}
 BETTER, EQUIVALENT, UNDECIDED = "better", "equivalent", "undecided"
 # Not stored: how `mark_replaced` shows a completed run that a later run of its config and seed replaced.
 REPLACED = "replaced"
@@ -72,7 +75,11 @@ class Group:
         return [float(record["result"][key]) for record in self.records if key in record.get("result", {})]
 
     def by_seed(self, key: str) -> dict[int, float]:
-        return {record["config"]["train"]["seed"]: float(record["result"][key]) for record in self.records if key in record.get("result", {})}
+        return {
+            record["config"]["train"]["seed"]: float(record["result"][key])
+            for record in self.records
+            if key in record.get("result", {})
+        }
 
     @property
     def accuracies(self) -> list[float]:
@@ -312,7 +319,9 @@ def welch_difference(first: Sequence[float], second: Sequence[float]) -> TDiffer
     if standard_error == 0.0:
         degrees = math.inf
     else:
-        degrees = (error_first + error_second) ** 2 / (error_first**2 / (len(first) - 1) + error_second**2 / (len(second) - 1))
+        degrees = (error_first + error_second) ** 2 / (
+            error_first**2 / (len(first) - 1) + error_second**2 / (len(second) - 1)
+        )
     estimate = statistics.fmean(first) - statistics.fmean(second)
     spread = math.sqrt((variance_first + variance_second) / 2)
     return TDifference("Welch t", estimate, standard_error, degrees, len(first), len(second), False, spread)
@@ -374,7 +383,9 @@ def equivalence_power(seeds: Any, delta: float, spread: Any, level: float, paire
     return np.clip(2 * stdtr(degrees, reach) - 1, 0.0, 1.0)
 
 
-def seeds_needed(delta: float, spread: float, level: float, paired: bool, planned: float = POWER, equivalence: bool = False) -> Optional[int]:
+def seeds_needed(
+    delta: float, spread: float, level: float, paired: bool, planned: float = POWER, equivalence: bool = False
+) -> Optional[int]:
     """The fewest seeds per config that find a `delta` difference (or with `equivalence`, show a
     zero one equivalent) with probability `planned`; None when there is no spread to plan from,
     MAX_SEEDS + 1 when even MAX_SEEDS would not do."""
@@ -382,7 +393,12 @@ def seeds_needed(delta: float, spread: float, level: float, paired: bool, planne
 
 
 def seeds_needed_each(
-    delta: Any, spreads: Sequence[float], level: float, paired: Sequence[bool], planned: float = POWER, equivalence: bool = False,
+    delta: Any,
+    spreads: Sequence[float],
+    level: float,
+    paired: Sequence[bool],
+    planned: float = POWER,
+    equivalence: bool = False,
 ) -> list[Optional[int]]:
     """`seeds_needed` for many comparisons at once. The chance grows with the seeds. The normal
     approximation, n = f (z + z_power)² spread² / delta² (f = 1 paired, 2 not), starts a bracket
@@ -425,7 +441,9 @@ def seeds_needed_each(
         high[searching[holds]] = middle[searching[holds]]
         low[searching[~holds]] = middle[searching[~holds]]
         searching = searching[high[searching] - low[searching] > 1]
-    return [None if not ok else int(seeds) if reached else MAX_SEEDS + 1 for ok, seeds, reached in zip(usable, high, found)]
+    return [
+        None if not ok else int(seeds) if reached else MAX_SEEDS + 1 for ok, seeds, reached in zip(usable, high, found)
+    ]
 
 
 @dataclass(frozen=True)
@@ -480,7 +498,11 @@ DifferenceOf = Any
 
 
 def judge(
-    groups: list[Group], outcome: str = "test", alpha: float = ALPHA, delta: float = DELTA, difference_of: DifferenceOf = None,
+    groups: list[Group],
+    outcome: str = "test",
+    alpha: float = ALPHA,
+    delta: float = DELTA,
+    difference_of: DifferenceOf = None,
 ) -> list[Family]:
     """Every dataset's family of pairwise comparisons (see the module's docstring)."""
     if outcome not in OUTCOMES:
@@ -488,18 +510,28 @@ def judge(
     datasets: dict[str, list[Group]] = {}
     for group in groups:
         datasets.setdefault(group.dataset, []).append(group)
-    return [_family(dataset, members, OUTCOMES[outcome], alpha, delta, difference_of or t_difference) for dataset, members in datasets.items()]
+    return [
+        _family(dataset, members, OUTCOMES[outcome], alpha, delta, difference_of or t_difference)
+        for dataset, members in datasets.items()
+    ]
 
 
-def _family(dataset: str, groups: list[Group], key: str, alpha: float, delta: float, difference_of: DifferenceOf) -> Family:
-    fell_back = key == TEST_KEY and any(TEST_KEY not in record.get("result", {}) for group in groups for record in group.records)
+def _family(
+    dataset: str, groups: list[Group], key: str, alpha: float, delta: float, difference_of: DifferenceOf
+) -> Family:
+    fell_back = key == TEST_KEY and any(
+        TEST_KEY not in record.get("result", {}) for group in groups for record in group.records
+    )
     if fell_back:
         key = VALIDATION_KEY
     ordered = sorted(groups, key=lambda group: -statistics.fmean(group.values(key)))
     tested = [group for group in ordered if group.n >= 2]
-    pairs = [(first, second) for index, first in enumerate(tested) for second in tested[index + 1:]]
+    pairs = [(first, second) for index, first in enumerate(tested) for second in tested[index + 1 :]]
     differences = [difference_of(first, second, key) for first, second in pairs]
-    adjusted = holm([difference.p_value() for difference in differences] + [difference.equivalence_p(delta) for difference in differences])
+    adjusted = holm(
+        [difference.p_value() for difference in differences]
+        + [difference.equivalence_p(delta) for difference in differences]
+    )
     level = alpha / max(2 * len(pairs), 1)
     comparisons = []
     for index, ((first, second), difference) in enumerate(zip(pairs, differences)):
@@ -515,16 +547,27 @@ def _family(dataset: str, groups: list[Group], key: str, alpha: float, delta: fl
         for_equivalence = seeds_needed_each(delta, spreads, level, pairing, equivalence=True)
         sizes = [max(abs(comparisons[index].difference.estimate), delta) for index in undecided]
         for_size = seeds_needed_each(sizes, spreads, level, pairing)
-        for index, seeds, equivalent_seeds, size_seeds, size in zip(undecided, needed, for_equivalence, for_size, sizes):
+        for index, seeds, equivalent_seeds, size_seeds, size in zip(
+            undecided, needed, for_equivalence, for_size, sizes
+        ):
             comparisons[index] = dataclasses.replace(
-                comparisons[index], seeds_needed=seeds, seeds_for_equivalence=equivalent_seeds, seeds_for_size_seen=size_seeds if size > delta else None,
+                comparisons[index],
+                seeds_needed=seeds,
+                seeds_for_equivalence=equivalent_seeds,
+                seeds_for_size_seen=size_seeds if size > delta else None,
             )
     rows = next((group.test_rows for group in ordered if group.test_rows), None)
-    return Family(dataset, key, fell_back, tested, [group for group in ordered if group.n < 2], comparisons, alpha, delta, rows)
+    return Family(
+        dataset, key, fell_back, tested, [group for group in ordered if group.n < 2], comparisons, alpha, delta, rows
+    )
 
 
 def verdict(
-    groups: list[Group], outcome: str = "test", alpha: float = ALPHA, delta: float = DELTA, difference_of: DifferenceOf = None,
+    groups: list[Group],
+    outcome: str = "test",
+    alpha: float = ALPHA,
+    delta: float = DELTA,
+    difference_of: DifferenceOf = None,
 ) -> list[str]:
     """The verdict as lines: a header, then per dataset its family and one line per pair."""
     return verdict_lines(judge(groups, outcome, alpha, delta, difference_of)) if groups else []
@@ -559,7 +602,9 @@ def verdict_lines(families: list[Family]) -> list[str]:
 def _family_lines(family: Family) -> list[str]:
     pairs = len(family.comparisons)
     configs = len(family.groups)
-    facts = [f"{configs} config{'s' if configs != 1 else ''} with 2 or more seeds, {pairs} pair{'s' if pairs != 1 else ''}, {family.tests} tests, Holm"]
+    facts = [
+        f"{configs} config{'s' if configs != 1 else ''} with 2 or more seeds, {pairs} pair{'s' if pairs != 1 else ''}, {family.tests} tests, Holm"
+    ]
     if family.fell_back:
         facts.append(f"some runs have no test accuracy, so {OUTCOME_NAMES[VALIDATION_KEY]} is tested")
     best = (family.groups or family.single)[0]
@@ -567,10 +612,16 @@ def _family_lines(family: Family) -> list[str]:
     facts.append(f"highest mean: {best.name} {statistics.fmean(values):.4f} (n={best.n})")
     if family.test_rows and family.key == TEST_KEY:
         half = rows_half_width(statistics.fmean(values), family.test_rows)
-        facts.append(f"the {family.test_rows:,} test rows alone make one accuracy uncertain by ±{_points(half, False)} points (95%), a noise seeds don't show")
+        facts.append(
+            f"the {family.test_rows:,} test rows alone make one accuracy uncertain by ±{_points(half, False)} points (95%), a noise seeds don't show"
+        )
     lines = [f"- {family.dataset}: " + "; ".join(facts)]
     for answer in (BETTER, EQUIVALENT, UNDECIDED):
-        lines += [f"  {_comparison_line(family, comparison)}" for comparison in family.comparisons if comparison.answer == answer]
+        lines += [
+            f"  {_comparison_line(family, comparison)}"
+            for comparison in family.comparisons
+            if comparison.answer == answer
+        ]
     if family.single:
         names = ", ".join(f"{group.name} (n={group.n})" for group in family.single)
         lines.append(f"  too few seeds to test: {names}; rerun with --seeds 3 or more")
@@ -583,12 +634,16 @@ def _comparison_line(family: Family, comparison: Comparison) -> str:
     low, high = difference.interval(0.95)
     method = difference.method
     if comparison.answer == BETTER:
-        return (f"better: {first} over {second} by {_points(difference.estimate)} points (raw 95% CI {_points(low)} to {_points(high)};"
-                f" {method}, {_p(difference.p_value())}, Holm {_p(comparison.p_adjusted)})")
+        return (
+            f"better: {first} over {second} by {_points(difference.estimate)} points (raw 95% CI {_points(low)} to {_points(high)};"
+            f" {method}, {_p(difference.p_value())}, Holm {_p(comparison.p_adjusted)})"
+        )
     if comparison.answer == EQUIVALENT:
         low, high = difference.interval(1 - 2 * family.alpha)
-        return (f"equivalent within ±{_points(family.delta, False)} points: {first} and {second}, {_points(difference.estimate)} points"
-                f" (raw 90% CI {_points(low)} to {_points(high)}; {method}, equivalence Holm {_p(comparison.equivalence_p_adjusted)})")
+        return (
+            f"equivalent within ±{_points(family.delta, False)} points: {first} and {second}, {_points(difference.estimate)} points"
+            f" (raw 90% CI {_points(low)} to {_points(high)}; {method}, equivalence Holm {_p(comparison.equivalence_p_adjusted)})"
+        )
     tested = "untestable" if difference.p_value() is None else f"Holm {_p(comparison.p_adjusted)}"
     line = f"undecided: {first} vs {second}, {_points(difference.estimate)} points (raw 95% CI {_points(low)} to {_points(high)}; {method}, {tested})"
     return line + ": " + _what_next(family, comparison)
@@ -605,12 +660,18 @@ def _what_next(family: Family, comparison: Comparison) -> str:
         if seeds > MAX_SEEDS:
             return f"even {MAX_SEEDS} seeds each would not {what}"
         extra = max(0, seeds - has)
-        return f"the {has} seeds run already {what}" if extra == 0 else f"about {extra} more seed{'s' if extra != 1 else ''} each would {what}"
+        return (
+            f"the {has} seeds run already {what}"
+            if extra == 0
+            else f"about {extra} more seed{'s' if extra != 1 else ''} each would {what}"
+        )
 
     margin = f"{_points(family.delta, False)}-point"
     if comparison.seeds_for_size_seen is not None:
-        return (more(comparison.seeds_for_size_seen, f"confirm a difference of the size seen with 80% power")
-                + f" ({comparison.seeds_needed - has if comparison.seeds_needed <= MAX_SEEDS else f'over {MAX_SEEDS}'} more to find any {margin} one)")
+        return (
+            more(comparison.seeds_for_size_seen, "confirm a difference of the size seen with 80% power")
+            + f" ({comparison.seeds_needed - has if comparison.seeds_needed <= MAX_SEEDS else f'over {MAX_SEEDS}'} more to find any {margin} one)"
+        )
     line = more(comparison.seeds_needed, f"find a {margin} difference with 80% power")
     equivalence = comparison.seeds_for_equivalence
     if equivalence is not None and equivalence <= MAX_SEEDS:

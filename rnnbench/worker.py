@@ -125,9 +125,17 @@ def train_request(request: RunRequest, echo: Callable[[str], None], prepared: An
             echo(f"{request.label}: {'resuming' if resume else 'training'}")
         try:
             record = train.run_experiment(
-                config, request.data_dir, where, request.command, echo, resume=resume, progress_bar=request.progress_bar,
+                config,
+                request.data_dir,
+                where,
+                request.command,
+                echo,
+                resume=resume,
+                progress_bar=request.progress_bar,
                 observers=[request.watch.observer()] if request.watch is not None else [],
-                run_id=request.run_id, index=_indexed_by_driver if on_cluster else None, prepared=prepared,
+                run_id=request.run_id,
+                index=_indexed_by_driver if on_cluster else None,
+                prepared=prepared,
             )
         except Exception as error:
             record = getattr(error, "record", None)

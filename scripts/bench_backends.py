@@ -90,7 +90,9 @@ def keras_worker(arguments: argparse.Namespace, x: np.ndarray, y: np.ndarray) ->
             layers.Dense(1, activation="sigmoid"),
         ]
     )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE), loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE), loss="binary_crossentropy", metrics=["accuracy"]
+    )
 
     warmup = warmup_rows(len(x), arguments.batch_size, arguments.warmup_batches)
     model.fit(x[:warmup], y[:warmup], batch_size=arguments.batch_size, epochs=1, shuffle=True, verbose=0)
@@ -108,7 +110,11 @@ def keras_device(backend: str) -> str:
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
-        return f"GPU: {tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}" if gpus else "CPU"
+        return (
+            f"GPU: {tf.config.experimental.get_device_details(gpus[0]).get('device_name', gpus[0].name)}"
+            if gpus
+            else "CPU"
+        )
     if backend == "jax":
         import jax
 
@@ -191,7 +197,14 @@ def require_device(wanted: str, found: str) -> None:
 
 
 def measurement(rows: int, seconds: float, loss: float, device: str, versions: dict[str, str]) -> dict[str, Any]:
-    return {"samples": rows, "seconds": seconds, "samples_per_second": rows / seconds, "loss": loss, "device": device, "versions": versions}
+    return {
+        "samples": rows,
+        "seconds": seconds,
+        "samples_per_second": rows / seconds,
+        "loss": loss,
+        "device": device,
+        "versions": versions,
+    }
 
 
 def run_worker(arguments: argparse.Namespace) -> None:
@@ -230,15 +243,29 @@ def prepare_data(data_dir: str, samples: int, maxlen: int, folder: Path) -> tupl
 def measure(arguments: argparse.Namespace, implementation: str, cell: str, npz: Path) -> dict[str, Any]:
     worker, backend, _ = IMPLEMENTATIONS[implementation]
     command = [
-        sys.executable, os.path.abspath(__file__), "--worker", worker, "--cell", cell, "--npz", str(npz),
-        "--batch-size", str(arguments.batch_size), "--device", arguments.device, "--warmup-batches", str(arguments.warmup_batches),
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        worker,
+        "--cell",
+        cell,
+        "--npz",
+        str(npz),
+        "--batch-size",
+        str(arguments.batch_size),
+        "--device",
+        arguments.device,
+        "--warmup-batches",
+        str(arguments.warmup_batches),
     ] + (["--backend", backend] if backend else [])
     environment = dict(os.environ)
     if arguments.device == "cpu":
         # Hide every GPU, so that no framework picks one by itself.
         environment.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
     try:
-        finished = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=arguments.worker_timeout)
+        finished = subprocess.run(
+            command, capture_output=True, text=True, env=environment, timeout=arguments.worker_timeout
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {arguments.worker_timeout} s"}
     lines = [line for line in finished.stdout.splitlines() if line.startswith("{")]
@@ -260,7 +287,9 @@ def machine_description(device: str) -> dict[str, Any]:
         pass
     described = {"cpu": cpu, "cores": os.cpu_count()}
     if device == "gpu" and shutil.which("nvidia-smi"):
-        query = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True)
+        query = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"], capture_output=True, text=True
+        )
         described["gpu"] = query.stdout.strip() or "nvidia-smi gave no GPU"
     return described
 
@@ -272,13 +301,21 @@ def package_version(name: str) -> Optional[str]:
         return None
 
 
-def summarize(measurements: list[dict[str, Any]], configurations: list[tuple[str, str]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+def summarize(
+    measurements: list[dict[str, Any]], configurations: list[tuple[str, str]]
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """The median per configuration, and each one's ratio to the reference of its cell."""
     rows = []
     for implementation, cell in configurations:
-        speeds = [entry["samples_per_second"] for entry in measurements if entry.get("implementation") == implementation and entry["cell"] == cell and "samples_per_second" in entry]
+        speeds = [
+            entry["samples_per_second"]
+            for entry in measurements
+            if entry.get("implementation") == implementation and entry["cell"] == cell and "samples_per_second" in entry
+        ]
         if speeds:
-            rows.append({"implementation": implementation, "cell": cell, "median": statistics.median(speeds), "runs": speeds})
+            rows.append(
+                {"implementation": implementation, "cell": cell, "median": statistics.median(speeds), "runs": speeds}
+            )
     references = {}
     for cell in dict.fromkeys(cell for _, cell in configurations):
         in_cell = [row for row in rows if row["cell"] == cell]
@@ -310,10 +347,16 @@ def write_json(
         "machine": machine,
         "devices": sorted({entry["device"] for entry in measurements if "device" in entry}),
         "versions": versions,
-        "settings": {name: getattr(arguments, name) for name in ("samples", "maxlen", "batch_size", "repeats", "cells", "device", "warmup_batches")},
+        "settings": {
+            name: getattr(arguments, name)
+            for name in ("samples", "maxlen", "batch_size", "repeats", "cells", "device", "warmup_batches")
+        },
         "data": data_summary,
         "skipped": skipped,
-        "failed": [{"implementation": implementation, "cell": cell, "error": error} for (implementation, cell), error in failed.items()],
+        "failed": [
+            {"implementation": implementation, "cell": cell, "error": error}
+            for (implementation, cell), error in failed.items()
+        ],
         "complete": complete,
         "references": references,
         "rows": [{**row, "label": LABELS[row["implementation"]]} for row in rows],
@@ -331,12 +374,24 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--cells", nargs="+", choices=CELLS, default=["lstm", "gru"])
-    parser.add_argument("--implementations", nargs="+", choices=list(IMPLEMENTATIONS), default=list(IMPLEMENTATIONS), help="default: every installed one")
+    parser.add_argument(
+        "--implementations",
+        nargs="+",
+        choices=list(IMPLEMENTATIONS),
+        default=list(IMPLEMENTATIONS),
+        help="default: every installed one",
+    )
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--data-dir", default=os.environ.get("RNNBENCH_DATA_DIR"), help="folder holding imdb/train.tsv.gz (default: RNNBENCH_DATA_DIR)")
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get("RNNBENCH_DATA_DIR"),
+        help="folder holding imdb/train.tsv.gz (default: RNNBENCH_DATA_DIR)",
+    )
     parser.add_argument("--json", help="write the measurements and the table to this file")
     parser.add_argument("--warmup-batches", type=int, default=3, help="full batches in the untimed warm-up fit")
-    parser.add_argument("--worker-timeout", type=float, default=900, help="seconds after which one measurement is abandoned")
+    parser.add_argument(
+        "--worker-timeout", type=float, default=900, help="seconds after which one measurement is abandoned"
+    )
     # Internal: one measurement in this process (the parent starts these).
     parser.add_argument("--worker", choices=("keras", "pytorch"), help=argparse.SUPPRESS)
     parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), help=argparse.SUPPRESS)
@@ -355,8 +410,16 @@ def main() -> None:
 
     skipped = []
     if importlib.util.find_spec("keras") is None:
-        skipped += [(name, "keras is not installed") for name, (worker, _, _) in IMPLEMENTATIONS.items() if worker == "keras" and name in arguments.implementations]
-    skipped += [(name, f"{module} is not installed") for name, (_, _, module) in IMPLEMENTATIONS.items() if name in arguments.implementations and importlib.util.find_spec(module) is None]
+        skipped += [
+            (name, "keras is not installed")
+            for name, (worker, _, _) in IMPLEMENTATIONS.items()
+            if worker == "keras" and name in arguments.implementations
+        ]
+    skipped += [
+        (name, f"{module} is not installed")
+        for name, (_, _, module) in IMPLEMENTATIONS.items()
+        if name in arguments.implementations and importlib.util.find_spec(module) is None
+    ]
     skipped_names = {name for name, _ in skipped}
     implementations = [name for name in arguments.implementations if name not in skipped_names]
     for name, reason in dict(skipped).items():
@@ -366,22 +429,36 @@ def main() -> None:
         raise SystemExit("nothing to measure: none of the chosen implementations is installed")
 
     machine = machine_description(arguments.device)
-    versions = {"python": sys.version.split()[0], **{name: package_version(name) or "not installed" for name in PACKAGES}}
+    versions = {
+        "python": sys.version.split()[0],
+        **{name: package_version(name) or "not installed" for name in PACKAGES},
+    }
     measurements: list[dict[str, Any]] = []
     failed: dict[tuple[str, str], str] = {}
     with tempfile.TemporaryDirectory(prefix="bench_backends_") as folder:
         npz, data_summary = prepare_data(arguments.data_dir, arguments.samples, arguments.maxlen, Path(folder))
-        print(f"data: {data_summary['rows']:,} IMDB training reviews at maxlen {arguments.maxlen} from {data_summary['source']} ({data_summary['seconds']:.1f} s)", flush=True)
+        print(
+            f"data: {data_summary['rows']:,} IMDB training reviews at maxlen {arguments.maxlen} from {data_summary['source']} ({data_summary['seconds']:.1f} s)",
+            flush=True,
+        )
         for repeat in range(arguments.repeats):
             # Alternating the order keeps a slow drift of the machine from favouring one end.
             for implementation, cell in configurations if repeat % 2 == 0 else configurations[::-1]:
                 if (implementation, cell) in failed:
                     continue
-                result = {"implementation": implementation, "cell": cell, "repeat": repeat + 1, **measure(arguments, implementation, cell, npz)}
+                result = {
+                    "implementation": implementation,
+                    "cell": cell,
+                    "repeat": repeat + 1,
+                    **measure(arguments, implementation, cell, npz),
+                }
                 measurements.append(result)
                 if "error" in result:
                     failed[(implementation, cell)] = result["error"]
-                    print(f"repeat {repeat + 1}/{arguments.repeats}: {LABELS[implementation]}, {cell}: FAILED: {result['error']}", flush=True)
+                    print(
+                        f"repeat {repeat + 1}/{arguments.repeats}: {LABELS[implementation]}, {cell}: FAILED: {result['error']}",
+                        flush=True,
+                    )
                 else:
                     print(
                         f"repeat {repeat + 1}/{arguments.repeats}: {LABELS[implementation]}, {cell}: {result['samples_per_second']:,.0f} samples/s"
@@ -389,13 +466,26 @@ def main() -> None:
                         flush=True,
                     )
                 if arguments.json:
-                    write_json(arguments, machine, versions, data_summary, dict(skipped), failed, measurements, configurations, complete=False)
+                    write_json(
+                        arguments,
+                        machine,
+                        versions,
+                        data_summary,
+                        dict(skipped),
+                        failed,
+                        measurements,
+                        configurations,
+                        complete=False,
+                    )
 
     rows, references = summarize(measurements, configurations)
     devices = sorted({entry["device"] for entry in measurements if "device" in entry})
 
     print()
-    print(f"machine: {machine['cpu']}, {machine['cores']} cores" + (f"; GPU: {machine['gpu']}" if "gpu" in machine else ""))
+    print(
+        f"machine: {machine['cpu']}, {machine['cores']} cores"
+        + (f"; GPU: {machine['gpu']}" if "gpu" in machine else "")
+    )
     print(f"devices used: {', '.join(devices) or 'none'}")
     print("versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
     print(
@@ -407,16 +497,30 @@ def main() -> None:
     print("| --- | --- | ---: | ---: | --- | ---: |")
     for row in rows:
         each = ", ".join(f"{speed:,.0f}" for speed in row["runs"])
-        print(f"| {LABELS[row['implementation']]} | {row['cell']} | {row['median']:,.0f} | {arguments.samples / row['median']:.1f} | {each} | {row['ratio']:.2f}x |")
+        print(
+            f"| {LABELS[row['implementation']]} | {row['cell']} | {row['median']:,.0f} | {arguments.samples / row['median']:.1f} | {each} | {row['ratio']:.2f}x |"
+        )
     print()
     for cell, reference in references.items():
-        note = "" if reference == REFERENCE else " (Keras on TensorFlow was not measured, so the fastest is the reference)"
+        note = (
+            "" if reference == REFERENCE else " (Keras on TensorFlow was not measured, so the fastest is the reference)"
+        )
         print(f"reference for {cell}: {LABELS[reference]}{note}")
     for (implementation, cell), error in failed.items():
         print(f"failed: {LABELS[implementation]}, {cell}: {error}")
 
     if arguments.json:
-        write_json(arguments, machine, versions, data_summary, dict(skipped), failed, measurements, configurations, complete=True)
+        write_json(
+            arguments,
+            machine,
+            versions,
+            data_summary,
+            dict(skipped),
+            failed,
+            measurements,
+            configurations,
+            complete=True,
+        )
         print(f"wrote {arguments.json}")
 
 

@@ -26,7 +26,8 @@ def train(config: str, runs_dir: Path, options: list[str], limit: list[str]) -> 
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "rnnbench", "run", config, "--runs-dir", str(runs_dir), *limit, *options],
-        check=True, stdout=subprocess.DEVNULL,
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return time.perf_counter() - started
 

@@ -59,8 +59,12 @@ def main() -> None:
 
     texts = build_corpus(chatbot_questions(arguments.data_dir), arguments.texts)
     cores = os.cpu_count() or 1
-    print(f"machine: {cores} cores, load average {os.getloadavg()[0]:.2f} (shared: other work moves the seconds, less the ratios)")
-    print(f"corpus: {len(texts):,} texts, {len(set(texts)):,} distinct, {sum(map(len, texts)) / len(texts):.1f} characters on average")
+    print(
+        f"machine: {cores} cores, load average {os.getloadavg()[0]:.2f} (shared: other work moves the seconds, less the ratios)"
+    )
+    print(
+        f"corpus: {len(texts):,} texts, {len(set(texts)):,} distinct, {sum(map(len, texts)) / len(texts):.1f} characters on average"
+    )
 
     for analyzer in ANALYZERS:
         tokenize.check_tokenizer("morpheme", analyzer)
@@ -72,7 +76,9 @@ def main() -> None:
     chosen = {analyzer: tokenize.processes(texts, "morpheme", analyzer) for analyzer in ANALYZERS}
     # Every analyzer on 1 process and on all cores, whatever tokenize() would choose.
     forced = dict.fromkeys(ANALYZERS, 1)
-    timings: dict[tuple[str, int], list[float]] = {(analyzer, workers): [] for analyzer in ANALYZERS for workers in sorted({1, cores})}
+    timings: dict[tuple[str, int], list[float]] = {
+        (analyzer, workers): [] for analyzer in ANALYZERS for workers in sorted({1, cores})
+    }
     corpora = {}
     for _ in range(arguments.repeats):
         for analyzer, workers in timings:
@@ -82,7 +88,9 @@ def main() -> None:
                 timings[analyzer, workers].append(time.perf_counter() - started)
             print(f"  {analyzer}, {workers} process(es): {timings[analyzer, workers][-1]:.1f} s", flush=True)
 
-    print(f"\n| analyzer | processes | seconds (median of {arguments.repeats}) | texts/s | tokens/text | distinct tokens |")
+    print(
+        f"\n| analyzer | processes | seconds (median of {arguments.repeats}) | texts/s | tokens/text | distinct tokens |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for (analyzer, workers), seconds in timings.items():
         median = statistics.median(seconds)

@@ -54,7 +54,9 @@ def main() -> None:
     parser.add_argument("--maxlen", type=int, default=200)
     parser.add_argument("--backends", nargs="+", default=["jax", "tensorflow", "torch"])
     arguments = parser.parse_args()
-    print(f"{arguments.rows:,} rows of {arguments.maxlen} token ids, vocabulary 10,000, batch 32; {os.cpu_count()} cores")
+    print(
+        f"{arguments.rows:,} rows of {arguments.maxlen} token ids, vocabulary 10,000, batch 32; {os.cpu_count()} cores"
+    )
     print()
     print("| backend | MultiHot samples/s | CategoryEncoding samples/s | ratio | same values |")
     print("|---|---:|---:|---:|---|")
@@ -66,8 +68,12 @@ def main() -> None:
         skip_category = backend == "torch" and arguments.rows * arguments.maxlen > 256 * 200
         environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
         started = time.perf_counter()
-        completed = subprocess.run([sys.executable, "-c", WORKER, str(arguments.rows), str(arguments.maxlen), "1" if skip_category else "0"],
-                                   capture_output=True, text=True, env=environment)
+        completed = subprocess.run(
+            [sys.executable, "-c", WORKER, str(arguments.rows), str(arguments.maxlen), "1" if skip_category else "0"],
+            capture_output=True,
+            text=True,
+            env=environment,
+        )
         if completed.returncode != 0:
             print(f"| {backend} | failed: {completed.stderr.strip().splitlines()[-1][:120]} | | | |")
             continue
@@ -75,7 +81,9 @@ def main() -> None:
         category = found.get("CategoryEncoding")
         ratio = f"{found['MultiHot'] / category:.1f} ×" if category else "-"
         category_text = f"{category:,.0f}" if category else "skipped (out of memory)"
-        print(f"| {backend} | {found['MultiHot']:,.0f} | {category_text} | {ratio} | {found['same_values']} |", flush=True)
+        print(
+            f"| {backend} | {found['MultiHot']:,.0f} | {category_text} | {ratio} | {found['same_values']} |", flush=True
+        )
         print(f"  ({backend}: {time.perf_counter() - started:.0f} s)", file=sys.stderr)
 
 

@@ -65,36 +65,68 @@ def prepare(config_path: str, data_dir: str, folder: Path) -> tuple[Path, dict]:
 
     config = load_config(config_path)
     if config.model.cell not in ("simple_rnn", "lstm", "gru"):
-        raise SystemExit(f"{config_path}: the plain script builds recurrent models only, not model.cell={config.model.cell!r}")
+        raise SystemExit(
+            f"{config_path}: the plain script builds recurrent models only, not model.cell={config.model.cell!r}"
+        )
     prepared = Prepared(config, data_dir, lambda line: None)
     if prepared.num_classes != 2:
-        raise SystemExit(f"{config_path}: the plain script is a binary classifier; this dataset has {prepared.num_classes} classes")
+        raise SystemExit(
+            f"{config_path}: the plain script is a binary classifier; this dataset has {prepared.num_classes} classes"
+        )
     path = folder / "arrays.npz"
     np.savez(path, x=prepared.x_train, y=prepared.y_train, xv=prepared.x_validation, yv=prepared.y_validation)
     settings = {
-        "cell": config.model.cell, "maxlen": config.data.maxlen, "num_words": config.data.num_words,
-        "embedding_dim": config.model.embedding_dim, "units": config.model.units, "dense_units": config.model.dense_units,
-        "learning_rate": config.train.learning_rate, "batch_size": config.train.batch_size,
-        "epochs": config.train.epochs, "seed": config.train.seed, "train_rows": int(len(prepared.y_train)),
+        "cell": config.model.cell,
+        "maxlen": config.data.maxlen,
+        "num_words": config.data.num_words,
+        "embedding_dim": config.model.embedding_dim,
+        "units": config.model.units,
+        "dense_units": config.model.dense_units,
+        "learning_rate": config.train.learning_rate,
+        "batch_size": config.train.batch_size,
+        "epochs": config.train.epochs,
+        "seed": config.train.seed,
+        "train_rows": int(len(prepared.y_train)),
         "default_backend": config.backend,
     }
-    if config.model.layers != 1 or config.model.bidirectional or config.model.dropout or config.train.optimizer != "adam":
+    if (
+        config.model.layers != 1
+        or config.model.bidirectional
+        or config.model.dropout
+        or config.train.optimizer != "adam"
+    ):
         raise SystemExit(f"{config_path}: the plain script covers one layer, no dropout, Adam; pick a simpler config")
     return path, settings
 
 
 def run_plain(arrays: Path, settings: dict, backend: str) -> dict:
     environment = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    completed = subprocess.run([sys.executable, "-c", PLAIN_SCRIPT, str(arrays), json.dumps(settings)],
-                               capture_output=True, text=True, env=environment)
+    completed = subprocess.run(
+        [sys.executable, "-c", PLAIN_SCRIPT, str(arrays), json.dumps(settings)],
+        capture_output=True,
+        text=True,
+        env=environment,
+    )
     if completed.returncode != 0:
         raise SystemExit(f"plain Keras ({backend}) failed:\n{completed.stderr[-2000:]}")
     return json.loads(completed.stdout.splitlines()[-1])
 
 
 def run_rnnbench(config_path: str, runs_dir: Path, backend: str | None, data_dir: str, epochs: int) -> dict:
-    command = [sys.executable, "-m", "rnnbench", "run", config_path, "--force", "--runs-dir", str(runs_dir),
-               "--data-dir", data_dir, "--set", f"train.epochs={epochs}"]
+    command = [
+        sys.executable,
+        "-m",
+        "rnnbench",
+        "run",
+        config_path,
+        "--force",
+        "--runs-dir",
+        str(runs_dir),
+        "--data-dir",
+        data_dir,
+        "--set",
+        f"train.epochs={epochs}",
+    ]
     environment = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
     if backend:
         command += ["--backend", backend]
@@ -104,8 +136,11 @@ def run_rnnbench(config_path: str, runs_dir: Path, backend: str | None, data_dir
     from rnnbench import results
 
     record = results.read_runs(runs_dir)[-1]
-    return {"train_seconds": record["result"]["train_seconds"], "best_val_accuracy": record["result"]["best_val_accuracy"],
-            "backend": record["backend"]}
+    return {
+        "train_seconds": record["result"]["train_seconds"],
+        "best_val_accuracy": record["result"]["best_val_accuracy"],
+        "backend": record["backend"],
+    }
 
 
 def main() -> None:
@@ -128,12 +163,16 @@ def main() -> None:
         settings["epochs"] = arguments.epochs
         default = settings["default_backend"]
         arms = {
-            f"rnnbench, {default} (default)": lambda: run_rnnbench(arguments.config, folder / "runs", None, arguments.data_dir, arguments.epochs),
+            f"rnnbench, {default} (default)": lambda: run_rnnbench(
+                arguments.config, folder / "runs", None, arguments.data_dir, arguments.epochs
+            ),
             f"plain Keras, {default}": lambda: run_plain(arrays, settings, default),
             "plain Keras, tensorflow": lambda: run_plain(arrays, settings, "tensorflow"),
         }
         if not arguments.skip_rnnbench_tensorflow and default != "tensorflow":
-            arms["rnnbench, tensorflow"] = lambda: run_rnnbench(arguments.config, folder / "runs", "tensorflow", arguments.data_dir, arguments.epochs)
+            arms["rnnbench, tensorflow"] = lambda: run_rnnbench(
+                arguments.config, folder / "runs", "tensorflow", arguments.data_dir, arguments.epochs
+            )
         references = {"plain Keras, tensorflow", "rnnbench, tensorflow"} if default != "tensorflow" else set()
         measured: dict[str, list[dict]] = {name: [] for name in arms}
         started = time.perf_counter()
@@ -142,20 +181,30 @@ def main() -> None:
                 if name in references and repeat >= arguments.reference_repeats:
                     continue
                 measured[name].append(arm())
-                print(f"repeat {repeat + 1}, {name}: {measured[name][-1]['train_seconds']:.1f} s", file=sys.stderr, flush=True)
+                print(
+                    f"repeat {repeat + 1}, {name}: {measured[name][-1]['train_seconds']:.1f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     samples = settings["train_rows"] * arguments.epochs
-    median = {name: statistics.median(entry["train_seconds"] for entry in entries) for name, entries in measured.items()}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {arguments.config}:"
-          f" {settings['cell']}, maxlen {settings['maxlen']}, batch {settings['batch_size']}, {settings['train_rows']:,} training rows,"
-          f" {arguments.epochs} epochs; median of interleaved repeats ({time.perf_counter() - started:.0f} s in all)")
+    median = {
+        name: statistics.median(entry["train_seconds"] for entry in entries) for name, entries in measured.items()
+    }
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {arguments.config}:"
+        f" {settings['cell']}, maxlen {settings['maxlen']}, batch {settings['batch_size']}, {settings['train_rows']:,} training rows,"
+        f" {arguments.epochs} epochs; median of interleaved repeats ({time.perf_counter() - started:.0f} s in all)"
+    )
     print()
     print("| arm | repeats | training s (median) | each repeat | samples/s | best val acc |")
     print("|---|---:|---:|---|---:|---|")
     for name, entries in measured.items():
         accuracies = ", ".join(sorted({f"{entry['best_val_accuracy']:.4f}" for entry in entries}))
         each = ", ".join(f"{entry['train_seconds']:.1f}" for entry in entries)
-        print(f"| {name} | {len(entries)} | {median[name]:.1f} | {each} | {samples / median[name]:,.0f} | {accuracies} |")
+        print(
+            f"| {name} | {len(entries)} | {median[name]:.1f} | {each} | {samples / median[name]:,.0f} | {accuracies} |"
+        )
     print()
     rnnbench_default, plain_same = f"rnnbench, {default} (default)", f"plain Keras, {default}"
     overhead = median[plain_same] / median[rnnbench_default]
@@ -163,7 +212,9 @@ def main() -> None:
     print(f"overhead ratio (rnnbench throughput / plain Keras, both {default}): {overhead:.3f}  (goal >= 0.97)")
     print(f"speed-up of rnnbench's default over plain TensorFlow Keras: {speedup:.2f}x  (goal >= 1.5)")
     if "rnnbench, tensorflow" in median:
-        print(f"overhead ratio on tensorflow (rnnbench / plain): {median['plain Keras, tensorflow'] / median['rnnbench, tensorflow']:.3f}")
+        print(
+            f"overhead ratio on tensorflow (rnnbench / plain): {median['plain Keras, tensorflow'] / median['rnnbench, tensorflow']:.3f}"
+        )
     if arguments.json:
         Path(arguments.json).write_text(json.dumps({"settings": settings, "measured": measured}, indent=2))
 

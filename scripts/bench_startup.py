@@ -47,14 +47,19 @@ def wall_seconds(command: list[str]) -> float:
     finished = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - started
     if finished.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed with exit code {finished.returncode}: {finished.stderr.strip()[-500:]}")
+        raise SystemExit(
+            f"{' '.join(command)} failed with exit code {finished.returncode}: {finished.stderr.strip()[-500:]}"
+        )
     return seconds
 
 
 def imports(arguments: list[str]) -> tuple[list[str], list[tuple[str, float]]]:
     """The heavy packages a command imports, and its three slowest top-level imports (name, seconds)."""
     finished = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", IMPORT_CHECK, *arguments], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-X", "importtime", "-c", IMPORT_CHECK, *arguments],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     imported = set()
     top_level = []
@@ -75,14 +80,22 @@ def imports(arguments: list[str]) -> tuple[list[str], list[tuple[str, float]]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--runs-dir", action="append", default=[], help="also time `compare` on this runs folder (repeatable), e.g. runs")
+    parser.add_argument(
+        "--runs-dir",
+        action="append",
+        default=[],
+        help="also time `compare` on this runs folder (repeatable), e.g. runs",
+    )
     arguments = parser.parse_args()
     if arguments.repeats < 1:
         parser.error("--repeats must be at least 1")
 
     program = rnnbench_command()
     with tempfile.TemporaryDirectory(prefix="bench_startup_runs_") as empty_runs:
-        commands = {"rnnbench --help": ["--help"], "rnnbench compare (empty runs folder)": ["compare", "--runs-dir", empty_runs]}
+        commands = {
+            "rnnbench --help": ["--help"],
+            "rnnbench compare (empty runs folder)": ["compare", "--runs-dir", empty_runs],
+        }
         for runs_dir in arguments.runs_dir:
             if not Path(runs_dir).is_dir():
                 parser.error(f"--runs-dir {runs_dir}: not a folder")
@@ -104,7 +117,9 @@ def main() -> None:
         heavy, slowest = checks[name]
         slow = ", ".join(f"{module} {cumulative:.2f} s" for module, cumulative in slowest)
         met = median < GOAL_SECONDS and not {"tensorflow", "keras"} & set(heavy)
-        print(f"| {name} | {median:.3f} | {min(seconds):.3f} | {', '.join(heavy) or 'none'} | {slow} | {'met' if met else 'NOT met'} |")
+        print(
+            f"| {name} | {median:.3f} | {min(seconds):.3f} | {', '.join(heavy) or 'none'} | {slow} | {'met' if met else 'NOT met'} |"
+        )
 
 
 if __name__ == "__main__":

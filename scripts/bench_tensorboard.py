@@ -28,8 +28,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-HISTORY_LINE = {"loss": 0.3412, "accuracy": 0.8571, "val_loss": 0.3723, "val_accuracy": 0.8402,
-                "learning_rate": 0.001, "seconds": 0.41}
+HISTORY_LINE = {
+    "loss": 0.3412,
+    "accuracy": 0.8571,
+    "val_loss": 0.3723,
+    "val_accuracy": 0.8402,
+    "learning_rate": 0.001,
+    "seconds": 0.41,
+}
 RECORD = {"command": "rnnbench run bench.yaml", "config": {"name": "bench", "model": {"cell": "gru"}}}
 
 FIRST_OPEN = """
@@ -57,14 +63,20 @@ def observer_alone(epochs: int, repeats: int) -> list[float]:
                 started = time.perf_counter()
                 events.epoch_ended({"epoch": epoch, **HISTORY_LINE}, [])
                 timings.append(time.perf_counter() - started)
-            events.closed({"status": "completed", "result": {"best_val_accuracy": 0.84, "test_accuracy": 0.83, "epochs_run": epochs}})
+            events.closed(
+                {
+                    "status": "completed",
+                    "result": {"best_val_accuracy": 0.84, "test_accuracy": 0.83, "epochs_run": epochs},
+                }
+            )
     return timings
 
 
 def first_open() -> tuple[float, bool]:
     """Seconds of a fresh process's first `opened`, and whether it imported TensorFlow or tensorboard.summary."""
-    completed = subprocess.run([sys.executable, "-c", FIRST_OPEN.format(record=RECORD)], cwd=ROOT,
-                               capture_output=True, text=True, check=True)
+    completed = subprocess.run(
+        [sys.executable, "-c", FIRST_OPEN.format(record=RECORD)], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     seconds, tensorflow = completed.stdout.split()
     return float(seconds), tensorflow == "True"
 
@@ -80,6 +92,7 @@ class _Timed:
             started = time.perf_counter()
             getattr(self.observer, method)(*arguments)
             self.seconds[method].append(time.perf_counter() - started)
+
         return timed
 
 
@@ -97,17 +110,25 @@ def in_a_real_run(config_path: str) -> None:
         record = train.run_experiment(config, os.environ.get("RNNBENCH_DATA_DIR"), Path(runs), "bench", echo=print)
     epoch_seconds = record["result"]["mean_epoch_seconds"]
     per_epoch = statistics.mean(timed.seconds["epoch_ended"])
-    print(f"\n{config_path} on {record['backend']}: {record['result']['epochs_run']} epochs of {epoch_seconds:.3f} s on average")
-    print(f"events per epoch: mean {per_epoch * 1e3:.3f} ms = {per_epoch / epoch_seconds:.4%} of an epoch;"
-          f" opened {timed.seconds['opened'][0] * 1e3:.1f} ms, closed {timed.seconds['closed'][0] * 1e3:.2f} ms once per run")
+    print(
+        f"\n{config_path} on {record['backend']}: {record['result']['epochs_run']} epochs of {epoch_seconds:.3f} s on average"
+    )
+    print(
+        f"events per epoch: mean {per_epoch * 1e3:.3f} ms = {per_epoch / epoch_seconds:.4%} of an epoch;"
+        f" opened {timed.seconds['opened'][0] * 1e3:.1f} ms, closed {timed.seconds['closed'][0] * 1e3:.2f} ms once per run"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--epoch-seconds", type=float, default=0.4,
-                        help="the epoch to compare with (default: configs/lecture/pretrained.yaml's 0.4 s, the fastest shipped)")
+    parser.add_argument(
+        "--epoch-seconds",
+        type=float,
+        default=0.4,
+        help="the epoch to compare with (default: configs/lecture/pretrained.yaml's 0.4 s, the fastest shipped)",
+    )
     parser.add_argument("--config", help="instead, time the observer inside a real run of this config")
     arguments = parser.parse_args()
     if arguments.config:
@@ -116,13 +137,24 @@ def main() -> None:
     timings = observer_alone(arguments.epochs, arguments.repeats)
     median, mean, slowest = statistics.median(timings), statistics.mean(timings), max(timings)
     opening, imported_tensorflow = min(first_open() for _ in range(3))
-    print(json.dumps({"epochs_timed": len(timings), "median_ms_per_epoch": round(median * 1e3, 4), "mean_ms_per_epoch": round(mean * 1e3, 4),
-                      "slowest_ms": round(slowest * 1e3, 4), "first_open_ms": round(opening * 1e3, 1),
-                      "first_open_imports_tensorflow_or_summary": imported_tensorflow}))
-    print(f"events per epoch: median {median * 1e3:.3f} ms, mean {mean * 1e3:.3f} ms (slowest {slowest * 1e3:.3f} ms) ="
-          f" {mean / arguments.epoch_seconds:.4%} of a {arguments.epoch_seconds} s epoch on average;"
-          f" once per run, the first open (imports included) {opening * 1e3:.0f} ms;"
-          f" TensorFlow or tensorboard.summary imported: {'yes' if imported_tensorflow else 'no'}")
+    print(
+        json.dumps(
+            {
+                "epochs_timed": len(timings),
+                "median_ms_per_epoch": round(median * 1e3, 4),
+                "mean_ms_per_epoch": round(mean * 1e3, 4),
+                "slowest_ms": round(slowest * 1e3, 4),
+                "first_open_ms": round(opening * 1e3, 1),
+                "first_open_imports_tensorflow_or_summary": imported_tensorflow,
+            }
+        )
+    )
+    print(
+        f"events per epoch: median {median * 1e3:.3f} ms, mean {mean * 1e3:.3f} ms (slowest {slowest * 1e3:.3f} ms) ="
+        f" {mean / arguments.epoch_seconds:.4%} of a {arguments.epoch_seconds} s epoch on average;"
+        f" once per run, the first open (imports included) {opening * 1e3:.0f} ms;"
+        f" TensorFlow or tensorboard.summary imported: {'yes' if imported_tensorflow else 'no'}"
+    )
 
 
 if __name__ == "__main__":

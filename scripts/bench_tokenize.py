@@ -46,7 +46,9 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores; {len(texts):,} reviews, {sum(map(len, texts)) / 1e6:.1f} M characters")
     print(f"read both splits: {read_seconds:.2f} s")
     for workers, seconds in timings.items():
-        print(f"tokenize + index, {workers} process(es): median {statistics.median(seconds):.2f} s, best {min(seconds):.2f} s over {len(seconds)} runs")
+        print(
+            f"tokenize + index, {workers} process(es): median {statistics.median(seconds):.2f} s, best {min(seconds):.2f} s over {len(seconds)} runs"
+        )
     if len(timings) > 1:
         single, parallel = (statistics.median(seconds) for seconds in timings.values())
         print(f"speed-up from {max(timings)} processes: {single / parallel:.2f}x (same run, side by side)")

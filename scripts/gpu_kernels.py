@@ -70,7 +70,8 @@ def small_config(cell: str, *overrides: str, **layer_settings: Any) -> Config:
     """rnnbench's one-layer model for `cell`, small; `layer_settings` are Keras layer settings
     that ModelConfig doesn't have (kernels.plan reads a ModelConfig field of the same name)."""
     config = config_from_mapping(
-        {"model": {"cell": cell, "units": 4, "embedding_dim": 3}, "data": {"maxlen": 6, "num_words": 20}}, overrides=overrides
+        {"model": {"cell": cell, "units": 4, "embedding_dim": 3}, "data": {"maxlen": 6, "num_words": 20}},
+        overrides=overrides,
     )
     if not layer_settings:
         return config
@@ -88,7 +89,10 @@ def spied_functions() -> list[tuple[Any, str, str]]:
     name = keras.backend.backend()
     if name == "torch":
         module = sys.modules["keras.src.backend.torch.rnn"]
-        spied += [(module, function, function) for function in ("_cudnn_lstm", "_fallback_lstm", "_cudnn_gru", "_fallback_gru")]
+        spied += [
+            (module, function, function)
+            for function in ("_cudnn_lstm", "_fallback_lstm", "_cudnn_gru", "_fallback_gru")
+        ]
     elif name == "jax":
         import jax.experimental.rnn
 
@@ -222,12 +226,18 @@ def disagreements(backend: str, cell: str, setting: str, gpu: bool) -> tuple[lis
             continue
         unrolled = any(call.startswith("rnn(unroll=True)") for call in calls)
         if (UNROLLED_LOOP in choice.reason) != unrolled:
-            said = "Keras unrolled the loop and the reason does not say so" if unrolled else "the reason says unrolled, Keras did not unroll"
+            said = (
+                "Keras unrolled the loop and the reason does not say so"
+                if unrolled
+                else "the reason says unrolled, Keras did not unroll"
+            )
             problems.append(f"{phase}: {said} ({', '.join(calls)})")
         if config.model.bidirectional and kernel == CUDNN:
             paired = f"bidirectional_{cell} returned" in calls
             if ("both directions in one call" in choice.reason) != paired:
-                problems.append(f"{phase}: the reason {choice.reason.split('; ')[-1]!r} disagrees with the calls: {', '.join(calls)}")
+                problems.append(
+                    f"{phase}: the reason {choice.reason.split('; ')[-1]!r} disagrees with the calls: {', '.join(calls)}"
+                )
     return problems, found
 
 
@@ -241,9 +251,13 @@ def check_this_backend() -> int:
     for cell in CELLS:
         for setting in SETTINGS:
             found_problems, found = disagreements(backend, cell, setting, gpu)
-            cases.append({"backend": backend, "gpu": gpu, "cell": cell, "setting": setting, **found, "problems": found_problems})
+            cases.append(
+                {"backend": backend, "gpu": gpu, "cell": cell, "setting": setting, **found, "problems": found_problems}
+            )
             mark = "ok  " if not found_problems else "DIFF"
-            print(f"{mark} {backend:10} {'GPU' if gpu else 'CPU'} {cell:10} {setting:30} {found['planned']}", flush=True)
+            print(
+                f"{mark} {backend:10} {'GPU' if gpu else 'CPU'} {cell:10} {setting:30} {found['planned']}", flush=True
+            )
             problems += [f"{backend} {cell} {setting}: {problem}" for problem in found_problems]
     print(json.dumps({"backend": backend, "gpu": gpu, "cases": cases, "problems": problems}))
     return 1 if problems else 0
@@ -263,7 +277,12 @@ def main() -> int:
     status = 0
     for backend in arguments.backends:
         # Each backend in a fresh process: Keras reads KERAS_BACKEND once, at its first import.
-        environment = {**os.environ, "KERAS_BACKEND": backend, "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        environment = {
+            **os.environ,
+            "KERAS_BACKEND": backend,
+            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+        }
         completed = subprocess.run(
             [sys.executable, __file__, "--this-process"], env=environment, capture_output=True, text=True, timeout=600
         )

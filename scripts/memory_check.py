@@ -56,7 +56,9 @@ def main() -> None:
     print(f"model built ({network.count_params():,} parameters): peak {peak_mib():,.0f} MiB")
     rows = arguments.steps * config.train.batch_size
     started = time.perf_counter()
-    network.fit(prepared.x_train[:rows], prepared.y_train[:rows], batch_size=config.train.batch_size, epochs=1, verbose=0)
+    network.fit(
+        prepared.x_train[:rows], prepared.y_train[:rows], batch_size=config.train.batch_size, epochs=1, verbose=0
+    )
     print(f"{arguments.steps} training steps: {time.perf_counter() - started:.1f} s, peak {peak_mib():,.0f} MiB")
 
 

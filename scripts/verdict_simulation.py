@@ -22,8 +22,14 @@ def family(means: list[float], spread: float, generator: np.random.Generator, se
     records = []
     for index, mean in enumerate(means):
         for seed, accuracy in enumerate(generator.normal(mean, spread, seeds), start=1):
-            records.append({"name": f"c{index}", "data": {"dataset": "d"}, "config": {"name": f"c{index}", "train": {"seed": seed}},
-                            "result": {TEST_KEY: float(accuracy), "best_val_accuracy": float(accuracy)}})
+            records.append(
+                {
+                    "name": f"c{index}",
+                    "data": {"dataset": "d"},
+                    "config": {"name": f"c{index}", "train": {"seed": seed}},
+                    "result": {TEST_KEY: float(accuracy), "best_val_accuracy": float(accuracy)},
+                }
+            )
     return group_runs(records, TEST_KEY)
 
 
@@ -36,10 +42,15 @@ def main() -> None:
     for configs in (3, 7, 21):
         count = arguments.families if configs < 21 else arguments.families // 4
         started = time.perf_counter()
-        wrong = sum(any(c.answer == "better" for c in judge(family([0.85] * configs, 0.005, generator))[0].comparisons) for _ in range(count))
+        wrong = sum(
+            any(c.answer == "better" for c in judge(family([0.85] * configs, 0.005, generator))[0].comparisons)
+            for _ in range(count)
+        )
         share = wrong / count
-        print(f"{configs:2d} equal configs x 3 seeds, {count} families: any false 'better' in {share:.1%}"
-              f" (± {1.96 * math.sqrt(share * (1 - share) / count):.1%}), {time.perf_counter() - started:.1f} s")
+        print(
+            f"{configs:2d} equal configs x 3 seeds, {count} families: any false 'better' in {share:.1%}"
+            f" (± {1.96 * math.sqrt(share * (1 - share) / count):.1%}), {time.perf_counter() - started:.1f} s"
+        )
     found = total = 0
     level = None
     for _ in range(arguments.families):
@@ -50,9 +61,11 @@ def main() -> None:
                 total += 1
                 found += comparison.answer == "better" and comparison.first.name == "c0"
     planned = float(power(3, 0.01, 0.003 * math.sqrt(2), level, paired=True))
-    print(f"one config 1 point better (spread 0.3 points), 7 configs x 3 seeds: called better in {found / total:.1%} of its"
-          f" comparisons; planned power at the strictest Holm level {level:.5f}: {planned:.1%};"
-          f" seeds per config for 80%: {seeds_needed(0.01, 0.003 * math.sqrt(2), level, paired=True)}")
+    print(
+        f"one config 1 point better (spread 0.3 points), 7 configs x 3 seeds: called better in {found / total:.1%} of its"
+        f" comparisons; planned power at the strictest Holm level {level:.5f}: {planned:.1%};"
+        f" seeds per config for 80%: {seeds_needed(0.01, 0.003 * math.sqrt(2), level, paired=True)}"
+    )
 
 
 if __name__ == "__main__":

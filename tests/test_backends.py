@@ -34,16 +34,23 @@ def probe(data_dir: str, runs_dir: str) -> dict:
     root = Path(__file__).resolve().parent.parent
     found = {"backend": keras.backend.backend(), "parameters": {}, "calls": {}, "histories": []}
     tokens = np.array([[0, 0, 3, 3, 9], [1, 2, 3, 4, 5]], dtype="int32")
-    found["multi_hot"] = [keras.ops.convert_to_numpy(layer(tokens)).tolist() for layer in (
-        MultiHot(10), keras.layers.CategoryEncoding(num_tokens=10, output_mode="multi_hot"))]
+    found["multi_hot"] = [
+        keras.ops.convert_to_numpy(layer(tokens)).tolist()
+        for layer in (MultiHot(10), keras.layers.CategoryEncoding(num_tokens=10, output_mode="multi_hot"))
+    ]
     for cell in LECTURE_PARAMETERS:
         network = build_model(load_config(root / "configs" / "lecture" / f"{cell}.yaml"), 10_000, 2)
         found["parameters"][cell] = network.count_params()
         found["calls"][cell] = trace_calls(cell)
-    config = config_from_mapping({
-        "name": "tiny", "model": {"cell": "gru", "embedding_dim": 8, "units": 8, "dense_units": 8, "dropout": 0.3},
-        "data": {"num_words": 50, "maxlen": 24}, "train": {"epochs": 2, "batch_size": 32, "seed": 3},
-    })
+    config = config_from_mapping(
+        {
+            "name": "tiny",
+            "model": {"cell": "gru", "embedding_dim": 8, "units": 8, "dense_units": 8, "dropout": 0.3},
+            "data": {"num_words": 50, "maxlen": 24},
+            "train": {"epochs": 2, "batch_size": 32, "seed": 3},
+        }
+    )
+
     def history(record: dict) -> list[dict]:
         lines = Path(record["run_dir"], "history.jsonl").read_text().splitlines()
         return [{key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines]
@@ -79,11 +86,17 @@ def probe(data_dir: str, runs_dir: str) -> dict:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_backend_builds_runs_the_planned_kernels_and_reproduces(backend, tiny_data_dir, tmp_path):
     tests = Path(__file__).parent
-    environment = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "",
-                   "PYTHONPATH": os.pathsep.join(filter(None, [str(tests), os.environ.get("PYTHONPATH")]))}
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tests), os.environ.get("PYTHONPATH")])),
+    }
     environment.pop("RNNBENCH_BACKEND_CHOICE", None)  # What an earlier test's command chose.
     code = f"import json, test_backends; print(json.dumps(test_backends.probe({str(tiny_data_dir)!r}, {str(tmp_path / 'runs')!r})))"
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=1200)  # A hang guard.
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=1200
+    )  # A hang guard.
     assert completed.returncode == 0, completed.stderr[-3000:]
     found = json.loads(completed.stdout.splitlines()[-1])
 
@@ -94,7 +107,12 @@ def test_backend_builds_runs_the_planned_kernels_and_reproduces(backend, tiny_da
     assert ours == keras_own  # The bag-of-words layer gives CategoryEncoding's values on this backend too.
     assert found["calls"] == {cell: CPU_CALLS[(backend, cell)][1] for cell in LECTURE_PARAMETERS}
     assert found["kernels_recorded"] == [
-        {"layer": "gru_1", "kernel": CPU_CALLS[(backend, "gru")][0], "fused": False, "reason": found["kernels_recorded"][0]["reason"]}
+        {
+            "layer": "gru_1",
+            "kernel": CPU_CALLS[(backend, "gru")][0],
+            "fused": False,
+            "reason": found["kernels_recorded"][0]["reason"],
+        }
     ]
     first, second = found["histories"]
     assert [entry["epoch"] for entry in first] == [1, 2]
@@ -128,10 +146,24 @@ def machine(monkeypatch):
     [
         (True, ("tensorflow", "jax", "torch"), "torch", GPU_TORCH),
         (False, ("tensorflow", "jax", "torch"), "jax", CPU_JAX),
-        (True, ("tensorflow", "jax"), "jax",
-         "auto: an NVIDIA GPU is visible but torch is not installed; JAX is, and Keras-JAX was second on GPU (docs/performance.md)"),
-        (False, ("tensorflow", "torch"), "tensorflow", "auto: no NVIDIA GPU is visible and JAX is not installed, so TensorFlow"),
-        (True, ("tensorflow",), "tensorflow", "auto: an NVIDIA GPU is visible but neither torch nor JAX is installed, so TensorFlow"),
+        (
+            True,
+            ("tensorflow", "jax"),
+            "jax",
+            "auto: an NVIDIA GPU is visible but torch is not installed; JAX is, and Keras-JAX was second on GPU (docs/performance.md)",
+        ),
+        (
+            False,
+            ("tensorflow", "torch"),
+            "tensorflow",
+            "auto: no NVIDIA GPU is visible and JAX is not installed, so TensorFlow",
+        ),
+        (
+            True,
+            ("tensorflow",),
+            "tensorflow",
+            "auto: an NVIDIA GPU is visible but neither torch nor JAX is installed, so TensorFlow",
+        ),
     ],
 )
 def test_auto_picks_the_backend_measured_fastest_on_the_device(machine, gpu, installed, chosen, reason):
@@ -152,7 +184,8 @@ def test_runs_that_take_a_gpu_share_choose_for_the_gpu_on_a_driver_without_one(m
     with backend.runs_take_a_gpu(True):
         config = config_from_mapping({})
     assert (config.backend, config.backend_choice) == (
-        "torch", "auto: each run takes a share of a GPU (--gpus-per-run) and torch is installed; Keras-torch trained whole runs fastest on a GPU (docs/performance.md)"
+        "torch",
+        "auto: each run takes a share of a GPU (--gpus-per-run) and torch is installed; Keras-torch trained whole runs fastest on a GPU (docs/performance.md)",
     )
     assert config_from_mapping({}).backend == "jax"  # Only while the command reads its configs.
 
@@ -179,7 +212,10 @@ def test_how_the_backend_was_chosen_changes_no_fingerprint_and_no_equality(machi
     assert chosen == written and hash(chosen) == hash(written)
     assert (chosen.fingerprint(), chosen.group_fingerprint()) == (written.fingerprint(), written.group_fingerprint())
     # --seeds rebuilds the config from its resolved values, and keeps the reason.
-    assert {config.backend_choice for config in expand_mapping({"name": "gru", "model": {"cell": "gru"}}, "gru.yaml", seed_count=2)} == {GPU_TORCH}
+    assert {
+        config.backend_choice
+        for config in expand_mapping({"name": "gru", "model": {"cell": "gru"}}, "gru.yaml", seed_count=2)
+    } == {GPU_TORCH}
 
 
 @pytest.mark.parametrize("hidden", ["", "-1", "-1,0"])
@@ -208,7 +244,13 @@ def test_a_worker_records_the_reason_its_command_chose_the_backend(monkeypatch):
 
 def worker_environment() -> dict:
     """Runs in a `--jobs` worker process: what its initializer left in the environment."""
-    names = ("KERAS_BACKEND", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION", "RNNBENCH_BACKEND_CHOICE")
+    names = (
+        "KERAS_BACKEND",
+        "XLA_PYTHON_CLIENT_PREALLOCATE",
+        "XLA_CLIENT_MEM_FRACTION",
+        "XLA_PYTHON_CLIENT_MEM_FRACTION",
+        "RNNBENCH_BACKEND_CHOICE",
+    )
     return {name: os.environ.get(name) for name in names}
 
 
@@ -221,9 +263,14 @@ def test_jobs_with_gpus_per_run_cap_each_worker_process(monkeypatch, tmp_path):
     said = []
     sweep = executor.Sweep(None, tmp_path, "test", said.append, reuse=True, resume=True, announce=True)
     with executor.Processes(sweep, 2, 4, "jax", 0.25) as processes:
-        found = processes.pool.submit(worker_environment).result(timeout=600)  # A hang guard: a spawned process imports JAX.
+        found = processes.pool.submit(worker_environment).result(
+            timeout=600
+        )  # A hang guard: a spawned process imports JAX.
     assert said == ["training 4 runs, 2 at a time, each with 0.25 of the GPU"]
     assert found == {
-        "KERAS_BACKEND": "jax", "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "XLA_CLIENT_MEM_FRACTION": "0.25",
-        "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.25", "RNNBENCH_BACKEND_CHOICE": GPU_TORCH,
+        "KERAS_BACKEND": "jax",
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+        "XLA_CLIENT_MEM_FRACTION": "0.25",
+        "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.25",
+        "RNNBENCH_BACKEND_CHOICE": GPU_TORCH,
     }

@@ -33,13 +33,28 @@ def test_bad_config_fails_with_its_one_line_error(path, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-SECTIONS = {name: list(field.annotation.model_fields) for name, field in Config.model_fields.items() if hasattr(field.annotation, "model_fields")}
-KEYS = st.sampled_from([f"{section}.{key}" for section, keys in SECTIONS.items() for key in keys] + ["name", "backend", "model.typo", "junk", "data.files.train"])
-SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.sampled_from(["gru", "lstm", "test", "files", "imdb", "pre", "adam", "glove-6b-50d", "word"]),
+SECTIONS = {
+    name: list(field.annotation.model_fields)
+    for name, field in Config.model_fields.items()
+    if hasattr(field.annotation, "model_fields")
+}
+KEYS = st.sampled_from(
+    [f"{section}.{key}" for section, keys in SECTIONS.items() for key in keys]
+    + ["name", "backend", "model.typo", "junk", "data.files.train"]
 )
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=5)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["gru", "lstm", "test", "files", "imdb", "pre", "adam", "glove-6b-50d", "word"]),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=5,
+)
 
 
 def nested(pairs: dict) -> dict:
@@ -69,7 +84,9 @@ def test_any_mapping_is_accepted_or_refused_in_one_line(pairs):
         assert isinstance(config, Config)
 
 
-OVERRIDES = st.lists(st.builds(lambda key, text: f"{key}={text}", KEYS, st.text(max_size=10)) | st.text(max_size=15), max_size=3)
+OVERRIDES = st.lists(
+    st.builds(lambda key, text: f"{key}={text}", KEYS, st.text(max_size=10)) | st.text(max_size=15), max_size=3
+)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -93,16 +110,24 @@ def test_line_breaks_in_keys_and_arguments_stay_on_one_line():
     with pytest.raises(ConfigError) as caught:
         config_from_mapping({"model": {"a\nb": 1}}, source="x.yaml")
     assert str(caught.value).startswith("x.yaml: unknown key 'model.a\\nb' (allowed: ")
-    outcome = CliRunner().invoke(main, ["summary", str(Path(__file__).parent.parent / "configs" / "gru.yaml"), "--set", "\n"])
-    assert outcome.exit_code == 2 and outcome.output == "Error: --set '\\n': expected KEY=VALUE, e.g. --set model.layers=2\n"
+    outcome = CliRunner().invoke(
+        main, ["summary", str(Path(__file__).parent.parent / "configs" / "gru.yaml"), "--set", "\n"]
+    )
+    assert (
+        outcome.exit_code == 2
+        and outcome.output == "Error: --set '\\n': expected KEY=VALUE, e.g. --set model.layers=2\n"
+    )
 
 
 @pytest.mark.parametrize("override", [".=1", "model..cell=gru", ".model=1", "model.=1", "model. .cell=gru"])
 def test_a_set_key_with_an_empty_part_is_named_as_written(override):
-    outcome = CliRunner().invoke(main, ["summary", str(Path(__file__).parent.parent / "configs" / "gru.yaml"), "--set", override])
+    outcome = CliRunner().invoke(
+        main, ["summary", str(Path(__file__).parent.parent / "configs" / "gru.yaml"), "--set", override]
+    )
     key = override.rpartition("=")[0]
     assert (outcome.exit_code, outcome.output) == (
-        2, f"Error: --set {override}: the key {key!r} has an empty part; a key is names joined by dots, e.g. --set model.layers=2\n"
+        2,
+        f"Error: --set {override}: the key {key!r} has an empty part; a key is names joined by dots, e.g. --set model.layers=2\n",
     )
 
 
@@ -114,7 +139,8 @@ def test_a_file_name_that_gives_no_run_name_is_refused(tmp_path, stem):
     for command in (["run", str(path), "--runs-dir", str(tmp_path / "runs")], ["summary", str(path)]):
         outcome = CliRunner().invoke(main, command)
         assert (outcome.exit_code, outcome.output) == (
-            2, f"Error: {path}: no run name can be made from the file name (it has no ASCII letter or digit); give the config one, e.g. name: my_run\n"
+            2,
+            f"Error: {path}: no run name can be made from the file name (it has no ASCII letter or digit); give the config one, e.g. name: my_run\n",
         )
     assert not (tmp_path / "runs").exists()
     # With a name written in it, the same file runs.

@@ -20,10 +20,18 @@ def index_runs(runs_dir, name: str, correct_by_seed: dict[int, np.ndarray]) -> N
         predicted = np.where(correct, labels, 1 - labels)
         run.write_test_predictions(predicted.astype(np.float32), predicted, labels)
         record = {
-            "name": name, "parameters": 1, "backend": "jax", "device": "CPU: test", "data": {"dataset": "imdb"},
+            "name": name,
+            "parameters": 1,
+            "backend": "jax",
+            "device": "CPU: test",
+            "data": {"dataset": "imdb"},
             "config": {"name": name, "model": {"cell": name}, "train": {"seed": seed, "seeds": None}},
-            "result": {"best_val_accuracy": float(correct.mean()), "test_accuracy": float(correct.mean()), "best_epoch": 1,
-                       "test_confusion": [[len(correct) // 2, 0], [0, len(correct) - len(correct) // 2]]},
+            "result": {
+                "best_val_accuracy": float(correct.mean()),
+                "test_accuracy": float(correct.mean()),
+                "best_epoch": 1,
+                "test_confusion": [[len(correct) // 2, 0], [0, len(correct) - len(correct) // 2]],
+            },
         }
         results.index_run(runs_dir, run.run_id, name, "completed", record)
 
@@ -33,7 +41,9 @@ def test_identical_predictions_under_three_names_are_equivalent(tmp_path):
     by_seed = {seed: generator.random(4000) < 0.85 for seed in (1, 2, 3)}
     for name in ("a", "b", "c"):
         index_runs(tmp_path, name, by_seed)
-    outcome = CliRunner().invoke(main, ["compare", "--runs-dir", str(tmp_path), "--bootstrap", "2000", "--format", "json"])
+    outcome = CliRunner().invoke(
+        main, ["compare", "--runs-dir", str(tmp_path), "--bootstrap", "2000", "--format", "json"]
+    )
     assert outcome.exit_code == 0, outcome.output
     [family] = json.loads(outcome.output)["verdict"]
     assert [pair["answer"] for pair in family["comparisons"]] == ["equivalent"] * 3
@@ -55,8 +65,15 @@ def test_the_bootstrap_sees_test_row_noise_that_seeds_do_not():
         for seed in (1, 2, 3):
             run_id = f"{name}-{seed}"
             correct[run_id] = values
-            records.append({"name": name, "run_id": run_id, "data": {"dataset": "d"},
-                            "config": {"name": name, "train": {"seed": seed}}, "result": {TEST_KEY: float(values.mean()), "best_val_accuracy": 0.5}})
+            records.append(
+                {
+                    "name": name,
+                    "run_id": run_id,
+                    "data": {"dataset": "d"},
+                    "config": {"name": name, "train": {"seed": seed}},
+                    "result": {TEST_KEY: float(values.mean()), "best_val_accuracy": 0.5},
+                }
+            )
     groups = group_runs(records, TEST_KEY)
     [t_comparison] = judge(groups)[0].comparisons
     assert t_comparison.difference.p_value() is None and t_comparison.answer == "undecided"
@@ -81,7 +98,12 @@ def test_runs_without_saved_predictions_are_one_line(tmp_path):
         "Error: b: run b-2 has no saved test predictions (recorded before they were kept); train it again with --force,"
         " or compare without --bootstrap\n"
     )
-    validation = CliRunner().invoke(main, ["compare", "--runs-dir", str(tmp_path), "--bootstrap", "100", "--outcome", "validation"])
-    assert validation.exit_code == 2 and validation.output.splitlines()[-1] == "Error: --bootstrap resamples test rows, so it needs --outcome test"
+    validation = CliRunner().invoke(
+        main, ["compare", "--runs-dir", str(tmp_path), "--bootstrap", "100", "--outcome", "validation"]
+    )
+    assert (
+        validation.exit_code == 2
+        and validation.output.splitlines()[-1] == "Error: --bootstrap resamples test rows, so it needs --outcome test"
+    )
     with pytest.raises(BootstrapError, match="number of replicates"):
         MultiBootstrap({}, replicates=0)

@@ -52,7 +52,9 @@ def histories(runs: Path) -> dict[str, list[dict]]:
     found = {}
     for record in results.read_runs(runs):
         lines = (runs / record["run_id"] / "history.jsonl").read_text().splitlines()
-        found[record["fingerprint"]] = [{key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines]
+        found[record["fingerprint"]] = [
+            {key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines
+        ]
     return found
 
 
@@ -97,7 +99,13 @@ def local_ray(tmp_path_factory):
         # (nohup, a CI runner, `make test &`): a task cancelled on Ctrl-C must stop all the same.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=80 * 1024 * 1024, log_to_driver=False)
+            ray.init(
+                address="local",
+                num_cpus=2,
+                include_dashboard=False,
+                object_store_memory=80 * 1024 * 1024,
+                log_to_driver=False,
+            )
         finally:
             signal.signal(signal.SIGINT, previous)
         print(f"\nlocal Ray started in {time.perf_counter() - started:.1f} s")
@@ -115,14 +123,34 @@ def ray_head(tmp_path_factory):
     port = free_port()
     log = tmp_path_factory.mktemp("ray_head") / "head.log"
     # A fixed mode, so that a token in ~/.ray (which turns authentication on) changes nothing here.
-    environment = {**os.environ, "RAY_AUTH_MODE": "disabled", "RNNBENCH_CACHE_DIR": str(log.parent / "cache"), "KERAS_HOME": str(log.parent / "keras"),
-                   WORKERS_NOT_NICED[0]: WORKERS_NOT_NICED[1]}
+    environment = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "RNNBENCH_CACHE_DIR": str(log.parent / "cache"),
+        "KERAS_HOME": str(log.parent / "keras"),
+        WORKERS_NOT_NICED[0]: WORKERS_NOT_NICED[1],
+    }
     started = time.perf_counter()
     with open(log, "w") as output:
         head = subprocess.Popen(
-            [str(RAY), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
-             "--include-dashboard=false", "--disable-usage-stats", "--block"],
-            env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(RAY),
+                "start",
+                "--head",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--num-cpus",
+                "2",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                "--block",
+            ],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         while True:
@@ -138,14 +166,24 @@ def ray_head(tmp_path_factory):
         head.wait(timeout=HANG_SECONDS)
 
 
-def test_a_sweep_on_ray_is_recorded_once_by_the_driver_with_the_histories_of_training_here(local_ray, tiny_data_dir, tmp_path, monkeypatch):
+def test_a_sweep_on_ray_is_recorded_once_by_the_driver_with_the_histories_of_training_here(
+    local_ray, tiny_data_dir, tmp_path, monkeypatch
+):
     configs = expand(sweep_file(tmp_path, "ray", [1, 2, 3, 4]))
     indexed = []
     index_run = results.index_run
-    monkeypatch.setattr(results, "index_run", lambda runs_dir, run_id, name, status, record: indexed.append((run_id, status)) or index_run(runs_dir, run_id, name, status, record))
+    monkeypatch.setattr(
+        results,
+        "index_run",
+        lambda runs_dir, run_id, name, status, record: (
+            indexed.append((run_id, status)) or index_run(runs_dir, run_id, name, status, record)
+        ),
+    )
     lines = []
     started = time.perf_counter()
-    records = executor.run_all(configs, str(tiny_data_dir), tmp_path / "on_ray", "test", echo=lines.append, cluster=ClusterSettings("local"))
+    records = executor.run_all(
+        configs, str(tiny_data_dir), tmp_path / "on_ray", "test", echo=lines.append, cluster=ClusterSettings("local")
+    )
     print(f"\n4 runs on Ray in {time.perf_counter() - started:.1f} s")
 
     assert [record["status"] for record in records] == ["completed"] * 4
@@ -154,7 +192,9 @@ def test_a_sweep_on_ray_is_recorded_once_by_the_driver_with_the_histories_of_tra
     assert sorted(line.split(":")[0] for line in finished) == [f"[{seed}/4] ray, seed {seed}" for seed in (1, 2, 3, 4)]
     # Every write to the index came from this process, the driver: running when handed out, then the record.
     runs = results.read_runs(tmp_path / "on_ray", statuses=None)
-    assert sorted(indexed) == sorted([(record["run_id"], "running") for record in runs] + [(record["run_id"], "completed") for record in runs])
+    assert sorted(indexed) == sorted(
+        [(record["run_id"], "running") for record in runs] + [(record["run_id"], "completed") for record in runs]
+    )
     assert len(runs) == 4 and {record["status"] for record in runs} == {"completed"}
     folders = sorted(path.name for path in (tmp_path / "on_ray").iterdir())
     assert folders == sorted([record["run_id"] for record in runs] + ["index.sqlite"])
@@ -197,7 +237,9 @@ class HeldRun(RunObserver):
             raise
 
 
-def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_trains_nothing_twice(local_ray, tiny_data_dir, tmp_path, monkeypatch):
+def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_trains_nothing_twice(
+    local_ray, tiny_data_dir, tmp_path, monkeypatch
+):
     short = expand(sweep_file(tmp_path, "stop", [1]), ["train.epochs=1"])
     long = expand(sweep_file(tmp_path, "stop", [1, 2]), ["train.epochs=6"])
     configs, runs = short + long, tmp_path / "runs"
@@ -205,8 +247,13 @@ def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_train
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     hold = HoldAfterEpoch(2, tmp_path)
     pending = executor.Pending
-    monkeypatch.setattr(executor, "Pending", lambda position, label, config: pending(
-        position, label, config, watch=hold if config.fingerprint() == long[0].fingerprint() else None))
+    monkeypatch.setattr(
+        executor,
+        "Pending",
+        lambda position, label, config: pending(
+            position, label, config, watch=hold if config.fingerprint() == long[0].fingerprint() else None
+        ),
+    )
 
     def interrupt_once_the_long_run_is_held(line: str) -> None:
         # Ctrl-C reaches the driver while it waits for its tasks; here it comes as the short run
@@ -216,7 +263,14 @@ def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_train
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        executor.run_all(configs, str(tiny_data_dir), runs, "test", echo=interrupt_once_the_long_run_is_held, cluster=ClusterSettings("local"))
+        executor.run_all(
+            configs,
+            str(tiny_data_dir),
+            runs,
+            "test",
+            echo=interrupt_once_the_long_run_is_held,
+            cluster=ClusterSettings("local"),
+        )
     monkeypatch.setattr(executor, "Pending", pending)
     wait_for((tmp_path / "cancelled").exists, "cancellation reaching the held run")
     statuses = sorted(record["status"] for record in results.read_runs(runs, statuses=None))
@@ -225,8 +279,12 @@ def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_train
     assert results.RunDirectory(runs / stopped["run_id"]).has_checkpoint()
 
     lines = []
-    records = executor.run_all(configs, str(tiny_data_dir), runs, "test", echo=lines.append, cluster=ClusterSettings("local"))
-    assert sum("reused, not retrained" in line for line in lines) == 1 and sum(" on node " in line for line in lines) == 2
+    records = executor.run_all(
+        configs, str(tiny_data_dir), runs, "test", echo=lines.append, cluster=ClusterSettings("local")
+    )
+    assert (
+        sum("reused, not retrained" in line for line in lines) == 1 and sum(" on node " in line for line in lines) == 2
+    )
     assert [record["status"] for record in results.read_runs(runs, statuses=None)] == ["completed"] * 3
     assert len([folder for folder in runs.iterdir() if folder.is_dir()]) == 3
     [resumed] = [record for record in records if record.get("resumed")]
@@ -237,7 +295,9 @@ def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_train
 
 
 @pytest.mark.parametrize("sees_runs_folder", [True, False])
-def test_a_cluster_worker_writes_no_index_and_sends_back_what_its_driver_cant_read(tiny_data_dir, tmp_path, monkeypatch, sees_runs_folder):
+def test_a_cluster_worker_writes_no_index_and_sends_back_what_its_driver_cant_read(
+    tiny_data_dir, tmp_path, monkeypatch, sees_runs_folder
+):
     def refuse(*arguments):
         raise AssertionError("a cluster worker wrote the index")
 
@@ -247,7 +307,15 @@ def test_a_cluster_worker_writes_no_index_and_sends_back_what_its_driver_cant_re
     if sees_runs_folder:
         (runs / ".cluster-test").write_text("")
     [config] = expand(sweep_file(tmp_path, "worker", [1]))
-    request = worker.RunRequest("[1/1] worker, seed 1", config.to_dict(), str(tiny_data_dir), str(runs), "test", "20261128-100000-worker-ab12cd", runs_marker=".cluster-test")
+    request = worker.RunRequest(
+        "[1/1] worker, seed 1",
+        config.to_dict(),
+        str(tiny_data_dir),
+        str(runs),
+        "test",
+        "20261128-100000-worker-ab12cd",
+        runs_marker=".cluster-test",
+    )
     outcome = worker.train_request(request, lambda line: None)
 
     assert outcome.record["status"] == "completed"
@@ -257,27 +325,61 @@ def test_a_cluster_worker_writes_no_index_and_sends_back_what_its_driver_cant_re
     if sees_runs_folder:
         assert outcome.files is None
         assert sorted(path.name for path in (runs / "20261128-100000-worker-ab12cd").iterdir()) == [
-            "config.json", "history.jsonl", "model.keras", "result.json", "tensorboard", "test_predictions.npz", "vocabulary.json"]
+            "config.json",
+            "history.jsonl",
+            "model.keras",
+            "result.json",
+            "tensorboard",
+            "test_predictions.npz",
+            "vocabulary.json",
+        ]
     else:
-        assert sorted(name for name in outcome.files if "/" not in name) == ["config.json", "history.jsonl", "model.keras", "result.json", "test_predictions.npz", "vocabulary.json"]
+        assert sorted(name for name in outcome.files if "/" not in name) == [
+            "config.json",
+            "history.jsonl",
+            "model.keras",
+            "result.json",
+            "test_predictions.npz",
+            "vocabulary.json",
+        ]
         assert any(name.startswith("tensorboard/") for name in outcome.files)
         assert sorted(path.name for path in runs.iterdir()) == []
         assert len(outcome.files["history.jsonl"].decode().splitlines()) == 2
 
 
-def run_command(arguments: list[str], environment: dict[str, str], prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    completed = subprocess.run([*prefix, sys.executable, "-m", "rnnbench", "run", *arguments], env=environment, capture_output=True, text=True, timeout=HANG_SECONDS)
+def run_command(
+    arguments: list[str], environment: dict[str, str], prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    completed = subprocess.run(
+        [*prefix, sys.executable, "-m", "rnnbench", "run", *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=HANG_SECONDS,
+    )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return completed
 
 
 def test_rnnbench_run_on_a_head_started_with_ray_start(ray_head, tiny_data_dir, tmp_path):
     runs = tmp_path / "runs"
-    environment = {**os.environ, "RAY_AUTH_MODE": "disabled", "RNNBENCH_DATA_DIR": str(tiny_data_dir), "KERAS_BACKEND": COMMAND_BACKEND}
+    environment = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "RNNBENCH_DATA_DIR": str(tiny_data_dir),
+        "KERAS_BACKEND": COMMAND_BACKEND,
+    }
     started = time.perf_counter()
-    output = run_command([str(sweep_file(tmp_path, "head", [1])), "--runs-dir", str(runs), "--cluster", ray_head], environment).stdout
-    print(f"\na run through a ray start head, the command's Python start included, in {time.perf_counter() - started:.1f} s")
-    assert "training 1 run on the Ray cluster at " in output and ": 1 node, 2 CPUs; 1 CPU per run, up to 2 at a time" in output
+    output = run_command(
+        [str(sweep_file(tmp_path, "head", [1])), "--runs-dir", str(runs), "--cluster", ray_head], environment
+    ).stdout
+    print(
+        f"\na run through a ray start head, the command's Python start included, in {time.perf_counter() - started:.1f} s"
+    )
+    assert (
+        "training 1 run on the Ray cluster at " in output
+        and ": 1 node, 2 CPUs; 1 CPU per run, up to 2 at a time" in output
+    )
     [finished] = [line for line in output.splitlines() if " on node " in line]
     assert finished.startswith("[1/1] head, seed 1: best val_accuracy ")
     [record] = results.read_runs(runs, statuses=None)
@@ -289,12 +391,22 @@ def test_runs_a_cluster_cant_see_come_back_to_the_driver(ray_head, tiny_data_dir
     """The driver alone sees its runs folder and its data folder (a tmpfs in a mount namespace of
     its own, as a laptop's disk is to a cluster): the data reaches the workers through Ray's object
     store, each run trains in a worker's scratch folder and its files come back."""
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0:
-        pytest.skip("needs a private mount namespace (unshare --mount, as root) to hide the runs folder from the cluster")
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode != 0
+    ):
+        pytest.skip(
+            "needs a private mount namespace (unshare --mount, as root) to hide the runs folder from the cluster"
+        )
     private = tmp_path / "private"
     private.mkdir()
     runs = private / "runs"
-    environment = {**os.environ, "RAY_AUTH_MODE": "disabled", "RNNBENCH_DATA_DIR": str(private / "data"), "KERAS_BACKEND": COMMAND_BACKEND}
+    environment = {
+        **os.environ,
+        "RAY_AUTH_MODE": "disabled",
+        "RNNBENCH_DATA_DIR": str(private / "data"),
+        "KERAS_BACKEND": COMMAND_BACKEND,
+    }
     command = [str(sweep_file(tmp_path, "far", [1, 2])), "--runs-dir", str(runs), "--cluster", ray_head]
     script = (
         f"mount -t tmpfs tmpfs {private} && cp -r {tiny_data_dir} {private / 'data'} && "
@@ -302,7 +414,13 @@ def test_runs_a_cluster_cant_see_come_back_to_the_driver(ray_head, tiny_data_dir
         f"{sys.executable} -c 'import json, pathlib, sys; from rnnbench import results; print(json.dumps(results.read_runs(pathlib.Path(sys.argv[1]))))' {runs} && "
         f"cd {runs} && find . -type f | sort"
     )
-    completed = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env=environment, capture_output=True, text=True, timeout=HANG_SECONDS)
+    completed = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=HANG_SECONDS,
+    )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert not list(private.iterdir()), "the runs folder is visible outside the driver's namespace"
     lines = completed.stdout.splitlines()
@@ -313,7 +431,10 @@ def test_runs_a_cluster_cant_see_come_back_to_the_driver(ray_head, tiny_data_dir
     files = [line for line in lines if line.startswith("./")]
     for record in records:
         assert record["run_dir"] == str(runs / record["run_id"])
-        assert {f"./{record['run_id']}/{name}" for name in ("config.json", "history.jsonl", "model.keras", "result.json", "vocabulary.json")} <= set(files)
+        assert {
+            f"./{record['run_id']}/{name}"
+            for name in ("config.json", "history.jsonl", "model.keras", "result.json", "vocabulary.json")
+        } <= set(files)
     assert not any(name.endswith(results.CHECKPOINT_FILE) or "/.cluster-" in name for name in files)
 
 
@@ -325,7 +446,17 @@ def test_a_cluster_that_cant_be_reached_is_one_line_and_exit_1(tmp_path, monkeyp
     address = f"127.0.0.1:{free_port()}"  # Nothing listens there.
     # Refused by rnnbench's own look at the address, within seconds, before Ray is asked.
     monkeypatch.setattr(ray, "init", ray_never_asked)
-    outcome = CliRunner().invoke(main, ["run", str(sweep_file(tmp_path, "unreached", [1])), "--runs-dir", str(tmp_path / "runs"), "--cluster", address])
+    outcome = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(sweep_file(tmp_path, "unreached", [1])),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--cluster",
+            address,
+        ],
+    )
     assert outcome.exit_code == 1
     assert outcome.stderr == f"Error: cannot reach the Ray cluster at {address}: Connection refused\n"
     assert not (tmp_path / "runs").exists()
@@ -363,7 +494,17 @@ def test_a_port_that_accepts_but_never_answers_is_one_line_and_exit_1(tmp_path, 
     # warning every few seconds for minutes; asked as a gRPC client asks, it is one line.
     monkeypatch.setattr(ray, "init", ray_never_asked)
     with listening() as address:
-        outcome = CliRunner().invoke(main, ["run", str(sweep_file(tmp_path, "silent", [1])), "--runs-dir", str(tmp_path / "runs"), "--cluster", address])
+        outcome = CliRunner().invoke(
+            main,
+            [
+                "run",
+                str(sweep_file(tmp_path, "silent", [1])),
+                "--runs-dir",
+                str(tmp_path / "runs"),
+                "--cluster",
+                address,
+            ],
+        )
     assert (outcome.exit_code, outcome.stdout) == (1, "")
     assert outcome.stderr == (
         f"Error: cannot reach the Ray cluster at {address}: nothing answered there within 5 s (the connection was accepted, but no reply came)\n"
@@ -374,11 +515,17 @@ def test_a_port_that_accepts_but_never_answers_is_one_line_and_exit_1(tmp_path, 
 def test_a_port_that_is_not_rays_is_one_line_and_exit_1(tmp_path, monkeypatch):
     monkeypatch.setattr(ray, "init", ray_never_asked)
     with listening(b"SSH-2.0-OpenSSH_9.6\r\n") as address:
-        outcome = CliRunner().invoke(main, ["run", str(sweep_file(tmp_path, "ssh", [1])), "--runs-dir", str(tmp_path / "runs"), "--cluster", address])
-    assert (outcome.exit_code, outcome.stderr) == (1, (
-        f"Error: cannot reach the Ray cluster at {address}: what answers there is not a Ray cluster (it does not speak gRPC);"
-        " is that a Ray head's port (6379 unless `ray start --port` said otherwise)?\n"
-    ))
+        outcome = CliRunner().invoke(
+            main,
+            ["run", str(sweep_file(tmp_path, "ssh", [1])), "--runs-dir", str(tmp_path / "runs"), "--cluster", address],
+        )
+    assert (outcome.exit_code, outcome.stderr) == (
+        1,
+        (
+            f"Error: cannot reach the Ray cluster at {address}: what answers there is not a Ray cluster (it does not speak gRPC);"
+            " is that a Ray head's port (6379 unless `ray start --port` said otherwise)?\n"
+        ),
+    )
 
 
 def test_rays_own_warnings_while_it_fails_to_attach_are_held_back_for_one_line(tmp_path, monkeypatch, capfd):
@@ -386,37 +533,68 @@ def test_rays_own_warnings_while_it_fails_to_attach_are_held_back_for_one_line(t
     retries straight to file descriptor 2 before ray.init gives up; only rnnbench's line shows."""
 
     def failing_init(**options):
-        os.write(2, b"[2026-12-03 23:59:55,640 W 16308 16308] rpc_client.h:153: Failed to connect to GCS at address 192.0.2.2:1 within 5 seconds.\n")
+        os.write(
+            2,
+            b"[2026-12-03 23:59:55,640 W 16308 16308] rpc_client.h:153: Failed to connect to GCS at address 192.0.2.2:1 within 5 seconds.\n",
+        )
         raise ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:1")
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)  # As in a command of its own, not this module's Ray.
     monkeypatch.setattr(ray, "init", failing_init)
     with listening(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00") as address:  # HTTP/2's empty SETTINGS frame.
-        outcome = CliRunner().invoke(main, ["run", str(sweep_file(tmp_path, "held", [1])), "--runs-dir", str(tmp_path / "runs"), "--cluster", address])
-    assert (outcome.exit_code, outcome.stderr) == (1, f"Error: cannot attach to the Ray cluster at {address}: Failed to connect to Ray cluster at 192.0.2.2:1\n")
+        outcome = CliRunner().invoke(
+            main,
+            ["run", str(sweep_file(tmp_path, "held", [1])), "--runs-dir", str(tmp_path / "runs"), "--cluster", address],
+        )
+    assert (outcome.exit_code, outcome.stderr) == (
+        1,
+        f"Error: cannot attach to the Ray cluster at {address}: Failed to connect to Ray cluster at 192.0.2.2:1\n",
+    )
     assert capfd.readouterr().err == ""
 
 
 def test_a_run_no_node_has_room_for_is_refused_in_one_line(local_ray, tiny_data_dir, tmp_path):
-    outcome = CliRunner().invoke(main, [
-        "run", str(sweep_file(tmp_path, "roomless", [1])), "--data-dir", str(tiny_data_dir), "--runs-dir", str(tmp_path / "runs"),
-        "--cluster", "local", "--gpus-per-run", "0.25",
-    ])
-    assert (outcome.exit_code, outcome.stderr) == (2, "Error: --gpus-per-run 0.25: no node of the Ray cluster has that many GPUs (the largest has 0)\n")
+    outcome = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(sweep_file(tmp_path, "roomless", [1])),
+            "--data-dir",
+            str(tiny_data_dir),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--cluster",
+            "local",
+            "--gpus-per-run",
+            "0.25",
+        ],
+    )
+    assert (outcome.exit_code, outcome.stderr) == (
+        2,
+        "Error: --gpus-per-run 0.25: no node of the Ray cluster has that many GPUs (the largest has 0)\n",
+    )
     assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == ["index.sqlite"]
 
 
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--cluster", "head-node"], "Error: --cluster 'head-node' is not one of auto, local, HOST:PORT or ray://HOST:PORT"),
+        (
+            ["--cluster", "head-node"],
+            "Error: --cluster 'head-node' is not one of auto, local, HOST:PORT or ray://HOST:PORT",
+        ),
         (["--cpus-per-run", "2"], "Error: --cpus-per-run needs --cluster"),
-        (["--cluster", "local", "--jobs", "2"], "Error: --jobs and --cluster don't go together: a cluster trains as many runs at once as it has room"
-         " for (--cpus-per-run, --gpus-per-run)"),
+        (
+            ["--cluster", "local", "--jobs", "2"],
+            "Error: --jobs and --cluster don't go together: a cluster trains as many runs at once as it has room"
+            " for (--cpus-per-run, --gpus-per-run)",
+        ),
     ],
 )
 def test_cluster_options_misused_are_one_line_and_exit_2(tmp_path, arguments, message):
-    outcome = CliRunner().invoke(main, ["run", str(sweep_file(tmp_path, "misused", [1])), "--runs-dir", str(tmp_path / "runs"), *arguments])
+    outcome = CliRunner().invoke(
+        main, ["run", str(sweep_file(tmp_path, "misused", [1])), "--runs-dir", str(tmp_path / "runs"), *arguments]
+    )
     assert (outcome.exit_code, outcome.stderr) == (2, message + "\n")
 
 
@@ -430,7 +608,17 @@ def test_ctrl_c_of_a_cluster_sweep_says_what_was_recorded(local_ray, monkeypatch
     runner.run_all, runner.attached = interrupted, executor.attached
     monkeypatch.setattr(rnnbench, "executor", runner, raising=False)
     monkeypatch.setitem(sys.modules, "rnnbench.executor", runner)
-    outcome = CliRunner().invoke(main, ["run", str(sweep_file(tmp_path, "stopped", [1, 2])), "--runs-dir", str(tmp_path / "runs"), "--cluster", "local"])
+    outcome = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(sweep_file(tmp_path, "stopped", [1, 2])),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--cluster",
+            "local",
+        ],
+    )
     assert (outcome.exit_code, outcome.stdout) == (130, "")
     assert outcome.stderr == (
         "\ninterrupted; the cluster's tasks are cancelled and each run in progress is recorded as interrupted; run the same command"
@@ -452,11 +640,18 @@ TUNE = {
     "train": {"epochs": 2},
     "sweep": {"variants": {"gru": {"model.cell": "gru"}, "ann": {"model.cell": "ann"}}},
     # Every trial sampled at random, seeded by its number: trial n's settings are the same however many train at once.
-    "tune": {"trials": 3, "sampler": "random", "space": {"train.learning_rate": {"float": [1.0e-3, 2.0e-2], "log": True}}, "seeds": 2},
+    "tune": {
+        "trials": 3,
+        "sampler": "random",
+        "space": {"train.learning_rate": {"float": [1.0e-3, 2.0e-2], "log": True}},
+        "seeds": 2,
+    },
 }
 
 
-def test_tune_on_a_cluster_trains_each_trial_as_a_task_and_ends_as_tuning_here(local_ray, tiny_data_dir, tmp_path, monkeypatch):
+def test_tune_on_a_cluster_trains_each_trial_as_a_task_and_ends_as_tuning_here(
+    local_ray, tiny_data_dir, tmp_path, monkeypatch
+):
     """Trials train two at a time as Ray tasks, report their epochs to the study from the worker
     and are pruned there; the studies, runs and histories equal a tuning trained here, trial by trial."""
     from rnnbench import tune
@@ -471,16 +666,32 @@ def test_tune_on_a_cluster_trains_each_trial_as_a_task_and_ends_as_tuning_here(l
         runs = tmp_path / where
         started = time.perf_counter()
         outcome = CliRunner().invoke(
-            main, ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--out", str(tmp_path / f"report_{where}"), *options]
+            main,
+            [
+                "tune",
+                str(path),
+                "--data-dir",
+                str(tiny_data_dir),
+                "--runs-dir",
+                str(runs),
+                "--out",
+                str(tmp_path / f"report_{where}"),
+                *options,
+            ],
         )
         print(f"\ntuning {where}: {time.perf_counter() - started:.1f} s")
         assert outcome.exit_code == 0, outcome.output
         studies = {
-            name: [(trial.number, trial.state.name, trial.params, trial.value, trial.intermediate_values) for trial in
-                   optuna.load_study(study_name=name, storage=tune.default_storage(runs)).get_trials()]
+            name: [
+                (trial.number, trial.state.name, trial.params, trial.value, trial.intermediate_values)
+                for trial in optuna.load_study(study_name=name, storage=tune.default_storage(runs)).get_trials()
+            ]
             for name in ("tiny-gru", "tiny-ann")
         }
-        records = sorted((record["name"], record["status"], record["config"]["train"]["seed"]) for record in results.read_runs(runs, statuses=None))
+        records = sorted(
+            (record["name"], record["status"], record["config"]["train"]["seed"])
+            for record in results.read_runs(runs, statuses=None)
+        )
         tuned[where] = (studies, records, histories(runs), outcome.output)
 
     studies, records, trained, output = tuned["on_ray"]
@@ -491,7 +702,11 @@ def test_tune_on_a_cluster_trains_each_trial_as_a_task_and_ends_as_tuning_here(l
     # Reported from the worker, epoch by epoch.
     assert [list(values) for *_, values in studies["tiny-gru"]] == [[1, 2], [1], [1, 2], [1]]
     assert sorted(records) == sorted(
-        [(f"tiny-{cell}-t00{number}", "pruned" if number == 1 else "completed", 0) for cell in ("gru", "ann") for number in range(4)]
+        [
+            (f"tiny-{cell}-t00{number}", "pruned" if number == 1 else "completed", 0)
+            for cell in ("gru", "ann")
+            for number in range(4)
+        ]
         + [(f"tiny-{cell}-tuned", "completed", seed) for cell in ("gru", "ann") for seed in (1, 2)]
     )
     assert tuned["on_ray"][:3] == tuned["here"][:3]

@@ -39,11 +39,21 @@ NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
 
 
 def history_without_seconds(run_dir: Path) -> list[dict]:
-    return [{key: value for key, value in json.loads(line).items() if key != "seconds"} for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    return [
+        {key: value for key, value in json.loads(line).items() if key != "seconds"}
+        for line in (run_dir / "history.jsonl").read_text().splitlines()
+    ]
 
 
 def epochs_recorded(runs: Path) -> int:
-    return max((len((folder / "history.jsonl").read_text().splitlines()) for folder in runs.glob("*") if (folder / "history.jsonl").exists()), default=0)
+    return max(
+        (
+            len((folder / "history.jsonl").read_text().splitlines())
+            for folder in runs.glob("*")
+            if (folder / "history.jsonl").exists()
+        ),
+        default=0,
+    )
 
 
 class InBackground(threading.Thread):
@@ -79,7 +89,12 @@ def test_cluster(monkeypatch):
     started = time.perf_counter()
     head = cluster_utils.Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 0, "object_store_memory": 80 * 1024 * 1024, "include_dashboard": False, "_system_config": HEALTH_CHECKS},
+        head_node_args={
+            "num_cpus": 0,
+            "object_store_memory": 80 * 1024 * 1024,
+            "include_dashboard": False,
+            "_system_config": HEALTH_CHECKS,
+        },
     )
     try:
         # Attached before any worker node exists, so the driver is the head's: removing a worker
@@ -92,7 +107,9 @@ def test_cluster(monkeypatch):
         head.shutdown()
 
 
-def test_a_run_whose_node_dies_is_retried_from_its_checkpoint_and_recorded_once(test_cluster, tiny_data_dir, tmp_path, monkeypatch):
+def test_a_run_whose_node_dies_is_retried_from_its_checkpoint_and_recorded_once(
+    test_cluster, tiny_data_dir, tmp_path, monkeypatch
+):
     """45 to 56 s here (2 cores shared with other work, load average 6 to 10): the head starts and is
     attached in 4 to 9 s, the run with its node killed and a node added takes 27 to 34 s (each
     node's worker imports TensorFlow), and the same run trained in this process the rest."""
@@ -100,47 +117,90 @@ def test_a_run_whose_node_dies_is_retried_from_its_checkpoint_and_recorded_once(
     runs = tmp_path / "runs"
     indexed = []
     index_run = results.index_run
-    monkeypatch.setattr(results, "index_run", lambda runs_dir, run_id, name, status, record: indexed.append((run_id, status)) or index_run(runs_dir, run_id, name, status, record))
+    monkeypatch.setattr(
+        results,
+        "index_run",
+        lambda runs_dir, run_id, name, status, record: (
+            indexed.append((run_id, status)) or index_run(runs_dir, run_id, name, status, record)
+        ),
+    )
 
     worker_node = test_cluster.add_node(**NODE)
     lines = []
     started = time.perf_counter()
-    training = InBackground(lambda: executor.run_all([config], str(tiny_data_dir), runs, "test", echo=lines.append, cluster=ClusterSettings(test_cluster.address)))
+    training = InBackground(
+        lambda: executor.run_all(
+            [config], str(tiny_data_dir), runs, "test", echo=lines.append, cluster=ClusterSettings(test_cluster.address)
+        )
+    )
     training.start()
     # The node dies, as a machine does, once the run has finished epochs: its raylet is killed,
     # and its workers, the run's included, end with it. A fresh node then joins for the retry.
     # A hang guard, not a timing: on a busy machine the epochs come late, and the test still waits for them.
     deadline = time.perf_counter() + 1200
-    while (epochs_at_failure := epochs_recorded(runs)) < EPOCHS_BEFORE_FAILURE and training.is_alive() and time.perf_counter() < deadline:
+    while (
+        (epochs_at_failure := epochs_recorded(runs)) < EPOCHS_BEFORE_FAILURE
+        and training.is_alive()
+        and time.perf_counter() < deadline
+    ):
         time.sleep(0.02)
     assert training.is_alive(), f"the run ended before its node could be removed: {training.error!r}"
     assert epochs_at_failure >= EPOCHS_BEFORE_FAILURE, f"no {EPOCHS_BEFORE_FAILURE} epochs in 1200 s"
     test_cluster.remove_node(worker_node, allow_graceful=False)
     test_cluster.add_node(**NODE)
     [record] = training.outcome(timeout=1200)
-    print(f"\nthe run, its node killed after epoch {epochs_at_failure} and a node added, in {time.perf_counter() - started:.1f} s")
+    print(
+        f"\nthe run, its node killed after epoch {epochs_at_failure} and a node added, in {time.perf_counter() - started:.1f} s"
+    )
 
     # Found the live worker node, with its 1 CPU, when it started; finished once, on one node.
-    assert any(line.startswith("training 1 run on the Ray cluster at ") and line.endswith(": 2 nodes, 1 CPU; 1 CPU per run, up to 1 at a time") for line in lines), lines
+    assert any(
+        line.startswith("training 1 run on the Ray cluster at ")
+        and line.endswith(": 2 nodes, 1 CPU; 1 CPU per run, up to 1 at a time")
+        for line in lines
+    ), lines
     assert sum(" on node " in line for line in lines) == 1
     assert record["status"] == "completed"
 
     # Recorded once, by the driver alone: running when handed out, then the record of the retry.
     [stored] = results.read_runs(runs, statuses=None)
-    assert stored["status"] == "completed" and indexed == [(stored["run_id"], "running"), (stored["run_id"], "completed")]
+    assert stored["status"] == "completed" and indexed == [
+        (stored["run_id"], "running"),
+        (stored["run_id"], "completed"),
+    ]
     assert sorted(path.name for path in runs.iterdir()) == sorted([stored["run_id"], results.INDEX_FILE])
     run_dir = runs / stored["run_id"]
-    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.keras", "result.json", "tensorboard", "test_predictions.npz", "vocabulary.json"]
+    assert sorted(path.name for path in run_dir.iterdir()) == [
+        "config.json",
+        "history.jsonl",
+        "model.keras",
+        "result.json",
+        "tensorboard",
+        "test_predictions.npz",
+        "vocabulary.json",
+    ]
 
     # The retry went on from the checkpoint of the last epoch its node finished, not from the start.
     # That checkpoint is the one of the history's last epoch, or of the one before when the node
     # died between writing the two; the dying worker may still have finished an epoch after it.
-    assert len(stored.get("resumed", [])) == 1, "the retried task started the run afresh instead of going on from its checkpoint"
+    assert len(stored.get("resumed", [])) == 1, (
+        "the retried task started the run afresh instead of going on from its checkpoint"
+    )
     assert epochs_at_failure - 1 <= stored["resumed"][0]["after_epoch"] < CONFIG["train"]["epochs"]
     assert stored["result"]["epochs_run"] == CONFIG["train"]["epochs"]
 
     # Its history is an uninterrupted run's: every epoch once, with the same numbers.
-    reference = executor.run_all([config], str(tiny_data_dir), tmp_path / "uninterrupted", "test", echo=lambda line: None)[0]
+    reference = executor.run_all(
+        [config], str(tiny_data_dir), tmp_path / "uninterrupted", "test", echo=lambda line: None
+    )[0]
     assert history_without_seconds(run_dir) == history_without_seconds(Path(reference["run_dir"]))
-    for key in ("best_val_accuracy", "best_epoch", "best_val_loss", "test_accuracy", "test_loss", "val_confusion", "test_confusion"):
+    for key in (
+        "best_val_accuracy",
+        "best_epoch",
+        "best_val_loss",
+        "test_accuracy",
+        "test_loss",
+        "val_confusion",
+        "test_confusion",
+    ):
         assert stored["result"][key] == reference["result"][key], key

@@ -18,11 +18,22 @@ def test_eight_processes_share_a_runs_folder(tiny_data_dir, tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text("model: {cell: ann, dense_units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 1}\n")
     runs = tmp_path / "runs"
-    environment = {**os.environ, "RNNBENCH_DATA_DIR": str(tiny_data_dir), "RNNBENCH_RUNS_DIR": str(runs),
-                   "RNNBENCH_CACHE_DIR": str(tmp_path / "cache"), "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1"}
+    environment = {
+        **os.environ,
+        "RNNBENCH_DATA_DIR": str(tiny_data_dir),
+        "RNNBENCH_RUNS_DIR": str(runs),
+        "RNNBENCH_CACHE_DIR": str(tmp_path / "cache"),
+        "TF_NUM_INTEROP_THREADS": "1",
+        "TF_NUM_INTRAOP_THREADS": "1",
+    }
     processes = [
-        subprocess.Popen([sys.executable, "-m", "rnnbench", "run", str(config), "--set", f"train.seed={seed}"],
-                         env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "rnnbench", "run", str(config), "--set", f"train.seed={seed}"],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for seed in range(1, 9)
     ]
     outputs = [process.communicate(timeout=HANG_SECONDS)[0] for process in processes]
@@ -35,8 +46,12 @@ def test_eight_processes_share_a_runs_folder(tiny_data_dir, tmp_path):
         result = json.loads((folder / "result.json").read_text())
         assert result["status"] == "completed" and len((folder / "history.jsonl").read_text().splitlines()) == 1
     assert not list(runs.rglob("*.tmp"))
-    compared = subprocess.run([sys.executable, "-m", "rnnbench", "compare", "--runs-dir", str(runs), "--format", "json"],
-                              capture_output=True, text=True, check=True)
+    compared = subprocess.run(
+        [sys.executable, "-m", "rnnbench", "compare", "--runs-dir", str(runs), "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     groups = json.loads(compared.stdout)["groups"]
     assert [(group["name"], group["n"]) for group in groups] == [("tiny", 8)]
 
@@ -50,8 +65,13 @@ def test_jobs_trains_a_sweep_in_parallel_processes_with_the_sequential_results(t
     environment = {**os.environ, "RNNBENCH_DATA_DIR": str(tiny_data_dir), "RNNBENCH_CACHE_DIR": str(tmp_path / "cache")}
 
     def run(runs, *arguments):
-        completed = subprocess.run([sys.executable, "-m", "rnnbench", "run", str(config), "--runs-dir", str(runs), *arguments],
-                                   env=environment, capture_output=True, text=True, timeout=HANG_SECONDS)
+        completed = subprocess.run(
+            [sys.executable, "-m", "rnnbench", "run", str(config), "--runs-dir", str(runs), *arguments],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=HANG_SECONDS,
+        )
         assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
         return completed.stdout
 
@@ -88,11 +108,23 @@ def test_two_processes_starting_the_same_run_train_it_once(tiny_data_dir, tmp_pa
     [resolved] = expand(config)
     holder = os.open(lock_path(runs, resolved.fingerprint()), os.O_RDWR | os.O_CREAT)
     fcntl.flock(holder, fcntl.LOCK_EX)
-    environment = {**os.environ, "RNNBENCH_DATA_DIR": str(tiny_data_dir), "RNNBENCH_RUNS_DIR": str(runs), "PYTHONUNBUFFERED": "1",
-                   "RNNBENCH_CACHE_DIR": str(tmp_path / "cache"), "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1"}
+    environment = {
+        **os.environ,
+        "RNNBENCH_DATA_DIR": str(tiny_data_dir),
+        "RNNBENCH_RUNS_DIR": str(runs),
+        "PYTHONUNBUFFERED": "1",
+        "RNNBENCH_CACHE_DIR": str(tmp_path / "cache"),
+        "TF_NUM_INTEROP_THREADS": "1",
+        "TF_NUM_INTRAOP_THREADS": "1",
+    }
     processes = [
-        subprocess.Popen([sys.executable, "-m", "rnnbench", "run", str(config)], env=environment,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "rnnbench", "run", str(config)],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for _ in range(2)
     ]
     waiting = "the same run is being trained by another process; waiting for it to finish"
@@ -104,7 +136,9 @@ def test_two_processes_starting_the_same_run_train_it_once(tiny_data_dir, tmp_pa
     assert all(before.endswith(waiting + "\n") for before in heard), outputs
     assert [process.returncode for process in processes] == [0, 0], outputs
     [folder] = [path for path in runs.iterdir() if path.is_dir()]
-    assert [(record["run_id"], record["status"]) for record in results.read_runs(runs, statuses=None)] == [(folder.name, "completed")]
+    assert [(record["run_id"], record["status"]) for record in results.read_runs(runs, statuses=None)] == [
+        (folder.name, "completed")
+    ]
     trained = [output for output in outputs if "epoch 2/2: " in output]
     reused = [output for output in outputs if f"already completed in {folder}; reused, not retrained" in output]
     assert len(trained) == len(reused) == 1 and trained[0] != reused[0], outputs
@@ -128,13 +162,26 @@ def test_a_workers_lines_are_written_whole(monkeypatch, tmp_path):
     def run_experiment(config, data_dir, runs_dir, command, echo, **options):
         echo("epoch 1/2: loss 0.6931")
         echo("epoch 2/2: loss 0.5000")
-        return {"status": "completed", "run_dir": str(runs_dir / options["run_id"]), "progress_bar": options["progress_bar"]}
+        return {
+            "status": "completed",
+            "run_dir": str(runs_dir / options["run_id"]),
+            "progress_bar": options["progress_bar"],
+        }
 
     monkeypatch.setattr(rnnbench.train, "run_experiment", run_experiment)
     config = config_from_mapping({"name": "lines", "model": {"cell": "ann"}}).to_dict()
-    request = worker.RunRequest("[2/3] lines, seed 1", config, None, str(tmp_path / "runs"), "test", "20261128-100000-lines-ab12cd")
+    request = worker.RunRequest(
+        "[2/3] lines, seed 1", config, None, str(tmp_path / "runs"), "test", "20261128-100000-lines-ab12cd"
+    )
     outcome = worker.train_in_process(request)
-    assert outcome.record == {"status": "completed", "run_dir": str(tmp_path / "runs" / "20261128-100000-lines-ab12cd"), "progress_bar": False}
+    assert outcome.record == {
+        "status": "completed",
+        "run_dir": str(tmp_path / "runs" / "20261128-100000-lines-ab12cd"),
+        "progress_bar": False,
+    }
     assert outcome.files is None
     # One write each to standard output, the label, the text and the newline together.
-    assert written == [(1, b"[2/3] lines, seed 1 epoch 1/2: loss 0.6931\n"), (1, b"[2/3] lines, seed 1 epoch 2/2: loss 0.5000\n")]
+    assert written == [
+        (1, b"[2/3] lines, seed 1 epoch 1/2: loss 0.6931\n"),
+        (1, b"[2/3] lines, seed 1 epoch 2/2: loss 0.5000\n"),
+    ]

@@ -25,8 +25,18 @@ def error_of(tmp_path: Path, text: str, overrides=()) -> str:
 
 def test_defaults_are_the_lectures_model():
     config = Config()
-    assert (config.model.cell, config.model.embedding_dim, config.model.units, config.model.dense_units) == ("gru", 50, 50, 32)
-    assert (config.data.num_words, config.data.maxlen, config.data.padding, config.data.truncating) == (10000, 200, "pre", "pre")
+    assert (config.model.cell, config.model.embedding_dim, config.model.units, config.model.dense_units) == (
+        "gru",
+        50,
+        50,
+        32,
+    )
+    assert (config.data.num_words, config.data.maxlen, config.data.padding, config.data.truncating) == (
+        10000,
+        200,
+        "pre",
+        "pre",
+    )
     assert (config.train.epochs, config.train.batch_size, config.train.optimizer) == (5, 32, "adam")
     assert config.data.validation == 0.2
 
@@ -52,22 +62,46 @@ def test_unknown_cell_names_file_key_choices_and_suggestion(tmp_path):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("model:\n  embeding_dim: 8\n", "exp.yaml: unknown key model.embeding_dim (allowed: bidirectional, cell, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units) (did you mean 'embedding_dim'?)"),
-        ("modle:\n  cell: gru\n", "exp.yaml: unknown key modle (allowed: backend, data, model, name, train) (did you mean 'model'?)"),
+        (
+            "model:\n  embeding_dim: 8\n",
+            "exp.yaml: unknown key model.embeding_dim (allowed: bidirectional, cell, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units) (did you mean 'embedding_dim'?)",
+        ),
+        (
+            "modle:\n  cell: gru\n",
+            "exp.yaml: unknown key modle (allowed: backend, data, model, name, train) (did you mean 'model'?)",
+        ),
         ("model:\n  layers: two\n", "exp.yaml: model.layers='two' is not an integer"),
         ("model:\n  layers: 0\n", "exp.yaml: model.layers=0 is out of range (allowed: >= 1 and <= 8)"),
         ("model:\n  dropout: 1.0\n", "exp.yaml: model.dropout=1.0 is out of range (allowed: >= 0.0 and < 1.0)"),
         ("model:\n  bidirectional: yes please\n", "exp.yaml: model.bidirectional='yes please' is not true or false"),
-        ("data:\n  validation: tset\n", "exp.yaml: data.validation='tset' is not allowed (allowed: > 0.0 and < 1.0, or 'test') (did you mean 'test'?)"),
-        ("data:\n  validation: 1.5\n", "exp.yaml: data.validation=1.5 is out of range (allowed: > 0.0 and < 1.0, or 'test')"),
+        (
+            "data:\n  validation: tset\n",
+            "exp.yaml: data.validation='tset' is not allowed (allowed: > 0.0 and < 1.0, or 'test') (did you mean 'test'?)",
+        ),
+        (
+            "data:\n  validation: 1.5\n",
+            "exp.yaml: data.validation=1.5 is out of range (allowed: > 0.0 and < 1.0, or 'test')",
+        ),
         ("data:\n  padding: left\n", "exp.yaml: data.padding='left' is not one of post, pre"),
-        ("train:\n  optimizer: adma\n", "exp.yaml: train.optimizer='adma' is not one of adam, adamw, rmsprop, sgd (did you mean 'adam'?)"),
+        (
+            "train:\n  optimizer: adma\n",
+            "exp.yaml: train.optimizer='adma' is not one of adam, adamw, rmsprop, sgd (did you mean 'adam'?)",
+        ),
         ("train:\n  learning_rate: fast\n", "exp.yaml: train.learning_rate='fast' is not a number"),
-        ("model: gru\n", "exp.yaml: model must be a mapping with keys bidirectional, cell, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units, got a string"),
-        ("backend: tensorflw\n", "exp.yaml: backend='tensorflw' is not one of auto, jax, tensorflow, torch (did you mean 'tensorflow'?)"),
+        (
+            "model: gru\n",
+            "exp.yaml: model must be a mapping with keys bidirectional, cell, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units, got a string",
+        ),
+        (
+            "backend: tensorflw\n",
+            "exp.yaml: backend='tensorflw' is not one of auto, jax, tensorflow, torch (did you mean 'tensorflow'?)",
+        ),
         ("- model\n", "exp.yaml: expected a mapping of sections (name, backend, model, data, train), got a list"),
         ("", "exp.yaml: the file is empty (write at least one key, e.g. 'model: {cell: gru}')"),
-        ("model: [\n", "exp.yaml: invalid YAML at line 2, column 1: expected the node content, but found '<stream end>'"),
+        (
+            "model: [\n",
+            "exp.yaml: invalid YAML at line 2, column 1: expected the node content, but found '<stream end>'",
+        ),
     ],
 )
 def test_error_messages(tmp_path, text, expected):
@@ -75,11 +109,20 @@ def test_error_messages(tmp_path, text, expected):
 
 
 def test_overrides_are_validated_and_named(tmp_path):
-    config = load_config(write(tmp_path, "model: {cell: gru}\n"), ["model.layers=2", "data.validation=test", "train.learning_rate=0.01"])
+    config = load_config(
+        write(tmp_path, "model: {cell: gru}\n"), ["model.layers=2", "data.validation=test", "train.learning_rate=0.01"]
+    )
     assert (config.model.layers, config.data.validation, config.train.learning_rate) == (2, "test", 0.01)
-    assert error_of(tmp_path, "model: {cell: gru}\n", ["model.cell=lstn"]).startswith("--set model.cell=lstn: model.cell='lstn' is not one of")
-    assert error_of(tmp_path, "model: {cell: gru}\n", ["model.layers"]) == "--set model.layers: expected KEY=VALUE, e.g. --set model.layers=2"
-    assert error_of(tmp_path, "model: {cell: gru}\n", ["model.unit=3"]).startswith("--set model.unit=3: unknown key model.unit")
+    assert error_of(tmp_path, "model: {cell: gru}\n", ["model.cell=lstn"]).startswith(
+        "--set model.cell=lstn: model.cell='lstn' is not one of"
+    )
+    assert (
+        error_of(tmp_path, "model: {cell: gru}\n", ["model.layers"])
+        == "--set model.layers: expected KEY=VALUE, e.g. --set model.layers=2"
+    )
+    assert error_of(tmp_path, "model: {cell: gru}\n", ["model.unit=3"]).startswith(
+        "--set model.unit=3: unknown key model.unit"
+    )
 
 
 def test_missing_file(tmp_path):
@@ -94,7 +137,8 @@ SWEEP_POINTS = {"best/gru.yaml": ("best/cells.yaml", "best-gru")}
 
 def test_every_shipped_config_loads():
     paths = sorted(
-        path for path in (ROOT / "configs").rglob("*.yaml")
+        path
+        for path in (ROOT / "configs").rglob("*.yaml")
         if path.parent.name != "sweeps" and "\nsweep:" not in path.read_text()
     )
     assert len(paths) >= 12
@@ -118,7 +162,9 @@ def test_mapping_round_trip():
 
 
 def test_a_key_written_twice_is_refused_with_its_lines_and_mapping(tmp_path):
-    variants = "sweep:\n  variants:\n    gru: {model.cell: gru}\n    lstm: {model.cell: lstm}\n    gru: {model.layers: 2}\n"
+    variants = (
+        "sweep:\n  variants:\n    gru: {model.cell: gru}\n    lstm: {model.cell: lstm}\n    gru: {model.layers: 2}\n"
+    )
     path = write(tmp_path, variants)
     with pytest.raises(ConfigError) as caught:
         read_mapping(path)
@@ -126,9 +172,15 @@ def test_a_key_written_twice_is_refused_with_its_lines_and_mapping(tmp_path):
     assert error_of(tmp_path, "model: {cell: gru}\ntrain: {epochs: 2}\nmodel: {cell: lstm}\n") == (
         "exp.yaml: line 3: key 'model' appears twice at the top level (first on line 1)"
     )
-    assert error_of(tmp_path, "model: {cell: gru, units: 8, cell: lstm}\n") == "exp.yaml: line 1: key 'cell' appears twice in model (first on line 1)"
+    assert (
+        error_of(tmp_path, "model: {cell: gru, units: 8, cell: lstm}\n")
+        == "exp.yaml: line 1: key 'cell' appears twice in model (first on line 1)"
+    )
     # Keys are compared as the values they stand for, as a Python dict would.
-    assert error_of(tmp_path, "train:\n  seeds: [1]\n  seeds: [2]\n") == "exp.yaml: line 3: key 'seeds' appears twice in train (first on line 2)"
+    assert (
+        error_of(tmp_path, "train:\n  seeds: [1]\n  seeds: [2]\n")
+        == "exp.yaml: line 3: key 'seeds' appears twice in train (first on line 2)"
+    )
     assert error_of(tmp_path, "model: {cell: gru}\n", ["model={cell: gru, cell: lstm}"]) == (
         "--set model={cell: gru, cell: lstm}: key 'cell' appears twice in model"
     )
@@ -148,10 +200,22 @@ BILLION_LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\
 @pytest.mark.parametrize(
     "text, expected",
     [
-        (BILLION_LAUGHS, "exp.yaml: its aliases expand it to more than 10,000 values, the most rnnbench reads in a config (a config needs a few dozen)"),
-        ("model:\n  cell: &a [*a]\n", "exp.yaml: line 2: anchor &a holds an alias to itself (*a), so its value would never end"),
-        ("model: &m {cell: gru, extra: *m}\n", "exp.yaml: line 1: anchor &m holds an alias to itself (*m), so its value would never end"),
-        ("model: {units: " + "[" * 60 + "]" * 60 + "}\n", "exp.yaml: line 1: values nested more than 50 levels deep (a config needs a few)"),
+        (
+            BILLION_LAUGHS,
+            "exp.yaml: its aliases expand it to more than 10,000 values, the most rnnbench reads in a config (a config needs a few dozen)",
+        ),
+        (
+            "model:\n  cell: &a [*a]\n",
+            "exp.yaml: line 2: anchor &a holds an alias to itself (*a), so its value would never end",
+        ),
+        (
+            "model: &m {cell: gru, extra: *m}\n",
+            "exp.yaml: line 1: anchor &m holds an alias to itself (*m), so its value would never end",
+        ),
+        (
+            "model: {units: " + "[" * 60 + "]" * 60 + "}\n",
+            "exp.yaml: line 1: values nested more than 50 levels deep (a config needs a few)",
+        ),
         (
             "".join(f"l{depth}: &l{depth} [{f'*l{depth - 1}' if depth else 1}]\n" for depth in range(60)),
             "exp.yaml: line 50: its aliases nest values more than 50 levels deep (a config needs a few)",
@@ -167,7 +231,10 @@ def test_documents_that_expand_without_end_are_refused_at_once(tmp_path, text, e
 
 
 def test_aliases_within_bounds_still_work(tmp_path):
-    path = write(tmp_path, "defaults: &small {model.units: 8}\nsweep:\n  variants:\n    a: *small\n    b: {<<: *small, model.layers: 2}\n")
+    path = write(
+        tmp_path,
+        "defaults: &small {model.units: 8}\nsweep:\n  variants:\n    a: *small\n    b: {<<: *small, model.layers: 2}\n",
+    )
     raw = read_mapping(path)
     assert raw["sweep"]["variants"] == {"a": {"model.units": 8}, "b": {"model.units": 8, "model.layers": 2}}
 
@@ -175,17 +242,25 @@ def test_aliases_within_bounds_still_work(tmp_path):
 def test_set_values_with_runaway_aliases_are_refused():
     with pytest.raises(ConfigError) as caught:
         parse_override("model.cell=&a [*a]")
-    assert str(caught.value) == "--set model.cell=&a [*a]: anchor &a holds an alias to itself (*a), so its value would never end"
+    assert (
+        str(caught.value)
+        == "--set model.cell=&a [*a]: anchor &a holds an alias to itself (*a), so its value would never end"
+    )
 
 
 def test_floats_in_exponent_notation_are_numbers(tmp_path):
     config = load_config(write(tmp_path, "train:\n  learning_rate: 1e-3\n"))
     assert config.train.learning_rate == 0.001
     assert config.model.layers == 1 and isinstance(config.model.layers, int)
-    values = [parse_override(f"x={text}")[1] for text in ("1e-3", "1E5", ".5e-2", "-2.5e+3", "2.5e3", "3", "1_000", "1.5", "e5", "1e")]
+    values = [
+        parse_override(f"x={text}")[1]
+        for text in ("1e-3", "1E5", ".5e-2", "-2.5e+3", "2.5e3", "3", "1_000", "1.5", "e5", "1e")
+    ]
     assert values == [0.001, 100000.0, 0.005, -2500.0, 2500.0, 3, 1000, 1.5, "e5", "1e"]
     assert [type(value) for value in values[:7]] == [float] * 5 + [int] * 2
-    assert load_config(write(tmp_path, "model: {cell: gru}\n"), ["train.learning_rate=1E-2"]).train.learning_rate == 0.01
+    assert (
+        load_config(write(tmp_path, "model: {cell: gru}\n"), ["train.learning_rate=1E-2"]).train.learning_rate == 0.01
+    )
     # Ints stay ints, so an integer key written as a float is still refused.
     assert error_of(tmp_path, "train:\n  epochs: 1e3\n") == "exp.yaml: train.epochs=1000.0 is not an integer"
 
@@ -206,10 +281,22 @@ def test_name_is_made_from_a_stem_that_is_not_a_valid_name(tmp_path):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("train: {seeds: [1, 1]}\n", "exp.yaml: train.seeds=[1, 1] repeats seed 1; each seed gives one independent run"),
-        ("train: {seeds: [3, 1, 3, 2, 1]}\n", "exp.yaml: train.seeds=[3, 1, 3, 2, 1] repeats seeds 1, 3; each seed gives one independent run"),
-        ("train: {seeds: [1, 2147483648]}\n", "exp.yaml: train.seeds[1]=2147483648 is out of range (allowed: >= 0 and <= 2147483647)"),
-        ("name: " + "x" * 200 + "\n", "exp.yaml: name='" + "x" * 69 + "... (202 characters) is longer than 100 characters"),
+        (
+            "train: {seeds: [1, 1]}\n",
+            "exp.yaml: train.seeds=[1, 1] repeats seed 1; each seed gives one independent run",
+        ),
+        (
+            "train: {seeds: [3, 1, 3, 2, 1]}\n",
+            "exp.yaml: train.seeds=[3, 1, 3, 2, 1] repeats seeds 1, 3; each seed gives one independent run",
+        ),
+        (
+            "train: {seeds: [1, 2147483648]}\n",
+            "exp.yaml: train.seeds[1]=2147483648 is out of range (allowed: >= 0 and <= 2147483647)",
+        ),
+        (
+            "name: " + "x" * 200 + "\n",
+            "exp.yaml: name='" + "x" * 69 + "... (202 characters) is longer than 100 characters",
+        ),
     ],
 )
 def test_seed_and_long_value_messages(tmp_path, text, expected):
@@ -221,7 +308,9 @@ def test_a_file_far_larger_than_a_config_is_refused_unread(tmp_path):
     path.write_text("text,label\n" + "a fine film,1\n" * 100_000, encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         load_config(path)
-    assert str(caught.value) == f"{path}: longer than 1,000,000 bytes, far more than a config holds (is it a data file?)"
+    assert (
+        str(caught.value) == f"{path}: longer than 1,000,000 bytes, far more than a config holds (is it a data file?)"
+    )
     if Path("/dev/zero").exists():
         with pytest.raises(ConfigError, match=r"^/dev/zero: longer than 1,000,000 bytes"):
             load_config("/dev/zero")
@@ -248,7 +337,9 @@ def test_fingerprints_depend_only_on_settings_that_differ_from_the_defaults():
     other_seed = config_from_mapping({"name": "probe", "train": {"seed": 2}})
     assert other_seed.fingerprint() != plain.fingerprint()
     assert other_seed.group_fingerprint() == plain.group_fingerprint()
-    assert config_from_mapping({"name": "probe", "model": {"units": 64}}).group_fingerprint() != plain.group_fingerprint()
+    assert (
+        config_from_mapping({"name": "probe", "model": {"units": 64}}).group_fingerprint() != plain.group_fingerprint()
+    )
 
 
 def test_a_key_added_with_a_behaviour_keeping_default_changes_no_fingerprint():

@@ -60,7 +60,9 @@ def test_missing_dataset_says_where_it_looked(tmp_path):
         load_imdb(str(tmp_path))
     message = str(caught.value)
     assert message.startswith(f"IMDB not found in {tmp_path} (looked for {tmp_path / 'imdb' / 'train.tsv.gz'}, ")
-    assert message.endswith("point --data-dir or RNNBENCH_DATA_DIR at a folder holding imdb/train.tsv.gz or aclImdb/, or unset it to download")
+    assert message.endswith(
+        "point --data-dir or RNNBENCH_DATA_DIR at a folder holding imdb/train.tsv.gz or aclImdb/, or unset it to download"
+    )
     assert "\n" not in message
 
 
@@ -118,7 +120,12 @@ def test_imdb_film_ids_from_the_tsv_and_from_the_official_urls_files(tmp_path):
     for split, count in (("train", 40), ("test", 10)):
         for label, name in ((0, "neg"), (1, "pos")):
             ids = {review_id for review_id in range(count) if rows[review_id][1] == label}
-            lines = [f"http://www.imdb.com/title/{films[i]}/usercomments" if i in ids else "http://www.imdb.com/title/tt9999999/usercomments" for i in range(max(ids) + 1)]
+            lines = [
+                f"http://www.imdb.com/title/{films[i]}/usercomments"
+                if i in ids
+                else "http://www.imdb.com/title/tt9999999/usercomments"
+                for i in range(max(ids) + 1)
+            ]
             (root / split / f"urls_{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     from_folders = load_imdb(str(tmp_path))
     assert from_folders.group_name == "film"
@@ -173,7 +180,9 @@ def test_split_is_stratified_seeded_and_disjoint():
 
 
 def test_split_rejects_a_class_too_small():
-    with pytest.raises(DataError, match="the training split: class 1 has 1 rows, too few to hold out a validation fraction of 0.2"):
+    with pytest.raises(
+        DataError, match="the training split: class 1 has 1 rows, too few to hold out a validation fraction of 0.2"
+    ):
         split_validation(np.array([0] * 10 + [1]), 0.2, seed=1)
 
 
@@ -207,7 +216,9 @@ def test_download_rejects_a_wrong_checksum(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "IMDB_URL", url)
     monkeypatch.setattr(data, "IMDB_SHA256", "0" * 64)
     monkeypatch.delenv("RNNBENCH_DATA_DIR", raising=False)
-    with pytest.raises(DataError, match=r"^IMDB download from file://.* failed \(Incomplete or corrupted file detected"):
+    with pytest.raises(
+        DataError, match=r"^IMDB download from file://.* failed \(Incomplete or corrupted file detected"
+    ):
         load_imdb(cache_dir=str(tmp_path / "cache"))
 
 
@@ -313,4 +324,7 @@ def test_a_data_dir_with_a_name_too_long_is_one_line(tmp_path):
 def test_a_home_folder_of_an_unknown_user_is_one_line(tmp_path):
     with pytest.raises(DataError) as caught:
         data.resolve_path("~no_such_user_here/train.csv", str(tmp_path), "data.files.train")
-    assert str(caught.value) == "data.files.train: ~no_such_user_here/train.csv: cannot tell which home folder '~no_such_user_here' means"
+    assert (
+        str(caught.value)
+        == "data.files.train: ~no_such_user_here/train.csv: cannot tell which home folder '~no_such_user_here' means"
+    )

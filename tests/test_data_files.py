@@ -57,12 +57,18 @@ def test_multiclass_csv_with_string_labels_runs_from_a_config_alone(tmp_path):
     config = tmp_path / "temas.yaml"
     raw = files_config("temas.csv", text_column="texto", label_column="tema")
     config.write_text(json.dumps(raw), encoding="utf-8")  # JSON is YAML too
-    outcome = CliRunner().invoke(main, ["run", str(config), "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")])
+    outcome = CliRunner().invoke(
+        main, ["run", str(config), "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]
+    )
     assert outcome.exit_code == 0, outcome.output
     assert "3 classes" in outcome.output
     record = results.read_runs(tmp_path / "runs")[0]
     assert record["data"]["class_names"] == ["cocina", "deportes", "viajes"]
-    assert (record["data"]["train_rows"], record["data"]["validation_rows"], record["data"]["test_rows"]) == (192, 48, 60)
+    assert (record["data"]["train_rows"], record["data"]["validation_rows"], record["data"]["test_rows"]) == (
+        192,
+        48,
+        60,
+    )
     result = record["result"]
     assert np.array(result["test_confusion"]).shape == (3, 3) and np.sum(result["test_confusion"]) == 60
     assert 0.0 <= result["val_macro_f1"] <= 1.0 and "test_macro_f1" in result
@@ -76,7 +82,9 @@ def test_class_folder_tree_with_separate_test_folder(tmp_path):
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{index:03d}.txt").write_text(text, encoding="utf-8")
     config = tmp_path / "folders.yaml"
-    config.write_text(json.dumps(files_config(str(tmp_path / "corpus" / "train"), test=str(tmp_path / "corpus" / "test"))))
+    config.write_text(
+        json.dumps(files_config(str(tmp_path / "corpus" / "train"), test=str(tmp_path / "corpus" / "test")))
+    )
     outcome = CliRunner().invoke(main, ["run", str(config), "--runs-dir", str(tmp_path / "runs")])
     assert outcome.exit_code == 0, outcome.output
     record = results.read_runs(tmp_path / "runs")[0]
@@ -91,7 +99,9 @@ def test_jsonl_gzip_tsv_and_validation_file(tmp_path):
             handle.write(json.dumps({"text": text, "label": topic}, ensure_ascii=False) + "\n")
     with gzip.open(tmp_path / "test.tsv.gz", "wt", encoding="utf-8") as handle:
         handle.write("text\tlabel\n" + "".join(f"{text}\t{topic}\n" for text, topic in rows[60:75]))
-    (tmp_path / "validation.tsv").write_text("text\tlabel\n" + "".join(f"{text}\t{topic}\n" for text, topic in rows[75:]), encoding="utf-8")
+    (tmp_path / "validation.tsv").write_text(
+        "text\tlabel\n" + "".join(f"{text}\t{topic}\n" for text, topic in rows[75:]), encoding="utf-8"
+    )
     settings = config_from_mapping(files_config("train.jsonl.gz", test="test.tsv.gz", validation="validation.tsv")).data
     dataset = load_dataset(settings, str(tmp_path))
     assert (len(dataset.train_texts), len(dataset.validation_texts), len(dataset.test_texts)) == (60, 15, 15)
@@ -99,7 +109,11 @@ def test_jsonl_gzip_tsv_and_validation_file(tmp_path):
 
 
 def test_integer_labels_are_ordered_numerically(tmp_path):
-    write_csv(tmp_path / "numbers.csv", [("a b", "10"), ("c d", "2"), ("e f", "10"), ("g h", "2")] * 5, header=("text", "label"))
+    write_csv(
+        tmp_path / "numbers.csv",
+        [("a b", "10"), ("c d", "2"), ("e f", "10"), ("g h", "2")] * 5,
+        header=("text", "label"),
+    )
     settings = config_from_mapping(files_config("numbers.csv")).data
     dataset = load_dataset(settings, str(tmp_path))
     assert dataset.class_names == ("2", "10")
@@ -121,7 +135,9 @@ def test_empty_texts_are_skipped_counted_and_recorded(tmp_path):
     write_csv(tmp_path / "gaps.csv", rows, header=("text", "label"))
     config = tmp_path / "gaps.yaml"
     config.write_text(json.dumps(files_config("gaps.csv")))
-    outcome = CliRunner().invoke(main, ["run", str(config), "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")])
+    outcome = CliRunner().invoke(
+        main, ["run", str(config), "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]
+    )
     assert outcome.exit_code == 0, outcome.output
     assert f"skipped 2 rows with an empty text in {tmp_path / 'gaps.csv'}" in outcome.output
     record = results.read_runs(tmp_path / "runs")[0]
@@ -136,19 +152,39 @@ def write_bytes(path: Path, data: bytes) -> Path:
 BAD_INPUTS = [
     # (file name, content, extra files settings, expected message after "<path>: ")
     ("missing.csv", None, {}, None),
-    ("cols.csv", b"txt,label\nhola,a\n", {}, "no column 'text' for data.files.text_column; the columns are txt, label (did you mean 'txt'?)"),
+    (
+        "cols.csv",
+        b"txt,label\nhola,a\n",
+        {},
+        "no column 'text' for data.files.text_column; the columns are txt, label (did you mean 'txt'?)",
+    ),
     ("empty.csv", b"", {}, "the file is empty"),
     ("header.tsv", b"text\tlabel\n", {}, "no rows after the header"),
     ("fields.tsv", b"text\tlabel\nuno\ta\ndos\n", {}, "line 3: expected 2 tab-separated fields, got 1"),
     ("fields.csv", b"text,label\nuno,a\ndos,b,c\n", {}, "line 3: expected 2 comma-separated fields, got 3"),
     ("nolabel.csv", b"text,label\nuno,a\ndos,\n", {}, "line 3: missing label"),
-    ("badlabel.jsonl", b'{"text": "uno", "label": "a"}\n{"text": "dos", "label": [1, 2]}\n', {}, 'line 2: label [1, 2] is not a string, a number or a boolean'),
+    (
+        "badlabel.jsonl",
+        b'{"text": "uno", "label": "a"}\n{"text": "dos", "label": [1, 2]}\n',
+        {},
+        "line 2: label [1, 2] is not a string, a number or a boolean",
+    ),
     ("nulllabel.jsonl", b'{"text": "uno", "label": null}\n', {}, "line 1: missing label"),
     ("badjson.jsonl", b'{"text": "uno", "label": "a"}\n{"text": \n', {}, "line 2: not valid JSON (Expecting value)"),
     ("utf8.tsv", b"text\tlabel\nuno\ta\n\xff\xfe\tb\n", {}, "line 3: not valid UTF-8 (byte 0xff)"),
-    ("name.txt", b"text,label\n", {}, "cannot tell the format from the name; set data.files.format to tsv, csv, jsonl or folders"),
+    (
+        "name.txt",
+        b"text,label\n",
+        {},
+        "cannot tell the format from the name; set data.files.format to tsv, csv, jsonl or folders",
+    ),
     ("oneclass.csv", b"text,label\nuno,a\ndos,a\n", {}, "found 1 class (a); a classifier needs at least 2"),
-    ("few.csv", b"text,label\n" + b"".join(b"t%d,a\n" % i for i in range(20)) + b"solo,b\n", {}, "class 'b' has 1 rows, too few to hold out a test fraction of 0.2"),
+    (
+        "few.csv",
+        b"text,label\n" + b"".join(b"t%d,a\n" % i for i in range(20)) + b"solo,b\n",
+        {},
+        "class 'b' has 1 rows, too few to hold out a test fraction of 0.2",
+    ),
 ]
 
 
@@ -159,7 +195,9 @@ def test_bad_input_is_one_line_naming_the_file_and_writes_no_run(tmp_path, name,
         write_bytes(path, content)
     config = tmp_path / "bad.yaml"
     config.write_text(json.dumps(files_config(name, **extra)))
-    outcome = CliRunner().invoke(main, ["run", str(config), "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")])
+    outcome = CliRunner().invoke(
+        main, ["run", str(config), "--data-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]
+    )
     # Data errors are input errors: exit code 2, like a bad config.
     assert outcome.exit_code == 2
     error = outcome.output.splitlines()[-1]
@@ -201,7 +239,9 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path, name):
         content = b'{"text": "hola amigo", "label": "a"}\n{"text": "adios", "label": "b"}\n'
     else:
         separator = b"\t" if ".tsv" in name else b","
-        content = separator.join([b"text", b"label"]) + b"\r\nhola amigo" + separator + b"a\r\nadios" + separator + b"b\r\n"
+        content = (
+            separator.join([b"text", b"label"]) + b"\r\nhola amigo" + separator + b"a\r\nadios" + separator + b"b\r\n"
+        )
     raw = BOM + content
     write_bytes(tmp_path / name, gzip.compress(raw) if name.endswith(".gz") else raw)
     rows = read_labelled(tmp_path / name, "auto", "text", "label")
@@ -212,13 +252,20 @@ def test_a_utf16_file_is_one_line_asking_for_utf8(tmp_path):
     write_bytes(tmp_path / "excel.tsv", "text\tlabel\nhola\ta\n".encode("utf-16"))
     with pytest.raises(DataError) as caught:
         read_labelled(tmp_path / "excel.tsv", "auto", "text", "label")
-    assert str(caught.value) == f"{tmp_path / 'excel.tsv'}: the file is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8"
+    assert (
+        str(caught.value)
+        == f"{tmp_path / 'excel.tsv'}: the file is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8"
+    )
 
 
 GOOD_GZIP = gzip.compress(b"text\tlabel\nhola\t1\nadios\t0\n", mtime=0)
 DAMAGED_GZIP = [
     # (what, bytes, reason)
-    ("garbage after the header", GOOD_GZIP[:10] + b"not deflate data at all", "Error -3 while decompressing data: invalid block type"),
+    (
+        "garbage after the header",
+        GOOD_GZIP[:10] + b"not deflate data at all",
+        "Error -3 while decompressing data: invalid block type",
+    ),
     ("truncated", GOOD_GZIP[:20], "its compressed data ends early; was the file cut short?"),
     ("wrong checksum", GOOD_GZIP[:-8] + b"\0" * 8, "CRC check failed"),
     ("header only", GOOD_GZIP[:2], "its compressed data ends early; was the file cut short?"),
@@ -239,7 +286,8 @@ def test_a_damaged_gzip_file_through_the_cli_exits_2(tmp_path):
     config.write_text(json.dumps(files_config("damaged.tsv.gz")))
     outcome = CliRunner().invoke(main, ["summary", str(config), "--data-dir", str(tmp_path)])
     assert (outcome.exit_code, outcome.output) == (
-        2, f"Error: {tmp_path / 'damaged.tsv.gz'}: not a valid gzip file (its compressed data ends early; was the file cut short?)\n"
+        2,
+        f"Error: {tmp_path / 'damaged.tsv.gz'}: not a valid gzip file (its compressed data ends early; was the file cut short?)\n",
     )
 
 
@@ -300,7 +348,9 @@ def test_clean_labels_keep_their_names_and_order_and_merge_nothing(tmp_path, lab
 
 
 def test_jsonl_numbers_and_booleans_are_labels(tmp_path):
-    lines = [{"text": f"texto {index}", "label": label} for index, label in enumerate([1, 1.0, True, 0, 0.0, False] * 5)]
+    lines = [
+        {"text": f"texto {index}", "label": label} for index, label in enumerate([1, 1.0, True, 0, 0.0, False] * 5)
+    ]
     (tmp_path / "typed.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     dataset = files_dataset(tmp_path, "typed.jsonl")
     assert dataset.class_names == ("0", "1")
@@ -319,7 +369,9 @@ def test_labels_that_are_not_numbers_never_crash_the_class_order(tmp_path):
 @pytest.mark.parametrize("split", ["test", "validation"])
 def test_a_class_only_in_the_test_or_validation_file_is_refused(tmp_path, split):
     labelled_csv(tmp_path / "train.csv", ["a", "b"] * 10)
-    write_csv(tmp_path / "other.csv", [("uno", "a"), ("dos", "c"), ("tres", "c"), ("cuatro", "b")], header=("text", "label"))
+    write_csv(
+        tmp_path / "other.csv", [("uno", "a"), ("dos", "c"), ("tres", "c"), ("cuatro", "b")], header=("text", "label")
+    )
     with pytest.raises(DataError) as caught:
         files_dataset(tmp_path, "train.csv", **{split: "other.csv"})
     assert str(caught.value) == (
@@ -352,7 +404,11 @@ def test_a_test_file_mostly_of_training_texts_is_refused_and_a_few_are_counted(t
     train = [(f"texto {index}", "ab"[index % 2]) for index in range(40)]
     write_csv(tmp_path / "train.csv", train, header=("text", "label"))
     # Half of the test rows are training texts: refused.
-    write_csv(tmp_path / "half.csv", train[:5] + [(f"nuevo {index}", "ab"[index % 2]) for index in range(5)], header=("text", "label"))
+    write_csv(
+        tmp_path / "half.csv",
+        train[:5] + [(f"nuevo {index}", "ab"[index % 2]) for index in range(5)],
+        header=("text", "label"),
+    )
     with pytest.raises(DataError) as caught:
         files_dataset(tmp_path, "train.csv", test="half.csv")
     assert str(caught.value) == (
@@ -360,13 +416,19 @@ def test_a_test_file_mostly_of_training_texts_is_refused_and_a_few_are_counted(t
         f" {tmp_path / 'train.csv'}; a test file must hold texts the model does not train on"
     )
     # Fewer: counted in the notes, for test and validation files alike.
-    write_csv(tmp_path / "few.csv", train[:4] + [(f"nuevo {index}", "ab"[index % 2]) for index in range(6)], header=("text", "label"))
+    write_csv(
+        tmp_path / "few.csv",
+        train[:4] + [(f"nuevo {index}", "ab"[index % 2]) for index in range(6)],
+        header=("text", "label"),
+    )
     dataset = files_dataset(tmp_path, "train.csv", test="few.csv", validation="few.csv")
     assert (dataset.notes["test_texts_in_training"], dataset.notes["validation_texts_in_training"]) == (4, 4)
 
 
 def test_real_imdb_files_share_123_texts_which_is_counted_not_refused(real_data_dir):
-    settings = config_from_mapping({"data": {"dataset": "files", "files": {"train": "imdb/train.tsv.gz", "test": "imdb/test.tsv.gz"}}}).data
+    settings = config_from_mapping(
+        {"data": {"dataset": "files", "files": {"train": "imdb/train.tsv.gz", "test": "imdb/test.tsv.gz"}}}
+    ).data
     dataset = load_dataset(settings, str(real_data_dir))
     assert dataset.notes == {"test_texts_in_training": 123}
     assert dataset.class_names == ("0", "1")
@@ -401,7 +463,9 @@ def test_class_folders_read_what_keras_reads_in_its_order(tmp_path):
 
     root = write_tree(tmp_path / "corpus", KERAS_TREE)
     texts, labels, skipped = data._read_class_folders(root)
-    paths, keras_labels, keras_classes = index_directory(str(root), "inferred", formats=(".txt",), shuffle=False, verbose=False)
+    paths, keras_labels, keras_classes = index_directory(
+        str(root), "inferred", formats=(".txt",), shuffle=False, verbose=False
+    )
     assert texts == [Path(path).read_text(encoding="utf-8") for path in paths]
     assert labels == [keras_classes[label] for label in keras_labels]
     assert (labels, skipped) == (["neg"] * 4 + ["pos"] * 3, 0)

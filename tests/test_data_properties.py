@@ -40,8 +40,32 @@ TEXTS = st.one_of(
 # Labels as different tools write them: numbers, booleans, their spellings, words; now and then
 # any short text, or nothing.
 LABEL_SPELLINGS = [
-    "0", "1", "2", "10", "-1", "1.0", "01", " 1", "+1", "1.", ".5", "0.50", "-0", "0.0", "1e3",
-    "True", "true", "TRUE", "False", "false", "yes", "a", "A", "cocina", "²", "١",
+    "0",
+    "1",
+    "2",
+    "10",
+    "-1",
+    "1.0",
+    "01",
+    " 1",
+    "+1",
+    "1.",
+    ".5",
+    "0.50",
+    "-0",
+    "0.0",
+    "1e3",
+    "True",
+    "true",
+    "TRUE",
+    "False",
+    "false",
+    "yes",
+    "a",
+    "A",
+    "cocina",
+    "²",
+    "١",
 ]
 ODD_LABELS = st.one_of(st.sampled_from(["", "  ", "\t"]), st.text(max_size=6))
 # UTF-8 most often: other encodings (and encoding errors replaced by "?") are refused early.
@@ -74,10 +98,14 @@ def assert_consistent(rows: LabelledRows) -> None:
     assert rows.skipped >= 0
 
 
-def read_or_error(path: Path, file_format: str = "auto", group_column: Optional[str] = None, group_required: bool = True) -> Optional[LabelledRows]:
+def read_or_error(
+    path: Path, file_format: str = "auto", group_column: Optional[str] = None, group_required: bool = True
+) -> Optional[LabelledRows]:
     """The rows of `path`, checked for consistency, or None after checking the DataError's line."""
     try:
-        rows = read_labelled(path, file_format, "text", "label", group_column=group_column, group_required=group_required)
+        rows = read_labelled(
+            path, file_format, "text", "label", group_column=group_column, group_required=group_required
+        )
     except DataError as error:
         assert_one_line(error, str(path))
         # What kind of error, for --hypothesis-show-statistics: the message without file and line.
@@ -99,7 +127,14 @@ def encode_file(text: str, encoding: str, byte_order_mark: bool, compress: bool)
 def delimited_files(draw) -> tuple[str, bytes]:
     """A TSV or CSV file as a person or a tool might have written it, right or wrong."""
     if rarely(draw):  # columns missing, misspelt, or with a byte order mark inside
-        columns = draw(st.lists(st.sampled_from(["text", "label", "group", "extra", "Text", "\ufefftext"]), min_size=1, max_size=4, unique=True))
+        columns = draw(
+            st.lists(
+                st.sampled_from(["text", "label", "group", "extra", "Text", "\ufefftext"]),
+                min_size=1,
+                max_size=4,
+                unique=True,
+            )
+        )
     else:
         columns = draw(st.permutations(["text", "label"] + draw(st.sampled_from([[], ["group"], ["extra"]]))))
     suffix = draw(st.sampled_from([".tsv", ".csv"]))
@@ -107,7 +142,11 @@ def delimited_files(draw) -> tuple[str, bytes]:
     odd_labels = rarely(draw)
     rows = []
     for _ in range(draw(st.integers(0, 6))):
-        row = {"text": draw(TEXTS), "label": draw(labels(odd=odd_labels)), "group": draw(st.sampled_from(["g1", "g2", "", " "]) if rarely(draw) else st.just("g1"))}
+        row = {
+            "text": draw(TEXTS),
+            "label": draw(labels(odd=odd_labels)),
+            "group": draw(st.sampled_from(["g1", "g2", "", " "]) if rarely(draw) else st.just("g1")),
+        }
         fields = [row.get(column, draw(TEXTS)) for column in columns]
         # Short rows: a field or more missing at the end.
         rows.append(fields[: draw(st.integers(0, len(fields)))] if rarely(draw) else fields)
@@ -130,7 +169,12 @@ def delimited_files(draw) -> tuple[str, bytes]:
     return suffix + (".gz" if compress else ""), raw
 
 
-JSON_LABELS = st.one_of(labels(), st.integers(-3, 12), st.sampled_from([1.0, 0.0, 2.5, True, False]), st.sampled_from([None, [1], {"a": 1}, float("nan")]))
+JSON_LABELS = st.one_of(
+    labels(),
+    st.integers(-3, 12),
+    st.sampled_from([1.0, 0.0, 2.5, True, False]),
+    st.sampled_from([None, [1], {"a": 1}, float("nan")]),
+)
 
 
 @st.composite
@@ -167,15 +211,29 @@ def written(directory: str, name: str, raw: bytes) -> Path:
 def test_any_delimited_or_jsonl_file_reads_as_consistent_rows_or_one_line(file, group_column, group_required):
     suffix, raw = file
     with tempfile.TemporaryDirectory() as directory:
-        read_or_error(written(directory, "data" + suffix, raw), group_column=group_column, group_required=group_required)
+        read_or_error(
+            written(directory, "data" + suffix, raw), group_column=group_column, group_required=group_required
+        )
 
 
 @PROPERTIES
 @given(
     body=st.binary(max_size=300),
-    start=st.sampled_from([b"", codecs.BOM_UTF8, b"\xff\xfe", b"\x1f\x8b", b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03", b"text\tlabel\n", b"text,label\r\n"]),
+    start=st.sampled_from(
+        [
+            b"",
+            codecs.BOM_UTF8,
+            b"\xff\xfe",
+            b"\x1f\x8b",
+            b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03",
+            b"text\tlabel\n",
+            b"text,label\r\n",
+        ]
+    ),
     compress=st.booleans(),
-    name=st.sampled_from(["data.tsv", "data.csv", "data.jsonl", "data.tsv.gz", "data.csv.gz", "data.jsonl.gz", "data.txt"]),
+    name=st.sampled_from(
+        ["data.tsv", "data.csv", "data.jsonl", "data.tsv.gz", "data.csv.gz", "data.jsonl.gz", "data.txt"]
+    ),
 )
 def test_any_bytes_read_as_consistent_rows_or_one_line(body, start, compress, name):
     raw = gzip.compress(start + body) if compress else start + body
@@ -191,7 +249,10 @@ FILE_CONTENTS = st.one_of(st.binary(max_size=40), TEXTS.map(str.encode), TEXTS.m
 @given(
     classes=st.dictionaries(
         st.sampled_from(["neg", "pos", ".hidden", "neutral", "a b"]),
-        st.lists(st.tuples(st.sampled_from(["x.txt", "Y.TXT", "sub/z.Txt", "notes.md", "deep/er/w.txt"]), FILE_CONTENTS), max_size=4),
+        st.lists(
+            st.tuples(st.sampled_from(["x.txt", "Y.TXT", "sub/z.Txt", "notes.md", "deep/er/w.txt"]), FILE_CONTENTS),
+            max_size=4,
+        ),
         max_size=4,
     ),
 )
@@ -213,7 +274,9 @@ def test_any_class_folder_tree_reads_as_consistent_rows_or_one_line(classes):
 
 # TSV has no quoting: its texts hold no tab and no line break ("\n"; "\r" would end a CRLF line).
 TSV_TEXTS = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\n\r"), max_size=24)
-PLAIN_LABELS = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\n\r"), min_size=1, max_size=6).filter(str.strip)
+PLAIN_LABELS = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\t\n\r"), min_size=1, max_size=6
+).filter(str.strip)
 
 
 @PROPERTIES
@@ -226,7 +289,9 @@ PLAIN_LABELS = st.text(st.characters(blacklist_categories=("Cs",), blacklist_cha
     byte_order_mark=st.booleans(),
     compress=st.booleans(),
 )
-def test_a_well_formed_file_gives_back_the_rows_written(suffix, rows, tsv_texts, label_first, terminator, byte_order_mark, compress):
+def test_a_well_formed_file_gives_back_the_rows_written(
+    suffix, rows, tsv_texts, label_first, terminator, byte_order_mark, compress
+):
     if suffix == ".tsv":
         rows = [(tsv_texts[index], label) for index, (_, label) in enumerate(rows)]
     elif terminator == "\n":
@@ -243,7 +308,11 @@ def test_a_well_formed_file_gives_back_the_rows_written(suffix, rows, tsv_texts,
         content = buffer.getvalue()
     kept = [(text, label.strip()) for text, label in rows if text.strip()]
     with tempfile.TemporaryDirectory() as directory:
-        path = written(directory, "data" + suffix + (".gz" if compress else ""), encode_file(content, "utf-8", byte_order_mark, compress))
+        path = written(
+            directory,
+            "data" + suffix + (".gz" if compress else ""),
+            encode_file(content, "utf-8", byte_order_mark, compress),
+        )
         if not kept:
             with pytest.raises(DataError) as caught:
                 read_labelled(path, "auto", "text", "label")
@@ -260,6 +329,7 @@ def test_a_well_formed_file_gives_back_the_rows_written(suffix, rows, tsv_texts,
 def label_values(labels: list[str]) -> dict[str, Any]:
     """What each label means, worked out apart from rnnbench's own code: a number is its value; a
     boolean (any case) is one value, and 1 or 0 when every other label is a number; else the label."""
+
     def number(label: str) -> Optional[Decimal]:
         if not label or set(label) - set("+-.0123456789") or not any(character.isdigit() for character in label):
             return None
@@ -293,7 +363,8 @@ def assert_dataset_consistent(dataset: TextDataset, train_labels: dict[str, str]
     values = label_values(list(train_labels.values()) + list(test_labels.values()))
     class_of_value: dict[Any, str] = {}
     for texts, labels, written_labels in (
-        (dataset.train_texts, dataset.train_labels, train_labels), (dataset.test_texts, dataset.test_labels, test_labels)
+        (dataset.train_texts, dataset.train_labels, train_labels),
+        (dataset.test_texts, dataset.test_labels, test_labels),
     ):
         for text, label in zip(texts, labels):
             name = dataset.class_names[label]
@@ -320,10 +391,16 @@ def test_any_labels_load_as_a_consistent_dataset_or_one_line(columns, shared_tex
     # Each text says which row it is, so that its label as written can be looked up afterwards.
     train = [(f"train row {index}", label) for index, label in enumerate(train_labels)]
     # The first `shared_texts` test rows repeat training texts (each a different one).
-    test = None if test_labels is None else [
-        (train[index][0] if index < min(shared_texts, len(train)) else f"test row {index}", label) for index, label in enumerate(test_labels)
-    ]
+    test = (
+        None
+        if test_labels is None
+        else [
+            (train[index][0] if index < min(shared_texts, len(train)) else f"test row {index}", label)
+            for index, label in enumerate(test_labels)
+        ]
+    )
     with tempfile.TemporaryDirectory() as directory:
+
         def write(name: str, rows: list[tuple[str, str]]) -> str:
             buffer = io.StringIO(newline="")
             csv.writer(buffer, delimiter="\t" if suffix == ".tsv" else ",").writerows([("text", "label")] + rows)
@@ -356,9 +433,21 @@ def summary_of(directory: Path, train: str) -> Any:
 @pytest.mark.parametrize(
     "name, content, message",
     [
-        ("excel.tsv", "text\tlabel\nhola\ta\n".encode("utf-16"), "{path}: the file is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8"),
-        ("cut.csv.gz", gzip.compress(b"text,label\nhola,a\n")[:15], "{path}: not a valid gzip file (its compressed data ends early; was the file cut short?)"),
-        ("a" * 300 + ".csv", None, "data.files.train: the name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa…aaaaa.csv' is 304 bytes long; the file system allows names of at most 255 bytes"),
+        (
+            "excel.tsv",
+            "text\tlabel\nhola\ta\n".encode("utf-16"),
+            "{path}: the file is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8",
+        ),
+        (
+            "cut.csv.gz",
+            gzip.compress(b"text,label\nhola,a\n")[:15],
+            "{path}: not a valid gzip file (its compressed data ends early; was the file cut short?)",
+        ),
+        (
+            "a" * 300 + ".csv",
+            None,
+            "data.files.train: the name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa…aaaaa.csv' is 304 bytes long; the file system allows names of at most 255 bytes",
+        ),
     ],
     ids=["utf-16", "cut gzip", "long name"],
 )

@@ -15,14 +15,20 @@ from rnnbench.config import config_from_mapping
 from rnnbench.executor import check_data, run_all
 from rnnbench.train import run_experiment
 
-COLLAPSE = "the best epoch's model predicts 'positive' for every validation row (a collapsed model: check train.learning_rate)"
+COLLAPSE = (
+    "the best epoch's model predicts 'positive' for every validation row (a collapsed model: check train.learning_rate)"
+)
 
 
 def tiny_config(data_settings=(), **train_settings):
-    return config_from_mapping({
-        "name": "tiny", "model": {"cell": "ann", "dense_units": 8}, "data": {"num_words": 40, "maxlen": 16, **dict(data_settings)},
-        "train": {"epochs": 1, "seed": 3, **train_settings},
-    })
+    return config_from_mapping(
+        {
+            "name": "tiny",
+            "model": {"cell": "ann", "dense_units": 8},
+            "data": {"num_words": 40, "maxlen": 16, **dict(data_settings)},
+            "train": {"epochs": 1, "seed": 3, **train_settings},
+        }
+    )
 
 
 def run_folders(runs: Path) -> list[Path]:
@@ -33,7 +39,9 @@ def test_a_collapsed_model_is_flagged_and_warned_about(tiny_data_dir, tmp_path):
     # SGD at learning rate 5 sends this model to one class in its first epoch, with a finite loss.
     lines = []
     runs = tmp_path / "runs"
-    record = run_experiment(tiny_config(optimizer="sgd", learning_rate=5.0), str(tiny_data_dir), runs, "test", echo=lines.append)
+    record = run_experiment(
+        tiny_config(optimizer="sgd", learning_rate=5.0), str(tiny_data_dir), runs, "test", echo=lines.append
+    )
     assert record["status"] == "completed"
     assert record["result"]["collapsed"] is True
     assert record["warnings"] == [COLLAPSE]
@@ -67,7 +75,10 @@ def test_merged_labels_are_a_warning_recorded_with_the_run(tiny_data_dir, tmp_pa
 
 def test_only_notes_that_deserve_one_make_a_warning():
     assert train.note_warnings({}) == []
-    assert train.note_warnings({"skipped_empty_texts": {"a.tsv": 3}, "test_texts_in_training": 4, "merged_labels": {}}) == []
+    assert (
+        train.note_warnings({"skipped_empty_texts": {"a.tsv": 3}, "test_texts_in_training": 4, "merged_labels": {}})
+        == []
+    )
     assert train.note_warnings({"merged_labels": {"0": ["0", "0.0"]}}) == [
         "label spellings merged into one class each: '0', '0.0' as '0' (check that each set means one class)"
     ]
@@ -93,7 +104,10 @@ def test_every_runs_data_is_read_before_any_trains(tiny_data_dir, tmp_path):
 def test_the_data_of_a_sweep_is_read_once_per_source(tiny_data_dir, monkeypatch):
     read = []
     monkeypatch.setattr(data, "load_dataset", lambda settings, data_dir=None: read.append(settings.model_dump()))
-    configs = [tiny_config(seed=seed) for seed in (1, 2)] + [tiny_config({"num_words": 30}), tiny_config({"limit": 100})]
+    configs = [tiny_config(seed=seed) for seed in (1, 2)] + [
+        tiny_config({"num_words": 30}),
+        tiny_config({"limit": 100}),
+    ]
     lines = []
     check_data(configs, str(tiny_data_dir), lines.append)
     # Seeds and num_words change nothing that is read; a limit does.
@@ -154,9 +168,14 @@ def test_the_index_is_checked_before_anything_is_read_or_trained(tiny_data_dir, 
 
 def test_a_sweep_naming_one_run_twice_trains_it_once(tiny_data_dir, tmp_path):
     lines = []
-    first, second = run_all([tiny_config(), tiny_config()], str(tiny_data_dir), tmp_path / "runs", "test", echo=lines.append)
+    first, second = run_all(
+        [tiny_config(), tiny_config()], str(tiny_data_dir), tmp_path / "runs", "test", echo=lines.append
+    )
     assert first["run_dir"] == second["run_dir"]
-    assert f"[2/2] tiny, seed 3: already completed in {first['run_dir']}; reused, not retrained (--force trains it again)" in lines
+    assert (
+        f"[2/2] tiny, seed 3: already completed in {first['run_dir']}; reused, not retrained (--force trains it again)"
+        in lines
+    )
     assert len(run_folders(tmp_path / "runs")) == 1
     # The run's lock file went with its last holder.
     assert sorted(os.listdir(tmp_path / "runs")) == sorted(["index.sqlite", Path(first["run_dir"]).name])
@@ -168,13 +187,31 @@ def test_report_warns_of_each_run_whose_history_or_folder_is_gone(tmp_path):
     for name, seed in (("gru", 1), ("gru", 2), ("lstm", 1), ("lstm", 2)):
         run_id = f"run-{name}-{seed}"
         (runs / run_id).mkdir()
-        history = [{"epoch": epoch, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.5, "val_accuracy": 0.8 + 0.01 * seed} for epoch in (1, 2)]
+        history = [
+            {"epoch": epoch, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.5, "val_accuracy": 0.8 + 0.01 * seed}
+            for epoch in (1, 2)
+        ]
         (runs / run_id / "history.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in history))
-        results.index_run(runs, run_id, name, "completed", {
-            "name": name, "parameters": 1000, "backend": "tensorflow", "device": "CPU: test", "data": {"dataset": "imdb"},
-            "config": {"name": name, "model": {"cell": name}, "train": {"seed": seed}},
-            "result": {"best_val_accuracy": 0.8 + 0.01 * seed, "best_epoch": 2, "test_accuracy": 0.79 + 0.01 * seed, "mean_epoch_seconds": 1.0},
-        })
+        results.index_run(
+            runs,
+            run_id,
+            name,
+            "completed",
+            {
+                "name": name,
+                "parameters": 1000,
+                "backend": "tensorflow",
+                "device": "CPU: test",
+                "data": {"dataset": "imdb"},
+                "config": {"name": name, "model": {"cell": name}, "train": {"seed": seed}},
+                "result": {
+                    "best_val_accuracy": 0.8 + 0.01 * seed,
+                    "best_epoch": 2,
+                    "test_accuracy": 0.79 + 0.01 * seed,
+                    "mean_epoch_seconds": 1.0,
+                },
+            },
+        )
     (runs / "run-gru-2" / "history.jsonl").unlink()
     import shutil
 

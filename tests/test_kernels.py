@@ -1,6 +1,3 @@
-import importlib.util
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -90,7 +87,10 @@ def test_reasons_name_the_cause():
 def test_stacked_and_bidirectional_layers_are_named_like_the_model():
     assert plan(model("lstm", "model.layers=2", "model.bidirectional=true"), "tensorflow", gpu=True) == [
         KernelChoice(
-            f"bidirectional_lstm_{depth}", CUDNN, True, "TensorFlow runs LSTM on cuDNN when a GPU is visible; each direction is its own cuDNN call"
+            f"bidirectional_lstm_{depth}",
+            CUDNN,
+            True,
+            "TensorFlow runs LSTM on cuDNN when a GPU is visible; each direction is its own cuDNN call",
         )
         for depth in (1, 2)
     ]
@@ -127,35 +127,100 @@ def test_forfeited_names_the_backends_that_fuse_the_cell():
 @pytest.mark.parametrize(
     "backend, cell, settings, kernel, reason",
     [
-        ("tensorflow", "lstm", {"recurrent_dropout": 0.2}, GENERIC,
-         "recurrent_dropout=0.2 makes Keras skip the backend's LSTM kernel and run the generic tf.while_loop step loop"),
-        ("tensorflow", "gru", {"reset_after": False}, GENERIC,
-         "reset_after=False rules out cuDNN, so TensorFlow runs the generic tf.while_loop step loop"),
-        ("jax", "lstm", {"activation": "relu"}, GENERIC,
-         "activation='relu' rules out cuDNN, so the JAX backend runs the generic lax.scan step loop"),
-        ("jax", "gru", {"unroll": True}, GENERIC,
-         "unroll=True rules out the JAX backend's own GRU scan, so it runs the generic step loop unrolled in Python (the cell "
-         "repeated once per time step)"),
-        ("tensorflow", "lstm", {"unroll": True}, GENERIC,
-         "unroll=True rules out cuDNN, so TensorFlow runs the generic step loop unrolled in Python (the cell repeated once per time step)"),
-        ("jax", "lstm", {"unroll": True}, GENERIC,
-         "unroll=True rules out cuDNN, so the JAX backend runs the generic step loop unrolled in Python (the cell repeated once per time step)"),
-        ("torch", "lstm", {"unroll": True}, TORCH_LOOP,
-         "unroll=True rules out cuDNN, so the torch backend runs its own Python loop over time steps with the input projections precomputed"),
-        ("jax", "gru", {"activation": "relu"}, JAX_GRU_SCAN,
-         "the JAX backend has no fused GRU kernel (jax.experimental.rnn has only an LSTM), "
-         "so it runs its own lax.scan with the input projections precomputed"),
-        ("torch", "lstm", {"use_bias": False}, TORCH_LOOP,
-         "use_bias=False rules out cuDNN, so the torch backend runs its own Python loop over time steps with the input projections precomputed"),
-        ("torch", "gru", {"reset_after": False}, GENERIC,
-         "reset_after=False rules out the torch backend's GRU kernels, so it runs the generic Python step loop"),
-        ("torch", "lstm", {"mask_zero": True}, GENERIC,
-         "a padding mask rules out the torch backend's LSTM kernels, so it runs the generic Python step loop"),
-        ("tensorflow", "lstm", {"mask_zero": True}, MASK_ERROR,
-         "TensorFlow picks cuDNN, which accepts a padding mask only over post-padded sequences, "
-         "so training fails with data.padding='pre' (set data.padding: post)"),
-        ("tensorflow", "lstm", {"use_cudnn": False}, GENERIC,
-         "use_cudnn=False makes Keras skip the backend's LSTM kernel and run the generic tf.while_loop step loop"),
+        (
+            "tensorflow",
+            "lstm",
+            {"recurrent_dropout": 0.2},
+            GENERIC,
+            "recurrent_dropout=0.2 makes Keras skip the backend's LSTM kernel and run the generic tf.while_loop step loop",
+        ),
+        (
+            "tensorflow",
+            "gru",
+            {"reset_after": False},
+            GENERIC,
+            "reset_after=False rules out cuDNN, so TensorFlow runs the generic tf.while_loop step loop",
+        ),
+        (
+            "jax",
+            "lstm",
+            {"activation": "relu"},
+            GENERIC,
+            "activation='relu' rules out cuDNN, so the JAX backend runs the generic lax.scan step loop",
+        ),
+        (
+            "jax",
+            "gru",
+            {"unroll": True},
+            GENERIC,
+            "unroll=True rules out the JAX backend's own GRU scan, so it runs the generic step loop unrolled in Python (the cell "
+            "repeated once per time step)",
+        ),
+        (
+            "tensorflow",
+            "lstm",
+            {"unroll": True},
+            GENERIC,
+            "unroll=True rules out cuDNN, so TensorFlow runs the generic step loop unrolled in Python (the cell repeated once per time step)",
+        ),
+        (
+            "jax",
+            "lstm",
+            {"unroll": True},
+            GENERIC,
+            "unroll=True rules out cuDNN, so the JAX backend runs the generic step loop unrolled in Python (the cell repeated once per time step)",
+        ),
+        (
+            "torch",
+            "lstm",
+            {"unroll": True},
+            TORCH_LOOP,
+            "unroll=True rules out cuDNN, so the torch backend runs its own Python loop over time steps with the input projections precomputed",
+        ),
+        (
+            "jax",
+            "gru",
+            {"activation": "relu"},
+            JAX_GRU_SCAN,
+            "the JAX backend has no fused GRU kernel (jax.experimental.rnn has only an LSTM), "
+            "so it runs its own lax.scan with the input projections precomputed",
+        ),
+        (
+            "torch",
+            "lstm",
+            {"use_bias": False},
+            TORCH_LOOP,
+            "use_bias=False rules out cuDNN, so the torch backend runs its own Python loop over time steps with the input projections precomputed",
+        ),
+        (
+            "torch",
+            "gru",
+            {"reset_after": False},
+            GENERIC,
+            "reset_after=False rules out the torch backend's GRU kernels, so it runs the generic Python step loop",
+        ),
+        (
+            "torch",
+            "lstm",
+            {"mask_zero": True},
+            GENERIC,
+            "a padding mask rules out the torch backend's LSTM kernels, so it runs the generic Python step loop",
+        ),
+        (
+            "tensorflow",
+            "lstm",
+            {"mask_zero": True},
+            MASK_ERROR,
+            "TensorFlow picks cuDNN, which accepts a padding mask only over post-padded sequences, "
+            "so training fails with data.padding='pre' (set data.padding: post)",
+        ),
+        (
+            "tensorflow",
+            "lstm",
+            {"use_cudnn": False},
+            GENERIC,
+            "use_cudnn=False makes Keras skip the backend's LSTM kernel and run the generic tf.while_loop step loop",
+        ),
     ],
 )
 def test_layer_settings_that_rule_out_the_fused_kernel_on_a_gpu(backend, cell, settings, kernel, reason):
@@ -217,11 +282,19 @@ def test_input_dropout_keeps_keras_from_fusing_the_two_directions(backend):
         # (as the GPU check found: the spy sees no call inside it).
         ("torch", ["bidirectional_gru returned"], CUDNN),
         ("jax", ["jax.experimental.rnn.lstm returned", "lstm returned"], CUDNN),
-        ("jax", ["jax.experimental.rnn.lstm raised ValueError", "lstm raised NotImplementedError", "rnn returned"], GENERIC),
+        (
+            "jax",
+            ["jax.experimental.rnn.lstm raised ValueError", "lstm raised NotImplementedError", "rnn returned"],
+            GENERIC,
+        ),
         ("jax", ["gru returned"], JAX_GRU_SCAN),
         ("tensorflow", ["_cudnn_gru returned", "gru returned"], CUDNN),
         ("tensorflow", ["lstm raised NotImplementedError", "rnn(unroll=True) returned"], GENERIC),
-        ("torch", ["_cudnn_lstm returned", "_fallback_lstm returned"], "mixed: ['_cudnn_lstm returned', '_fallback_lstm returned']"),
+        (
+            "torch",
+            ["_cudnn_lstm returned", "_fallback_lstm returned"],
+            "mixed: ['_cudnn_lstm returned', '_fallback_lstm returned']",
+        ),
     ],
 )
 def test_the_gpu_check_reads_which_kernel_ran_from_the_calls(backend, calls, kernel):
@@ -289,7 +362,12 @@ MASKED_GPU_KERNELS = {
     ("tensorflow", "gru", "post"): CUDNN,
     ("tensorflow", "lstm", "pre"): MASK_ERROR,
     ("tensorflow", "gru", "pre"): MASK_ERROR,
-    **{(backend, cell, padding): GENERIC for backend in ("jax", "torch") for cell in ("lstm", "gru") for padding in ("pre", "post")},
+    **{
+        (backend, cell, padding): GENERIC
+        for backend in ("jax", "torch")
+        for cell in ("lstm", "gru")
+        for padding in ("pre", "post")
+    },
 }
 
 
@@ -297,7 +375,9 @@ MASKED_GPU_KERNELS = {
 def test_mask_padding_on_a_gpu(backend, cell, padding):
     config = model(cell, "model.mask_padding=true", f"data.padding={padding}", "model.layers=2")
     kernel = MASKED_GPU_KERNELS[backend, cell, padding]
-    assert [(choice.kernel, choice.fused) for choice in plan(config, backend, gpu=True)] == [(kernel, kernel == CUDNN)] * 2
+    assert [(choice.kernel, choice.fused) for choice in plan(config, backend, gpu=True)] == [
+        (kernel, kernel == CUDNN)
+    ] * 2
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
@@ -352,7 +432,12 @@ def test_recurrent_dropout_takes_the_generic_loop_everywhere(backend, loop, gpu)
     for cell, name in (("lstm", "LSTM"), ("gru", "GRU")):
         config = model(cell, "model.recurrent_dropout=0.25", "model.mask_padding=true", "data.padding=post")
         assert plan(config, backend, gpu) == [
-            KernelChoice(f"{cell}_1", GENERIC, False, f"recurrent_dropout=0.25 makes Keras skip the backend's {name} kernel and run the generic {loop} step loop")
+            KernelChoice(
+                f"{cell}_1",
+                GENERIC,
+                False,
+                f"recurrent_dropout=0.25 makes Keras skip the backend's {name} kernel and run the generic {loop} step loop",
+            )
         ]
     assert forfeited(model("lstm", "model.recurrent_dropout=0.25"), backend) == [
         f"lstm_1: recurrent_dropout=0.25 makes Keras skip the backend's LSTM kernel and run the generic {loop} step loop; "
@@ -367,9 +452,15 @@ def test_input_dropout_pooling_and_embedding_dropout_keep_the_kernel(backend, ce
     plain = plan(model(cell), backend, gpu)
     for options in (("model.pooling=max_mean", "model.embedding_dropout=0.3"), ("model.recurrent_input_dropout=0.25",)):
         chosen = plan(model(cell, *options), backend, gpu)
-        assert [(choice.kernel, choice.fused) for choice in chosen] == [(choice.kernel, choice.fused) for choice in plain]
-    assert forfeited(model(cell, "model.pooling=max", "model.embedding_dropout=0.3"), backend) == forfeited(model(cell), backend)
-    assert len(forfeited(model(cell, "model.recurrent_input_dropout=0.25"), backend)) == len(forfeited(model(cell), backend))
+        assert [(choice.kernel, choice.fused) for choice in chosen] == [
+            (choice.kernel, choice.fused) for choice in plain
+        ]
+    assert forfeited(model(cell, "model.pooling=max", "model.embedding_dropout=0.3"), backend) == forfeited(
+        model(cell), backend
+    )
+    assert len(forfeited(model(cell, "model.recurrent_input_dropout=0.25"), backend)) == len(
+        forfeited(model(cell), backend)
+    )
 
 
 def test_input_dropout_says_it_keeps_the_kernel():
@@ -379,7 +470,10 @@ def test_input_dropout_says_it_keeps_the_kernel():
         "if the cuDNN call fails, Keras silently runs its own Python loop over time steps with the input projections precomputed instead"
     )
     # The generic loop applies it in the cell, which says nothing new.
-    assert "recurrent_input_dropout" not in plan(model("lstm", "model.recurrent_input_dropout=0.25"), "tensorflow", gpu=False)[0].reason
+    assert (
+        "recurrent_input_dropout"
+        not in plan(model("lstm", "model.recurrent_input_dropout=0.25"), "tensorflow", gpu=False)[0].reason
+    )
 
 
 # On the CPU, with a padding mask, every backend's `lstm`/`gru` refuses and Keras steps the generic loop;
@@ -389,7 +483,10 @@ def test_input_dropout_says_it_keeps_the_kernel():
     "overrides, calls",
     [
         (("model.mask_padding=true",), ["{cell} raised NotImplementedError", "rnn returned"]),
-        (("model.mask_padding=true", "model.pooling=max_mean", "data.padding=post"), ["{cell} raised NotImplementedError", "rnn returned"]),
+        (
+            ("model.mask_padding=true", "model.pooling=max_mean", "data.padding=post"),
+            ["{cell} raised NotImplementedError", "rnn returned"],
+        ),
         (("model.recurrent_dropout=0.25",), ["rnn returned"]),
     ],
 )

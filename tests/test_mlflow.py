@@ -39,14 +39,29 @@ class Server:
 
     def start(self) -> None:
         command = [
-            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{self.folder / 'store.db'}", "--artifacts-destination", str(self.folder / "artifacts"),
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{self.folder / 'store.db'}",
+            "--artifacts-destination",
+            str(self.folder / "artifacts"),
         ]
         log = open(self.folder / "server.log", "ab")
         # Its own process group, so that stopping it stops the web workers it starts too; no job
         # runner (a dozen processes that nothing here uses).
         self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )
         log.close()
@@ -125,8 +140,17 @@ def test_a_run_is_logged_with_its_config_epochs_results_tags_and_files(live_serv
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_YAML)
     runs = tmp_path / "runs"
-    outcome = invoke("run", str(config), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--mlflow", live_server.uri,
-                     MLFLOW_EXPERIMENT_NAME="whole")
+    outcome = invoke(
+        "run",
+        str(config),
+        "--data-dir",
+        str(tiny_data_dir),
+        "--runs-dir",
+        str(runs),
+        "--mlflow",
+        live_server.uri,
+        MLFLOW_EXPERIMENT_NAME="whole",
+    )
     assert outcome.exit_code == 0, outcome.output
     assert "warning" not in outcome.stderr and "View run" not in outcome.output
     run_dir = only_run_folder(runs)
@@ -158,7 +182,9 @@ def test_a_run_is_logged_with_its_config_epochs_results_tags_and_files(live_serv
     assert Path(downloaded).read_bytes() == (run_dir / "result.json").read_bytes()
     assert json.loads((run_dir / "mlflow.json").read_text())[live_server.uri]["run_id"] == logged.info.run_id
 
-    again = invoke("mlflow-sync", "--runs-dir", str(runs), MLFLOW_TRACKING_URI=live_server.uri, MLFLOW_EXPERIMENT_NAME="whole")
+    again = invoke(
+        "mlflow-sync", "--runs-dir", str(runs), MLFLOW_TRACKING_URI=live_server.uri, MLFLOW_EXPERIMENT_NAME="whole"
+    )
     assert again.exit_code == 0
     assert again.output == f"sent 0 runs to MLflow at {live_server.uri}; 1 already there\n"
     assert len(runs_of(live_server.uri, "whole")) == 1
@@ -169,14 +195,26 @@ def test_a_sweep_is_one_parent_run_with_its_runs_nested(live_server, tiny_data_d
     config.write_text(TINY_YAML.replace("cell: gru", "cell: ann").replace("epochs: 2", "epochs: 1"))
     runs = tmp_path / "runs"
     # The tracking URI from the environment this time, as MLflow's own tools read it.
-    outcome = invoke("run", str(config), "--seeds", "2", "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs),
-                     MLFLOW_TRACKING_URI=live_server.uri, MLFLOW_EXPERIMENT_NAME="sweep")
+    outcome = invoke(
+        "run",
+        str(config),
+        "--seeds",
+        "2",
+        "--data-dir",
+        str(tiny_data_dir),
+        "--runs-dir",
+        str(runs),
+        MLFLOW_TRACKING_URI=live_server.uri,
+        MLFLOW_EXPERIMENT_NAME="sweep",
+    )
     assert outcome.exit_code == 0, outcome.output
     logged = runs_of(live_server.uri, "sweep")
     [parent] = [run for run in logged if "rnnbench.run_id" not in run.data.tags]
     children = [run for run in logged if run is not parent]
     assert parent.info.run_name == "seeded" and parent.info.status == "FINISHED"
-    assert sorted(run.data.tags["rnnbench.run_id"] for run in children) == sorted(path.name for path in runs.iterdir() if path.is_dir())
+    assert sorted(run.data.tags["rnnbench.run_id"] for run in children) == sorted(
+        path.name for path in runs.iterdir() if path.is_dir()
+    )
     assert [run.data.tags["mlflow.parentRunId"] for run in children] == [parent.info.run_id] * 2
     assert sorted(run.data.params["train.seed"] for run in children) == ["1", "2"]
     assert mlflow_tracking.PARENT_VARIABLE not in os.environ
@@ -189,11 +227,20 @@ def test_a_local_sqlite_store_with_diverged_and_resumed_runs(tiny_data_dir, tmp_
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mapping = {"name": "local", "model": {"cell": "ann", "dense_units": 8}, "data": {"num_words": 40, "maxlen": 16}, "train": {"epochs": 1, "seed": 3}}
-    record = run_experiment(config_from_mapping(mapping), str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
+    mapping = {
+        "name": "local",
+        "model": {"cell": "ann", "dense_units": 8},
+        "data": {"num_words": 40, "maxlen": 16},
+        "train": {"epochs": 1, "seed": 3},
+    }
+    record = run_experiment(
+        config_from_mapping(mapping), str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None
+    )
     [logged] = runs_of(uri, "rnnbench")
     assert logged.data.tags["rnnbench.run_id"] == Path(record["run_dir"]).name and logged.info.status == "FINISHED"
-    assert logged.data.params["model.cell"] == "ann" and logged.data.metrics["test_accuracy"] == pytest.approx(record["result"]["test_accuracy"])
+    assert logged.data.params["model.cell"] == "ann" and logged.data.metrics["test_accuracy"] == pytest.approx(
+        record["result"]["test_accuracy"]
+    )
     assert logged.data.tags["rnnbench.kernels"] == "none"
     assert sorted(item.path for item in MlflowClient(uri).list_artifacts(logged.info.run_id)) == RUN_FILES
     assert (tmp_path / "mlruns").is_dir()
@@ -202,23 +249,51 @@ def test_a_local_sqlite_store_with_diverged_and_resumed_runs(tiny_data_dir, tmp_
     from rnnbench import model as model_factory
 
     loss_for = model_factory.loss_for
-    monkeypatch.setattr(model_factory, "loss_for", lambda num_classes: lambda labels, predictions: predictions[:, 0] * float("nan"))
-    diverged = run_experiment(config_from_mapping({**mapping, "name": "diverged"}), str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
+    monkeypatch.setattr(
+        model_factory, "loss_for", lambda num_classes: lambda labels, predictions: predictions[:, 0] * float("nan")
+    )
+    diverged = run_experiment(
+        config_from_mapping({**mapping, "name": "diverged"}),
+        str(tiny_data_dir),
+        tmp_path / "runs",
+        "test",
+        echo=lambda line: None,
+    )
     assert diverged["status"] == "diverged"
     [logged] = [run for run in runs_of(uri, "rnnbench") if run.info.run_name == "diverged"]
     assert logged.info.status == "FAILED" and logged.data.tags["rnnbench.status"] == "diverged"
-    assert [(step, value != value) for step, value in steps(MlflowClient(uri), logged.info.run_id, "loss")] == [(1, True)]
-    assert sorted(item.path for item in MlflowClient(uri).list_artifacts(logged.info.run_id)) == ["config.json", "history.jsonl", "vocabulary.json"]
+    assert [(step, value != value) for step, value in steps(MlflowClient(uri), logged.info.run_id, "loss")] == [
+        (1, True)
+    ]
+    assert sorted(item.path for item in MlflowClient(uri).list_artifacts(logged.info.run_id)) == [
+        "config.json",
+        "history.jsonl",
+        "vocabulary.json",
+    ]
 
     # An interrupted run, resumed, goes on in the same MLflow run.
     monkeypatch.setattr(model_factory, "loss_for", loss_for)
     resumed_config = config_from_mapping({**mapping, "name": "resumed", "train": {"epochs": 2, "seed": 3}})
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(resumed_config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None, observers=[InterruptAfterFirstEpoch()])
+        run_experiment(
+            resumed_config,
+            str(tiny_data_dir),
+            tmp_path / "runs",
+            "test",
+            echo=lambda line: None,
+            observers=[InterruptAfterFirstEpoch()],
+        )
     [interrupted] = [run for run in runs_of(uri, "rnnbench") if run.info.run_name == "resumed"]
     assert interrupted.info.status == "KILLED" and interrupted.data.tags["rnnbench.status"] == "interrupted"
     [folder] = (tmp_path / "runs").glob("*-resumed-*")
-    record = run_experiment(resumed_config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None, resume=results.RunDirectory(folder))
+    record = run_experiment(
+        resumed_config,
+        str(tiny_data_dir),
+        tmp_path / "runs",
+        "test",
+        echo=lambda line: None,
+        resume=results.RunDirectory(folder),
+    )
     [logged] = [run for run in runs_of(uri, "rnnbench") if run.info.run_name == "resumed"]
     assert logged.info.run_id == interrupted.info.run_id and logged.info.status == "FINISHED"
     assert [step for step, _ in steps(MlflowClient(uri), logged.info.run_id, "val_accuracy")] == [1, 2]
@@ -239,18 +314,36 @@ class StopAfterFirstEpoch(RunObserver):
             self.server.stop()
 
 
-def test_a_server_down_mid_run_costs_one_warning_and_a_later_sync_logs_each_run_once(live_server, tiny_data_dir, tmp_path, monkeypatch, capsys):
+def test_a_server_down_mid_run_costs_one_warning_and_a_later_sync_logs_each_run_once(
+    live_server, tiny_data_dir, tmp_path, monkeypatch, capsys
+):
     from rnnbench.train import run_experiment
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", live_server.uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "down")
     runs = tmp_path / "runs"
-    mapping = {"name": "cut", "model": {"cell": "ann", "dense_units": 8}, "data": {"num_words": 40, "maxlen": 16}, "train": {"epochs": 3, "seed": 3}}
-    cut = run_experiment(config_from_mapping(mapping), str(tiny_data_dir), runs, "test", echo=lambda line: None,
-                         observers=[StopAfterFirstEpoch(live_server)])
+    mapping = {
+        "name": "cut",
+        "model": {"cell": "ann", "dense_units": 8},
+        "data": {"num_words": 40, "maxlen": 16},
+        "train": {"epochs": 3, "seed": 3},
+    }
+    cut = run_experiment(
+        config_from_mapping(mapping),
+        str(tiny_data_dir),
+        runs,
+        "test",
+        echo=lambda line: None,
+        observers=[StopAfterFirstEpoch(live_server)],
+    )
     # Trained with the server down from the start.
-    unlogged = run_experiment(config_from_mapping({**mapping, "name": "unlogged", "train": {"epochs": 1}}), str(tiny_data_dir), runs, "test",
-                              echo=lambda line: None)
+    unlogged = run_experiment(
+        config_from_mapping({**mapping, "name": "unlogged", "train": {"epochs": 1}}),
+        str(tiny_data_dir),
+        runs,
+        "test",
+        echo=lambda line: None,
+    )
     assert cut["status"] == unlogged["status"] == "completed"
     cut_id, unlogged_id = Path(cut["run_dir"]).name, Path(unlogged["run_dir"]).name
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
@@ -287,13 +380,21 @@ def test_a_server_down_mid_run_costs_one_warning_and_a_later_sync_logs_each_run_
             # Each step once, the cut run's first epoch from training and the rest from the sync.
             assert steps(client, run.info.run_id, key) == [(entry["epoch"], entry[key]) for entry in history]
         assert [entry["epoch"] for entry in history] == epochs
-        assert steps(client, run.info.run_id, "test_accuracy") == [(0, pytest.approx(json.loads((runs / run_id / "result.json").read_text())["result"]["test_accuracy"]))]
+        assert steps(client, run.info.run_id, "test_accuracy") == [
+            (0, pytest.approx(json.loads((runs / run_id / "result.json").read_text())["result"]["test_accuracy"]))
+        ]
         assert sorted(item.path for item in client.list_artifacts(run.info.run_id)) == RUN_FILES
 
-    assert invoke("mlflow-sync", "--runs-dir", str(runs), "--mlflow", live_server.uri).output == f"sent 0 runs to MLflow at {live_server.uri}; 2 already there\n"
+    assert (
+        invoke("mlflow-sync", "--runs-dir", str(runs), "--mlflow", live_server.uri).output
+        == f"sent 0 runs to MLflow at {live_server.uri}; 2 already there\n"
+    )
     # Without its mlflow.json, a run is still found on the server by its rnnbench.run_id tag.
     (runs / cut_id / "mlflow.json").unlink()
-    assert invoke("mlflow-sync", "--runs-dir", str(runs), "--mlflow", live_server.uri).output == f"sent 0 runs to MLflow at {live_server.uri}; 2 already there\n"
+    assert (
+        invoke("mlflow-sync", "--runs-dir", str(runs), "--mlflow", live_server.uri).output
+        == f"sent 0 runs to MLflow at {live_server.uri}; 2 already there\n"
+    )
     assert len(runs_of(live_server.uri, "down")) == 2
 
 

@@ -82,7 +82,9 @@ def test_output_shapes(cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("extra", [(), ("model.layers=2", "model.bidirectional=true", "model.units=17", "model.embedding_dim=9")])
+@pytest.mark.parametrize(
+    "extra", [(), ("model.layers=2", "model.bidirectional=true", "model.units=17", "model.embedding_dim=9")]
+)
 def test_formulas_equal_keras_counts(cell, extra):
     model = build_model(lecture(cell, *extra), 1_000, 2)
     formulas = parameter_formulas(model)
@@ -101,7 +103,9 @@ def test_multi_hot_gives_category_encodings_values():
     # Padding, repeated ids and the largest id, in rows of the same length.
     tokens = np.array([[0, 0, 3, 3, 9], [1, 2, 3, 4, 5], [9, 9, 9, 9, 9]], dtype="int32")
     ours = keras.ops.convert_to_numpy(MultiHot(10)(tokens))
-    keras_own = keras.ops.convert_to_numpy(keras.layers.CategoryEncoding(num_tokens=10, output_mode="multi_hot")(tokens))
+    keras_own = keras.ops.convert_to_numpy(
+        keras.layers.CategoryEncoding(num_tokens=10, output_mode="multi_hot")(tokens)
+    )
     np.testing.assert_array_equal(ours, keras_own)
     assert ours.tolist()[0] == [1, 0, 0, 1, 0, 0, 0, 0, 0, 1]
 
@@ -118,7 +122,20 @@ def test_a_saved_bag_of_words_model_loads_again(tmp_path):
     "cell, extra, num_classes",
     [
         *[(cell, (), 2) for cell in CELLS],
-        *[(cell, ("model.layers=2", "model.bidirectional=true", "model.units=17", "model.embedding_dim=9", "model.dropout=0.1"), 3) for cell in CELLS],
+        *[
+            (
+                cell,
+                (
+                    "model.layers=2",
+                    "model.bidirectional=true",
+                    "model.units=17",
+                    "model.embedding_dim=9",
+                    "model.dropout=0.1",
+                ),
+                3,
+            )
+            for cell in CELLS
+        ],
         ("lstm", ("model.bidirectional=true",), 2),
         ("gru", ("model.layers=3", "model.units=7", "model.dense_units=5"), 5),
     ],
@@ -145,7 +162,14 @@ def test_planned_parameters_equal_the_built_models(cell, extra, num_classes):
             "limit of 1,000,000,000; lower model.units or model.layers",
         ),
         (
-            ("data.num_words=2000000", "model.embedding_dim=4096", "model.cell=lstm", "model.layers=8", "model.bidirectional=true", "model.units=4096"),
+            (
+                "data.num_words=2000000",
+                "model.embedding_dim=4096",
+                "model.cell=lstm",
+                "model.layers=8",
+                "model.bidirectional=true",
+                "model.units=4096",
+            ),
             "model of 11,279,532,097 parameters (embedding 2,000,000 x 4096 = 8,192,000,000; 8 bidirectional lstm layers of 4096 units "
             "= 3,087,269,888) is over rnnbench's limit of 1,000,000,000; lower data.num_words, model.embedding_dim, model.units or model.layers",
         ),
@@ -211,7 +235,9 @@ def test_run_of_a_model_too_large_reads_no_data_and_writes_nothing(tmp_path, mon
     )
     outcome = CliRunner().invoke(main, ["run", str(path), "--runs-dir", str(tmp_path / "runs")])
     assert outcome.exit_code == 2
-    assert outcome.output.endswith("is over rnnbench's limit of 1,000,000,000; lower data.num_words or model.embedding_dim\n")
+    assert outcome.output.endswith(
+        "is over rnnbench's limit of 1,000,000,000; lower data.num_words or model.embedding_dim\n"
+    )
     assert outcome.output.count("\n") == 1
     assert not (tmp_path / "runs").exists()
 
@@ -253,7 +279,13 @@ def test_the_options_default_to_the_lecture_model_with_the_same_weights():
     [("max", False, 6), ("mean", False, 6), ("max_mean", False, 12), ("max_mean", True, 24), ("max", True, 12)],
 )
 def test_pooling_follows_the_last_recurrent_layer(pooling, bidirectional, dense_inputs):
-    config = lecture("lstm", f"model.pooling={pooling}", f"model.bidirectional={str(bidirectional).lower()}", "model.units=6", "model.layers=2")
+    config = lecture(
+        "lstm",
+        f"model.pooling={pooling}",
+        f"model.bidirectional={str(bidirectional).lower()}",
+        "model.units=6",
+        "model.layers=2",
+    )
     network = build_model(config, 100, 2)
     names = [layer.name for layer in network.layers]
     prefix = "bidirectional_" if bidirectional else ""
@@ -280,7 +312,15 @@ def test_each_dropout_is_its_layer_or_argument_seeded_apart():
         "train.seed=7",
     )
     network = build_model(config, 100, 2)
-    assert [layer.name for layer in network.layers] == ["embedding", "embedding_dropout", "gru_1", "gru_2", "dropout", "dense", "output"]
+    assert [layer.name for layer in network.layers] == [
+        "embedding",
+        "embedding_dropout",
+        "gru_1",
+        "gru_2",
+        "dropout",
+        "dense",
+        "output",
+    ]
     spatial = network.get_layer("embedding_dropout")
     assert isinstance(spatial, keras.layers.SpatialDropout1D) and (spatial.rate, spatial.seed) == (0.1, 8)
     assert tuple(spatial.output.shape) == (None, 20, 50) and spatial.count_params() == 0
@@ -302,8 +342,14 @@ def test_with_a_mask_padding_changes_nothing(pooling, bidirectional, padding):
     for mask in (True, False):
         weights = None
         for maxlen in (4, 9, 15):
-            overrides = (f"model.pooling={pooling}", f"model.bidirectional={str(bidirectional).lower()}", f"model.mask_padding={str(mask).lower()}")
-            config = lecture("gru", *overrides, f"data.padding={padding}", "model.units=6", "model.embedding_dim=5", maxlen=maxlen)
+            overrides = (
+                f"model.pooling={pooling}",
+                f"model.bidirectional={str(bidirectional).lower()}",
+                f"model.mask_padding={str(mask).lower()}",
+            )
+            config = lecture(
+                "gru", *overrides, f"data.padding={padding}", "model.units=6", "model.embedding_dim=5", maxlen=maxlen
+            )
             network = build_model(config, 20, 2)
             # Recurrent weights do not depend on the sequence length, so every length shares them.
             weights = weights or network.get_weights()
@@ -316,7 +362,9 @@ def test_with_a_mask_padding_changes_nothing(pooling, bidirectional, padding):
 
 
 def test_masked_max_pooling_ignores_pads_with_huge_embeddings():
-    config = lecture("lstm", "model.mask_padding=true", "model.pooling=max", "data.padding=post", "model.units=6", maxlen=12)
+    config = lecture(
+        "lstm", "model.mask_padding=true", "model.pooling=max", "data.padding=post", "model.units=6", maxlen=12
+    )
     network = build_model(config, 20, 2)
     tokens = padded([3, 4, 5], 12, "post")
     before = keras.ops.convert_to_numpy(network(tokens))
@@ -349,7 +397,9 @@ def test_pool_over_time_leaves_masked_steps_out():
 
 
 def test_a_text_of_padding_alone_trains_without_nan():
-    config = lecture("gru", "model.mask_padding=true", "model.pooling=max_mean", "data.padding=post", "model.units=4", maxlen=6)
+    config = lecture(
+        "gru", "model.mask_padding=true", "model.pooling=max_mean", "data.padding=post", "model.units=4", maxlen=6
+    )
     network = build_model(config, 20, 2)
     network.compile(optimizer="adam", loss=loss_for(2))
     tokens = np.array([[0, 0, 0, 0, 0, 0], [3, 4, 0, 0, 0, 0]], dtype="int32")
@@ -359,7 +409,14 @@ def test_a_text_of_padding_alone_trains_without_nan():
 
 
 def test_a_saved_pooled_masked_model_loads_again(tmp_path):
-    config = lecture("lstm", "model.mask_padding=true", "model.pooling=max_mean", "model.embedding_dropout=0.1", "model.recurrent_input_dropout=0.1", maxlen=5)
+    config = lecture(
+        "lstm",
+        "model.mask_padding=true",
+        "model.pooling=max_mean",
+        "model.embedding_dropout=0.1",
+        "model.recurrent_input_dropout=0.1",
+        maxlen=5,
+    )
     network = build_model(config, 10, 2)
     network.save(tmp_path / "pooled.keras")
     loaded = keras.saving.load_model(tmp_path / "pooled.keras")
@@ -371,7 +428,13 @@ OPTION_SETS = [
     ("model.pooling=max_mean",),
     ("model.pooling=max_mean", "model.bidirectional=true", "model.layers=2"),
     ("model.pooling=mean", "model.mask_padding=true", "model.embedding_dropout=0.1"),
-    ("model.pooling=max", "model.recurrent_input_dropout=0.2", "model.recurrent_dropout=0.2", "model.dropout=0.1", "model.units=9"),
+    (
+        "model.pooling=max",
+        "model.recurrent_input_dropout=0.2",
+        "model.recurrent_dropout=0.2",
+        "model.dropout=0.1",
+        "model.units=9",
+    ),
     ("model.embedding_dropout=0.3", "model.mask_padding=true", "model.bidirectional=true"),
 ]
 
@@ -409,7 +472,14 @@ def test_summary_lists_the_new_layers_with_their_formulas(tmp_path):
     assert lines["dense"] == "input 200 x units 32 + bias 32 = 6,432 6,432"
 
 
-@pytest.mark.parametrize("options", [("model.ngrams=2",), ("model.ngram_weighting=tfidf",), ("model.ngrams=2", "model.ngram_weighting=tfidf", "model.dropout=0.1")])
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("model.ngrams=2",),
+        ("model.ngram_weighting=tfidf",),
+        ("model.ngrams=2", "model.ngram_weighting=tfidf", "model.dropout=0.1"),
+    ],
+)
 def test_bag_of_bigrams_and_tfidf_plan_their_parameters(options):
     config = lecture("ann", *options, maxlen=20)
     network = build_model(config, 1_000, 2)

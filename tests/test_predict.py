@@ -15,8 +15,12 @@ from rnnbench.train import run_experiment
 
 
 def tiny_run(data_dir, runs_dir, name, model, data_settings=()):
-    raw = {"name": name, "model": {"embedding_dim": 8, "units": 8, "dense_units": 8, **model},
-           "data": {"num_words": 50, "maxlen": 24, **dict(data_settings)}, "train": {"epochs": 2, "batch_size": 32, "seed": 3}}
+    raw = {
+        "name": name,
+        "model": {"embedding_dim": 8, "units": 8, "dense_units": 8, **model},
+        "data": {"num_words": 50, "maxlen": 24, **dict(data_settings)},
+        "train": {"epochs": 2, "batch_size": 32, "seed": 3},
+    }
     return run_experiment(config_from_mapping(raw), str(data_dir), runs_dir, "test", echo=lambda line: None)
 
 
@@ -35,7 +39,9 @@ def raw_test_split(data_dir):
     ],
     ids=["masked-pooled-bigru", "tfidf-bigrams"],
 )
-def test_predicting_a_runs_own_test_rows_gives_its_recorded_test_accuracy(tiny_data_dir, tmp_path, model, data_settings):
+def test_predicting_a_runs_own_test_rows_gives_its_recorded_test_accuracy(
+    tiny_data_dir, tmp_path, model, data_settings
+):
     record = tiny_run(tiny_data_dir, tmp_path / "runs", "tiny", model, data_settings)
     run, note = predict.find_run(Path(record["run_dir"]).name, tmp_path / "runs")
     assert note is None and run.class_names == ("negative", "positive")
@@ -52,17 +58,36 @@ def test_the_command_line_finds_a_config_by_name_and_writes_each_format(tiny_dat
     first = tiny_run(tiny_data_dir, runs, "tiny_gru", {"cell": "gru"})
     run_id = Path(first["run_dir"]).name
     runner = CliRunner()
-    outcome = runner.invoke(main, ["predict", "tiny_gru", "a wonderful moving film", "boring and dull", "--runs-dir", str(runs), "--format", "csv"])
+    outcome = runner.invoke(
+        main,
+        [
+            "predict",
+            "tiny_gru",
+            "a wonderful moving film",
+            "boring and dull",
+            "--runs-dir",
+            str(runs),
+            "--format",
+            "csv",
+        ],
+    )
     assert outcome.exit_code == 0, outcome.output
-    assert outcome.stderr.startswith(f"tiny_gru: the best of its 1 completed run by validation accuracy, {run_id} (seed 3, ")
+    assert outcome.stderr.startswith(
+        f"tiny_gru: the best of its 1 completed run by validation accuracy, {run_id} (seed 3, "
+    )
     lines = outcome.stdout.splitlines()
     assert lines[0] == "text,predicted,p(negative),p(positive)"
     assert [line.split(",")[0] for line in lines[1:]] == ["a wonderful moving film", "boring and dull"]
     assert all(line.split(",")[1] in ("negative", "positive") for line in lines[1:])
     # A folder given as the run, texts from a JSONL file's column.
     jsonl = tmp_path / "texts.jsonl"
-    jsonl.write_text(json.dumps({"review": "loved it, brilliant"}) + "\n" + json.dumps({"review": "hated it"}) + "\n", encoding="utf-8")
-    outcome = runner.invoke(main, ["predict", str(runs / run_id), "--file", str(jsonl), "--text-column", "review", "--format", "jsonl"])
+    jsonl.write_text(
+        json.dumps({"review": "loved it, brilliant"}) + "\n" + json.dumps({"review": "hated it"}) + "\n",
+        encoding="utf-8",
+    )
+    outcome = runner.invoke(
+        main, ["predict", str(runs / run_id), "--file", str(jsonl), "--text-column", "review", "--format", "jsonl"]
+    )
     assert outcome.exit_code == 0, outcome.output
     rows = [json.loads(line) for line in outcome.stdout.splitlines()]
     assert [row["text"] for row in rows] == ["loved it, brilliant", "hated it"]
@@ -85,18 +110,27 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_data_dir, tmp_path):
         assert len(outcome.stderr.strip().splitlines()) == 1
         return outcome.stderr.strip()
 
-    assert error_of("nosuch", "text") == f"Error: no run folder, run id or config name 'nosuch' in {runs} (completed configs: tiny_ann)"
+    assert (
+        error_of("nosuch", "text")
+        == f"Error: no run folder, run id or config name 'nosuch' in {runs} (completed configs: tiny_ann)"
+    )
     assert error_of("tiny_ann", "fine", "") == "Error: the command line: text 2 is empty"
     csv_file = tmp_path / "texts.csv"
     csv_file.write_text("review,stars\ngood,5\n", encoding="utf-8")
     assert error_of("tiny_ann", "--file", str(csv_file)) == (
         f"Error: {csv_file}: no column 'text' for --text-column; the columns are review, stars"
     )
-    assert error_of("tiny_ann", "a text", "--file", str(csv_file)) == "Error: give texts as arguments or with --file, not both"
+    assert (
+        error_of("tiny_ann", "a text", "--file", str(csv_file))
+        == "Error: give texts as arguments or with --file, not both"
+    )
     unfinished = runs / "20990101-000000-unfinished-000000"
     unfinished.mkdir()
     (unfinished / "config.json").write_text(json.dumps({"status": "interrupted"}), encoding="utf-8")
-    assert error_of(str(unfinished), "text") == f"Error: {unfinished}: the run did not complete (interrupted), so it has no model to predict with"
+    assert (
+        error_of(str(unfinished), "text")
+        == f"Error: {unfinished}: the run did not complete (interrupted), so it has no model to predict with"
+    )
     assert record["status"] == "completed"
 
 
@@ -112,10 +146,16 @@ def test_many_texts_report_progress_by_tenths_outside_a_terminal(tiny_data_dir, 
 
 def korean_data(root: Path) -> Path:
     """A data folder whose one file, ko/all.tsv, holds short Korean texts labelled by their cue word."""
-    positive, negative, neutral = ["좋아요", "행복해", "고마워"], ["싫어요", "슬퍼", "최악이야"], ["오늘", "정말", "너무", "그냥", "나는"]
+    positive, negative, neutral = (
+        ["좋아요", "행복해", "고마워"],
+        ["싫어요", "슬퍼", "최악이야"],
+        ["오늘", "정말", "너무", "그냥", "나는"],
+    )
     rows = []
     for index in range(200):
-        words = [neutral[(index + offset) % len(neutral)] for offset in range(3)] + [(positive if index % 2 else negative)[index % 3]]
+        words = [neutral[(index + offset) % len(neutral)] for offset in range(3)] + [
+            (positive if index % 2 else negative)[index % 3]
+        ]
         rows.append(f"{' '.join(words)}\t{index % 2}")
     (root / "ko").mkdir(parents=True)
     (root / "ko" / "all.tsv").write_text("text\tlabel\n" + "\n".join(rows) + "\n", encoding="utf-8")
@@ -124,14 +164,24 @@ def korean_data(root: Path) -> Path:
 
 def test_texts_whose_words_the_run_never_saw_are_predicted_with_a_warning(tmp_path):
     runs = tmp_path / "runs"
-    tiny_run(korean_data(tmp_path / "data"), runs, "korean", {"cell": "ann"}, {"dataset": "files", "files": {"train": "ko/all.tsv"}})
+    tiny_run(
+        korean_data(tmp_path / "data"),
+        runs,
+        "korean",
+        {"cell": "ann"},
+        {"dataset": "files", "files": {"train": "ko/all.tsv"}},
+    )
     runner = CliRunner()
     english = runner.invoke(main, ["predict", "korean", "this is a good film", "--runs-dir", str(runs)])
     assert english.exit_code == 0, english.output
-    assert english.stderr.splitlines()[1:] == ["warning: text 1: 0 of 5 words known to the run's vocabulary, so its predicted class is a guess"]
+    assert english.stderr.splitlines()[1:] == [
+        "warning: text 1: 0 of 5 words known to the run's vocabulary, so its predicted class is a guess"
+    ]
     assert len(english.stdout.splitlines()) == 3  # Still predicted: header, rule, the text.
 
-    mixed = runner.invoke(main, ["predict", "korean", "this is a good film", "정말 좋아요", "!!!", "그냥 bad", "--runs-dir", str(runs)])
+    mixed = runner.invoke(
+        main, ["predict", "korean", "this is a good film", "정말 좋아요", "!!!", "그냥 bad", "--runs-dir", str(runs)]
+    )
     assert mixed.exit_code == 0, mixed.output
     assert mixed.stderr.splitlines()[1:] == [
         "warning: 2 of 4 texts have no word known to the run's vocabulary (text 1: 0 of 5 words known; text 3: no words at all),"
@@ -155,11 +205,17 @@ def test_a_run_whose_model_file_is_damaged_or_missing_is_one_line(tiny_data_dir,
 
     advice = "train the run again with rnnbench run CONFIG.yaml --force"
     # Keras itself says "File not found" of a model file that is there but is not a zip archive.
-    for name, damage in (("noise", bytes(range(256)) * 12), ("truncated", (folder / "model.keras").read_bytes()[:2000])):
+    for name, damage in (
+        ("noise", bytes(range(256)) * 12),
+        ("truncated", (folder / "model.keras").read_bytes()[:2000]),
+    ):
         damaged = tmp_path / name
         shutil.copytree(folder, damaged)
         (damaged / "model.keras").write_bytes(damage)
-        assert error_of(damaged) == (2, f"Error: {damaged / 'model.keras'}: the model file is damaged (it is not the zip archive a .keras file is); {advice}\n")
+        assert error_of(damaged) == (
+            2,
+            f"Error: {damaged / 'model.keras'}: the model file is damaged (it is not the zip archive a .keras file is); {advice}\n",
+        )
         assert (damaged / "model.keras").read_bytes() == damage  # Left as it was.
     # A zip archive, but not of a Keras model.
     import zipfile
@@ -169,16 +225,23 @@ def test_a_run_whose_model_file_is_damaged_or_missing_is_one_line(tiny_data_dir,
     with zipfile.ZipFile(foreign / "model.keras", "w") as archive:
         archive.writestr("notes.txt", "not a model")
     code, stderr = error_of(foreign)
-    assert code == 2 and stderr.startswith(f"Error: {foreign / 'model.keras'}: the model file is damaged (") and stderr.endswith(f"); {advice}\n")
+    assert (
+        code == 2
+        and stderr.startswith(f"Error: {foreign / 'model.keras'}: the model file is damaged (")
+        and stderr.endswith(f"); {advice}\n")
+    )
     assert stderr.count("\n") == 1
 
     missing = tmp_path / "missing"
     shutil.copytree(folder, missing)
     (missing / "model.keras").unlink()
-    assert error_of(missing) == (2, (
-        f"Error: {missing}: the run completed, but its model file model.keras is missing, so there is no model to predict with;"
-        " train it again with rnnbench run CONFIG.yaml --force\n"
-    ))
+    assert error_of(missing) == (
+        2,
+        (
+            f"Error: {missing}: the run completed, but its model file model.keras is missing, so there is no model to predict with;"
+            " train it again with rnnbench run CONFIG.yaml --force\n"
+        ),
+    )
 
 
 def test_texts_that_are_not_utf8_are_one_line(tiny_data_dir, tmp_path):
@@ -195,4 +258,7 @@ def test_texts_that_are_not_utf8_are_one_line(tiny_data_dir, tmp_path):
         completed = subprocess.run(command + arguments, input=given, capture_output=True, env=environment, timeout=600)
         source, number, byte, at = ("standard input", 2, "0xff", 1) if given else ("the command line", 1, "0xe9", 6)
         assert (completed.returncode, completed.stdout) == (2, b"")
-        assert completed.stderr.decode() == f"Error: {source}: text {number} is not UTF-8 text (byte {byte} at character {at})\n"
+        assert (
+            completed.stderr.decode()
+            == f"Error: {source}: text {number} is not UTF-8 text (byte {byte} at character {at})\n"
+        )

@@ -36,7 +36,10 @@ def test_the_first_line_after_the_delay_names_the_tenth_reached():
     progress = Progress(lines.append, "tokenized", delay=3.0, terminal=False, clock=clock(0.0, 2.0, 4.0, 5.0))
     for done in (0, 3_000, 6_000, 10_000):
         progress(done, 10_000)
-    assert lines == ["tokenized 6,000 of 10,000 texts (4.0 s, 1,500 texts/s)", "tokenized 10,000 of 10,000 texts (5.0 s, 2,000 texts/s)"]
+    assert lines == [
+        "tokenized 6,000 of 10,000 texts (4.0 s, 1,500 texts/s)",
+        "tokenized 10,000 of 10,000 texts (5.0 s, 2,000 texts/s)",
+    ]
 
 
 def test_on_a_terminal_a_bar_with_counts_and_rate_goes_to_standard_error_and_is_closed(monkeypatch):

@@ -19,11 +19,19 @@ def completed_record(name: str = "gru", seed: int = 1, accuracy: float = 0.85) -
     return {
         "name": name,
         "data": {"dataset": "imdb"},
-        "config": {"model": {"cell": "gru", "layers": 1, "embedding_dim": 50, "units": 50, "bidirectional": False}, "train": {"seed": seed}},
+        "config": {
+            "model": {"cell": "gru", "layers": 1, "embedding_dim": 50, "units": 50, "bidirectional": False},
+            "train": {"seed": seed},
+        },
         "parameters": 516_965,
         "backend": "tensorflow",
         "device": "CPU: test",
-        "result": {"best_val_accuracy": accuracy, "best_epoch": 2, "test_accuracy": accuracy - 0.01, "mean_epoch_seconds": 3.0},
+        "result": {
+            "best_val_accuracy": accuracy,
+            "best_epoch": 2,
+            "test_accuracy": accuracy - 0.01,
+            "mean_epoch_seconds": 3.0,
+        },
     }
 
 
@@ -70,13 +78,31 @@ DAMAGED_ROWS = [
     (json.dumps(without(completed_record(), "device")), "the record has no device"),
     (json.dumps(replaced(completed_record(), "config.train.seed", "1")), 'config.train.seed is "1", not an integer'),
     (json.dumps(replaced(completed_record(), "parameters", 5.5)), "parameters is 5.5, not an integer"),
-    (json.dumps(replaced(completed_record(), "result.best_val_accuracy", None)), "result.best_val_accuracy is null, not a number from 0 to 1"),
+    (
+        json.dumps(replaced(completed_record(), "result.best_val_accuracy", None)),
+        "result.best_val_accuracy is null, not a number from 0 to 1",
+    ),
     (json.dumps(replaced(completed_record(), "config.model", "gru")), 'config.model is "gru", not a JSON object'),
-    (json.dumps(replaced(completed_record(), "result.best_val_accuracy", 1.5)), "result.best_val_accuracy is 1.5, not a number from 0 to 1"),
-    (json.dumps(replaced(completed_record(), "result.mean_epoch_seconds", 1e300)), "result.mean_epoch_seconds is 1e+300, not a number of seconds from 0 to 31536000"),
-    (json.dumps(replaced(completed_record(), "parameters", 10**30)), "parameters is 1000000000000000000000000000000, not an integer"),
-    (json.dumps(replaced(completed_record(), "warnings", "collapsed")), 'warnings is "collapsed", not a list of strings'),
-    (json.dumps(replaced(completed_record(), "result.test_accuracy", "x" * 60)), 'result.test_accuracy is "' + "x" * 36 + '..., not a number from 0 to 1'),
+    (
+        json.dumps(replaced(completed_record(), "result.best_val_accuracy", 1.5)),
+        "result.best_val_accuracy is 1.5, not a number from 0 to 1",
+    ),
+    (
+        json.dumps(replaced(completed_record(), "result.mean_epoch_seconds", 1e300)),
+        "result.mean_epoch_seconds is 1e+300, not a number of seconds from 0 to 31536000",
+    ),
+    (
+        json.dumps(replaced(completed_record(), "parameters", 10**30)),
+        "parameters is 1000000000000000000000000000000, not an integer",
+    ),
+    (
+        json.dumps(replaced(completed_record(), "warnings", "collapsed")),
+        'warnings is "collapsed", not a list of strings',
+    ),
+    (
+        json.dumps(replaced(completed_record(), "result.test_accuracy", "x" * 60)),
+        'result.test_accuracy is "' + "x" * 36 + "..., not a number from 0 to 1",
+    ),
 ]
 
 
@@ -84,11 +110,18 @@ DAMAGED_ROWS = [
 def test_a_damaged_row_is_one_line_naming_the_index_and_the_run(tmp_path, record, problem):
     runs_dir = tmp_path / "runs"
     put_row(runs_dir, "20261128-100000-gru-ab12cd", record)
-    expected = f"{runs_dir / 'index.sqlite'}: run 20261128-100000-gru-ab12cd: {problem}; remove the row or restore the file"
+    expected = (
+        f"{runs_dir / 'index.sqlite'}: run 20261128-100000-gru-ab12cd: {problem}; remove the row or restore the file"
+    )
     with pytest.raises(results.ResultsError) as raised:
         results.read_runs(runs_dir)
     assert str(raised.value) == expected
-    for command in (["compare"], ["compare", "--all"], ["compare", "--format", "json"], ["report", "--out", str(tmp_path / "report")]):
+    for command in (
+        ["compare"],
+        ["compare", "--all"],
+        ["compare", "--format", "json"],
+        ["report", "--out", str(tmp_path / "report")],
+    ):
         outcome = CliRunner().invoke(main, [*command, "--runs-dir", str(runs_dir)])
         assert (outcome.exit_code, outcome.output) == (1, f"Error: {expected}\n"), command
     assert not (tmp_path / "report").exists()
@@ -103,7 +136,24 @@ def test_an_unfinished_run_needs_only_its_config(tmp_path):
     # The name comes from the row when the record leaves it out.
     assert (record["name"], record["status"], record["config"]) == ("gru", "interrupted", minimal["config"])
     listing = CliRunner().invoke(main, ["compare", "--all", "--runs-dir", str(runs_dir)]).output.splitlines()
-    assert listing[2].split() == ["gru", "-", "gru", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "-", "interrupted", "run-interrupted"]
+    assert listing[2].split() == [
+        "gru",
+        "-",
+        "gru",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "-",
+        "interrupted",
+        "run-interrupted",
+    ]
 
 
 def test_a_run_id_that_is_not_printable_is_shown_as_json(tmp_path):
@@ -111,7 +161,10 @@ def test_a_run_id_that_is_not_printable_is_shown_as_json(tmp_path):
     put_row(runs_dir, "run\nwith a newline", "{}")
     with pytest.raises(results.ResultsError) as raised:
         results.read_runs(runs_dir)
-    assert str(raised.value) == f'{runs_dir / "index.sqlite"}: run "run\\nwith a newline": the record has no config; remove the row or restore the file'
+    assert (
+        str(raised.value)
+        == f'{runs_dir / "index.sqlite"}: run "run\\nwith a newline": the record has no config; remove the row or restore the file'
+    )
 
 
 def test_a_bad_status_is_named(tmp_path):
@@ -120,7 +173,7 @@ def test_a_bad_status_is_named(tmp_path):
     with pytest.raises(results.ResultsError) as raised:
         results.read_runs(runs_dir, statuses=None)
     assert str(raised.value) == (
-        f"{runs_dir / 'index.sqlite'}: run run-odd: its status \"finished\" is not one of running, completed, failed,"
+        f'{runs_dir / "index.sqlite"}: run run-odd: its status "finished" is not one of running, completed, failed,'
         " interrupted, diverged, pruned; remove the row or restore the file"
     )
 
@@ -131,7 +184,10 @@ def test_an_index_that_is_not_a_database_is_one_line(tmp_path):
     (runs_dir / "index.sqlite").write_bytes(b"this is not a SQLite database, but some other file" * 100)
     for command in (["compare"], ["report", "--out", str(tmp_path / "report")]):
         outcome = CliRunner().invoke(main, [*command, "--runs-dir", str(runs_dir)])
-        assert (outcome.exit_code, outcome.output) == (1, f"Error: cannot read {runs_dir / 'index.sqlite'}: file is not a database\n")
+        assert (outcome.exit_code, outcome.output) == (
+            1,
+            f"Error: cannot read {runs_dir / 'index.sqlite'}: file is not a database\n",
+        )
 
 
 def test_an_empty_index_file_is_a_new_index(tmp_path):
@@ -140,7 +196,10 @@ def test_an_empty_index_file_is_a_new_index(tmp_path):
     (runs_dir / "index.sqlite").write_bytes(b"")
     assert results.read_runs(runs_dir, statuses=None) == []
     outcome = CliRunner().invoke(main, ["compare", "--runs-dir", str(runs_dir)])
-    assert (outcome.exit_code, outcome.output) == (0, f"No completed runs in {runs_dir}/ yet; train one with: rnnbench run CONFIG.yaml\n")
+    assert (outcome.exit_code, outcome.output) == (
+        0,
+        f"No completed runs in {runs_dir}/ yet; train one with: rnnbench run CONFIG.yaml\n",
+    )
     results.check_writable(runs_dir)
     results.index_run(runs_dir, "run-1", "gru", "completed", completed_record())
     assert [record["run_id"] for record in results.read_runs(runs_dir)] == ["run-1"]
@@ -168,7 +227,9 @@ def test_check_writable_fails_in_one_line_on_a_read_only_index(tmp_path, monkeyp
     results.index_run(runs_dir, "run-1", "gru", "completed", completed_record())
     # The tests run as root, whom chmod does not stop; SQLite's own read-only mode gives the same error.
     connect = sqlite3.connect
-    monkeypatch.setattr(sqlite3, "connect", lambda path, **options: connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True))
+    monkeypatch.setattr(
+        sqlite3, "connect", lambda path, **options: connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)
+    )
     with pytest.raises(results.ResultsError) as raised:
         results.check_writable(runs_dir)
     assert str(raised.value) == f"cannot write {runs_dir / 'index.sqlite'}: attempt to write a readonly database"
@@ -253,7 +314,9 @@ def damaged_records(draw):
     return json.dumps(record)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(
     record=damaged_records(),
     run_id=st.text(min_size=1, max_size=12),
@@ -268,7 +331,12 @@ def test_any_damaged_index_is_exit_0_or_one_line(tmp_path_factory, record, run_i
     else:
         runs_dir.mkdir()
         (runs_dir / "index.sqlite").write_bytes(garbage)
-    for command in (["compare"], ["compare", "--all"], ["compare", "--format", "json"], ["report", "--out", str(root / "report")]):
+    for command in (
+        ["compare"],
+        ["compare", "--all"],
+        ["compare", "--format", "json"],
+        ["report", "--out", str(root / "report")],
+    ):
         started = time.perf_counter()
         outcome = CliRunner().invoke(main, [*command, "--runs-dir", str(runs_dir)])
         assert time.perf_counter() - started < 20, command

@@ -26,8 +26,13 @@ CONFIG = {
 
 
 def _environment(data_dir: Path, runs_dir: Path, tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "RNNBENCH_DATA_DIR": str(data_dir), "RNNBENCH_RUNS_DIR": str(runs_dir),
-            "RNNBENCH_CACHE_DIR": str(tmp_path / "cache"), "KERAS_BACKEND": "tensorflow"}
+    return {
+        **os.environ,
+        "RNNBENCH_DATA_DIR": str(data_dir),
+        "RNNBENCH_RUNS_DIR": str(runs_dir),
+        "RNNBENCH_CACHE_DIR": str(tmp_path / "cache"),
+        "KERAS_BACKEND": "tensorflow",
+    }
 
 
 # How long a test waits for a step that only a hang would keep from coming: the subprocess's
@@ -39,9 +44,14 @@ HANG_SECONDS = 1200
 def _start(config_path: Path, environment: dict[str, str], *arguments: str) -> subprocess.Popen:
     # Ctrl-C's signal must reach Python's handler even when the tests run in the background of a
     # non-interactive shell, which starts its jobs with SIGINT ignored.
-    process = subprocess.Popen([sys.executable, "-m", "rnnbench", "run", str(config_path), *arguments],
-                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rnnbench", "run", str(config_path), *arguments],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     # A hang guard, not a timing: a process still alive then is killed, which ends its output.
     watchdog = threading.Timer(HANG_SECONDS, process.kill)
     watchdog.daemon = True
@@ -72,10 +82,14 @@ def _output_through(process: subprocess.Popen, prefix: str) -> str:
         if line.startswith(prefix):
             return "".join(lines)
     process.wait()
-    raise AssertionError(f"the run ended (exit code {process.returncode}) before printing {prefix!r}:\n{''.join(lines)[-3000:]}")
+    raise AssertionError(
+        f"the run ended (exit code {process.returncode}) before printing {prefix!r}:\n{''.join(lines)[-3000:]}"
+    )
 
 
-def _train_one_epoch_in_a_subprocess(data_dir: Path, tmp_path: Path) -> tuple[Path, Path, dict[str, str], subprocess.Popen, str]:
+def _train_one_epoch_in_a_subprocess(
+    data_dir: Path, tmp_path: Path
+) -> tuple[Path, Path, dict[str, str], subprocess.Popen, str]:
     """`rnnbench run` of CONFIG in a new process, returned once its first epoch is recorded, with what it printed so far."""
     config_path = tmp_path / "resumable.yaml"
     config_path.write_text(json.dumps(CONFIG))
@@ -111,9 +125,13 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_history(slow_data_d
     assert f"epoch {after}/3" not in output and "epoch 3/3" in output
 
     # The same config trained without interruption, in this process.
-    uninterrupted = run_experiment(config_from_mapping(CONFIG), str(slow_data_dir), tmp_path / "reference", "test", echo=lambda line: None)
+    uninterrupted = run_experiment(
+        config_from_mapping(CONFIG), str(slow_data_dir), tmp_path / "reference", "test", echo=lambda line: None
+    )
     reference = Path(uninterrupted["run_dir"])
-    assert _without_seconds(_history_lines(runs)) == _without_seconds((reference / "history.jsonl").read_text().splitlines())
+    assert _without_seconds(_history_lines(runs)) == _without_seconds(
+        (reference / "history.jsonl").read_text().splitlines()
+    )
 
     [record] = results.read_runs(runs)  # Still one run: the killed one, now completed.
     assert record["run_id"] == killed["run_id"]
@@ -121,7 +139,14 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_history(slow_data_d
         assert record["result"][key] == uninterrupted["result"][key], key
     assert [entry["after_epoch"] for entry in record["resumed"]] == [after]
     assert sorted(path.name for path in run_dir.iterdir()) == [
-        "config.json", "history.jsonl", "model.keras", "result.json", "tensorboard", "test_predictions.npz", "vocabulary.json"]
+        "config.json",
+        "history.jsonl",
+        "model.keras",
+        "result.json",
+        "tensorboard",
+        "test_predictions.npz",
+        "vocabulary.json",
+    ]
 
 
 def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(slow_data_dir, tmp_path):
@@ -144,7 +169,10 @@ def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(slow_data_dir, 
     assert fresh.exit_code == 0, fresh_output
     assert "resuming" not in fresh_output and "epoch 1/3" in fresh_output
     statuses = {record["run_id"]: record["status"] for record in results.read_runs(runs, statuses=None)}
-    assert statuses[interrupted["run_id"]] == "interrupted" and sorted(statuses.values()) == ["completed", "interrupted"]
+    assert statuses[interrupted["run_id"]] == "interrupted" and sorted(statuses.values()) == [
+        "completed",
+        "interrupted",
+    ]
     assert (runs / interrupted["run_id"] / results.CHECKPOINT_FILE).exists()
 
 
@@ -153,10 +181,14 @@ def test_a_damaged_checkpoint_is_one_line(tiny_data_dir, tmp_path):
     config = config_from_mapping({**CONFIG, "train": {**CONFIG["train"], "batch_size": 32}})
     run = results.create_run(runs, config.name)
     (run.path / results.CHECKPOINT_FILE).write_bytes(b"not a checkpoint")
-    results.index_run(runs, run.run_id, config.name, "interrupted", {"config": config.to_dict(), "run_dir": str(run.path)})
+    results.index_run(
+        runs, run.run_id, config.name, "interrupted", {"config": config.to_dict(), "run_dir": str(run.path)}
+    )
     config_path = tmp_path / "resumable.yaml"
     config_path.write_text(json.dumps({**CONFIG, "train": {**CONFIG["train"], "batch_size": 32}}))
-    outcome = CliRunner().invoke(main, ["run", str(config_path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs)])
+    outcome = CliRunner().invoke(
+        main, ["run", str(config_path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs)]
+    )
     assert outcome.exit_code == 1
     assert outcome.output.splitlines()[-1].startswith(f"Error: cannot read {run.path / results.CHECKPOINT_FILE}: ")
     assert outcome.output.splitlines()[-1].endswith("; start afresh with --no-resume")
@@ -176,6 +208,7 @@ def test_a_run_lock_has_one_holder_at_a_time_and_leaves_no_file(tmp_path):
     # The last holder removes the lock file, so runs/ keeps none.
     assert not results.lock_path(tmp_path, "abc").exists()
 
+
 class _Interrupt:
     """An echo that presses Ctrl-C as the line of epoch `after` is printed, once its checkpoint is saved."""
 
@@ -187,15 +220,28 @@ class _Interrupt:
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("schedule", [
-    {"lr_schedule": "reduce_on_plateau", "lr_factor": 0.3, "min_learning_rate": 0.001},
-    {"lr_schedule": "cosine", "min_learning_rate": 0.001},
-])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"lr_schedule": "reduce_on_plateau", "lr_factor": 0.3, "min_learning_rate": 0.001},
+        {"lr_schedule": "cosine", "min_learning_rate": 0.001},
+    ],
+)
 def test_a_resumed_run_with_options_gives_the_uninterrupted_history(tiny_data_dir, tmp_path, schedule):
     # Clipping, early stopping, dropout and a schedule whose state a resume must not lose: the
     # reduced rate of reduce_on_plateau (derived from the history) and cosine's step count.
-    raw = {**CONFIG, "train": {"epochs": 12, "batch_size": 16, "seed": 5, "learning_rate": 0.1, "clipnorm": 0.5,
-                               "early_stopping_patience": 2, **schedule}}
+    raw = {
+        **CONFIG,
+        "train": {
+            "epochs": 12,
+            "batch_size": 16,
+            "seed": 5,
+            "learning_rate": 0.1,
+            "clipnorm": 0.5,
+            "early_stopping_patience": 2,
+            **schedule,
+        },
+    }
     config = config_from_mapping(raw)
     runs = tmp_path / "runs"
     with pytest.raises(KeyboardInterrupt) as interrupted:
@@ -208,7 +254,15 @@ def test_a_resumed_run_with_options_gives_the_uninterrupted_history(tiny_data_di
     reference = run_experiment(config, str(tiny_data_dir), tmp_path / "reference", "test", echo=lambda line: None)
     reference_history = _without_seconds(Path(reference["run_dir"], "history.jsonl").read_text().splitlines())
     assert _without_seconds(Path(resumed["run_dir"], "history.jsonl").read_text().splitlines()) == reference_history
-    for key in ("best_val_accuracy", "best_epoch", "epochs_run", "stopped_early", "test_accuracy", "test_loss", "val_confusion"):
+    for key in (
+        "best_val_accuracy",
+        "best_epoch",
+        "epochs_run",
+        "stopped_early",
+        "test_accuracy",
+        "test_loss",
+        "val_confusion",
+    ):
         assert resumed["result"][key] == reference["result"][key], key
     # The options took effect: training stopped early after the resume, and the rate the resumed
     # epoch 3 started with had already moved (the plateau rule reduced it after epoch 2's higher loss).
@@ -244,7 +298,10 @@ def test_ctrl_c_inside_a_constructor_leaves_no_traceback_after_its_line(tmp_path
     config_path.write_text(json.dumps(CONFIG))
     outcome = CliRunner().invoke(main, ["run", str(config_path), "--runs-dir", str(tmp_path / "runs")])
     assert (outcome.exit_code, outcome.stdout) == (130, "")
-    assert outcome.stderr == "\ninterrupted before the run was recorded, so there is nothing to resume; run the same command again to start it\n"
+    assert (
+        outcome.stderr
+        == "\ninterrupted before the run was recorded, so there is nothing to resume; run the same command again to start it\n"
+    )
     del outcome  # It holds the interrupted frames, and with them the half-built object.
     gc.collect()
     assert reported == []

@@ -12,8 +12,12 @@ from rnnbench.train import cosine_learning_rate, patience_ran_out, plateau_learn
 
 
 def tiny_config(**train_settings):
-    raw = {"name": "tiny_schedule", "model": {"cell": "ann", "dense_units": 8}, "data": {"num_words": 50, "maxlen": 24},
-           "train": {"epochs": 3, "batch_size": 32, "seed": 3, **train_settings}}
+    raw = {
+        "name": "tiny_schedule",
+        "model": {"cell": "ann", "dense_units": 8},
+        "data": {"num_words": 50, "maxlen": 24},
+        "train": {"epochs": 3, "batch_size": 32, "seed": 3, **train_settings},
+    }
     return config_from_mapping(raw)
 
 
@@ -70,13 +74,17 @@ def test_cosine_follows_keras_cosine_decay_down_to_the_floor():
 
 
 def test_plateau_multiplies_after_lr_patience_epochs_without_a_lower_validation_loss():
-    settings = tiny_config(lr_schedule="reduce_on_plateau", learning_rate=0.008, lr_factor=0.5, lr_patience=2, min_learning_rate=0.0015).train
+    settings = tiny_config(
+        lr_schedule="reduce_on_plateau", learning_rate=0.008, lr_factor=0.5, lr_patience=2, min_learning_rate=0.0015
+    ).train
     losses = [1.0, 0.9, 0.95, 0.9, 0.8, 0.85, 0.86, 0.87, 0.88, 0.89, 0.9]
     rates = [plateau_learning_rate(settings, losses[:count]) for count in range(len(losses) + 1)]
     # Epochs 3 and 4 don't beat 0.9 (an equal loss is no improvement): halved after epoch 4.
     # Epochs 6 and 7 don't beat 0.8: halved after epoch 7; after epoch 9 again, to the floor.
     assert rates == [0.008, 0.008, 0.008, 0.008, 0.004, 0.004, 0.004, 0.002, 0.002, 0.0015, 0.0015, 0.0015]
-    assert plateau_learning_rate(tiny_config(lr_schedule="reduce_on_plateau").train, [1.0, 1.1, 1.2]) == 0.001 * 0.5 * 0.5
+    assert (
+        plateau_learning_rate(tiny_config(lr_schedule="reduce_on_plateau").train, [1.0, 1.1, 1.2]) == 0.001 * 0.5 * 0.5
+    )
 
 
 # The options in real runs.
@@ -114,7 +122,14 @@ def test_cosine_rates_per_epoch_follow_the_formula(tiny_data_dir, tmp_path, opti
 
 def test_plateau_rates_per_epoch_follow_the_rule_and_reach_the_optimizer(tiny_data_dir, tmp_path, monkeypatch):
     # A rate far too high for SGD makes validation loss jump about, so some epochs don't improve it.
-    config = tiny_config(epochs=6, optimizer="sgd", lr_schedule="reduce_on_plateau", learning_rate=8.0, lr_factor=0.25, min_learning_rate=0.1)
+    config = tiny_config(
+        epochs=6,
+        optimizer="sgd",
+        lr_schedule="reduce_on_plateau",
+        learning_rate=8.0,
+        lr_factor=0.25,
+        min_learning_rate=0.1,
+    )
     used = []
     real_fit = train.keras.Model.fit
 
@@ -159,5 +174,7 @@ def test_early_stopping_ends_when_the_best_accuracy_is_patience_epochs_old(tiny_
 
 
 def test_patience_longer_than_the_run_trains_every_epoch(tiny_data_dir, tmp_path):
-    record = run_experiment(tiny_config(epochs=2, early_stopping_patience=5), str(tiny_data_dir), tmp_path / "runs", "test", echo=quiet)
+    record = run_experiment(
+        tiny_config(epochs=2, early_stopping_patience=5), str(tiny_data_dir), tmp_path / "runs", "test", echo=quiet
+    )
     assert record["result"]["epochs_run"] == 2 and record["result"]["stopped_early"] is False

@@ -17,7 +17,9 @@ def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
 
 
 def test_variants_times_grid_times_seeds(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 model: {cell: gru}
 train: {seeds: [4, 5]}
 sweep:
@@ -26,13 +28,18 @@ sweep:
     deep: {model.layers: 2, model.bidirectional: true}
   grid:
     model.embedding_dim: [16, 32]
-""")
+""",
+    )
     configs = expand(path)
     assert [(c.name, c.train.seed) for c in configs] == [
-        ("sweep-small-embedding_dim16", 4), ("sweep-small-embedding_dim16", 5),
-        ("sweep-small-embedding_dim32", 4), ("sweep-small-embedding_dim32", 5),
-        ("sweep-deep-embedding_dim16", 4), ("sweep-deep-embedding_dim16", 5),
-        ("sweep-deep-embedding_dim32", 4), ("sweep-deep-embedding_dim32", 5),
+        ("sweep-small-embedding_dim16", 4),
+        ("sweep-small-embedding_dim16", 5),
+        ("sweep-small-embedding_dim32", 4),
+        ("sweep-small-embedding_dim32", 5),
+        ("sweep-deep-embedding_dim16", 4),
+        ("sweep-deep-embedding_dim16", 5),
+        ("sweep-deep-embedding_dim32", 4),
+        ("sweep-deep-embedding_dim32", 5),
     ]
     assert configs[0].model.units == 8 and configs[0].model.layers == 1
     assert configs[-1].model.layers == 2 and configs[-1].model.bidirectional and configs[-1].model.embedding_dim == 32
@@ -45,18 +52,34 @@ sweep:
 def test_plain_config_with_seed_count_and_overrides(tmp_path):
     path = write(tmp_path, "model: {cell: lstm}\ntrain: {seed: 10}\n", "plain.yaml")
     configs = expand(path, ["model.units=7"], seed_count=3)
-    assert [(c.name, c.train.seed, c.model.units) for c in configs] == [("plain", 10, 7), ("plain", 11, 7), ("plain", 12, 7)]
+    assert [(c.name, c.train.seed, c.model.units) for c in configs] == [
+        ("plain", 10, 7),
+        ("plain", 11, 7),
+        ("plain", 12, 7),
+    ]
     assert [c.train.seed for c in expand(path)] == [10]
 
 
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("sweep:\n  gird: {model.cell: [gru]}\n", "unknown key sweep.gird (allowed: grid, variants) (did you mean 'grid'?)"),
-        ("sweep:\n  grid: {model.cel: [gru, lstm]}\n", "sweep.grid: unknown key model.cel (allowed: bidirectional, cell, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units) (did you mean 'cell'?)"),
+        (
+            "sweep:\n  gird: {model.cell: [gru]}\n",
+            "unknown key sweep.gird (allowed: grid, variants) (did you mean 'grid'?)",
+        ),
+        (
+            "sweep:\n  grid: {model.cel: [gru, lstm]}\n",
+            "sweep.grid: unknown key model.cel (allowed: bidirectional, cell, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units) (did you mean 'cell'?)",
+        ),
         ("sweep:\n  grid: {model.cell: gru}\n", "sweep.grid.model.cell must be a non-empty list of values, got 'gru'"),
-        ("sweep:\n  grid: {model.cell: [gru, lstn]}\n", "sweep.grid: model.cell='lstn' is not one of ann, embedding, gru, lstm, simple_rnn (did you mean 'lstm'?)"),
-        ("sweep:\n  variants: {deep: {model.layers: 0}}\n", "sweep.variants.deep: model.layers=0 is out of range (allowed: >= 1 and <= 8)"),
+        (
+            "sweep:\n  grid: {model.cell: [gru, lstn]}\n",
+            "sweep.grid: model.cell='lstn' is not one of ann, embedding, gru, lstm, simple_rnn (did you mean 'lstm'?)",
+        ),
+        (
+            "sweep:\n  variants: {deep: {model.layers: 0}}\n",
+            "sweep.variants.deep: model.layers=0 is out of range (allowed: >= 1 and <= 8)",
+        ),
         ("sweep:\n  variants: {deep: 2}\n", "sweep.variants.deep must map dotted keys to values, got 2"),
         ("sweep: [1, 2]\n", "sweep must be a mapping with keys grid, variants"),
         ("train: {seeds: []}\n", "train.seeds=[] must hold at least 1 value"),
@@ -151,7 +174,11 @@ def test_runs_that_would_be_confused_are_refused(tmp_path, text, overrides, expe
 
 def test_variants_with_the_same_settings_under_other_seeds_are_fine(tmp_path):
     path = write(tmp_path, "sweep:\n  variants:\n    a: {train.seeds: [1, 2]}\n    b: {train.seeds: [3]}\n")
-    assert [(config.name, config.train.seed) for config in expand(path)] == [("sweep-a", 1), ("sweep-a", 2), ("sweep-b", 3)]
+    assert [(config.name, config.train.seed) for config in expand(path)] == [
+        ("sweep-a", 1),
+        ("sweep-a", 2),
+        ("sweep-b", 3),
+    ]
 
 
 def numbers(count: int, start: int = 1) -> str:
@@ -177,7 +204,8 @@ def numbers(count: int, start: int = 1) -> str:
             "the sweep expands to about 10^40 runs (1 variant x about 10^40 grid points x 1 seed); the limit is 2,000 — split it into several configs",
         ),
         (
-            "sweep:\n  variants:\n    once: {train.seeds: [1]}\n" + "".join(f"    many{index}: {{train.seeds: {numbers(100)}}}\n" for index in range(20)),
+            "sweep:\n  variants:\n    once: {train.seeds: [1]}\n"
+            + "".join(f"    many{index}: {{train.seeds: {numbers(100)}}}\n" for index in range(20)),
             {},
             "the sweep expands to 2,001 runs (21 variants x 1 grid point, 1 to 100 seeds each); the limit is 2,000 — split it into several configs",
         ),

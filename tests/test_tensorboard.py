@@ -20,10 +20,14 @@ RESULT_TAGS = {f"result/{key}" for key in tensorboard_events.RESULT_KEYS}
 
 
 def tiny_config(seed: int = 3, epochs: int = 3):
-    return config_from_mapping({
-        "name": "tiny", "model": {"cell": "ann", "dense_units": 8}, "data": {"num_words": 50, "maxlen": 24},
-        "train": {"epochs": epochs, "batch_size": 32, "seed": seed},
-    })
+    return config_from_mapping(
+        {
+            "name": "tiny",
+            "model": {"cell": "ann", "dense_units": 8},
+            "data": {"num_words": 50, "maxlen": 24},
+            "train": {"epochs": epochs, "batch_size": 32, "seed": seed},
+        }
+    )
 
 
 def read_runs_folder(runs_dir: Path) -> event_multiplexer.EventMultiplexer:
@@ -44,7 +48,9 @@ def steps(multiplexer: event_multiplexer.EventMultiplexer, run: str, tag: str) -
 
 def test_a_run_has_one_scalar_per_epoch_per_tag_and_its_results(tiny_data_dir, tmp_path):
     runs_dir = tmp_path / "runs"
-    record = run_experiment(tiny_config(), str(tiny_data_dir), runs_dir, "rnnbench run tiny.yaml", echo=lambda line: None)
+    record = run_experiment(
+        tiny_config(), str(tiny_data_dir), runs_dir, "rnnbench run tiny.yaml", echo=lambda line: None
+    )
     run_id = Path(record["run_dir"]).name
     multiplexer = read_runs_folder(runs_dir)
     run = f"{run_id}/tensorboard"
@@ -71,15 +77,21 @@ def test_a_run_has_one_scalar_per_epoch_per_tag_and_its_results(tiny_data_dir, t
 
 def test_every_run_of_a_sweep_is_listed(tiny_data_dir, tmp_path):
     runs_dir = tmp_path / "runs"
-    records = run_all([tiny_config(seed=1, epochs=2), tiny_config(seed=2, epochs=2)], str(tiny_data_dir), runs_dir,
-                      "rnnbench run tiny.yaml --seeds 2", echo=lambda line: None)
+    records = run_all(
+        [tiny_config(seed=1, epochs=2), tiny_config(seed=2, epochs=2)],
+        str(tiny_data_dir),
+        runs_dir,
+        "rnnbench run tiny.yaml --seeds 2",
+        echo=lambda line: None,
+    )
     multiplexer = read_runs_folder(runs_dir)
     assert sorted(multiplexer.Runs()) == sorted(f"{Path(record['run_dir']).name}/tensorboard" for record in records)
     for record in records:
         run = f"{Path(record['run_dir']).name}/tensorboard"
         assert steps(multiplexer, run, "val_accuracy") == [1, 2]
         assert [event.value for event in multiplexer.Scalars(run, "val_accuracy")] == pytest.approx(
-            [entry["val_accuracy"] for entry in history_of(record)], rel=1e-6)
+            [entry["val_accuracy"] for entry in history_of(record)], rel=1e-6
+        )
 
 
 class _InterruptAfterEvents(observers.RunObserver):
@@ -109,15 +121,20 @@ class _InterruptBeforeEvents:
 def test_a_resumed_run_has_each_epoch_once(tiny_data_dir, tmp_path, interrupted_at):
     runs_dir = tmp_path / "runs"
     config = tiny_config(epochs=4)
-    options = {"echo": _InterruptBeforeEvents(after=2)} if interrupted_at == "before its events" else {
-        "echo": lambda line: None, "observers": [_InterruptAfterEvents(after=2)]}
+    options = (
+        {"echo": _InterruptBeforeEvents(after=2)}
+        if interrupted_at == "before its events"
+        else {"echo": lambda line: None, "observers": [_InterruptAfterEvents(after=2)]}
+    )
     with pytest.raises(KeyboardInterrupt) as interrupted:
         run_experiment(config, str(tiny_data_dir), runs_dir, "test", **options)
     run_dir = Path(interrupted.value.run_dir)
     written_before = {"after its events": {1, 2}, "before its events": {1}}[interrupted_at]
     assert tensorboard_events.recorded_epochs(run_dir / tensorboard_events.FOLDER) == written_before
 
-    record = run_experiment(config, str(tiny_data_dir), runs_dir, "test", echo=lambda line: None, resume=results.RunDirectory(run_dir))
+    record = run_experiment(
+        config, str(tiny_data_dir), runs_dir, "test", echo=lambda line: None, resume=results.RunDirectory(run_dir)
+    )
     assert record["resumed"][0]["after_epoch"] == 2
     multiplexer = read_runs_folder(runs_dir)
     run = f"{run_dir.name}/tensorboard"
@@ -125,7 +142,9 @@ def test_a_resumed_run_has_each_epoch_once(tiny_data_dir, tmp_path, interrupted_
     history = history_of(record)
     for tag in EPOCH_TAGS:
         assert steps(multiplexer, run, tag) == [1, 2, 3, 4], tag
-    assert [event.value for event in multiplexer.Scalars(run, "loss")] == pytest.approx([entry["loss"] for entry in history], rel=1e-6)
+    assert [event.value for event in multiplexer.Scalars(run, "loss")] == pytest.approx(
+        [entry["loss"] for entry in history], rel=1e-6
+    )
     assert len(multiplexer.Tensors(run, tensorboard_events.CONFIG_TAG)) == 1
     assert len(list((run_dir / tensorboard_events.FOLDER).iterdir())) == 2
 
@@ -148,11 +167,16 @@ def _tensorboard_not_installed(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboard.compat.proto", None)
 
 
-@pytest.mark.parametrize("failure, epochs_written, reason", [
-    (_no_space_from_the_fourth_record, [1], r"\[Errno 28\] No space left on device"),
-    (_tensorboard_not_installed, [], r"import of tensorboard\.compat\.proto halted; None in sys\.modules"),
-])
-def test_a_write_failure_is_one_warning_and_training_goes_on(tiny_data_dir, tmp_path, capsys, monkeypatch, failure, epochs_written, reason):
+@pytest.mark.parametrize(
+    "failure, epochs_written, reason",
+    [
+        (_no_space_from_the_fourth_record, [1], r"\[Errno 28\] No space left on device"),
+        (_tensorboard_not_installed, [], r"import of tensorboard\.compat\.proto halted; None in sys\.modules"),
+    ],
+)
+def test_a_write_failure_is_one_warning_and_training_goes_on(
+    tiny_data_dir, tmp_path, capsys, monkeypatch, failure, epochs_written, reason
+):
     failure(monkeypatch)
     runs_dir = tmp_path / "runs"
     record = run_experiment(tiny_config(), str(tiny_data_dir), runs_dir, "test", echo=lambda line: None)
@@ -160,7 +184,9 @@ def test_a_write_failure_is_one_warning_and_training_goes_on(tiny_data_dir, tmp_
     run_id = Path(record["run_dir"]).name
     warnings = [line for line in capsys.readouterr().err.splitlines() if "TensorBoard" in line]
     assert len(warnings) == 1
-    expected = rf"warning: TensorBoard events of {run_id} are not written from here on \({reason}\); the run itself goes on"
+    expected = (
+        rf"warning: TensorBoard events of {run_id} are not written from here on \({reason}\); the run itself goes on"
+    )
     assert re.fullmatch(expected, warnings[0]), warnings[0]
     monkeypatch.undo()
     folder = Path(record["run_dir"], tensorboard_events.FOLDER)
@@ -199,14 +225,18 @@ def test_writing_events_never_imports_tensorflow(tmp_path):
         events.closed({{"status": "completed", "result": {{"test_accuracy": 0.7, "epochs_run": 2}}}})
         print(sorted(recorded_epochs(Path({str(tmp_path)!r}, "tensorboard"))), "tensorflow" in sys.modules, "tensorboard.summary" in sys.modules)
     """)
-    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)  # A hang guard.
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+    )  # A hang guard.
     assert completed.stdout == "[1, 2] False False\n", completed.stderr
 
 
 def test_a_diverged_run_has_its_last_epoch_too(tiny_data_dir, tmp_path, monkeypatch):
     from rnnbench import model as model_factory
 
-    monkeypatch.setattr(model_factory, "loss_for", lambda num_classes: lambda labels, predictions: predictions[:, 0] * float("nan"))
+    monkeypatch.setattr(
+        model_factory, "loss_for", lambda num_classes: lambda labels, predictions: predictions[:, 0] * float("nan")
+    )
     record = run_experiment(tiny_config(), str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
     assert record["status"] == "diverged"
     run = f"{Path(record['run_dir']).name}/tensorboard"

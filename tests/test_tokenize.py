@@ -44,11 +44,15 @@ def test_encode_reports_each_block_of_rows_and_equals_encoding_row_by_row():
     corpus = tokenize.tokenize([f"w{i % 7} x{i % 3} y z{i}" for i in range(50)], workers=1)
     vocabulary = build_vocabulary(corpus, np.arange(50), 12, ngrams=2)
     reports = []
-    encoded = encode(corpus, vocabulary, np.arange(50)[::-1], 3, progress=lambda done, total: reports.append((done, total)))
+    encoded = encode(
+        corpus, vocabulary, np.arange(50)[::-1], 3, progress=lambda done, total: reports.append((done, total))
+    )
     one_by_one = np.concatenate([encode(corpus, vocabulary, np.array([row]), 3) for row in range(50)[::-1]])
     np.testing.assert_array_equal(encoded, one_by_one)
     # PIECES (20) blocks of rows: ten of 3 rows, then ten of 2.
-    assert reports == [(0, 50)] + [(3 * block, 50) for block in range(1, 11)] + [(30 + 2 * block, 50) for block in range(1, 11)]
+    assert reports == [(0, 50)] + [(3 * block, 50) for block in range(1, 11)] + [
+        (30 + 2 * block, 50) for block in range(1, 11)
+    ]
 
 
 def test_vocabulary_counts_only_the_given_rows():
@@ -133,7 +137,9 @@ def test_morpheme_tokenizer_splits_korean_particles_and_drops_punctuation():
 
 def test_morpheme_tokenizer_without_kiwipiepy_says_how_to_install(monkeypatch):
     real_find_spec = tokenize.importlib.util.find_spec
-    monkeypatch.setattr(tokenize.importlib.util, "find_spec", lambda name: None if name == "kiwipiepy" else real_find_spec(name))
+    monkeypatch.setattr(
+        tokenize.importlib.util, "find_spec", lambda name: None if name == "kiwipiepy" else real_find_spec(name)
+    )
     with pytest.raises(tokenize.TokenizerError) as caught:
         tokenize.tokenize(["영화"], "morpheme", analyzer="kiwi")
     assert str(caught.value) == (
@@ -152,7 +158,9 @@ def test_cache_returns_the_same_corpus_and_survives_damage(tmp_path, monkeypatch
     # The key covers the tokenizer and every text's content and boundaries.
     assert not tokenize.load_or_tokenize(TEXTS, "char")[1]
     assert not tokenize.load_or_tokenize(TEXTS[:-1] + [TEXTS[-1] + "!"], "word")[1]
-    assert not tokenize.load_or_tokenize(["ab", "c"], "word")[1] and not tokenize.load_or_tokenize(["a", "bc"], "word")[1]
+    assert (
+        not tokenize.load_or_tokenize(["ab", "c"], "word")[1] and not tokenize.load_or_tokenize(["a", "bc"], "word")[1]
+    )
     # A damaged or deleted entry is rebuilt, never trusted.
     entries = list((tmp_path / "cache" / "corpora").glob("*.npz"))
     assert len(entries) == 5
@@ -205,7 +213,10 @@ def test_bigrams_of_a_cached_corpus_are_the_same(tmp_path):
     fresh, cached = tokenize.load_or_tokenize(texts)
     again, cached_again = tokenize.load_or_tokenize(texts)
     assert (cached, cached_again) == (False, True)
-    encoded = [encode(corpus, build_vocabulary(corpus, np.array([0, 1]), 6, ngrams=2), np.arange(3), 4) for corpus in (fresh, again)]
+    encoded = [
+        encode(corpus, build_vocabulary(corpus, np.array([0, 1]), 6, ngrams=2), np.arange(3), 4)
+        for corpus in (fresh, again)
+    ]
     np.testing.assert_array_equal(*encoded)
 
 

@@ -11,8 +11,12 @@ from rnnbench.train import run_experiment
 
 
 def tiny_config(cell: str = "ann", **sections):
-    raw = {"name": f"tiny_{cell}", "model": {"cell": cell, "embedding_dim": 8, "units": 8, "dense_units": 8},
-           "data": {"num_words": 50, "maxlen": 24}, "train": {"epochs": 3, "batch_size": 32, "seed": 3}}
+    raw = {
+        "name": f"tiny_{cell}",
+        "model": {"cell": cell, "embedding_dim": 8, "units": 8, "dense_units": 8},
+        "data": {"num_words": 50, "maxlen": 24},
+        "train": {"epochs": 3, "batch_size": 32, "seed": 3},
+    }
     for section, values in sections.items():
         raw[section].update(values)
     return config_from_mapping(raw)
@@ -21,16 +25,30 @@ def tiny_config(cell: str = "ann", **sections):
 def test_run_writes_exactly_the_expected_files(tiny_data_dir, tmp_path):
     runs_dir = tmp_path / "runs"
     lines = []
-    record = run_experiment(tiny_config("gru"), str(tiny_data_dir), runs_dir, "rnnbench run tiny.yaml", echo=lines.append)
+    record = run_experiment(
+        tiny_config("gru"), str(tiny_data_dir), runs_dir, "rnnbench run tiny.yaml", echo=lines.append
+    )
     run_dir = runs_dir / record["run_dir"].split("/")[-1]
     assert sorted(path.name for path in runs_dir.iterdir()) == sorted(["index.sqlite", run_dir.name])
-    assert sorted(path.name for path in run_dir.iterdir()) == ["config.json", "history.jsonl", "model.keras", "result.json", "tensorboard", "test_predictions.npz", "vocabulary.json"]
+    assert sorted(path.name for path in run_dir.iterdir()) == [
+        "config.json",
+        "history.jsonl",
+        "model.keras",
+        "result.json",
+        "tensorboard",
+        "test_predictions.npz",
+        "vocabulary.json",
+    ]
 
     config = json.loads((run_dir / "config.json").read_text())
     assert config["config"]["model"]["cell"] == "gru"
     assert config["command"] == "rnnbench run tiny.yaml"
     assert config["backend"] == "tensorflow" and config["device"].startswith("CPU: ")
-    assert config["data"]["train_rows"] == 320 and config["data"]["validation_rows"] == 80 and config["data"]["test_rows"] == 200
+    assert (
+        config["data"]["train_rows"] == 320
+        and config["data"]["validation_rows"] == 80
+        and config["data"]["test_rows"] == 200
+    )
     assert set(config["versions"]) >= {"python", "keras", "numpy", "tensorflow"}
 
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
@@ -74,7 +92,9 @@ def test_saved_model_is_the_best_epoch(tiny_data_dir, tmp_path):
     assert test_accuracy == pytest.approx(record["result"]["test_accuracy"], abs=1e-6)
     # Its per-row test predictions are saved for the verdict's multi-bootstrap, in the test split's order.
     correct = results.RunDirectory(Path(record["run_dir"])).read_test_correct()
-    assert correct.shape == (len(prepared.y_test),) and correct.mean() == pytest.approx(record["result"]["test_accuracy"], abs=1e-12)
+    assert correct.shape == (len(prepared.y_test),) and correct.mean() == pytest.approx(
+        record["result"]["test_accuracy"], abs=1e-12
+    )
     with np.load(Path(record["run_dir"]) / "test_predictions.npz") as saved:
         assert (saved["labels"] == prepared.y_test).all() and saved["probabilities"].dtype == np.float16
 
@@ -94,7 +114,11 @@ def test_the_record_says_how_many_validation_rows_share_a_group_with_training(tm
 
     path = tmp_path / "grouped.tsv"
     rows = synthetic_reviews(300, seed=4)
-    path.write_text("text\tlabel\tauthor\n" + "".join(f"{text}\t{label}\ta{index % 30}\n" for index, (text, label) in enumerate(rows)), encoding="utf-8")
+    path.write_text(
+        "text\tlabel\tauthor\n"
+        + "".join(f"{text}\t{label}\ta{index % 30}\n" for index, (text, label) in enumerate(rows)),
+        encoding="utf-8",
+    )
     config = tiny_config(
         "ann",
         data={"dataset": "files", "files": {"train": str(path), "group_column": "author"}, "hold_out": hold_out},
@@ -122,7 +146,9 @@ def test_a_diverging_run_is_never_a_best_result(tiny_data_dir, tmp_path, monkeyp
 
     monkeypatch.setattr(model_factory, "loss_for", lambda num_classes: not_a_number)
     lines = []
-    record = run_experiment(tiny_config("ann", train={"epochs": 3}), str(tiny_data_dir), tmp_path / "runs", "test", echo=lines.append)
+    record = run_experiment(
+        tiny_config("ann", train={"epochs": 3}), str(tiny_data_dir), tmp_path / "runs", "test", echo=lines.append
+    )
     assert record["status"] == "diverged"
     assert record["result"] == {"epochs_run": 1}
     assert "epoch 1/3: the loss is not finite; stopping (recorded as diverged)" in lines
@@ -141,7 +167,13 @@ def test_same_seed_same_history_on_cpu(tiny_data_dir, tmp_path):
 
     assert history(first) == history(second)
     assert first["result"]["test_accuracy"] == second["result"]["test_accuracy"]
-    other = run_experiment(tiny_config("gru", model={"dropout": 0.3}, train={"seed": 4}), str(tiny_data_dir), tmp_path / "c", "test", echo=lambda line: None)
+    other = run_experiment(
+        tiny_config("gru", model={"dropout": 0.3}, train={"seed": 4}),
+        str(tiny_data_dir),
+        tmp_path / "c",
+        "test",
+        echo=lambda line: None,
+    )
     assert history(other) != history(first)
 
 
@@ -154,16 +186,22 @@ def test_unwritable_runs_folder_is_one_line(tiny_data_dir, tmp_path):
     blocker.write_text("a file where the runs folder should be")
     config = tmp_path / "tiny.yaml"
     config.write_text("model: {cell: ann, dense_units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 1}\n")
-    outcome = CliRunner().invoke(main, ["run", str(config), "--data-dir", str(tiny_data_dir), "--runs-dir", str(blocker / "runs")])
+    outcome = CliRunner().invoke(
+        main, ["run", str(config), "--data-dir", str(tiny_data_dir), "--runs-dir", str(blocker / "runs")]
+    )
     # Found before anything is read or trained: the index can't be created there.
     assert outcome.exit_code == 1
-    assert outcome.output.splitlines()[-1] == f"Error: cannot write {blocker / 'runs' / 'index.sqlite'}: Not a directory"
+    assert (
+        outcome.output.splitlines()[-1] == f"Error: cannot write {blocker / 'runs' / 'index.sqlite'}: Not a directory"
+    )
     assert blocker.read_text() == "a file where the runs folder should be"
 
 
 def test_real_imdb_slice_learns(real_data_dir, tmp_path):
     # The bag-of-words baseline on 3,000 real reviews: far above chance after two epochs.
-    config = config_from_mapping({"name": "slice", "model": {"cell": "ann"}, "data": {"limit": 3000}, "train": {"epochs": 2}})
+    config = config_from_mapping(
+        {"name": "slice", "model": {"cell": "ann"}, "data": {"limit": 3000}, "train": {"epochs": 2}}
+    )
     record = run_experiment(config, str(real_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
     assert record["data"]["train_rows"] == 2400 and record["data"]["test_rows"] == 25_000
     assert 0.75 <= record["result"]["best_val_accuracy"] <= 0.95
@@ -216,8 +254,12 @@ def test_default_bag_of_words_trains_as_before(tiny_data_dir, tmp_path):
     record = run_experiment(tiny_config("ann"), str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
     history = [json.loads(line) for line in (Path(record["run_dir"]) / "history.jsonl").read_text().splitlines()]
     assert record["parameters"] == 417
-    assert [entry["loss"] for entry in history] == pytest.approx([0.6754664778709412, 0.6526379585266113, 0.6352899074554443], abs=1e-5)
-    assert [entry["val_accuracy"] for entry in history] == pytest.approx([0.550000011920929, 0.637499988079071, 0.675000011920929])
+    assert [entry["loss"] for entry in history] == pytest.approx(
+        [0.6754664778709412, 0.6526379585266113, 0.6352899074554443], abs=1e-5
+    )
+    assert [entry["val_accuracy"] for entry in history] == pytest.approx(
+        [0.550000011920929, 0.637499988079071, 0.675000011920929]
+    )
     assert "bigrams" not in json.loads((Path(record["run_dir"]) / "vocabulary.json").read_text())
 
 

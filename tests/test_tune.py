@@ -58,29 +58,76 @@ def counted(trials: list) -> list:
 @pytest.mark.parametrize(
     "tune_section, expected",
     [
-        ({"trials": 0, "space": {"model.units": [4]}}, "tune.trials must be a whole number from 1 to 1000 (trials per candidate), got 0"),
-        ({"trials": 2, "space": {"model.units": [4]}, "budget": 3}, "tune: unknown key tune.budget (allowed: trials, space, search, pruner, sampler, seeds, trial_seed, random_trials)"),
-        ({"trials": 2}, "tune.space must map dotted keys to choices or ranges, e.g. model.units: {int: [16, 256], log: true}"),
-        ({"trials": 2, "space": {"model.units": {"int": [16, 8]}}}, "tune.space.model.units.int must be [low, high] with whole numbers and low < high, got [16, 8]"),
-        ({"trials": 2, "space": {"model.units": {"int": [0, 8], "log": True}}}, "tune.space.model.units: a log range needs low > 0, got 0"),
-        ({"trials": 2, "space": {"model.units": {"range": [1, 8]}}}, "tune.space.model.units must be a list of choices, or {int: [low, high]} or {float: [low, high]} with optional log: true and step, got {'range': [1, 8]}"),
+        (
+            {"trials": 0, "space": {"model.units": [4]}},
+            "tune.trials must be a whole number from 1 to 1000 (trials per candidate), got 0",
+        ),
+        (
+            {"trials": 2, "space": {"model.units": [4]}, "budget": 3},
+            "tune: unknown key tune.budget (allowed: trials, space, search, pruner, sampler, seeds, trial_seed, random_trials)",
+        ),
+        (
+            {"trials": 2},
+            "tune.space must map dotted keys to choices or ranges, e.g. model.units: {int: [16, 256], log: true}",
+        ),
+        (
+            {"trials": 2, "space": {"model.units": {"int": [16, 8]}}},
+            "tune.space.model.units.int must be [low, high] with whole numbers and low < high, got [16, 8]",
+        ),
+        (
+            {"trials": 2, "space": {"model.units": {"int": [0, 8], "log": True}}},
+            "tune.space.model.units: a log range needs low > 0, got 0",
+        ),
+        (
+            {"trials": 2, "space": {"model.units": {"range": [1, 8]}}},
+            "tune.space.model.units must be a list of choices, or {int: [low, high]} or {float: [low, high]} with optional log: true and step, got {'range': [1, 8]}",
+        ),
         ({"trials": 2, "space": {"model.units": [4, 4]}}, "tune.space.model.units repeats a choice: [4, 4]"),
-        ({"trials": 2, "space": {"train.seed": [1, 2]}}, "tune.space.train.seed: train.seed can't be searched (the tuning protocol sets name, backend, train.seed, train.seeds)"),
-        ({"trials": 2, "space": {"model.units": [4]}, "pruner": "sometimes"}, "tune.pruner must be one of median, hyperband, none, got 'sometimes'"),
-        ({"trials": 2, "space": {"model.units": [4]}, "seeds": 1}, "tune.seeds must be 2 to 100 seeds (or a list of them): a verdict needs at least 2, got 1"),
-        ({"trials": 2, "space": {"model.units": [4]}, "seeds": [0, 1]}, "tune.seeds=[0, 1] holds the trial seed 0; the final runs need fresh seeds, not the one the search chose on"),
-        ({"trials": 2, "space": {"model.units": [4]}, "search": {"model.units": 8}}, "tune.search.model.units is also in tune.space; a key is either searched or fixed for the search"),
+        (
+            {"trials": 2, "space": {"train.seed": [1, 2]}},
+            "tune.space.train.seed: train.seed can't be searched (the tuning protocol sets name, backend, train.seed, train.seeds)",
+        ),
+        (
+            {"trials": 2, "space": {"model.units": [4]}, "pruner": "sometimes"},
+            "tune.pruner must be one of median, hyperband, none, got 'sometimes'",
+        ),
+        (
+            {"trials": 2, "space": {"model.units": [4]}, "seeds": 1},
+            "tune.seeds must be 2 to 100 seeds (or a list of them): a verdict needs at least 2, got 1",
+        ),
+        (
+            {"trials": 2, "space": {"model.units": [4]}, "seeds": [0, 1]},
+            "tune.seeds=[0, 1] holds the trial seed 0; the final runs need fresh seeds, not the one the search chose on",
+        ),
+        (
+            {"trials": 2, "space": {"model.units": [4]}, "search": {"model.units": 8}},
+            "tune.search.model.units is also in tune.space; a key is either searched or fixed for the search",
+        ),
         # The search may not set what the protocol sets either: every trial would share it.
-        ({"trials": 2, "space": {"model.units": [4]}, "search": {"train.seed": 1}}, "tune.search.train.seed can't be set: every trial trains with tune.trial_seed; set that instead"),
-        ({"trials": 2, "space": {"model.units": [4]}, "search": {"train.seeds": [7, 8]}},
-         "tune.search.train.seeds can't be set: every trial trains with tune.trial_seed, and the winners with tune.seeds; set those instead"),
-        ({"trials": 2, "space": {"model.units": [4]}, "search": {"name": "x"}},
-         "tune.search.name can't be set: trials are named <candidate>-tNNN so that each is a run of its own; one name for all would make one run count as several trials"),
-        ({"trials": 2, "space": {"train.epochs": [1, 2]}},
-         "tune.space.train.epochs: train.epochs can't be searched: the budget is tune.trials x the trials' train.epochs (set it in tune.search)"),
-        ({"trials": 2, "space": {"model.units": [4]}, "sampler": "grid"}, "tune.sampler must be one of tpe, random, got 'grid'"),
-        ({"trials": 2, "space": {"model.units": [4]}, "sampler": "random", "random_trials": 1},
-         "tune.random_trials is read only with sampler: tpe; with sampler: random every trial is random"),
+        (
+            {"trials": 2, "space": {"model.units": [4]}, "search": {"train.seed": 1}},
+            "tune.search.train.seed can't be set: every trial trains with tune.trial_seed; set that instead",
+        ),
+        (
+            {"trials": 2, "space": {"model.units": [4]}, "search": {"train.seeds": [7, 8]}},
+            "tune.search.train.seeds can't be set: every trial trains with tune.trial_seed, and the winners with tune.seeds; set those instead",
+        ),
+        (
+            {"trials": 2, "space": {"model.units": [4]}, "search": {"name": "x"}},
+            "tune.search.name can't be set: trials are named <candidate>-tNNN so that each is a run of its own; one name for all would make one run count as several trials",
+        ),
+        (
+            {"trials": 2, "space": {"train.epochs": [1, 2]}},
+            "tune.space.train.epochs: train.epochs can't be searched: the budget is tune.trials x the trials' train.epochs (set it in tune.search)",
+        ),
+        (
+            {"trials": 2, "space": {"model.units": [4]}, "sampler": "grid"},
+            "tune.sampler must be one of tpe, random, got 'grid'",
+        ),
+        (
+            {"trials": 2, "space": {"model.units": [4]}, "sampler": "random", "random_trials": 1},
+            "tune.random_trials is read only with sampler: tpe; with sampler: random every trial is random",
+        ),
     ],
 )
 def test_tune_section_errors_are_one_line(tmp_path, tune_section, expected):
@@ -95,10 +142,16 @@ def test_tune_section_errors_are_one_line(tmp_path, tune_section, expected):
     "space, expected",
     [
         # Keys and values are validated against the config, as --set would be, before anything trains.
-        ({"model.unitz": [4, 8]}, "tune.space.model.unitz=4: unknown key model.unitz (allowed: bidirectional, cell, dense_units, dropout, embedding_dim,"
-         " embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding,"
-         " recurrent_dropout, recurrent_input_dropout, units) (did you mean 'units'?)"),
-        ({"model.dropout": {"float": [0.0, 1.5]}}, "tune.space.model.dropout=1.5: model.dropout=1.5 is out of range (allowed: >= 0.0 and < 1.0)"),
+        (
+            {"model.unitz": [4, 8]},
+            "tune.space.model.unitz=4: unknown key model.unitz (allowed: bidirectional, cell, dense_units, dropout, embedding_dim,"
+            " embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding,"
+            " recurrent_dropout, recurrent_input_dropout, units) (did you mean 'units'?)",
+        ),
+        (
+            {"model.dropout": {"float": [0.0, 1.5]}},
+            "tune.space.model.dropout=1.5: model.dropout=1.5 is out of range (allowed: >= 0.0 and < 1.0)",
+        ),
     ],
 )
 def test_a_space_the_config_refuses_is_refused_before_training(tmp_path, space, expected):
@@ -111,11 +164,17 @@ def test_a_space_the_config_refuses_is_refused_before_training(tmp_path, space, 
 def test_run_and_tune_point_at_each_other(tmp_path):
     tuned = write_config(tmp_path, TINY)
     outcome = CliRunner().invoke(main, ["run", str(tuned)])
-    assert outcome.exit_code == 2 and outcome.output == f"Error: {tuned}: has a tune section; tune it with: rnnbench tune {tuned}\n"
+    assert (
+        outcome.exit_code == 2
+        and outcome.output == f"Error: {tuned}: has a tune section; tune it with: rnnbench tune {tuned}\n"
+    )
     plain = write_config(tmp_path, {"name": "plain"}, "plain.yaml")
     outcome = CliRunner().invoke(main, ["tune", str(plain)])
     assert outcome.exit_code == 2
-    assert outcome.output == f"Error: {plain}: has no tune section; `rnnbench tune` needs one (see configs/tune/), or train it with: rnnbench run {plain}\n"
+    assert (
+        outcome.output
+        == f"Error: {plain}: has no tune section; `rnnbench tune` needs one (see configs/tune/), or train it with: rnnbench run {plain}\n"
+    )
 
 
 def test_seeds_and_search_settings(tmp_path):
@@ -142,8 +201,10 @@ def refused(tmp_path, settings: dict) -> tuple[Path, object]:
 
 
 def test_a_tuning_that_would_choose_on_the_test_split_is_refused_in_one_line(tmp_path):
-    on_test = "='test' would choose the tuning's winners on the test split; hold validation out of the training rows instead" \
+    on_test = (
+        "='test' would choose the tuning's winners on the test split; hold validation out of the training rows instead"
         " (data.validation: a fraction such as 0.2, or a data.files.validation file)"
+    )
     path, outcome = refused(tmp_path, {**TINY, "data": {**TINY["data"], "validation": "test"}})
     assert (outcome.exit_code, outcome.output) == (2, f"Error: {path}: data.validation{on_test}\n")
     path, outcome = refused(tmp_path, with_tune(search={"data.limit": 300, "data.validation": "test"}))
@@ -160,14 +221,18 @@ def test_rows_held_out_beside_rows_of_their_group_are_refused_too(tmp_path):
         " in training, which rewards memorising them as the test split never does; tune with data.hold_out: groups\n"
     )
     files = {
-        **TINY, "data": {**TINY["data"], "dataset": "files", "files": {"train": "reviews.tsv", "group_column": "author"}},
+        **TINY,
+        "data": {**TINY["data"], "dataset": "files", "files": {"train": "reviews.tsv", "group_column": "author"}},
         "tune": {**TINY["tune"], "search": {"data.hold_out": "rows"}},
     }
     path, outcome = refused(tmp_path, files)
-    assert (outcome.exit_code, outcome.output) == (2, (
-        f"Error: {path}: tune.search.data.hold_out='rows' would choose the tuning's winners on validation rows whose groups"
-        " (author) also have rows in training, which rewards memorising them as the test split never does; tune with data.hold_out: groups\n"
-    ))
+    assert (outcome.exit_code, outcome.output) == (
+        2,
+        (
+            f"Error: {path}: tune.search.data.hold_out='rows' would choose the tuning's winners on validation rows whose groups"
+            " (author) also have rows in training, which rewards memorising them as the test split never does; tune with data.hold_out: groups\n"
+        ),
+    )
     # Without groups, rows are all there is to hold out.
     plain = {**files, "data": {**files["data"], "files": {"train": "reviews.tsv"}}}
     assert tune.read_plan(write_config(tmp_path, plain))[0].search == {"data.hold_out": "rows"}
@@ -177,10 +242,13 @@ def test_rows_held_out_beside_rows_of_their_group_are_refused_too(tmp_path):
 def test_candidates_whose_trials_train_different_epochs_are_refused(tmp_path):
     settings = {**TINY, "sweep": {"variants": {"short": {"train.epochs": 1}, "long": {"train.epochs": 3}}}}
     path, outcome = refused(tmp_path, settings)
-    assert (outcome.exit_code, outcome.output) == (2, (
-        f"Error: {path}: the candidates' trials would train different epochs (tiny-short 1, tiny-long 3), and the budget,"
-        " tune.trials x epochs, must be the same for every candidate; set tune.search.train.epochs\n"
-    ))
+    assert (outcome.exit_code, outcome.output) == (
+        2,
+        (
+            f"Error: {path}: the candidates' trials would train different epochs (tiny-short 1, tiny-long 3), and the budget,"
+            " tune.trials x epochs, must be the same for every candidate; set tune.search.train.epochs\n"
+        ),
+    )
     settings["tune"] = {**TINY["tune"], "search": {"train.epochs": 2}}
     assert tune.read_plan(write_config(tmp_path, settings))[0].budget == 6
 
@@ -227,11 +295,25 @@ def trained_epochs(runs: Path, record: dict) -> int:
     return len((runs / record["run_id"] / "history.jsonl").read_text().splitlines())
 
 
-def test_every_candidate_trains_the_same_epochs_and_pruned_epochs_fund_more_trials(tiny_data_dir, tmp_path, monkeypatch):
+def test_every_candidate_trains_the_same_epochs_and_pruned_epochs_fund_more_trials(
+    tiny_data_dir, tmp_path, monkeypatch
+):
     monkeypatch.setattr(tune, "_pruner", lambda settings: PruneSome())
     path = write_config(tmp_path, TINY)
     runs = tmp_path / "runs"
-    outcome = CliRunner().invoke(main, ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--out", str(tmp_path / "report")])
+    outcome = CliRunner().invoke(
+        main,
+        [
+            "tune",
+            str(path),
+            "--data-dir",
+            str(tiny_data_dir),
+            "--runs-dir",
+            str(runs),
+            "--out",
+            str(tmp_path / "report"),
+        ],
+    )
     assert outcome.exit_code == 0, outcome.output
     assert "6 epochs each (3 trials of 2; a pruned trial's unused epochs fund more trials)" in outcome.output
     storage = tune.default_storage(runs)
@@ -253,14 +335,19 @@ def test_every_candidate_trains_the_same_epochs_and_pruned_epochs_fund_more_tria
         assert f"[{candidate}] trial 2: pruned after epoch 1: val_accuracy" in outcome.output
     assert "; 1 epoch, the budget's last (a full trial trains 2)" in outcome.output
     assert "[tiny-gru] trial 4: " in outcome.output and "; 6 of 6 epochs spent" in outcome.output
-    assert by_name["tiny-gru-t003"]["config"]["train"]["epochs"] == 1 and by_name["tiny-gru-t003"]["status"] == "completed"
+    assert (
+        by_name["tiny-gru-t003"]["config"]["train"]["epochs"] == 1 and by_name["tiny-gru-t003"]["status"] == "completed"
+    )
     # Every trial is an ordinary run; a pruned one is recorded as pruned, with its one epoch.
     assert by_name["tiny-gru-t001"]["status"] == "pruned" and by_name["tiny-gru-t001"]["result"] == {"epochs_run": 1}
     assert not (runs / by_name["tiny-gru-t001"]["run_id"] / results.CHECKPOINT_FILE).exists()
     assert by_name["tiny-gru-t000"]["config"]["data"]["limit"] == 300
     finals = [record for record in records if record["name"].endswith("-tuned")]
     assert sorted((record["name"], record["config"]["train"]["seed"]) for record in finals) == [
-        ("tiny-ann-tuned", 1), ("tiny-ann-tuned", 2), ("tiny-gru-tuned", 1), ("tiny-gru-tuned", 2)
+        ("tiny-ann-tuned", 1),
+        ("tiny-ann-tuned", 2),
+        ("tiny-gru-tuned", 1),
+        ("tiny-gru-tuned", 2),
     ]
     assert all(record["config"]["data"]["limit"] is None for record in finals)
     # The winner's settings are the best completed trial's (the budget's shortened last trial may win too).
@@ -270,7 +357,11 @@ def test_every_candidate_trains_the_same_epochs_and_pruned_epochs_fund_more_tria
     assert gru_final["config"]["train"]["learning_rate"] == best.params["train.learning_rate"]
     assert "Verdict" in outcome.output  # The winners' comparison (verdict.py says how).
     tuning = (tmp_path / "report" / "tuning.md").read_text()
-    assert "## tiny-gru" in tuning and "6 epochs in 4 trials, 1 pruned. Best:" in tuning and "6 epochs in 4 trials, 2 pruned. Best:" in tuning
+    assert (
+        "## tiny-gru" in tuning
+        and "6 epochs in 4 trials, 1 pruned. Best:" in tuning
+        and "6 epochs in 4 trials, 2 pruned. Best:" in tuning
+    )
     assert "| t001 | tpe | pruned | (" in tuning and "| t003 | tpe | completed (the budget's last 1) |" in tuning
     assert (tmp_path / "report" / "tune_history_tiny-gru.png").stat().st_size > 1000
     # TPE's random start is trial 0 alone (random_trials defaults to a third of the trials).
@@ -278,14 +369,28 @@ def test_every_candidate_trains_the_same_epochs_and_pruned_epochs_fund_more_tria
     assert (tmp_path / "report" / "tune_expected_max.png").stat().st_size > 1000
 
     # Again: the budget is used up, nothing trains, the same winners are reported.
-    again = CliRunner().invoke(main, ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--out", str(tmp_path / "report")])
+    again = CliRunner().invoke(
+        main,
+        [
+            "tune",
+            str(path),
+            "--data-dir",
+            str(tiny_data_dir),
+            "--runs-dir",
+            str(runs),
+            "--out",
+            str(tmp_path / "report"),
+        ],
+    )
     assert again.exit_code == 0, again.output
     assert "] trial " not in again.output and "already completed" in again.output
     assert len(results.read_runs(runs, statuses=None)) == len(records)
 
     # A changed search is refused rather than mixed into the old study.
     changed = write_config(tmp_path, with_tune(search={"data.limit": 200}))
-    refused = CliRunner().invoke(main, ["tune", str(changed), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs)])
+    refused = CliRunner().invoke(
+        main, ["tune", str(changed), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs)]
+    )
     assert refused.exit_code == 1
     assert refused.output == (
         f"Error: {storage}: study tiny-gru was tuned with other settings (config, space, search, pruner or trial seed);"
@@ -348,7 +453,9 @@ def test_a_trial_asked_past_the_budget_is_dropped(tmp_path, monkeypatch):
     assert [trial.state.name for trial in trials] == ["RUNNING", "RUNNING", "FAIL"]
     assert trials[2].user_attrs[tune.OVER_BUDGET] is True
     monkeypatch.setattr(study, "ask", asking)
-    assert tune.next_trial(candidates[0], settings, runs) is None  # The two running ones hold the budget (2 x 2 epochs).
+    assert (
+        tune.next_trial(candidates[0], settings, runs) is None
+    )  # The two running ones hold the budget (2 x 2 epochs).
     study.tell(trials[0].number, state=optuna.trial.TrialState.FAIL)  # One fails: room for one more.
     trial, taken_over = tune.next_trial(candidates[0], settings, runs)
     assert (trial.number, taken_over, trial.user_attrs[tune.ALLOTTED]) == (3, None, 2)
@@ -389,7 +496,9 @@ def test_a_trial_whose_owner_is_silent_is_taken_over_though_its_pid_lives(tmp_pa
     assert taken.user_attrs[tune.OWNER] == results.this_process() and taken.user_attrs[tune.HEARTBEAT] == clock[0]
 
 
-def test_a_process_waiting_for_a_trial_names_it_and_takes_it_over_once_silent(tiny_data_dir, tmp_path, monkeypatch, another_process):
+def test_a_process_waiting_for_a_trial_names_it_and_takes_it_over_once_silent(
+    tiny_data_dir, tmp_path, monkeypatch, another_process
+):
     clock = [1_000_000.0]
     monkeypatch.setattr(tune, "_now", lambda: clock[0])
     # Each look at the waited-for trial moves the clock on by a minute.
@@ -404,7 +513,19 @@ def test_a_process_waiting_for_a_trial_names_it_and_takes_it_over_once_silent(ti
     trial, _ = tune.next_trial(candidates[0], settings, runs)
     trial.set_user_attr(tune.OWNER, {"pid": another_process.pid, "host": os.uname().nodename})
     trial.set_user_attr(tune.HEARTBEAT, clock[0] - 30)
-    outcome = CliRunner().invoke(main, ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--out", str(tmp_path / "report")])
+    outcome = CliRunner().invoke(
+        main,
+        [
+            "tune",
+            str(path),
+            "--data-dir",
+            str(tiny_data_dir),
+            "--runs-dir",
+            str(runs),
+            "--out",
+            str(tmp_path / "report"),
+        ],
+    )
     assert outcome.exit_code == 0, outcome.output
     owner = f"pid {another_process.pid} on {os.uname().nodename}"
     waiting = [line for line in outcome.output.splitlines() if line.startswith("waiting for")]
@@ -413,7 +534,9 @@ def test_a_process_waiting_for_a_trial_names_it_and_takes_it_over_once_silent(ti
         " once it is silent for 600 s, or at once when its process stops (Ctrl-C there releases it)"
     )
     # Said again each minute while it waits, with how long it has waited.
-    assert waiting[1].startswith(f"waiting for tiny-gru-t000, which {owner} trains: last heard of 90 s ago, waited for 60 s;")
+    assert waiting[1].startswith(
+        f"waiting for tiny-gru-t000, which {owner} trains: last heard of 90 s ago, waited for 60 s;"
+    )
     assert len(waiting) == 10
     [taken_over] = [line for line in outcome.output.splitlines() if line.startswith("[tiny-gru] trial 1: model.")]
     assert taken_over.endswith(f"; 1 epoch ({owner} has not been heard of for 630 s; finishing it)")
@@ -446,13 +569,32 @@ SLOW = {
 
 
 def _environment(data_dir: Path, tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "RNNBENCH_DATA_DIR": str(data_dir), "RNNBENCH_CACHE_DIR": str(tmp_path / "cache"), "KERAS_BACKEND": "jax"}
+    return {
+        **os.environ,
+        "RNNBENCH_DATA_DIR": str(data_dir),
+        "RNNBENCH_CACHE_DIR": str(tmp_path / "cache"),
+        "KERAS_BACKEND": "jax",
+    }
 
 
 def _tune(config: Path, runs: Path, environment: dict[str, str], *arguments: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "rnnbench", "tune", str(config), "--runs-dir", str(runs), "--out", str(runs.parent / f"report-{runs.name}"), *arguments],
-        env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "rnnbench",
+            "tune",
+            str(config),
+            "--runs-dir",
+            str(runs),
+            "--out",
+            str(runs.parent / f"report-{runs.name}"),
+            *arguments,
+        ],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -468,8 +610,14 @@ def _outcome(storage: str, study_name: str) -> list[tuple]:
 
 def _finals(runs: Path) -> list[tuple]:
     return sorted(
-        (record["name"], record["config"]["train"]["seed"], record["result"]["best_val_accuracy"], record["result"]["test_accuracy"])
-        for record in results.read_runs(runs) if record["name"].endswith("-tuned")
+        (
+            record["name"],
+            record["config"]["train"]["seed"],
+            record["result"]["best_val_accuracy"],
+            record["result"]["test_accuracy"],
+        )
+        for record in results.read_runs(runs)
+        if record["name"].endswith("-tuned")
     )
 
 
@@ -510,7 +658,9 @@ def test_killed_mid_trial_and_run_again_completes_the_same_study(slow_data_dir, 
 
 
 def test_two_processes_on_one_study_run_exactly_the_budget(slow_data_dir, tmp_path):
-    config = write_config(tmp_path, {**SLOW, "train": {"epochs": 1, "batch_size": 8}, "tune": {**SLOW["tune"], "trials": 4}})
+    config = write_config(
+        tmp_path, {**SLOW, "train": {"epochs": 1, "batch_size": 8}, "tune": {**SLOW["tune"], "trials": 4}}
+    )
     environment = _environment(slow_data_dir, tmp_path)
     storage = f"sqlite:///{tmp_path / 'shared.sqlite'}"
     # Separate runs folders, as on two machines: only the shared storage keeps the count.
@@ -521,8 +671,10 @@ def test_two_processes_on_one_study_run_exactly_the_budget(slow_data_dir, tmp_pa
         assert len(counted(trials)) == 4, [(trial.number, trial.state.name) for trial in trials]
         assert all(trial.state.name in ("COMPLETE", "FAIL") for trial in trials)
         trained = [
-            record["name"] for runs in ("first", "second")
-            for record in results.read_runs(tmp_path / runs, statuses=None) if re.fullmatch(rf"{study_name}-t\d{{3}}", record["name"])
+            record["name"]
+            for runs in ("first", "second")
+            for record in results.read_runs(tmp_path / runs, statuses=None)
+            if re.fullmatch(rf"{study_name}-t\d{{3}}", record["name"])
         ]
         # Each counted trial trained once, in one process or the other.
         assert sorted(trained) == sorted(f"{study_name}-t{trial.number:03d}" for trial in counted(trials))
@@ -541,7 +693,8 @@ def test_a_tuning_is_one_mlflow_parent_run_with_every_trial_and_final_run_nested
     path = write_config(tmp_path, with_tune(trials=1, pruner="none"))
     runs = tmp_path / "runs"
     outcome = CliRunner().invoke(
-        main, ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--mlflow", uri],
+        main,
+        ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--mlflow", uri],
         env={"MLFLOW_EXPERIMENT_NAME": "tuning"},
     )
     assert outcome.exit_code == 0, outcome.output
@@ -582,7 +735,10 @@ def test_a_storage_that_is_not_a_database_is_one_line(tmp_path):
     junk.write_text("not a database")
     with pytest.raises(tune.TuneError) as raised:
         tune.open_studies(candidates, settings, f"sqlite:///{junk}")
-    assert str(raised.value) == f"--storage sqlite:///{junk}: cannot open the study storage: (sqlite3.DatabaseError) file is not a database"
+    assert (
+        str(raised.value)
+        == f"--storage sqlite:///{junk}: cannot open the study storage: (sqlite3.DatabaseError) file is not a database"
+    )
 
 
 def all_random(**changes) -> dict:
@@ -590,12 +746,28 @@ def all_random(**changes) -> dict:
     return with_tune(sampler="random", **changes)
 
 
-def test_jobs_2_trains_two_trials_at_a_time_each_reporting_and_pruned_in_its_own_process(tiny_data_dir, tmp_path, monkeypatch):
+def test_jobs_2_trains_two_trials_at_a_time_each_reporting_and_pruned_in_its_own_process(
+    tiny_data_dir, tmp_path, monkeypatch
+):
     # The pruner travels to each worker process with its trial (spawned processes import this module).
     monkeypatch.setattr(tune, "_pruner", lambda settings: PruneSecondTrial())
     path = write_config(tmp_path, all_random())
     runs = tmp_path / "runs"
-    outcome = CliRunner().invoke(main, ["tune", str(path), "--jobs", "2", "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--out", str(tmp_path / "report")])
+    outcome = CliRunner().invoke(
+        main,
+        [
+            "tune",
+            str(path),
+            "--jobs",
+            "2",
+            "--data-dir",
+            str(tiny_data_dir),
+            "--runs-dir",
+            str(runs),
+            "--out",
+            str(tmp_path / "report"),
+        ],
+    )
     assert outcome.exit_code == 0, outcome.output
     assert "training 6 runs, 2 at a time" in outcome.output
     storage = tune.default_storage(runs)
@@ -608,7 +780,11 @@ def test_jobs_2_trains_two_trials_at_a_time_each_reporting_and_pruned_in_its_own
         assert [trial.user_attrs[tune.SAMPLED] for trial in trials] == ["random"] * 4
     statuses = sorted((record["name"], record["status"]) for record in results.read_runs(runs, statuses=None))
     assert statuses == sorted(
-        [(f"tiny-{cell}-t00{number}", "pruned" if number == 1 else "completed") for cell in ("gru", "ann") for number in range(4)]
+        [
+            (f"tiny-{cell}-t00{number}", "pruned" if number == 1 else "completed")
+            for cell in ("gru", "ann")
+            for number in range(4)
+        ]
         + [(f"tiny-{cell}-tuned", "completed") for cell in ("gru", "ann") for _ in (1, 2)]
     )
     # The report's curves: the random trials that trained a full trial (t000 and t002), every candidate on one picture.
@@ -628,7 +804,9 @@ def test_jobs_2_trains_two_trials_at_a_time_each_reporting_and_pruned_in_its_own
     assert (tmp_path / "report" / "tune_expected_max.png").stat().st_size > 1000
 
 
-def test_ctrl_c_in_a_trial_then_the_same_command_finishes_that_trial_from_its_last_epoch(tiny_data_dir, tmp_path, monkeypatch):
+def test_ctrl_c_in_a_trial_then_the_same_command_finishes_that_trial_from_its_last_epoch(
+    tiny_data_dir, tmp_path, monkeypatch
+):
     told = tune.TrialObserver.epoch_ended
 
     def interrupted_once(self, entry, history):
@@ -640,7 +818,16 @@ def test_ctrl_c_in_a_trial_then_the_same_command_finishes_that_trial_from_its_la
     monkeypatch.setattr(tune.TrialObserver, "epoch_ended", interrupted_once)
     path = write_config(tmp_path, {**with_tune(pruner="none"), "sweep": {"variants": {"gru": {"model.cell": "gru"}}}})
     runs = tmp_path / "runs"
-    command = ["tune", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs), "--out", str(tmp_path / "report")]
+    command = [
+        "tune",
+        str(path),
+        "--data-dir",
+        str(tiny_data_dir),
+        "--runs-dir",
+        str(runs),
+        "--out",
+        str(tmp_path / "report"),
+    ]
     stopped = CliRunner().invoke(main, command)
     assert stopped.exit_code == 130, stopped.output
     storage = tune.default_storage(runs)
@@ -680,7 +867,9 @@ def test_a_trial_that_fails_is_told_failed_and_said_in_one_line(tiny_data_dir, t
 
 
 def test_a_trial_whose_worker_cant_reach_the_sqlite_storage_says_what_would(tmp_path):
-    watch = tune.TrialWatch(f"sqlite:///{tmp_path / 'elsewhere' / 'tune.sqlite'}", "tiny-gru", 1, optuna.pruners.NopPruner())
+    watch = tune.TrialWatch(
+        f"sqlite:///{tmp_path / 'elsewhere' / 'tune.sqlite'}", "tiny-gru", 1, optuna.pruners.NopPruner()
+    )
     with pytest.raises(tune.TuneError) as raised:
         watch.observer()
     assert str(raised.value) == (
@@ -694,7 +883,14 @@ def test_a_trial_whose_worker_cant_reach_the_sqlite_storage_says_what_would(tmp_
 def test_set_changes_the_tune_section_too(tmp_path):
     path = write_config(tmp_path, TINY)
     settings, candidates = tune.read_plan(
-        path, ["tune.trials=5", "tune.search.data.limit=200", "tune.space.model.embedding_dim=[4, 16]", "tune.pruner=none", "model.units=6"]
+        path,
+        [
+            "tune.trials=5",
+            "tune.search.data.limit=200",
+            "tune.space.model.embedding_dim=[4, 16]",
+            "tune.pruner=none",
+            "model.units=6",
+        ],
     )
     assert (settings.trials, settings.search, settings.pruner) == (5, {"data.limit": 200}, "none")
     assert [(dimension.key, dimension.choices) for dimension in settings.space][0] == ("model.embedding_dim", (4, 16))
@@ -708,7 +904,10 @@ def test_set_changes_the_tune_section_too(tmp_path):
     "override, expected",
     [
         ("tune.trials=0", "tune.trials must be a whole number from 1 to 1000 (trials per candidate), got 0"),
-        ("tune.budget=3", "tune: unknown key tune.budget (allowed: trials, space, search, pruner, sampler, seeds, trial_seed, random_trials)"),
+        (
+            "tune.budget=3",
+            "tune: unknown key tune.budget (allowed: trials, space, search, pruner, sampler, seeds, trial_seed, random_trials)",
+        ),
     ],
 )
 def test_a_bad_tune_override_names_itself(tmp_path, override, expected):

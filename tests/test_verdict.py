@@ -1,6 +1,4 @@
-import json
 import math
-import statistics
 
 import numpy as np
 import pytest
@@ -8,8 +6,20 @@ from scipy import stats
 
 from rnnbench import verdict as verdict_module
 from rnnbench.verdict import (
-    DELTA, TEST_KEY, counted_runs, group_runs, holm, judge, mark_replaced, paired_difference, power, seeds_needed, rows_half_width,
-    val_test_gap, verdict, welch_difference,
+    DELTA,
+    TEST_KEY,
+    counted_runs,
+    group_runs,
+    holm,
+    judge,
+    mark_replaced,
+    paired_difference,
+    power,
+    seeds_needed,
+    rows_half_width,
+    val_test_gap,
+    verdict,
+    welch_difference,
 )
 
 
@@ -24,7 +34,10 @@ def record(name: str, seed: int, accuracy: float, dataset: str = "imdb", test: f
 
 def runs(name: str, accuracies: list[float], dataset: str = "imdb", first_seed: int = 1) -> list[dict]:
     """Runs whose validation and test accuracies are both `accuracies`, seeds from `first_seed` on."""
-    return [record(name, seed, accuracy, dataset, test=accuracy) for seed, accuracy in enumerate(accuracies, start=first_seed)]
+    return [
+        record(name, seed, accuracy, dataset, test=accuracy)
+        for seed, accuracy in enumerate(accuracies, start=first_seed)
+    ]
 
 
 def test_welch_and_paired_agree_with_scipy():
@@ -62,7 +75,11 @@ def test_power_matches_a_simulated_t_test_and_seeds_needed_inverts_it():
     difference, spread, level = 0.01, 0.006, 0.01
     for paired in (True, False):
         needed = seeds_needed(difference, spread, level, paired)
-        assert power(needed, difference, spread, level, paired) >= 0.8 > power(needed - 1, difference, spread, level, paired)
+        assert (
+            power(needed, difference, spread, level, paired)
+            >= 0.8
+            > power(needed - 1, difference, spread, level, paired)
+        )
         trials = 4000
         if paired:
             # `spread` is that of the per-seed differences.
@@ -89,7 +106,10 @@ def test_family_wise_error_of_seven_equal_configs_is_held_at_five_percent():
     (plus its Monte-Carlo error); the lecture table's design, uncorrected, was wrong in 27%."""
     generator = np.random.default_rng(2026)
     families = 2000
-    wrong = sum(any(c.answer == "better" for c in judge(_family_of([0.85] * 7, 0.005, generator))[0].comparisons) for _ in range(families))
+    wrong = sum(
+        any(c.answer == "better" for c in judge(_family_of([0.85] * 7, 0.005, generator))[0].comparisons)
+        for _ in range(families)
+    )
     assert wrong / families <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / families)
 
 
@@ -122,7 +142,10 @@ def test_the_same_config_under_three_names_is_equivalent_never_better():
     assert [c.answer for c in family.comparisons] == ["equivalent"] * 3
     assert all(c.difference.method == "paired t" and c.difference.estimate == 0.0 for c in family.comparisons)
     lines = verdict(groups)
-    assert lines[2] == "  equivalent within ±0.50 points: a and b, +0.00 points (raw 90% CI +0.00 to +0.00; paired t, equivalence Holm p<0.001)"
+    assert (
+        lines[2]
+        == "  equivalent within ±0.50 points: a and b, +0.00 points (raw 90% CI +0.00 to +0.00; paired t, equivalence Holm p<0.001)"
+    )
 
 
 def test_two_configs_with_identical_constant_accuracies_are_equivalent_not_beyond_noise():
@@ -149,7 +172,9 @@ def test_verdict_lines_name_the_family_and_what_to_run_next():
         " equivalence test (±0.50 points) per pair, Holm over each dataset's tests at 5%:"
     )
     assert lines[1] == "- imdb: 3 configs with 2 or more seeds, 3 pairs, 6 tests, Holm; highest mean: gru 0.8810 (n=5)"
-    assert lines[2].startswith("  better: gru over simple_rnn by +14.10 points (raw 95% CI +13.61 to +14.59; paired t, p<0.001, Holm p<0.001)")
+    assert lines[2].startswith(
+        "  better: gru over simple_rnn by +14.10 points (raw 95% CI +13.61 to +14.59; paired t, p<0.001, Holm p<0.001)"
+    )
     assert lines[2].endswith("; paired t, p<0.001, Holm p<0.001)")
     assert lines[3].startswith("  better: lstm over simple_rnn by +13.")
     assert lines[4] == (
@@ -160,14 +185,22 @@ def test_verdict_lines_name_the_family_and_what_to_run_next():
     [undecided] = [c for c in family.comparisons if c.second.name == "lstm"]
     assert undecided.answer == "undecided"
     assert undecided.seeds_needed == seeds_needed(DELTA, undecided.difference.spread, 0.05 / 6, True)
-    assert f"about {undecided.seeds_needed - 5} more seeds each would find a 0.50-point difference with 80% power" in lines[4]
+    assert (
+        f"about {undecided.seeds_needed - 5} more seeds each would find a 0.50-point difference with 80% power"
+        in lines[4]
+    )
 
 
 def test_welch_when_the_seeds_differ_and_the_test_rows_noise_is_said():
-    with_rows = [{**entry, "result": {**entry["result"], "test_confusion": [[11000, 1500], [1500, 11000]]}} for entry in runs("gru", [0.88, 0.87, 0.89])]
+    with_rows = [
+        {**entry, "result": {**entry["result"], "test_confusion": [[11000, 1500], [1500, 11000]]}}
+        for entry in runs("gru", [0.88, 0.87, 0.89])
+    ]
     lines = verdict(group_runs(with_rows + runs("lstm", [0.80, 0.81, 0.79], first_seed=4), TEST_KEY))
     assert "(Welch t)" in lines[0]
-    assert lines[1].endswith("the 25,000 test rows alone make one accuracy uncertain by ±0.40 points (95%), a noise seeds don't show")
+    assert lines[1].endswith(
+        "the 25,000 test rows alone make one accuracy uncertain by ±0.40 points (95%), a noise seeds don't show"
+    )
     assert rows_half_width(0.9, 25_000) == pytest.approx(0.00372, abs=1e-5)
 
 
@@ -177,8 +210,12 @@ def test_the_test_outcome_is_tested_unless_validation_is_asked_or_missing():
     records += [record("lstm", seed, 0.85 + 0.001 * seed, test=0.85 + 0.002 * seed) for seed in (1, 2, 3)]
     assert "highest mean: lstm" in verdict(group_runs(records, TEST_KEY))[1]
     by_validation = verdict(group_runs(records), outcome="validation")
-    assert by_validation[0].startswith("Verdict on best validation accuracy,") and "highest mean: gru" in by_validation[1]
-    without_test = [{**entry, "result": {"best_val_accuracy": entry["result"]["best_val_accuracy"]}} for entry in records]
+    assert (
+        by_validation[0].startswith("Verdict on best validation accuracy,") and "highest mean: gru" in by_validation[1]
+    )
+    without_test = [
+        {**entry, "result": {"best_val_accuracy": entry["result"]["best_val_accuracy"]}} for entry in records
+    ]
     lines = verdict(group_runs(without_test, TEST_KEY))
     assert "some runs have no test accuracy, so best validation accuracy is tested" in lines[1]
 
@@ -190,7 +227,9 @@ def test_single_runs_are_named_and_not_tested():
 
 
 def test_verdict_is_per_dataset():
-    lines = verdict(group_runs(runs("imdb_gru", [0.88, 0.87]) + runs("chat_gru", [0.80, 0.81], dataset="chatbot"), TEST_KEY))
+    lines = verdict(
+        group_runs(runs("imdb_gru", [0.88, 0.87]) + runs("chat_gru", [0.80, 0.81], dataset="chatbot"), TEST_KEY)
+    )
     assert lines[1].startswith("- imdb: 1 config with 2 or more seeds, 0 pairs")
     assert lines[2].startswith("- chatbot: 1 config with 2 or more seeds, 0 pairs")
 
@@ -207,12 +246,17 @@ def test_a_seed_trained_twice_counts_once():
 def test_the_latest_run_of_a_seed_replaces_the_earlier_one():
     first = {**record("gru", 2, 0.70), "run_id": "old", "updated": "2026-11-28T10:00:05+00:00"}
     retrained = {**record("gru", 2, 0.86), "run_id": "new", "updated": "2026-11-28T11:00:00+00:00"}
-    others = [{**record("gru", seed, accuracy), "run_id": f"seed{seed}", "updated": "2026-11-28T10:00:00+00:00"} for seed, accuracy in ((1, 0.85), (3, 0.87))]
+    others = [
+        {**record("gru", seed, accuracy), "run_id": f"seed{seed}", "updated": "2026-11-28T10:00:00+00:00"}
+        for seed, accuracy in ((1, 0.85), (3, 0.87))
+    ]
     # Oldest started first, as read_runs returns them; the retrained run finished last whatever the order.
     for records in ([others[0], first, others[1], retrained], [retrained, others[0], first, others[1]]):
         [group] = group_runs(records)
         assert (group.n, group.seeds, group.mean) == (3, [1, 2, 3], pytest.approx(0.86))
-        assert [entry["run_id"] for entry in counted_runs(records)] == [entry["run_id"] for entry in records if entry is not first]
+        assert [entry["run_id"] for entry in counted_runs(records)] == [
+            entry["run_id"] for entry in records if entry is not first
+        ]
         assert [entry.get("status") for entry in mark_replaced(records) if entry["run_id"] == "old"] == ["replaced"]
         assert [entry.get("status") for entry in mark_replaced(records)].count("replaced") == 1
 
@@ -252,14 +296,22 @@ def test_a_run_recorded_before_a_key_existed_groups_with_todays_runs_of_the_same
     [group] = group_runs([old, new])
     assert (group.n, group.seeds) == (2, [1, 2])
     # A record this version can't read as a config still groups by what it stored.
-    unreadable = {**record("odd", 1, 0.5), "config": {"name": "odd", "model": {"cell": "transformer"}, "train": {"seed": 1}}, "group": "odd"}
+    unreadable = {
+        **record("odd", 1, 0.5),
+        "config": {"name": "odd", "model": {"cell": "transformer"}, "train": {"seed": 1}},
+        "group": "odd",
+    }
     assert [group.name for group in group_runs([unreadable])] == ["odd"]
 
 
 @pytest.mark.parametrize("paired", [True, False])
 def test_power_grows_with_the_seeds_and_is_never_nan(paired):
     # SciPy's noncentral t returns NaN for a tail too small to compute; the power must not.
-    for difference, spread, level in ((0.01, 0.003 * math.sqrt(2), 0.05 / 42), (0.005, 0.004, 0.05 / 420), (0.02, 0.001, 0.05)):
+    for difference, spread, level in (
+        (0.01, 0.003 * math.sqrt(2), 0.05 / 42),
+        (0.005, 0.004, 0.05 / 420),
+        (0.02, 0.001, 0.05),
+    ):
         chances = power(np.arange(2, 200), difference, spread, level, paired)
         assert not np.isnan(chances).any() and (np.diff(chances) >= -1e-12).all() and chances[-1] == pytest.approx(1.0)
     assert seeds_needed(0.01, 0.003 * math.sqrt(2), 0.05 / 42, paired=True) == 8
@@ -272,7 +324,9 @@ def test_seeds_needed_each_is_the_fewest_seeds_that_reach_the_planned_power(equi
     pairing = [*(generator.random(200) < 0.5), True]
     chance = verdict_module.equivalence_power if equivalence else power
     level = 0.05 / 42
-    for spread, paired, seeds in zip(spreads, pairing, verdict_module.seeds_needed_each(DELTA, spreads, level, pairing, equivalence=equivalence)):
+    for spread, paired, seeds in zip(
+        spreads, pairing, verdict_module.seeds_needed_each(DELTA, spreads, level, pairing, equivalence=equivalence)
+    ):
         if spread == 0:
             assert seeds is None
         elif seeds > verdict_module.MAX_SEEDS:

@@ -13,7 +13,11 @@ needs_gensim = pytest.mark.skipif(importlib.util.find_spec("gensim") is None, re
 
 # Two kinds of sentence, so that the words of each kind share contexts; the last rows hold a
 # word ("heldout") that only validation or test rows would have.
-TEXTS = ["the good great film was good and great"] * 40 + ["a bad awful plot was bad and awful"] * 40 + ["heldout heldout words"] * 5
+TEXTS = (
+    ["the good great film was good and great"] * 40
+    + ["a bad awful plot was bad and awful"] * 40
+    + ["heldout heldout words"] * 5
+)
 TRAINING_ROWS = np.arange(80)
 
 
@@ -54,7 +58,11 @@ def test_the_same_rows_and_seed_give_the_same_vectors_read_back_from_the_cache(c
     vocabulary = vocabulary_of(corpus)
     said = []
     first = train_word2vec(corpus, TRAINING_ROWS, vocabulary, rows=20, dimension=8, seed=3, echo=said.append)
-    assert len(said) == 2 and said[0] == "training word2vec vectors on the 80 training rows, on one CPU thread so that the seed decides them"
+    assert (
+        len(said) == 2
+        and said[0]
+        == "training word2vec vectors on the 80 training rows, on one CPU thread so that the seed decides them"
+    )
     assert said[1].startswith("trained 10 word2vec vectors in ")
     cached = list((tokenize.cache_folder()).glob("word2vec-*.npz"))
     assert len(cached) == 1
@@ -67,7 +75,9 @@ def test_the_same_rows_and_seed_give_the_same_vectors_read_back_from_the_cache(c
     np.testing.assert_array_equal(first.matrix, again.matrix)
     assert len(said) == 2
     monkeypatch.undo()
-    monkeypatch.setenv(tokenize.CACHE_VARIABLE, str(corpus_cache_elsewhere := tokenize.cache_folder().parent.parent / "other"))
+    monkeypatch.setenv(
+        tokenize.CACHE_VARIABLE, str(corpus_cache_elsewhere := tokenize.cache_folder().parent.parent / "other")
+    )
     # Trained afresh in another cache: the same seed still gives the same vectors (one worker, fixed hash).
     fresh = train_word2vec(corpus, TRAINING_ROWS, vocabulary, rows=20, dimension=8, seed=3, echo=said.append)
     np.testing.assert_array_equal(first.matrix, fresh.matrix)
@@ -93,8 +103,13 @@ def test_a_damaged_cache_entry_is_trained_again(corpus):
 
 def test_without_gensim_the_error_says_what_to_install(corpus, monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "gensim" else real_find_spec(name, *rest))
-    with pytest.raises(EmbeddingError, match=r"^model.pretrained_embedding='word2vec' needs the package gensim: pip install 'rnnbench\[word2vec\]'$"):
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *rest: None if name == "gensim" else real_find_spec(name, *rest)
+    )
+    with pytest.raises(
+        EmbeddingError,
+        match=r"^model.pretrained_embedding='word2vec' needs the package gensim: pip install 'rnnbench\[word2vec\]'$",
+    ):
         train_word2vec(corpus, TRAINING_ROWS, vocabulary_of(corpus), rows=20, dimension=8, seed=3)
 
 
@@ -107,8 +122,12 @@ def test_word2vec_is_a_config_value_for_models_with_an_embedding():
 def test_a_run_trains_its_vectors_on_its_own_training_rows_and_records_them(tiny_data_dir, tmp_path):
     from rnnbench.train import Prepared, _compiled_model, run_experiment
 
-    raw = {"name": "tiny_word2vec", "model": {"cell": "gru", "embedding_dim": 8, "units": 8, "dense_units": 8, "pretrained_embedding": "word2vec"},
-           "data": {"num_words": 30, "maxlen": 24}, "train": {"epochs": 1, "batch_size": 32, "seed": 3}}
+    raw = {
+        "name": "tiny_word2vec",
+        "model": {"cell": "gru", "embedding_dim": 8, "units": 8, "dense_units": 8, "pretrained_embedding": "word2vec"},
+        "data": {"num_words": 30, "maxlen": 24},
+        "train": {"epochs": 1, "batch_size": 32, "seed": 3},
+    }
     config = config_from_mapping(raw)
     lines = []
     record = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lines.append)
@@ -119,7 +138,9 @@ def test_a_run_trains_its_vectors_on_its_own_training_rows_and_records_them(tiny
     # The vectors come from the 320 training rows; validation and test rows are never read.
     prepared = Prepared(config, str(tiny_data_dir), echo=lambda line: None)
     assert len(prepared.training_rows) == 320 and len(prepared.x_validation) == 80
-    expected = train_word2vec(prepared.corpus, prepared.training_rows, prepared.vocabulary, 30, 8, 3, echo=lambda line: None)
+    expected = train_word2vec(
+        prepared.corpus, prepared.training_rows, prepared.vocabulary, 30, 8, 3, echo=lambda line: None
+    )
     network = _compiled_model(config, prepared, expected)
     (embedding,) = [layer for layer in network.layers if layer.__class__.__name__ == "Embedding"]
     np.testing.assert_array_equal(embedding.get_weights()[0], expected.matrix)

@@ -260,10 +260,12 @@ def run(
                 gpus_per_run=None if settings else gpus_per_run,
             )
     except KeyboardInterrupt as interrupt:
+        from rnnbench.errors import RunInterrupted
+
         click.echo(
             "\n"
             + _interrupted(
-                getattr(interrupt, "run_dir", None),
+                interrupt.run_dir if isinstance(interrupt, RunInterrupted) else None,
                 sweep=len(configs) > 1,
                 parallel=jobs > 1,
                 cluster=settings is not None,

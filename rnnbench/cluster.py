@@ -291,7 +291,7 @@ class RayCluster:
             settings.working_directory,
         )
         self.handed_out: dict[Any, tuple[Any, Path]] = {}
-        # The data each distinct Prepared.key names, prepared here and put in Ray's object store.
+        # The data each distinct EncodedData.key names, prepared here and put in Ray's object store.
         self.shared_data: dict[str, Any] = {}
         self.still_to_read: Optional[collections.Counter[str]] = None
         self.attachment = attached(settings.address)
@@ -378,7 +378,7 @@ class RayCluster:
         )
         self._index(item, run, "running", process=results.this_process())
         # In a list, so that Ray hands the task the reference rather than the data: the data is
-        # read only once the task has chosen its backend (unpickling it imports Keras).
+        # read only once the task has set its process up (`worker.prepare`, before any import).
         handle = self.task.remote(request, self.worker_settings, [self._shared(item.config)])
         self.handed_out[handle] = (item, run)
         return handle
@@ -389,14 +389,14 @@ class RayCluster:
         given for its retries, so the driver lets go once no run still to hand out reads it."""
         import ray
 
-        from rnnbench import train
+        from rnnbench.encoded import EncodedData
 
         if self.still_to_read is None and self.configs is not None:
-            self.still_to_read = collections.Counter(train.Prepared.key(each) for each in self.configs)
-        key = train.Prepared.key(config)
+            self.still_to_read = collections.Counter(EncodedData.key(each) for each in self.configs)
+        key = EncodedData.key(config)
         if key not in self.shared_data:
             self.sweep.echo(f"preparing the data of {config.name} here, once, for every run that reads it")
-            self.shared_data[key] = ray.put(train.Prepared(config, self.sweep.data_dir, self.sweep.echo))
+            self.shared_data[key] = ray.put(EncodedData.prepare(config, self.sweep.data_dir, self.sweep.echo))
         reference = self.shared_data[key]
         if self.still_to_read is not None:
             self.still_to_read[key] -= 1

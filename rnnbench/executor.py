@@ -27,7 +27,7 @@ import multiprocessing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Protocol
 
-from rnnbench import results, worker
+from rnnbench import claims, results, worker
 
 if TYPE_CHECKING:
     from rnnbench.cluster import ClusterSettings
@@ -42,7 +42,7 @@ class Pending:
     label: str
     config: "Config"
     # Built into a run observer where the run trains (`tune`'s trials: report epochs, prune).
-    watch: Any = None
+    watch: Optional[worker.Watch] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,8 +110,6 @@ def train_pending(
     run at a time, only when there is room (tune asks its next trial then). The run whose
     training raised is told to `failed` before the error goes on.
     """
-    from rnnbench import train
-
     waiting = iter(pending)
     running: dict[Any, tuple[Pending, contextlib.ExitStack]] = {}
     item: Optional[Pending] = None
@@ -125,7 +123,7 @@ def train_pending(
                 lock = contextlib.ExitStack()
                 try:
                     claimed = lock.enter_context(
-                        train.claim(item.config, sweep.runs_dir, sweep.reuse, sweep.resume, sweep.say(item.label))
+                        claims.claim(item.config, sweep.runs_dir, sweep.reuse, sweep.resume, sweep.say(item.label))
                     )
                     if claimed.completed is None:
                         run = claimed.unfinished or sweep.runs_dir / results.new_run_id(item.config.name)
@@ -269,21 +267,21 @@ def run_all(
     checked to be writable and, with several runs to train, each distinct data source they read
     is read once, so a bad file stops the sweep at once.
     """
-    from rnnbench import model, train
+    from rnnbench import model
 
     for config in configs:
         # Known from the config alone (two classes make the smallest head), so a model far too
         # big is refused before any data is read; build_model checks the exact size again.
         model.refuse_too_large(config, config.data.num_words, 2)
     results.check_writable(runs_dir)
-    done = {} if force else train.completed_runs(runs_dir)
+    done = {} if force else claims.completed_runs(runs_dir)
     records: dict[int, dict[str, Any]] = {}
     pending = []
     for position, config in enumerate(configs, start=1):
         label = f"[{position}/{len(configs)}] {config.name}, seed {config.train.seed}"
         existing = done.get(config.fingerprint())
         if existing is not None:
-            echo(f"{label}: {train.reuse_note(existing)}")
+            echo(f"{label}: {claims.reuse_note(existing)}")
             records[position] = existing
         else:
             pending.append(Pending(position, label, config))

@@ -2,7 +2,8 @@
 
 The run's own folder and the index stay the record; observers copy what they are told elsewhere
 (TensorBoard event files, an MLflow server) or act on it (a tuning study pruning a trial). This
-module imports no Keras, so that observers can be built before a backend is chosen.
+module imports no Keras, so that observers can be built before a backend is chosen; the ones
+every run gets are `train.trackers`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ class RunObserver:
     """Follows one run. Every method does nothing unless overridden.
 
     An observer that copies the record elsewhere must never stop training: it catches its own
-    failures and says what was not copied. Raising from `epoch_ended` stops the run, which is
-    recorded with the status the exception's `status` attribute names (default "failed").
+    failures and says what was not copied. Raising `errors.RunStopped` from `opened` or
+    `epoch_ended` ends the run on purpose, recorded with that error's `status` (pruned); any other
+    exception fails it.
     """
 
     def opened(self, run_dir: Path, record: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
@@ -38,12 +40,3 @@ class RunObserver:
     def closed(self, record: dict[str, Any]) -> None:
         """The run ended and is indexed with `record["status"]` (completed, diverged, pruned,
         interrupted or failed); a completed record holds its `result`."""
-
-
-def for_run(runs_dir: Path) -> list[RunObserver]:
-    """The observers every run gets, whoever started it (run, sweep, tune, a worker process)."""
-    # Imported here: tensorboard_events imports this module for RunObserver.
-    from rnnbench.mlflow_tracking import mlflow_observers
-    from rnnbench.tensorboard_events import TensorBoardEvents
-
-    return [TensorBoardEvents(), *mlflow_observers()]

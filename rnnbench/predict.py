@@ -68,7 +68,7 @@ def find_run(spec: str, runs_dir: Path) -> tuple[TrainedRun, Optional[str]]:
 
 
 def _load_run(folder: Path) -> TrainedRun:
-    from rnnbench.train import recorded_config
+    from rnnbench.config import recorded_config
 
     result_path = folder / "result.json"
     if not result_path.is_file():

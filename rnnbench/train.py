@@ -1,6 +1,10 @@
-"""The runner: every side effect of a run (seeding, data, training, files) happens here.
+"""The runner: one run of one resolved config, with every side effect (seeding, data, training, files).
 
-Import this module only after `backend.select_backend`, since it imports Keras.
+    config -> EncodedData -> model -> epochs (history, checkpoint) -> evaluation -> record
+
+Which run a config gets (reused, resumed, new) is decided before this, under the run's lock
+(rnnbench.claims); where it trains, by an executor (rnnbench.executor). Import this module only
+after `backend.select_backend`, since it imports Keras.
 """
 
 from __future__ import annotations
@@ -8,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import shutil
@@ -22,17 +25,18 @@ import numpy as np
 
 from rnnbench import (
     backend,
-    data,
     embeddings,
     kernels,
     metrics,
     model as model_factory,
     observers as run_observers,
     results,
-    tokenize,
 )
-from rnnbench.config import Config, TrainConfig, recorded_config  # noqa: F401 (recorded_config: also train's API)
-from rnnbench.progress import Progress
+from rnnbench.config import Config, TrainConfig
+from rnnbench.encoded import EncodedData
+from rnnbench.errors import RunInterrupted, RunStopped
+from rnnbench.mlflow_tracking import mlflow_observers
+from rnnbench.tensorboard_events import TensorBoardEvents
 
 OPTIMIZERS = {
     "adam": keras.optimizers.Adam,
@@ -47,125 +51,9 @@ EVALUATION_BATCH_SIZE = 512
 Index = Callable[[str, str, str, dict[str, Any]], None]
 
 
-class Prepared:
-    """A run's data, encoded: training, validation and test inputs and labels, and the vocabulary.
-
-    Plain values and arrays, so that a cluster's driver prepares it once for every run with the
-    same `key` and hands it to their tasks through Ray's object store.
-    """
-
-    @staticmethod
-    def key(config: Config) -> str:
-        """What the prepared data depends on: the data settings, the seed (which cuts the
-        validation split) and the model settings that shape the vocabulary and token weights."""
-        depends_on = {
-            "data": config.data.model_dump(mode="json"),
-            "seed": config.train.seed,
-            "ngrams": config.model.ngrams,
-            "ngram_weighting": config.model.ngram_weighting,
-        }
-        return hashlib.sha256(json.dumps(depends_on, sort_keys=True).encode("utf-8")).hexdigest()
-
-    def __init__(self, config: Config, data_dir: Optional[str], echo: Callable[[str], None]):
-        settings = config.data
-        started = time.perf_counter()
-        dataset = data.load_dataset(settings, data_dir)
-        # One corpus holds every split, in the order train, validation file (if any), test.
-        train_count = len(dataset.train_texts)
-        validation_texts = dataset.validation_texts or []
-        texts = dataset.train_texts + validation_texts + dataset.test_texts
-        test_rows = train_count + len(validation_texts) + np.arange(len(dataset.test_texts))
-        # How much validation can reward memorising a group (a film's title, its actors): the share
-        # of validation rows whose group also has training rows; known only for a split cut here.
-        sharing_a_group = None
-        if dataset.validation_texts is not None:
-            training_rows = np.arange(train_count)
-            validation_rows = train_count + np.arange(len(validation_texts))
-            validation_labels, validated_on = dataset.validation_labels, "the validation file"
-        elif settings.validation == "test":
-            training_rows, validation_rows = np.arange(train_count), test_rows
-            validation_labels, validated_on = dataset.test_labels, "the test split"
-        else:
-            by_group = settings.hold_out == "groups" and dataset.train_groups is not None
-            training_rows, validation_rows = data.split_validation(
-                dataset.train_labels,
-                settings.validation,
-                config.train.seed,
-                dataset.class_names,
-                groups=dataset.train_groups if by_group else None,
-            )
-            validation_labels = dataset.train_labels[validation_rows]
-            sharing_a_group = data.shared_group_share(dataset.train_groups, training_rows, validation_rows)
-            validated_on = f"{settings.validation:g} of the training split" + (
-                f", whole {dataset.group_name}s" if by_group else ", rows at random"
-            )
-        echo(
-            f"{dataset.name}: {len(training_rows):,} training / {len(validation_rows):,} validation ({validated_on})"
-            f" / {len(test_rows):,} test rows, {dataset.num_classes} classes, from {dataset.source}"
-            f" ({time.perf_counter() - started:.1f} s)"
-        )
-        for path, count in dataset.notes.get("skipped_empty_texts", {}).items():
-            echo(f"skipped {count:,} rows with an empty text in {path}")
-
-        started = time.perf_counter()
-        corpus, cached = tokenize.load_or_tokenize(
-            texts, settings.tokenizer, settings.morpheme_analyzer, Progress(echo, "tokenized")
-        )
-        # The vocabulary is counted on the training rows only, never validation or test rows.
-        self.vocabulary = tokenize.build_vocabulary(corpus, training_rows, settings.num_words, config.model.ngrams)
-        # Kept for word vectors trained on the training rows (model.pretrained_embedding: word2vec).
-        self.corpus, self.training_rows = corpus, training_rows
-
-        def encode(rows: np.ndarray) -> np.ndarray:
-            return tokenize.encode(
-                corpus,
-                self.vocabulary,
-                rows,
-                settings.maxlen,
-                settings.padding,
-                settings.truncating,
-                Progress(echo, "encoded", "rows"),
-            )
-
-        self.x_train, self.y_train = encode(training_rows), dataset.train_labels[training_rows]
-        self.x_validation, self.y_validation = encode(validation_rows), validation_labels
-        self.x_test, self.y_test = encode(test_rows), dataset.test_labels
-        # model.ngram_weighting tfidf: each bag token's weight, from the training rows alone.
-        self.token_weights = (
-            tokenize.inverse_document_frequencies(self.x_train, model_factory.bag_size(config, settings.num_words))
-            if config.model.ngram_weighting == "tfidf"
-            else None
-        )
-        self.num_classes = dataset.num_classes
-        self.class_names = dataset.class_names
-        self.notes = dataset.notes
-        lengths = corpus.lengths[training_rows]
-        self.summary = {
-            "dataset": dataset.name,
-            "source": dataset.source,
-            "class_names": list(dataset.class_names),
-            "tokenizer": settings.tokenizer,
-            "train_rows": int(len(training_rows)),
-            "validation_rows": int(len(validation_rows)),
-            "validated_on": validated_on,
-            "test_rows": int(len(test_rows)),
-            "distinct_training_tokens": self.vocabulary.distinct_words,
-            "vocabulary_tokens": len(self.vocabulary.words),
-            "truncated_share": float(np.mean(lengths > settings.maxlen)) if len(lengths) else 0.0,
-            "majority_class_share": float(np.bincount(validation_labels).max() / len(validation_labels)),
-            "validation_rows_sharing_a_group": sharing_a_group,
-            **dataset.notes,
-        }
-        echo(
-            f"{settings.tokenizer} tokens of {len(corpus):,} texts {'read from the cache' if cached else 'made'} in"
-            f" {time.perf_counter() - started:.1f} s: kept {len(self.vocabulary.words):,} of"
-            f" {self.vocabulary.distinct_words:,} training tokens; {self.summary['truncated_share']:.0%}"
-            f" of training texts longer than maxlen {settings.maxlen}"
-        )
-
-
-class _Progress:
-    """What a run has done so far; saved after every epoch, so an interrupted run resumes from it."""
+class Checkpoint:
+    """What a run has done so far (its epochs, its best one and that one's weights, its resumes);
+    saved after every epoch with the model's and optimizer's state, so an interrupted run resumes from it."""
 
     def __init__(self) -> None:
         self.history: list[dict[str, Any]] = []
@@ -187,12 +75,12 @@ class _Progress:
         run.write_checkpoint(arrays)
 
     @classmethod
-    def load(cls, run: results.RunDirectory, network: keras.Model) -> "_Progress":
-        """Restore the checkpoint into `network` (compiled), and return the progress it holds."""
+    def load(cls, run: results.RunDirectory, network: keras.Model) -> "Checkpoint":
+        """Restore `run`'s checkpoint into `network` (compiled), and return what the run had done."""
         arrays = run.read_checkpoint()
-        progress = cls()
+        checkpoint = cls()
         state = json.loads(arrays["state"].tobytes().decode("utf-8"))
-        progress.history, progress.best, progress.resumed = state["history"], state["best"], state["resumed"]
+        checkpoint.history, checkpoint.best, checkpoint.resumed = state["history"], state["best"], state["resumed"]
 
         def saved(prefix: str) -> list[np.ndarray]:
             return [arrays[f"{prefix}_{index}"] for index in range(sum(key.startswith(f"{prefix}_") for key in arrays))]
@@ -206,8 +94,8 @@ class _Progress:
                 )
             for variable, value in zip(variables, values):
                 variable.assign(value)
-        progress.best_weights = saved("best") or None
-        return progress
+        checkpoint.best_weights = saved("best") or None
+        return checkpoint
 
 
 def learning_rate_for_epoch(settings: TrainConfig, steps_per_epoch: int, history: list[dict[str, Any]]) -> float:
@@ -252,7 +140,7 @@ def patience_ran_out(history: list[dict[str, Any]], patience: Optional[int]) -> 
     return len(history) - (accuracies.index(max(accuracies)) + 1) >= patience
 
 
-def _steps_per_epoch(config: Config, prepared: Prepared) -> int:
+def _steps_per_epoch(config: Config, prepared: EncodedData) -> int:
     # `fit` makes a last, smaller batch of what is left over.
     return math.ceil(len(prepared.y_train) / config.train.batch_size)
 
@@ -267,28 +155,28 @@ class _ProgressBar(keras.callbacks.ProgbarLogger):
 
 def _train(
     network: keras.Model,
-    prepared: Prepared,
+    prepared: EncodedData,
     config: Config,
     run: results.RunDirectory,
-    progress: _Progress,
+    checkpoint: Checkpoint,
     echo: Callable[[str], None],
     progress_bar: bool,
     observers: Sequence[run_observers.RunObserver] = (),
 ) -> bool:
-    """Train the epochs that `progress` has not done yet; False if the loss stopped being finite."""
+    """Train the epochs that `checkpoint` has not done yet; False if the loss stopped being finite."""
     epochs = config.train.epochs
     steps_per_epoch = _steps_per_epoch(config, prepared)
-    for epoch in range(len(progress.history), epochs):
+    for epoch in range(len(checkpoint.history), epochs):
         # Checked before each epoch rather than after one, so that a run resumed after its last
         # epoch stops there too.
-        if patience_ran_out(progress.history, config.train.early_stopping_patience):
-            best = progress.best
+        if patience_ran_out(checkpoint.history, config.train.early_stopping_patience):
+            best = checkpoint.best
             echo(
                 f"stopping early after epoch {epoch} of {epochs}: val_accuracy has not improved on epoch {best['epoch']}'s"
                 f" {best['val_accuracy']:.4f} for {epoch - best['epoch']} epochs (train.early_stopping_patience)"
             )
             break
-        learning_rate = learning_rate_for_epoch(config.train, steps_per_epoch, progress.history)
+        learning_rate = learning_rate_for_epoch(config.train, steps_per_epoch, checkpoint.history)
         if config.train.lr_schedule == "reduce_on_plateau":
             # Set before every epoch, so the optimizer's rate is the history's even after a resume.
             network.optimizer.learning_rate = learning_rate
@@ -313,20 +201,20 @@ def _train(
         # The rate the epoch started with (cosine lowers it at every step within the epoch).
         entry["learning_rate"] = learning_rate
         entry["seconds"] = time.perf_counter() - started
-        progress.history.append(entry)
+        checkpoint.history.append(entry)
         if run_observers.diverged(entry):
-            run.write_history(progress.history)
+            run.write_history(checkpoint.history)
             echo(f"epoch {epoch + 1}/{epochs}: the loss is not finite; stopping (recorded as diverged)")
             for observer in observers:
-                observer.epoch_ended(entry, progress.history)
+                observer.epoch_ended(entry, checkpoint.history)
             return False
         # Best is the maximum over epochs of the validation accuracy; ties keep the earlier epoch.
-        improved = progress.best is None or entry["val_accuracy"] > progress.best["val_accuracy"]
+        improved = checkpoint.best is None or entry["val_accuracy"] > checkpoint.best["val_accuracy"]
         if improved:
-            progress.best = entry
-            progress.best_weights = network.get_weights()
-        run.write_history(progress.history)
-        progress.save(run, network)
+            checkpoint.best = entry
+            checkpoint.best_weights = network.get_weights()
+        run.write_history(checkpoint.history)
+        checkpoint.save(run, network)
         echo(
             f"epoch {epoch + 1}/{epochs}: loss {entry['loss']:.4f}, accuracy {entry['accuracy']:.4f},"
             f" val_loss {entry['val_loss']:.4f}, val_accuracy {entry['val_accuracy']:.4f}"
@@ -334,7 +222,7 @@ def _train(
             f"{'' if config.train.lr_schedule == 'constant' else f', learning rate {learning_rate:.3g}'}, {entry['seconds']:.1f} s"
         )
         for observer in observers:
-            observer.epoch_ended(entry, progress.history)
+            observer.epoch_ended(entry, checkpoint.history)
     return True
 
 
@@ -349,24 +237,26 @@ def run_experiment(
     observers: Sequence[run_observers.RunObserver] = (),
     run_id: Optional[str] = None,
     index: Optional[Index] = None,
-    prepared: Optional[Prepared] = None,
+    prepared: Optional[EncodedData] = None,
 ) -> dict[str, Any]:
     """Train one model for `config` and record it under `runs_dir`; returns the run's record.
 
     With `resume` (an unfinished run of the same config, whose lock the caller holds), training
     goes on from that run's last finished epoch, in its directory. Keras' progress bar is shown if
     `progress_bar`, by default when standard output is a terminal; a line per epoch always is.
-    Ctrl-C after the run's folder exists records the run as interrupted and re-raises the
-    KeyboardInterrupt with that folder as its `run_dir`. `observers`, after those every run gets
-    (`observers.for_run`), are told of the run's opening, epochs and end. A new run's folder is
-    named `run_id` when a driver chose it; `index` replaces runs_dir's index (see `Index`).
-    `prepared` is the run's data when a driver prepared it (`Prepared.key` equal to the config's).
+    Ctrl-C after the run's folder exists records the run as interrupted and raises
+    `RunInterrupted` (a KeyboardInterrupt) naming that folder. `observers`, after those every run
+    gets (`trackers`), are told of the run's opening, epochs and end; one that raises `RunStopped`
+    ends the run with that status (pruned), and its record is returned as a diverged run's is. A
+    new run's folder is named `run_id` when a driver chose it; `index` replaces runs_dir's index
+    (see `Index`). `prepared` is the run's data when a driver prepared it (`EncodedData.key` equal
+    to the config's).
     """
     index = index or functools.partial(results.index_run, runs_dir)
     echo(f"[{config.name}] {config.model.cell}, backend {config.backend}")
     run_started = time.perf_counter()
     if prepared is None:
-        prepared = Prepared(config, data_dir, echo)
+        prepared = EncodedData.prepare(config, data_dir, echo)
     else:
         echo(
             f"{prepared.summary['dataset']}: data prepared once by the driver ({prepared.summary['train_rows']:,} training rows)"
@@ -375,29 +265,38 @@ def run_experiment(
     network = _compiled_model(config, prepared, pretrained)
     device, choices = _plan_kernels(config, echo)
     record = _new_record(config, command, network, prepared, pretrained, device, choices, echo)
-    run, progress = _open_run(runs_dir, config, record, network, prepared, resume, echo, run_id, index)
-    observers = [*run_observers.for_run(runs_dir), *observers]
+    run, checkpoint = _open_run(runs_dir, config, record, network, prepared, resume, echo, run_id, index)
+    observers = [*trackers(), *observers]
 
-    with _recorded_if_stopped(index, run, record, progress, observers):
-        for observer in observers:
-            observer.opened(run.path, record, progress.history)
-        started = time.perf_counter()
-        bar = sys.stdout.isatty() if progress_bar is None else progress_bar
-        finite = _train(network, prepared, config, run, progress, echo, bar, observers)
-        train_seconds = time.perf_counter() - started
-        scores = _evaluate(network, prepared, run, progress) if finite and progress.best is not None else None
+    try:
+        with _recorded_if_stopped(index, run, record, checkpoint, observers):
+            for observer in observers:
+                observer.opened(run.path, record, checkpoint.history)
+            started = time.perf_counter()
+            bar = sys.stdout.isatty() if progress_bar is None else progress_bar
+            finite = _train(network, prepared, config, run, checkpoint, echo, bar, observers)
+            train_seconds = time.perf_counter() - started
+            scores = _evaluate(network, prepared, run, checkpoint) if finite and checkpoint.best is not None else None
+    except RunStopped as stopped:
+        return _stopped(index, run, record, checkpoint, stopped, observers)
     if scores is None:
-        return _finish(index, run, record, "diverged", {"epochs_run": len(progress.history)}, observers)
+        return _finish(index, run, record, "diverged", {"epochs_run": len(checkpoint.history)}, observers)
 
     result = _result(
-        progress, scores, config.train.epochs, train_seconds, wall_seconds=time.perf_counter() - run_started
+        checkpoint, scores, config.train.epochs, train_seconds, wall_seconds=time.perf_counter() - run_started
     )
     result["collapsed"] = _warn_if_collapsed(record, scores["val"]["confusion"], prepared.class_names, echo)
     return _finish(index, run, record, "completed", result, observers)
 
 
+def trackers() -> list[run_observers.RunObserver]:
+    """The observers every run gets, whoever started it (run, sweep, tune, a worker process):
+    mirrors of the run folder in TensorBoard event files and, when a tracking URI is set, MLflow."""
+    return [TensorBoardEvents(), *mlflow_observers()]
+
+
 def _pretrained_vectors(
-    config: Config, prepared: Prepared, data_dir: Optional[str], echo: Callable[[str], None]
+    config: Config, prepared: EncodedData, data_dir: Optional[str], echo: Callable[[str], None]
 ) -> Optional[embeddings.PretrainedEmbedding]:
     if config.model.pretrained_embedding is None:
         return None
@@ -428,7 +327,7 @@ def _pretrained_vectors(
 
 
 def _compiled_model(
-    config: Config, prepared: Prepared, pretrained: Optional[embeddings.PretrainedEmbedding]
+    config: Config, prepared: EncodedData, pretrained: Optional[embeddings.PretrainedEmbedding]
 ) -> keras.Model:
     # Seeded just before the weights are drawn, so that the same seed gives the same model.
     backend.set_random_seed(config.train.seed)
@@ -479,7 +378,7 @@ def _new_record(
     config: Config,
     command: str,
     network: keras.Model,
-    prepared: Prepared,
+    prepared: EncodedData,
     pretrained: Optional[embeddings.PretrainedEmbedding],
     device: str,
     choices: list[kernels.KernelChoice],
@@ -558,22 +457,24 @@ def _open_run(
     config: Config,
     record: dict[str, Any],
     network: keras.Model,
-    prepared: Prepared,
+    prepared: EncodedData,
     resume: Optional[results.RunDirectory],
     echo: Callable[[str], None],
     run_id: Optional[str],
     index: Index,
-) -> tuple[results.RunDirectory, _Progress]:
+) -> tuple[results.RunDirectory, Checkpoint]:
     """A new run's folder, or `resume`'s with its checkpoint restored into `network`; indexed as running."""
     if resume is None:
-        run, progress = results.create_run(runs_dir, config.name, run_id), _Progress()
+        run, checkpoint = results.create_run(runs_dir, config.name, run_id), Checkpoint()
     else:
         run = resume
-        progress = _Progress.load(run, network)
-        progress.resumed.append({"after_epoch": len(progress.history), "at": results.now(), "device": record["device"]})
+        checkpoint = Checkpoint.load(run, network)
+        checkpoint.resumed.append(
+            {"after_epoch": len(checkpoint.history), "at": results.now(), "device": record["device"]}
+        )
     record["run_dir"] = str(run.path)
-    if progress.resumed:
-        record["resumed"] = progress.resumed
+    if checkpoint.resumed:
+        record["resumed"] = checkpoint.resumed
     try:
         run.write_config(record)
         run.write_vocabulary(
@@ -590,10 +491,10 @@ def _open_run(
     else:
         echo(
             f"{network.count_params():,} parameters on {record['device']}; resuming {run.path} after epoch"
-            f" {len(progress.history)} of {config.train.epochs} (best so far: epoch"
-            f" {progress.best['epoch'] if progress.best else '-'})"
+            f" {len(checkpoint.history)} of {config.train.epochs} (best so far: epoch"
+            f" {checkpoint.best['epoch'] if checkpoint.best else '-'})"
         )
-    return run, progress
+    return run, checkpoint
 
 
 @contextlib.contextmanager
@@ -601,35 +502,51 @@ def _recorded_if_stopped(
     index: Index,
     run: results.RunDirectory,
     record: dict[str, Any],
-    progress: _Progress,
+    checkpoint: Checkpoint,
     observers: Sequence[run_observers.RunObserver],
 ) -> Iterator[None]:
-    """Index the run as interrupted (Ctrl-C), failed (an error) or as the status an error names
-    (an observer's `status`, such as a pruned trial's) if the block stops early."""
+    """Index the run as interrupted (Ctrl-C, raised again as `RunInterrupted` naming the run's
+    folder) or failed (an error) if the block stops early; `RunStopped` goes on to `_stopped`."""
     try:
         yield
-    except KeyboardInterrupt as error:
-        # Says where the interrupted run is; absent when Ctrl-C came before a run existed.
-        error.run_dir = str(run.path)  # type: ignore[attr-defined]
+    except KeyboardInterrupt as interrupt:
         record["status"] = "interrupted"
-        index(run.run_id, record["name"], "interrupted", {**record, "history": progress.history})
+        index(run.run_id, record["name"], "interrupted", {**record, "history": checkpoint.history})
         _tell_closed(observers, record)
+        raise RunInterrupted(str(run.path)) from interrupt
+    except RunStopped:
         raise
     except Exception as error:
-        status = getattr(error, "status", "failed")
-        record["status"] = status
-        if status != "failed":
-            record["result"] = {"epochs_run": len(progress.history)}
-            # The run's record as indexed, for a worker to send back (a pruned trial is an outcome).
-            error.record = {**record, "error": str(error)}  # type: ignore[attr-defined]
+        record["status"] = "failed"
         try:
-            index(run.run_id, record["name"], status, {**record, "error": str(error), "history": progress.history})
+            index(run.run_id, record["name"], "failed", {**record, "error": str(error), "history": checkpoint.history})
         except results.ResultsError:
             pass  # The disk may be what failed; the error being raised says more than this one would.
-        if status != "failed":
-            run.remove_checkpoint()  # A run ended on purpose (pruned) is never resumed.
         _tell_closed(observers, record)
         raise
+
+
+def _stopped(
+    index: Index,
+    run: results.RunDirectory,
+    record: dict[str, Any],
+    checkpoint: Checkpoint,
+    stopped: RunStopped,
+    observers: Sequence[run_observers.RunObserver],
+) -> dict[str, Any]:
+    """Record a run that an observer ended on purpose (a pruned trial): an outcome, whose record,
+    with the observer's message as its `error`, is returned for a worker to send back."""
+    record["status"] = stopped.status
+    record["result"] = {"epochs_run": len(checkpoint.history)}
+    try:
+        index(
+            run.run_id, record["name"], stopped.status, {**record, "error": str(stopped), "history": checkpoint.history}
+        )
+    except results.ResultsError:
+        pass  # The disk may be what failed; the record returned still says how the run ended.
+    run.remove_checkpoint()  # A run ended on purpose is never resumed.
+    _tell_closed(observers, record)
+    return {**record, "error": str(stopped)}
 
 
 def _tell_closed(observers: Sequence[run_observers.RunObserver], record: dict[str, Any]) -> None:
@@ -638,10 +555,10 @@ def _tell_closed(observers: Sequence[run_observers.RunObserver], record: dict[st
 
 
 def _evaluate(
-    network: keras.Model, prepared: Prepared, run: results.RunDirectory, progress: _Progress
+    network: keras.Model, prepared: EncodedData, run: results.RunDirectory, checkpoint: Checkpoint
 ) -> dict[str, dict[str, Any]]:
     """Save the best epoch's model and score it on the validation and test splits."""
-    network.set_weights(progress.best_weights)
+    network.set_weights(checkpoint.best_weights)
     run.save_model(network)
     scores = {}
     for split, inputs, labels in (
@@ -664,13 +581,13 @@ def _evaluate(
 
 
 def _result(
-    progress: _Progress, scores: dict[str, dict[str, Any]], epochs: int, train_seconds: float, wall_seconds: float
+    checkpoint: Checkpoint, scores: dict[str, dict[str, Any]], epochs: int, train_seconds: float, wall_seconds: float
 ) -> dict[str, Any]:
-    epoch_seconds = [entry["seconds"] for entry in progress.history]
+    epoch_seconds = [entry["seconds"] for entry in checkpoint.history]
     return {
-        "best_val_accuracy": progress.best["val_accuracy"],
-        "best_epoch": progress.best["epoch"],
-        "best_val_loss": progress.best["val_loss"],
+        "best_val_accuracy": checkpoint.best["val_accuracy"],
+        "best_epoch": checkpoint.best["epoch"],
+        "best_val_loss": checkpoint.best["val_loss"],
         "val_macro_f1": scores["val"]["macro_f1"],
         "test_accuracy": scores["test"]["accuracy"],
         "test_loss": scores["test"]["loss"],
@@ -678,9 +595,9 @@ def _result(
         # Rows are true classes and columns predicted ones, in the order of data.class_names.
         "val_confusion": scores["val"]["confusion"],
         "test_confusion": scores["test"]["confusion"],
-        "epochs_run": len(progress.history),
+        "epochs_run": len(checkpoint.history),
         # Fewer epochs than train.epochs only when train.early_stopping_patience ran out.
-        "stopped_early": len(progress.history) < epochs,
+        "stopped_early": len(checkpoint.history) < epochs,
         "mean_epoch_seconds": float(np.mean(epoch_seconds)),
         # Training in this process (after a resume, the epochs trained before it are not included).
         "train_seconds": train_seconds,
@@ -706,106 +623,3 @@ def _finish(
     run.remove_checkpoint()
     _tell_closed(observers, record)
     return record
-
-
-def completed_runs(runs_dir: Path) -> dict[str, dict[str, Any]]:
-    """Completed runs by the fingerprint of their config (re-validated, so older records match too)."""
-    found = {}
-    for record in results.read_runs(runs_dir):
-        try:
-            found[recorded_config(record["config"]).fingerprint()] = record
-        except ValueError:
-            continue  # A record from an incompatible version: it can't be reused.
-    return found
-
-
-# Unfinished runs that a new `rnnbench run` of the same config goes on with.
-RESUMABLE = ("interrupted", results.INCOMPLETE, "failed")
-
-
-def unfinished_runs(runs_dir: Path) -> dict[str, list[Path]]:
-    """Folders of runs that stopped before their last epoch and kept a checkpoint, newest first, by fingerprint."""
-    found: dict[str, list[Path]] = {}
-    for record in reversed(results.read_runs(runs_dir, RESUMABLE)):
-        run = results.RunDirectory(runs_dir / record["run_id"])
-        if not run.has_checkpoint():
-            continue
-        try:
-            fingerprint = recorded_config(record["config"]).fingerprint()
-        except ValueError:
-            continue
-        found.setdefault(fingerprint, []).append(run.path)
-    return found
-
-
-@dataclasses.dataclass(frozen=True)
-class Claim:
-    """What the run of a config does, decided under its lock: reuse `completed` (a completed
-    run's record), or train, going on from `unfinished` (a run folder with a checkpoint) if any."""
-
-    completed: Optional[dict[str, Any]] = None
-    unfinished: Optional[Path] = None
-
-
-@contextlib.contextmanager
-def claim(config: Config, runs_dir: Path, reuse: bool, resume: bool, say: Callable[[str], None]) -> Iterator[Claim]:
-    """Hold the lock of `config`'s run while deciding what it does and for as long as the block
-    trains it, so that the run trains once however many processes ask for it. While another
-    process holds the lock, `say` says so once and this one waits; a reused run is said too."""
-    fingerprint = config.fingerprint()
-    with results.run_lock(
-        runs_dir, fingerprint, lambda: say("the same run is being trained by another process; waiting for it to finish")
-    ):
-        completed = completed_runs(runs_dir).get(fingerprint) if reuse else None
-        if completed is not None:
-            say(reuse_note(completed))
-            yield Claim(completed=completed)
-            return
-        unfinished = unfinished_runs(runs_dir).get(fingerprint, []) if resume else []
-        yield Claim(unfinished=unfinished[0] if unfinished else None)
-
-
-def train_one(
-    config: Config,
-    data_dir: Optional[str],
-    runs_dir: Path,
-    command: str,
-    label: str,
-    announce: bool,
-    echo: Callable[[str], None],
-    progress_bar: Optional[bool] = None,
-    reuse: bool = True,
-    resume: bool = True,
-    observers: Sequence[run_observers.RunObserver] = (),
-) -> dict[str, Any]:
-    """Train `config` once, however many processes ask for it at the same time.
-
-    Under the lock of its fingerprint, a completed run of it is reused (if `reuse`), an
-    unfinished one goes on (if `resume`), and otherwise a new run starts; while another process
-    holds the lock, this one says so and waits for it.
-    """
-
-    def say(line: str) -> None:
-        echo(f"{label}: {line}" if announce else line)
-
-    with claim(config, runs_dir, reuse, resume, say) as claimed:
-        if claimed.completed is not None:
-            return claimed.completed
-        unfinished_run = results.RunDirectory(claimed.unfinished) if claimed.unfinished else None
-        if announce:
-            say("resuming" if unfinished_run else "training")
-        return run_experiment(
-            config,
-            data_dir,
-            runs_dir,
-            command,
-            echo,
-            resume=unfinished_run,
-            progress_bar=progress_bar,
-            observers=observers,
-        )
-
-
-def reuse_note(record: dict[str, Any]) -> str:
-    """What a sweep says of a run it reuses."""
-    return f"already completed in {record['run_dir']}; reused, not retrained (--force trains it again)"

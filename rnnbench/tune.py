@@ -47,9 +47,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 from rnnbench import observers, results, sweep
 from rnnbench.config import LARGEST_SEED, Config, ConfigError, config_from_mapping, parse_override, read_mapping
-from rnnbench.errors import InputError, RnnbenchError
+from rnnbench.errors import InputError, RnnbenchError, RunStopped
 
 if TYPE_CHECKING:
+    import optuna
+
     from rnnbench.cluster import ClusterSettings
 
 TUNE_KEYS = ("trials", "space", "search", "pruner", "sampler", "seeds", "trial_seed", "random_trials")
@@ -558,18 +560,18 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-class Pruned(Exception):
+class Pruned(RunStopped):
     """Raised from a trial's epoch to end its run as pruned."""
 
     status = "pruned"
 
 
-class TrialObserver:
+class TrialObserver(observers.RunObserver):
     """Reports a trial's epochs to its study and prunes it when the pruner says so, except after
     the trial's last epoch: a trial that trained every epoch it was given has a whole trial's
     value, which may win."""
 
-    def __init__(self, trial: Any):
+    def __init__(self, trial: "optuna.trial.Trial"):
         self.trial = trial
         self.pruned_at: Optional[int] = None
         # The trial run's train.epochs and early stopping patience, once its run is opened.
@@ -591,9 +593,6 @@ class TrialObserver:
             return  # The run ends as diverged, which the study is told (counted, ranked last).
         self._report(entry)
         self._prune_if_told(history)
-
-    def closed(self, record: dict[str, Any]) -> None:
-        pass
 
     def _report(self, entry: dict[str, Any]) -> None:
         if entry["epoch"] not in self.trial.storage.get_trial(self.trial._trial_id).intermediate_values:
@@ -1066,7 +1065,7 @@ class TrialWatch:
 
 def _pruned_run(runs_dir: Path, config: Config) -> Optional[dict[str, Any]]:
     fingerprint = config.fingerprint()
-    from rnnbench.train import recorded_config
+    from rnnbench.config import recorded_config
 
     for record in reversed(results.read_runs(runs_dir, ("pruned",))):
         try:

@@ -27,13 +27,27 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Protocol
 
 from rnnbench.errors import RnnbenchError
+
+if TYPE_CHECKING:
+    from rnnbench.encoded import EncodedData
+    from rnnbench.observers import RunObserver
 
 
 class WorkerError(RnnbenchError):
     """A worker that died without a result (killed, out of memory, its machine gone), in one line."""
+
+
+class Watch(Protocol):
+    """What a driver hands a worker to follow its run by (tune's `TrialWatch`): plain values that
+    pickle, made into a run observer where the run trains."""
+
+    def observer(self) -> "RunObserver":
+        """The observer told of the run's epochs; one that raises `errors.RunStopped` ends the run
+        with that status (a pruned trial), an outcome rather than a failure."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +71,9 @@ class RunRequest:
     runs_marker: Optional[str] = None
     # An unfinished run's files (checkpoint included), for a cluster worker that can't see runs_dir.
     resume_files: Optional[dict[str, bytes]] = None
-    # Anything with an `observer()` method, called where the run trains, whose RunObserver is told
-    # of the run's epochs: tune's trials report to their study and end pruned through it. An error
-    # it raises with a `status` (pruned) ends the run with that status: an outcome, not a failure.
-    watch: Any = None
+    # Made into an observer where the run trains: tune's trials report to their study and end
+    # pruned through it.
+    watch: Optional[Watch] = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -96,12 +109,14 @@ def prepare(backend_name: str, gpu_share: Optional[float] = None) -> None:
             torch.cuda.set_per_process_memory_fraction(min(gpu_share, 1.0))
 
 
-def train_request(request: RunRequest, echo: Callable[[str], None], prepared: Any = None) -> RunOutcome:
+def train_request(
+    request: RunRequest, echo: Callable[[str], None], prepared: Optional["EncodedData"] = None
+) -> RunOutcome:
     """Train the run `request` describes, in its folder, going on from the folder's checkpoint if it has one.
 
     The one worker function: the same for a sequential sweep, `--jobs` processes and Ray tasks.
-    `prepared` is the run's data (a `train.Prepared`) when the driver prepared it; else the
-    worker reads and encodes it.
+    `prepared` is the run's data when the driver prepared it; else the worker reads and encodes
+    it. A run that its watch's observer stopped (pruned) comes back as an outcome like any other.
     """
     from rnnbench import results, train
     from rnnbench.config import Config
@@ -123,24 +138,19 @@ def train_request(request: RunRequest, echo: Callable[[str], None], prepared: An
         resume = run if run.has_checkpoint() else None
         if request.announce:
             echo(f"{request.label}: {'resuming' if resume else 'training'}")
-        try:
-            record = train.run_experiment(
-                config,
-                request.data_dir,
-                where,
-                request.command,
-                echo,
-                resume=resume,
-                progress_bar=request.progress_bar,
-                observers=[request.watch.observer()] if request.watch is not None else [],
-                run_id=request.run_id,
-                index=_indexed_by_driver if on_cluster else None,
-                prepared=prepared,
-            )
-        except Exception as error:
-            record = getattr(error, "record", None)
-            if record is None:
-                raise
+        record = train.run_experiment(
+            config,
+            request.data_dir,
+            where,
+            request.command,
+            echo,
+            resume=resume,
+            progress_bar=request.progress_bar,
+            observers=[request.watch.observer()] if request.watch is not None else [],
+            run_id=request.run_id,
+            index=_indexed_by_driver if on_cluster else None,
+            prepared=prepared,
+        )
         return RunOutcome(record, run.files() if sends_files else None)
 
 

@@ -12,6 +12,7 @@ from conftest import write_tsv
 from rnnbench import data, results, train
 from rnnbench.cli import main
 from rnnbench.config import config_from_mapping
+from rnnbench.errors import RunInterrupted
 from rnnbench.executor import check_data, run_all
 from rnnbench.train import run_experiment
 
@@ -122,7 +123,7 @@ def test_ctrl_c_before_the_run_exists_names_no_run(tiny_data_dir, tmp_path, monk
     monkeypatch.setattr(data, "load_dataset", interrupted)
     with pytest.raises(KeyboardInterrupt) as caught:
         run_experiment(tiny_config(), str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
-    assert not hasattr(caught.value, "run_dir")
+    assert not isinstance(caught.value, RunInterrupted)
     assert run_folders(tmp_path / "runs") == []
 
 
@@ -130,11 +131,12 @@ def test_ctrl_c_during_training_names_the_interrupted_run(tiny_data_dir, tmp_pat
     def interrupted(self, run, network):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train._Progress, "save", interrupted)  # At the end of the first epoch.
+    monkeypatch.setattr(train.Checkpoint, "save", interrupted)  # At the end of the first epoch.
     runs = tmp_path / "runs"
-    with pytest.raises(KeyboardInterrupt) as caught:
+    with pytest.raises(RunInterrupted) as caught:
         run_experiment(tiny_config(epochs=2), str(tiny_data_dir), runs, "test", echo=lambda line: None)
     [folder] = run_folders(runs)
+    assert isinstance(caught.value, KeyboardInterrupt)
     assert caught.value.run_dir == str(folder)
     [record] = results.read_runs(runs, statuses=None)
     assert (record["run_id"], record["status"]) == (folder.name, "interrupted")

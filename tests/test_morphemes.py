@@ -9,7 +9,7 @@ import pytest
 from rnnbench import tokenize
 from rnnbench.config import config_from_mapping
 from rnnbench.progress import Progress
-from rnnbench.train import recorded_config
+from rnnbench.config import recorded_config
 
 SENTENCES = ["영화가 정말 재미있다!", "영화를 봤어?", "너무 슬퍼ㅠㅠ", '(괄호) 안~ "진짜"라고?', ""]
 CHATBOT = {

@@ -80,12 +80,12 @@ def test_run_writes_exactly_the_expected_files(tiny_data_dir, tmp_path):
 
 
 def test_saved_model_is_the_best_epoch(tiny_data_dir, tmp_path):
-    from rnnbench.train import Prepared
+    from rnnbench.encoded import EncodedData
 
     config = tiny_config("ann", train={"epochs": 4})
     record = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
     model = keras.models.load_model(record["run_dir"] + "/model.keras")
-    prepared = Prepared(config, str(tiny_data_dir), echo=lambda line: None)
+    prepared = EncodedData.prepare(config, str(tiny_data_dir), echo=lambda line: None)
     _, validation_accuracy = model.evaluate(prepared.x_validation, prepared.y_validation, verbose=0)
     _, test_accuracy = model.evaluate(prepared.x_test, prepared.y_test, verbose=0)
     assert validation_accuracy == pytest.approx(record["result"]["best_val_accuracy"], abs=1e-6)
@@ -265,14 +265,14 @@ def test_default_bag_of_words_trains_as_before(tiny_data_dir, tmp_path):
 
 def test_bag_of_bigrams_with_tfidf_records_its_bigrams_and_weights(tiny_data_dir, tmp_path):
     from rnnbench import tokenize
-    from rnnbench.train import Prepared
+    from rnnbench.encoded import EncodedData
 
     config = tiny_config("ann", model={"ngrams": 2, "ngram_weighting": "tfidf"}, train={"epochs": 2})
     record = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
     assert record["parameters"] == 100 + 100 * 8 + 8 + 9
     vocabulary = json.loads((Path(record["run_dir"]) / "vocabulary.json").read_text())
     assert vocabulary["first_bigram_index"] == 50 and 0 < len(vocabulary["bigrams"]) <= 50
-    prepared = Prepared(config, str(tiny_data_dir), echo=lambda line: None)
+    prepared = EncodedData.prepare(config, str(tiny_data_dir), echo=lambda line: None)
     assert prepared.x_train.shape[1] == 24 + 23
     assert [list(pair) for pair in prepared.vocabulary.bigrams] == vocabulary["bigrams"]
     model = keras.models.load_model(record["run_dir"] + "/model.keras")

@@ -120,7 +120,8 @@ def test_word2vec_is_a_config_value_for_models_with_an_embedding():
 
 @needs_gensim
 def test_a_run_trains_its_vectors_on_its_own_training_rows_and_records_them(tiny_data_dir, tmp_path):
-    from rnnbench.train import Prepared, _compiled_model, run_experiment
+    from rnnbench.encoded import EncodedData
+    from rnnbench.train import _compiled_model, run_experiment
 
     raw = {
         "name": "tiny_word2vec",
@@ -136,7 +137,7 @@ def test_a_run_trains_its_vectors_on_its_own_training_rows_and_records_them(tiny
     assert record["embedding"]["coverage"] == 1.0
     assert sum(line.startswith("trained ") and " word2vec vectors in " in line for line in lines) == 1
     # The vectors come from the 320 training rows; validation and test rows are never read.
-    prepared = Prepared(config, str(tiny_data_dir), echo=lambda line: None)
+    prepared = EncodedData.prepare(config, str(tiny_data_dir), echo=lambda line: None)
     assert len(prepared.training_rows) == 320 and len(prepared.x_validation) == 80
     expected = train_word2vec(
         prepared.corpus, prepared.training_rows, prepared.vocabulary, 30, 8, 3, echo=lambda line: None

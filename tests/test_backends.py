@@ -53,7 +53,10 @@ def probe(data_dir: str, runs_dir: str) -> dict:
 
     def history(record: dict) -> list[dict]:
         lines = Path(record["run_dir"], "history.jsonl").read_text().splitlines()
-        return [{key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines]
+        return [
+            {key: value for key, value in json.loads(line).items() if key not in ("seconds", "started_at", "ended_at")}
+            for line in lines
+        ]
 
     for attempt in ("a", "b"):
         record = run_experiment(config, data_dir, Path(runs_dir) / attempt, "test", echo=lambda line: None)

@@ -53,7 +53,8 @@ def histories(runs: Path) -> dict[str, list[dict]]:
     for record in results.read_runs(runs):
         lines = (runs / record["run_id"] / "history.jsonl").read_text().splitlines()
         found[record["fingerprint"]] = [
-            {key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines
+            {key: value for key, value in json.loads(line).items() if key not in ("seconds", "started_at", "ended_at")}
+            for line in lines
         ]
     return found
 

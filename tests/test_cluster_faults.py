@@ -40,7 +40,7 @@ NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
 
 def history_without_seconds(run_dir: Path) -> list[dict]:
     return [
-        {key: value for key, value in json.loads(line).items() if key != "seconds"}
+        {key: value for key, value in json.loads(line).items() if key not in ("seconds", "started_at", "ended_at")}
         for line in (run_dir / "history.jsonl").read_text().splitlines()
     ]
 

@@ -86,7 +86,12 @@ def test_jobs_trains_a_sweep_in_parallel_processes_with_the_sequential_results(t
         for record in results.read_runs(runs):
             lines = (runs / record["run_id"] / "history.jsonl").read_text().splitlines()
             found[record["config"]["train"]["seed"]] = [
-                {key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines
+                {
+                    key: value
+                    for key, value in json.loads(line).items()
+                    if key not in ("seconds", "started_at", "ended_at")
+                }
+                for line in lines
             ]
         return found
 

@@ -1,4 +1,6 @@
+import datetime
 import json
+import re
 from pathlib import Path
 
 import keras
@@ -20,6 +22,24 @@ def tiny_config(cell: str = "ann", **sections):
     for section, values in sections.items():
         raw[section].update(values)
     return config_from_mapping(raw)
+
+
+def test_each_epoch_records_when_it_started_and_ended(tiny_data_dir, tmp_path):
+    before = datetime.datetime.now(datetime.timezone.utc)
+    record = run_experiment(tiny_config(), str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
+    after = datetime.datetime.now(datetime.timezone.utc)
+    history = [json.loads(line) for line in Path(record["run_dir"], "history.jsonl").read_text().splitlines()]
+    times = []
+    for entry in history:
+        for key in ("started_at", "ended_at"):
+            # UTC, ISO 8601 with microseconds: 2026-12-04T12:21:33.123456+00:00.
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", entry[key]), entry[key]
+            times.append(datetime.datetime.fromisoformat(entry[key]))
+        spanned = (times[-1] - times[-2]).total_seconds()
+        # The wall clock spans the epoch that `seconds` times, give or take the clock's reading.
+        assert spanned == pytest.approx(entry["seconds"], abs=0.5)
+    assert len(times) == 2 * len(history) == 6
+    assert before <= times[0] and times == sorted(times) and times[-1] <= after
 
 
 def test_run_writes_exactly_the_expected_files(tiny_data_dir, tmp_path):
@@ -53,7 +73,17 @@ def test_run_writes_exactly_the_expected_files(tiny_data_dir, tmp_path):
 
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert [entry["epoch"] for entry in history] == [1, 2, 3]
-    assert set(history[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"}
+    assert set(history[0]) == {
+        "epoch",
+        "loss",
+        "accuracy",
+        "val_loss",
+        "val_accuracy",
+        "learning_rate",
+        "seconds",
+        "started_at",
+        "ended_at",
+    }
     assert [entry["learning_rate"] for entry in history] == [0.001, 0.001, 0.001]
 
     result = json.loads((run_dir / "result.json").read_text())["result"]
@@ -163,7 +193,10 @@ def test_same_seed_same_history_on_cpu(tiny_data_dir, tmp_path):
 
     def history(record):
         lines = Path(record["run_dir"], "history.jsonl").read_text().splitlines()
-        return [{key: value for key, value in json.loads(line).items() if key != "seconds"} for line in lines]
+        return [
+            {key: value for key, value in json.loads(line).items() if key not in ("seconds", "started_at", "ended_at")}
+            for line in lines
+        ]
 
     assert history(first) == history(second)
     assert first["result"]["test_accuracy"] == second["result"]["test_accuracy"]

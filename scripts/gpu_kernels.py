@@ -10,7 +10,9 @@ unroll; bidirectional; bidirectional with recurrent_input_dropout), it builds rn
 one-layer model, wraps the functions Keras calls to run a recurrent layer, runs one forward pass
 and one training step, and compares what ran with plan(config, backend, gpu) for the device it
 finds. It prints a line per case and exits 1 naming every disagreement (2 when a backend could
-not be checked at all). On the CPU it takes about a minute; scripts/gpu_check.sh runs it on a GPU.
+not be checked at all). A case that fails agrees only where plan predicts kernels.MASK_ERROR and
+the failure is that error (TensorFlow's InvalidArgumentError about a mask that is not
+right-padded); any other exception is a disagreement that names it. On the CPU it takes about a minute; scripts/gpu_check.sh runs it on a GPU.
 
 What is wrapped (keras/src/backend/, Keras 3.15.1): the backend's `lstm`, `gru`, `rnn` (the
 generic step loop) and `bidirectional_lstm`/`bidirectional_gru`, which each return or raise
@@ -207,6 +209,20 @@ def observed_kernel(backend: str, calls: list[str]) -> str:
     return f"unrecognised: {calls}"
 
 
+# The one failure kernels.MASK_ERROR predicts: TensorFlow's cuDNN path asserts that a mask is
+# right-padded (keras/src/backend/tensorflow/rnn.py, _assert_valid_mask), and the failed
+# tf.Assert surfaces as an InvalidArgumentError carrying this message.
+MASK_ERROR_TYPE = "InvalidArgumentError"
+MASK_ERROR_MESSAGE = "does not correspond to right-padded sequences"
+
+
+def failed_kernel(error: BaseException) -> str:
+    """kernels.MASK_ERROR for the error it predicts; for any other, 'failed: <its type>', a disagreement."""
+    if type(error).__name__ == MASK_ERROR_TYPE and MASK_ERROR_MESSAGE in str(error):
+        return MASK_ERROR
+    return f"failed: {type(error).__name__}"
+
+
 def disagreements(backend: str, cell: str, setting: str, gpu: bool) -> tuple[list[str], dict[str, Any]]:
     """Compare plan() with what the forward pass and a training step call, for one case."""
     overrides, layer_settings, padding = SETTINGS[setting]
@@ -218,8 +234,9 @@ def disagreements(backend: str, cell: str, setting: str, gpu: bool) -> tuple[lis
         try:
             calls = trace(config, TOKENS[padding], layer_settings)
             kernel = observed_kernel(backend, calls)
-        except Exception as error:  # A mask cuDNN refuses fails the step: kernels.MASK_ERROR.
-            calls, kernel = [f"failed: {type(error).__name__}: {str(error)[:200]}"], MASK_ERROR
+        except Exception as error:
+            # Only the error kernels.MASK_ERROR predicts agrees with it; any other failure is named.
+            calls, kernel = [f"failed: {type(error).__name__}: {str(error)[:200]}"], failed_kernel(error)
         found[phase] = {"kernel": kernel, "calls": calls}
         if kernel != choice.kernel:
             problems.append(f"{phase}: plan says {choice.kernel!r}, Keras ran {kernel!r} ({', '.join(calls)})")

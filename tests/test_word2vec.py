@@ -1,6 +1,7 @@
 """model.pretrained_embedding: word2vec — vectors trained on the training rows alone, seeded and cached."""
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,8 +121,7 @@ def test_word2vec_is_a_config_value_for_models_with_an_embedding():
 
 @needs_gensim
 def test_a_run_trains_its_vectors_on_its_own_training_rows_and_records_them(tiny_data_dir, tmp_path):
-    from rnnbench.encoded import EncodedData
-    from rnnbench.train import _compiled_model, run_experiment
+    from rnnbench.train import run_experiment
 
     raw = {
         "name": "tiny_word2vec",
@@ -136,12 +136,88 @@ def test_a_run_trains_its_vectors_on_its_own_training_rows_and_records_them(tiny
     assert record["embedding"]["source"].startswith("word2vec trained on the 320 training rows (sg 1,")
     assert record["embedding"]["coverage"] == 1.0
     assert sum(line.startswith("trained ") and " word2vec vectors in " in line for line in lines) == 1
-    # The vectors come from the 320 training rows; validation and test rows are never read.
-    prepared = EncodedData.prepare(config, str(tiny_data_dir), echo=lambda line: None)
-    assert len(prepared.training_rows) == 320 and len(prepared.x_validation) == 80
-    expected = train_word2vec(
-        prepared.corpus, prepared.training_rows, prepared.vocabulary, 30, 8, 3, echo=lambda line: None
+
+
+@needs_gensim
+def test_validation_and_test_texts_change_nothing_in_a_runs_word2vec_vectors(tiny_data_dir, tmp_path, monkeypatch):
+    import gzip
+
+    import keras
+
+    from conftest import write_tsv
+    from rnnbench.encoded import EncodedData
+    from rnnbench.train import run_experiment
+
+    # Frozen, so that the saved model's embedding is the matrix the run started from.
+    raw = {
+        "name": "tiny_word2vec_frozen",
+        "model": {
+            "cell": "gru",
+            "embedding_dim": 8,
+            "units": 8,
+            "dense_units": 8,
+            "pretrained_embedding": "word2vec",
+            "embedding_trainable": False,
+        },
+        "data": {"num_words": 30, "maxlen": 24},
+        "train": {"epochs": 1, "batch_size": 32, "seed": 3},
+    }
+    config = config_from_mapping(raw)
+    clean = EncodedData.prepare(config, str(tiny_data_dir), echo=lambda line: None)
+    assert len(clean.training_rows) == 320 and len(clean.x_validation) == 80
+
+    # The same files with every validation and test text replaced by words found nowhere else: a
+    # word of its own per row and one shared by all (each at least twice, word2vec's min_count).
+    def rows_of(path):
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            return [
+                (text, int(label)) for text, label in (line.rstrip("\n").split("\t") for line in handle.readlines()[1:])
+            ]
+
+    training_file = rows_of(tiny_data_dir / "imdb" / "train.tsv.gz")
+    test_file = rows_of(tiny_data_dir / "imdb" / "test.tsv.gz")
+    kept = set(clean.training_rows.tolist())
+    poisoned = tmp_path / "poisoned"
+    write_tsv(
+        poisoned / "imdb" / "train.tsv.gz",
+        [
+            (text if row in kept else f"heldoutword{row} heldoutword{row} heldoutshared heldoutshared", label)
+            for row, (text, label) in enumerate(training_file)
+        ],
     )
-    network = _compiled_model(config, prepared, expected)
-    (embedding,) = [layer for layer in network.layers if layer.__class__.__name__ == "Embedding"]
-    np.testing.assert_array_equal(embedding.get_weights()[0], expected.matrix)
+    write_tsv(
+        poisoned / "imdb" / "test.tsv.gz",
+        [
+            (f"testword{row} testword{row} heldoutshared heldoutshared", label)
+            for row, (_, label) in enumerate(test_file)
+        ],
+    )
+    dirty = EncodedData.prepare(config, str(poisoned), echo=lambda line: None)
+    # The split depends on the labels and the seed alone: the same rows train, with the same tokens.
+    np.testing.assert_array_equal(dirty.training_rows, clean.training_rows)
+    np.testing.assert_array_equal(dirty.x_train, clean.x_train)
+    assert not np.array_equal(dirty.x_validation, clean.x_validation)
+
+    # Every word word2vec gave a vector to, in each run.
+    trained_words = []
+    real_word2vec = embeddings._word2vec
+
+    def recording_word2vec(*arguments):
+        vectors = real_word2vec(*arguments)
+        trained_words.append(set(vectors))
+        return vectors
+
+    monkeypatch.setattr(embeddings, "_word2vec", recording_word2vec)
+    used = []
+    for data_dir in (tiny_data_dir, poisoned):
+        runs = tmp_path / "runs" / data_dir.name
+        record = run_experiment(config, str(data_dir), runs, "test", echo=lambda line: None)
+        assert record["status"] == "completed"
+        network = keras.saving.load_model(Path(record["run_dir"]) / "model.keras")
+        (embedding,) = [layer for layer in network.layers if isinstance(layer, keras.layers.Embedding)]
+        used.append(embedding.get_weights()[0])
+
+    # Trained afresh for each data folder (their corpora differ), to the same vectors.
+    assert len(trained_words) == 2 and trained_words[0] == trained_words[1]
+    np.testing.assert_array_equal(used[0], used[1])
+    assert not any(word.startswith(("heldout", "testword")) for word in trained_words[1])

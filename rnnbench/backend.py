@@ -67,8 +67,9 @@ def runs_take_a_gpu(taken: bool) -> Iterator[None]:
 
 def auto_choice() -> tuple[str, str]:
     """What `backend: auto` means here, and why, from measurement (docs/performance.md): on an
-    NVIDIA H200 a 5-epoch run of the lecture's LSTM or GRU took 2.5-3.3x less time on Keras-torch
-    than on Keras-JAX, whose first epoch compiles for seconds (compiled, JAX ran the GRU faster);
+    NVIDIA H200 2-epoch runs of the lecture's LSTM and GRU took 3.6x and 5.3x less time on
+    Keras-torch than on Keras-JAX, whose first epoch compiles for seconds (compiled, JAX ran the
+    GRU faster; runs of 5 or more epochs were not measured);
     on this project's CPU JAX ran 2.6-2.9x TensorFlow and torch slowest. $KERAS_BACKEND, when
     set, wins, as in Keras itself."""
     chosen = os.environ.get("KERAS_BACKEND")

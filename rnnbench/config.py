@@ -205,7 +205,9 @@ class DataConfig(_Section):
     hold_out: Literal["groups", "rows"] = "groups"
     # Share of a single-file dataset set aside as its test split (stratified, seeded).
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    # Use only the first N training rows (smoke runs); null uses them all.
+    # Keep N rows of the training split (smoke runs), a stratified sample that is the same for
+    # every seed, taken before validation is held out: with validation 0.2 about 0.8 x N train.
+    # A validation file and the test split are not cut. null keeps them all.
     limit: Optional[Annotated[int, Field(ge=10)]] = None
 
     @model_validator(mode="after")

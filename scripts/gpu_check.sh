@@ -6,9 +6,11 @@
 #   3. Keras on the JAX and torch backends against plain PyTorch (cuDNN): scripts/bench_backends.py;
 #   4. rnnbench's own LSTM and GRU runs on each backend that works;
 #   5. a packed sweep: 4 LSTM runs with --gpus-per-run 0.25 (--cluster local where `import ray`
-#      works, else --jobs 4), backend auto, beside the single run and plain PyTorch, with the
-#      aggregate samples/s of each and the two goals: a single run >= 0.5 x plain PyTorch, the
-#      packed sweep >= 1.0 x plain PyTorch in aggregate.
+#      works, else --jobs 4), backend auto, beside the single run and plain PyTorch: the packed
+#      runs' samples/s over the window in which all their epochs overlap (from the histories'
+#      started_at/ended_at), and the ratios behind the two goals (a single run >= 0.5 x plain
+#      PyTorch, the packed sweep >= 1.0 x), printed but not judged: an epoch's seconds include its
+#      validation pass, plain PyTorch's are training only.
 #
 #   bash scripts/gpu_check.sh        (from anywhere; it works in the repository root)
 #
@@ -47,10 +49,12 @@
 # Settings (environment variables; the defaults are the GPU check):
 #   WHEELS=shared/wheels  DATA_DIR=shared/data (or RNNBENCH_DATA_DIR)  PYTHON=python3  TOTAL_SECONDS=540
 #   DEVICE=gpu  SAMPLES=25000  MAXLEN=200  BATCH_SIZE=256  EPOCHS=2
-#   RUN_SETS="data.limit=12500" (--set KEY=VALUE for the rnnbench runs: the first 12,500 of IMDB's
-#   25,000 training rows keep the eight runs inside the time)  PACKING=auto (cluster where
+#   RUN_SETS="data.limit=12500" (--set KEY=VALUE for the rnnbench runs: a stratified sample of 12,500
+#   of IMDB's 25,000 training reviews, before validation is held out, so 10,000 train and 2,500
+#   validate; it keeps the eight runs inside the time)  PACKING=auto (cluster where
 #   `import ray` works and DEVICE=gpu, else jobs; a CPU cluster refuses --gpus-per-run)
-# A dry run on a CPU, with the packages already installed and tiny sizes (about 7 minutes on 2 cores):
+# A dry run on a CPU, with the packages already installed and tiny sizes (data.limit=500: 400 rows
+# train; about 7 minutes on 2 cores):
 #   WHEELS=none DEVICE=cpu SAMPLES=500 MAXLEN=20 RUN_SETS="data.limit=500 data.maxlen=20" PYTHON=.venv/bin/python bash scripts/gpu_check.sh
 #
 # Every step runs under `timeout`, with the time left shared out, so that the whole check ends
@@ -223,6 +227,7 @@ $KERAS_STEP"; then torch_ok=1; else echo "PyTorch sees no CUDA GPU, or Keras fai
     timeout 30 "$PYTHON" - "$OUT_DIR" "$SCRATCH/runs" "$SCRATCH/packed" "$SCRATCH/packed_wall.json" <<'SUMMARY'
 """Samples/s of each rnnbench run from its recorded history, against the benchmark's numbers,
 and the packed sweep's aggregate against a single run and plain PyTorch, with the goals."""
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -258,7 +263,8 @@ def read_runs(folders):
             "cell": record["config"]["model"]["cell"], "device": record.get("device"), "train_rows": train_rows,
             "validation_rows": record.get("data", {}).get("validation_rows"), "completed": (folder / "result.json").exists(),
             "epochs": [{"epoch": entry["epoch"], "seconds": entry["seconds"], "samples_per_second": train_rows / entry["seconds"],
-                        "val_accuracy": entry.get("val_accuracy")} for entry in history],
+                        "val_accuracy": entry.get("val_accuracy"), "started_at": entry.get("started_at"),
+                        "ended_at": entry.get("ended_at")} for entry in history],
         })
     return runs
 
@@ -284,8 +290,37 @@ for run in runs:
 if not runs:
     lines.append("no rnnbench run recorded an epoch")
 
-# The packed sweep: its runs trained side by side, so their last epochs' samples/s add up (steady);
-# end to end divides every sample trained by the command's wall time, start-up and data included.
+def seconds_of(moment):
+    return datetime.datetime.fromisoformat(moment).timestamp()
+
+
+def overlap_window(runs):
+    """(start, end) of the interval in which every run had an epoch under way, from the histories'
+    started_at/ended_at (the latest first start to the earliest last end); None without them."""
+    spans = []
+    for run in runs:
+        times = [(seconds_of(e["started_at"]), seconds_of(e["ended_at"])) for e in run["epochs"] if e["started_at"] and e["ended_at"]]
+        if not times or len(times) != len(run["epochs"]):
+            return None
+        spans.append((min(start for start, _ in times), max(end for _, end in times)))
+    start, end = max(start for start, _ in spans), min(end for _, end in spans)
+    return (start, end) if end > start else None
+
+
+def rows_within(run, start, end):
+    """Training rows `run` went through between start and end, each epoch's rows spread evenly over it."""
+    total = 0.0
+    for epoch in run["epochs"]:
+        began, ended = seconds_of(epoch["started_at"]), seconds_of(epoch["ended_at"])
+        total += run["train_rows"] * max(0.0, min(ended, end) - max(began, start)) / (ended - began)
+    return total
+
+
+# The packed sweep. The sum of each run's last-epoch samples/s shows no overlap (the epochs may have
+# run one after another); the overlap window is the interval in which every run had an epoch under
+# way, and its rows / seconds is what the runs did at once. Epochs include their validation pass, so
+# neither is training-only like plain PyTorch's figure: the goals' ratios are printed, not judged.
+# End to end divides every sample trained by the command's wall time, start-up and data included.
 packed = read_runs(path for path in packed_root.glob("*") if path.is_dir())
 wall = json.loads(packed_wall.read_text()) if packed_wall.exists() else None
 lines += ["", "## packed sweep against a single run and plain PyTorch (LSTM)", ""]
@@ -294,23 +329,27 @@ packed_summary = {"packing": wall and wall["packing"], "runs": packed}
 if finished and wall:
     seconds = wall["ended"] - wall["started"]
     steady = sum(run["epochs"][-1]["samples_per_second"] for run in finished)
+    window = overlap_window(finished) if len(finished) == len(packed) else None
+    overlapped = sum(rows_within(run, *window) for run in finished) / (window[1] - window[0]) if window else None
     end_to_end = sum(run["train_rows"] * len(run["epochs"]) for run in finished) / seconds
     backend = finished[0]["backend"]
     single = next((run["epochs"][-1]["samples_per_second"] for run in runs if run["backend"] == backend and run["cell"] == "lstm" and run["epochs"]), None)
     plain = median.get(("pytorch", "lstm"))
     packed_summary.update({"wall_seconds": seconds, "steady_samples_per_second": steady, "end_to_end_samples_per_second": end_to_end,
+                           "overlap_window_seconds": window and window[1] - window[0], "overlap_samples_per_second": overlapped,
                            "single_run_samples_per_second": single, "plain_pytorch_samples_per_second": plain})
     lines += [f"{wall['packing']}: {len(finished)} of 4 runs recorded epochs, backend {backend} ({finished[0]['backend_choice']}), "
               f"{seconds:.1f} s for the whole command", "",
               "| what | samples/s |", "| --- | ---: |",
-              f"| packed sweep, steady (sum of each run's last epoch) | {steady:,.0f} |",
+              f"| packed sweep, sum of each run's last epoch (shows no overlap) | {steady:,.0f} |",
+              f"| packed sweep, over the window all runs' epochs overlap ({f'{window[1] - window[0]:.1f} s' if window else 'none'}) | {f'{overlapped:,.0f}' if overlapped else 'n/a'} |",
               f"| packed sweep, end to end (all samples / wall time) | {end_to_end:,.0f} |",
               f"| single run ({backend} lstm, last epoch) | {f'{single:,.0f}' if single else 'n/a'} |",
               f"| plain PyTorch (bench_backends.py) | {f'{plain:,.0f}' if plain else 'n/a'} |", ""]
-    for name, value, goal in (("single run", single, 0.5), ("packed sweep, steady", steady, 1.0)):
+    for name, value, goal in (("single run", single, 0.5), ("packed sweep, overlap window", overlapped, 1.0)):
         if value and plain:
-            verdict = "met" if value / plain >= goal else "NOT met"
-            lines.append(f"goal: {name} >= {goal} x plain PyTorch: {value / plain:.2f}x, {verdict}")
+            lines.append(f"goal: {name} >= {goal} x plain PyTorch: {value / plain:.2f}x, not judged: its epochs include"
+                         " validation, plain PyTorch's figure is training only")
             packed_summary[f"{name} / plain PyTorch"] = value / plain
         else:
             lines.append(f"goal: {name} >= {goal} x plain PyTorch: not measured")

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from rnnbench import executor, results
 from rnnbench.cli import main
+from rnnbench.errors import RunInterrupted
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -265,10 +266,7 @@ def interrupting_runner(run_dir: str | None) -> types.ModuleType:
     (attaching to no cluster, as the real one does without --cluster)."""
 
     def run_all(*args, **options):
-        interrupt = KeyboardInterrupt()
-        if run_dir is not None:
-            interrupt.run_dir = run_dir
-        raise interrupt
+        raise KeyboardInterrupt() if run_dir is None else RunInterrupted(run_dir)
 
     return types.SimpleNamespace(run_all=run_all, attached=executor.attached)
 

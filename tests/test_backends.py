@@ -86,6 +86,7 @@ def probe(data_dir: str, runs_dir: str) -> dict:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_backend_builds_runs_the_planned_kernels_and_reproduces(backend, tiny_data_dir, tmp_path):
     tests = Path(__file__).parent

@@ -167,6 +167,7 @@ def ray_head(tmp_path_factory):
         head.wait(timeout=HANG_SECONDS)
 
 
+@pytest.mark.slow
 def test_a_sweep_on_ray_is_recorded_once_by_the_driver_with_the_histories_of_training_here(
     local_ray, tiny_data_dir, tmp_path, monkeypatch
 ):
@@ -238,6 +239,7 @@ class HeldRun(RunObserver):
             raise
 
 
+@pytest.mark.slow
 def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_trains_nothing_twice(
     local_ray, tiny_data_dir, tmp_path, monkeypatch
 ):
@@ -295,6 +297,7 @@ def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_train
     assert histories(runs)[long[0].fingerprint()] == histories(tmp_path / "uninterrupted")[long[0].fingerprint()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sees_runs_folder", [True, False])
 def test_a_cluster_worker_writes_no_index_and_sends_back_what_its_driver_cant_read(
     tiny_data_dir, tmp_path, monkeypatch, sees_runs_folder
@@ -362,6 +365,7 @@ def run_command(
     return completed
 
 
+@pytest.mark.slow
 def test_rnnbench_run_on_a_head_started_with_ray_start(ray_head, tiny_data_dir, tmp_path):
     runs = tmp_path / "runs"
     environment = {
@@ -388,6 +392,7 @@ def test_rnnbench_run_on_a_head_started_with_ray_start(ray_head, tiny_data_dir, 
     assert sorted(path.name for path in runs.iterdir()) == sorted([record["run_id"], "index.sqlite"])
 
 
+@pytest.mark.slow
 def test_runs_a_cluster_cant_see_come_back_to_the_driver(ray_head, tiny_data_dir, tmp_path):
     """The driver alone sees its runs folder and its data folder (a tmpfs in a mount namespace of
     its own, as a laptop's disk is to a cluster): the data reaches the workers through Ray's object
@@ -490,6 +495,7 @@ def listening(answer: "bytes | None" = None):
             connection.close()
 
 
+@pytest.mark.slow
 def test_a_port_that_accepts_but_never_answers_is_one_line_and_exit_1(tmp_path, monkeypatch):
     # A stuck process or a firewall that accepts for another host: Ray's C++ client would print a
     # warning every few seconds for minutes; asked as a gRPC client asks, it is one line.
@@ -650,6 +656,7 @@ TUNE = {
 }
 
 
+@pytest.mark.slow
 def test_tune_on_a_cluster_trains_each_trial_as_a_task_and_ends_as_tuning_here(
     local_ray, tiny_data_dir, tmp_path, monkeypatch
 ):

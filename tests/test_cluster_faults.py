@@ -107,6 +107,7 @@ def test_cluster(monkeypatch):
         head.shutdown()
 
 
+@pytest.mark.slow
 def test_a_run_whose_node_dies_is_retried_from_its_checkpoint_and_recorded_once(
     test_cluster, tiny_data_dir, tmp_path, monkeypatch
 ):

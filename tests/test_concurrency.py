@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from rnnbench import results, worker
 from rnnbench.config import config_from_mapping
 
@@ -14,6 +16,7 @@ from rnnbench.config import config_from_mapping
 HANG_SECONDS = 1200
 
 
+@pytest.mark.slow
 def test_eight_processes_share_a_runs_folder(tiny_data_dir, tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text("model: {cell: ann, dense_units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 1}\n")
@@ -56,6 +59,7 @@ def test_eight_processes_share_a_runs_folder(tiny_data_dir, tmp_path):
     assert [(group["name"], group["n"]) for group in groups] == [("tiny", 8)]
 
 
+@pytest.mark.slow
 def test_jobs_trains_a_sweep_in_parallel_processes_with_the_sequential_results(tiny_data_dir, tmp_path):
     config = tmp_path / "sweep.yaml"
     config.write_text(
@@ -100,6 +104,7 @@ def test_jobs_trains_a_sweep_in_parallel_processes_with_the_sequential_results(t
     assert parallel == sequential
 
 
+@pytest.mark.slow
 def test_two_processes_starting_the_same_run_train_it_once(tiny_data_dir, tmp_path):
     from rnnbench.sweep import expand
     from rnnbench.results import lock_path

@@ -52,6 +52,7 @@ def write_csv(path: Path, rows, header=("texto", "tema")) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_multiclass_csv_with_string_labels_runs_from_a_config_alone(tmp_path):
     write_csv(tmp_path / "temas.csv", spanish_rows(300, seed=1))
     config = tmp_path / "temas.yaml"
@@ -75,6 +76,7 @@ def test_multiclass_csv_with_string_labels_runs_from_a_config_alone(tmp_path):
     assert record["parameters"] == 60 * 8 + 3 * 8 * (8 + 8 + 2) + 8 * 8 + 8 + 8 * 3 + 3
 
 
+@pytest.mark.slow
 def test_class_folder_tree_with_separate_test_folder(tmp_path):
     for split, count, seed in (("train", 90, 3), ("test", 30, 4)):
         for index, (text, topic) in enumerate(spanish_rows(count, seed)):
@@ -130,6 +132,7 @@ def test_single_file_test_split_is_stratified_shuffled_and_the_same_for_every_se
     assert load_dataset(config_from_mapping(other_seed).data, str(tmp_path)).test_texts == first.test_texts
 
 
+@pytest.mark.slow
 def test_empty_texts_are_skipped_counted_and_recorded(tmp_path):
     rows = spanish_rows(60, seed=7) + [("   ", "cocina"), ("", "viajes")]
     write_csv(tmp_path / "gaps.csv", rows, header=("text", "label"))

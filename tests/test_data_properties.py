@@ -208,6 +208,7 @@ def written(directory: str, name: str, raw: bytes) -> Path:
     group_column=st.sampled_from([None, "group"]),
     group_required=st.booleans(),
 )
+@pytest.mark.slow
 def test_any_delimited_or_jsonl_file_reads_as_consistent_rows_or_one_line(file, group_column, group_required):
     suffix, raw = file
     with tempfile.TemporaryDirectory() as directory:

@@ -53,6 +53,7 @@ def test_a_collapsed_model_is_flagged_and_warned_about(tiny_data_dir, tmp_path):
     assert indexed["warnings"] == [COLLAPSE] and indexed["result"]["collapsed"] is True
 
 
+@pytest.mark.slow
 def test_merged_labels_are_a_warning_recorded_with_the_run(tiny_data_dir, tmp_path, monkeypatch):
     merged = {"1": ["1", "1.0", "01"], "true": ["True", "true"]}
     expected = "label spellings merged into one class each: '1', '1.0', '01' as '1'; 'True', 'true' as 'true' (check that each set means one class)"
@@ -168,6 +169,7 @@ def test_the_index_is_checked_before_anything_is_read_or_trained(tiny_data_dir, 
     assert run_folders(runs) == []
 
 
+@pytest.mark.slow
 def test_a_sweep_naming_one_run_twice_trains_it_once(tiny_data_dir, tmp_path):
     lines = []
     first, second = run_all(

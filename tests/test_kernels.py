@@ -301,6 +301,7 @@ def test_the_gpu_check_reads_which_kernel_ran_from_the_calls(backend, calls, ker
     assert gpu_kernels.observed_kernel(backend, calls) == kernel
 
 
+@pytest.mark.slow
 def test_the_gpu_check_passes_for_this_cpu_on_every_setting():
     import keras
 

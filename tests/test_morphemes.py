@@ -22,6 +22,7 @@ def rows(corpus: tokenize.Corpus) -> list[list[str]]:
     return [corpus.tokens(row) for row in range(len(corpus))]
 
 
+@pytest.mark.slow
 def test_kiwi_splits_stems_from_endings_and_drops_punctuation():
     pytest.importorskip("kiwipiepy")
     corpus = tokenize.tokenize(SENTENCES, "morpheme", workers=1, analyzer="kiwi")

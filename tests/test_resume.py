@@ -107,6 +107,7 @@ def _without_seconds(lines: list[str]) -> list[dict]:
     ]
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_history(slow_data_dir, tmp_path):
     config_path, runs, environment, process, _ = _train_one_epoch_in_a_subprocess(slow_data_dir, tmp_path)
     # Killed as soon as epoch 1 is recorded: inside epoch 2, which takes seconds (300 batches).
@@ -152,6 +153,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_history(slow_data_d
     ]
 
 
+@pytest.mark.slow
 def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(slow_data_dir, tmp_path):
     config_path, runs, environment, process, printed = _train_one_epoch_in_a_subprocess(slow_data_dir, tmp_path)
     process.send_signal(signal.SIGINT)
@@ -230,6 +232,7 @@ class _Interrupt:
         {"lr_schedule": "cosine", "min_learning_rate": 0.001},
     ],
 )
+@pytest.mark.slow
 def test_a_resumed_run_with_options_gives_the_uninterrupted_history(tiny_data_dir, tmp_path, schedule):
     # Clipping, early stopping, dropout and a schedule whose state a resume must not lose: the
     # reduced rate of reduce_on_plateau (derived from the history) and cosine's step count.
@@ -274,6 +277,7 @@ def test_a_resumed_run_with_options_gives_the_uninterrupted_history(tiny_data_di
     assert rates[0] == 0.1 and rates[2] < rates[1]
 
 
+@pytest.mark.slow
 def test_ctrl_c_inside_a_constructor_leaves_no_traceback_after_its_line(tmp_path, monkeypatch):
     """Ctrl-C that lands while TensorFlow builds a traced function leaves the function half-built,
     and its finalizer fails as the interpreter exits ("Exception ignored in: AtomicFunction.__del__

@@ -90,6 +90,7 @@ def test_plateau_multiplies_after_lr_patience_epochs_without_a_lower_validation_
 # The options in real runs.
 
 
+@pytest.mark.slow
 def test_defaults_record_the_constant_rate_and_change_nothing_else(tiny_data_dir, tmp_path, optimizers):
     record = run_experiment(tiny_config(), str(tiny_data_dir), tmp_path / "runs", "test", echo=quiet)
     assert [entry["learning_rate"] for entry in history_of(record)] == [0.001, 0.001, 0.001]
@@ -99,12 +100,14 @@ def test_defaults_record_the_constant_rate_and_change_nothing_else(tiny_data_dir
     assert float(optimizer.learning_rate) == pytest.approx(0.001)
 
 
+@pytest.mark.slow
 def test_clipnorm_is_set_on_the_optimizer(tiny_data_dir, tmp_path, optimizers):
     run_experiment(tiny_config(epochs=1, clipnorm=0.25), str(tiny_data_dir), tmp_path / "runs", "test", echo=quiet)
     [optimizer] = optimizers
     assert optimizer.clipnorm == 0.25 and optimizer.global_clipnorm is None
 
 
+@pytest.mark.slow
 def test_cosine_rates_per_epoch_follow_the_formula(tiny_data_dir, tmp_path, optimizers):
     config = tiny_config(epochs=4, lr_schedule="cosine", learning_rate=0.01, min_learning_rate=0.001)
     lines = []
@@ -120,6 +123,7 @@ def test_cosine_rates_per_epoch_follow_the_formula(tiny_data_dir, tmp_path, opti
     assert any(line.startswith("epoch 2/4: ") and ", learning rate 0.00868, " in line for line in lines)
 
 
+@pytest.mark.slow
 def test_plateau_rates_per_epoch_follow_the_rule_and_reach_the_optimizer(tiny_data_dir, tmp_path, monkeypatch):
     # A rate far too high for SGD makes validation loss jump about, so some epochs don't improve it.
     config = tiny_config(
@@ -154,6 +158,7 @@ def test_plateau_rates_per_epoch_follow_the_rule_and_reach_the_optimizer(tiny_da
     assert used == pytest.approx(rates, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_early_stopping_ends_when_the_best_accuracy_is_patience_epochs_old(tiny_data_dir, tmp_path):
     # The synthetic cues are learnt within a few epochs at this rate; validation accuracy then stalls.
     config = tiny_config(epochs=20, learning_rate=0.05, early_stopping_patience=2)
@@ -173,6 +178,7 @@ def test_early_stopping_ends_when_the_best_accuracy_is_patience_epochs_old(tiny_
     ) in lines
 
 
+@pytest.mark.slow
 def test_patience_longer_than_the_run_trains_every_epoch(tiny_data_dir, tmp_path):
     record = run_experiment(
         tiny_config(epochs=2, early_stopping_patience=5), str(tiny_data_dir), tmp_path / "runs", "test", echo=quiet

@@ -28,6 +28,7 @@ def test_corpus_rows_match_split_words():
     assert corpus.lengths.tolist() == [6, 7, 5, 0, 4]
 
 
+@pytest.mark.slow
 def test_parallel_tokenize_equals_single_process(monkeypatch):
     texts = [f"review {i} says {'good' if i % 3 else 'bad'} things about film {i % 17}" for i in range(3000)]
     monkeypatch.setitem(tokenize._PARALLEL_MIN_CHARACTERS, "word", 1000)
@@ -104,6 +105,7 @@ def test_encode_rejects_bad_padding():
         encode(corpus, build_vocabulary(corpus, np.array([0]), 5), np.array([0]), 2, padding="left")
 
 
+@pytest.mark.slow
 def test_real_imdb_vocabulary_and_shapes(real_data_dir):
     from rnnbench.config import DataConfig
     from rnnbench.data import load_dataset

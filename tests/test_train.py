@@ -24,6 +24,7 @@ def tiny_config(cell: str = "ann", **sections):
     return config_from_mapping(raw)
 
 
+@pytest.mark.slow
 def test_each_epoch_records_when_it_started_and_ended(tiny_data_dir, tmp_path):
     before = datetime.datetime.now(datetime.timezone.utc)
     record = run_experiment(tiny_config(), str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
@@ -42,6 +43,7 @@ def test_each_epoch_records_when_it_started_and_ended(tiny_data_dir, tmp_path):
     assert before <= times[0] and times == sorted(times) and times[-1] <= after
 
 
+@pytest.mark.slow
 def test_run_writes_exactly_the_expected_files(tiny_data_dir, tmp_path):
     runs_dir = tmp_path / "runs"
     lines = []
@@ -109,6 +111,7 @@ def test_run_writes_exactly_the_expected_files(tiny_data_dir, tmp_path):
     assert any("(best so far)" in line for line in lines)
 
 
+@pytest.mark.slow
 def test_saved_model_is_the_best_epoch(tiny_data_dir, tmp_path):
     from rnnbench.encoded import EncodedData
 
@@ -129,6 +132,7 @@ def test_saved_model_is_the_best_epoch(tiny_data_dir, tmp_path):
         assert (saved["labels"] == prepared.y_test).all() and saved["probabilities"].dtype == np.float16
 
 
+@pytest.mark.slow
 def test_validation_on_the_test_split(tiny_data_dir, tmp_path):
     config = tiny_config("ann", data={"validation": "test"}, train={"epochs": 1})
     record = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
@@ -138,6 +142,7 @@ def test_validation_on_the_test_split(tiny_data_dir, tmp_path):
     assert record["data"]["validation_rows_sharing_a_group"] is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hold_out, validated_on", [("groups", ", whole authors"), ("rows", ", rows at random")])
 def test_the_record_says_how_many_validation_rows_share_a_group_with_training(tmp_path, hold_out, validated_on):
     from conftest import synthetic_reviews
@@ -160,6 +165,7 @@ def test_the_record_says_how_many_validation_rows_share_a_group_with_training(tm
     assert sharing == 0.0 if hold_out == "groups" else sharing == 1.0
 
 
+@pytest.mark.slow
 def test_each_run_gets_a_new_directory(tiny_data_dir, tmp_path):
     config = tiny_config("ann", train={"epochs": 1})
     first = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
@@ -168,6 +174,7 @@ def test_each_run_gets_a_new_directory(tiny_data_dir, tmp_path):
     assert len(results.read_runs(tmp_path / "runs")) == 2
 
 
+@pytest.mark.slow
 def test_a_diverging_run_is_never_a_best_result(tiny_data_dir, tmp_path, monkeypatch):
     from rnnbench import model as model_factory
 
@@ -186,6 +193,7 @@ def test_a_diverging_run_is_never_a_best_result(tiny_data_dir, tmp_path, monkeyp
     assert [entry["status"] for entry in results.read_runs(tmp_path / "runs", statuses=None)] == ["diverged"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_history_on_cpu(tiny_data_dir, tmp_path):
     config = tiny_config("gru", model={"dropout": 0.3})
     first = run_experiment(config, str(tiny_data_dir), tmp_path / "a", "test", echo=lambda line: None)
@@ -230,6 +238,7 @@ def test_unwritable_runs_folder_is_one_line(tiny_data_dir, tmp_path):
     assert blocker.read_text() == "a file where the runs folder should be"
 
 
+@pytest.mark.slow
 def test_real_imdb_slice_learns(real_data_dir, tmp_path):
     # The bag-of-words baseline on 3,000 real reviews: far above chance after two epochs.
     config = config_from_mapping(
@@ -296,6 +305,7 @@ def test_default_bag_of_words_trains_as_before(tiny_data_dir, tmp_path):
     assert "bigrams" not in json.loads((Path(record["run_dir"]) / "vocabulary.json").read_text())
 
 
+@pytest.mark.slow
 def test_bag_of_bigrams_with_tfidf_records_its_bigrams_and_weights(tiny_data_dir, tmp_path):
     from rnnbench import tokenize
     from rnnbench.encoded import EncodedData

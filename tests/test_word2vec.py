@@ -119,6 +119,7 @@ def test_word2vec_is_a_config_value_for_models_with_an_embedding():
     assert config.model.pretrained_embedding == embeddings.WORD2VEC
 
 
+@pytest.mark.slow
 @needs_gensim
 def test_a_run_trains_its_vectors_on_its_own_training_rows_and_records_them(tiny_data_dir, tmp_path):
     from rnnbench.train import run_experiment
@@ -139,6 +140,7 @@ def test_a_run_trains_its_vectors_on_its_own_training_rows_and_records_them(tiny
 
 
 @needs_gensim
+@pytest.mark.slow
 def test_validation_and_test_texts_change_nothing_in_a_runs_word2vec_vectors(tiny_data_dir, tmp_path, monkeypatch):
     import gzip
 

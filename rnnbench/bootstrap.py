@@ -27,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from rnnbench.errors import RnnbenchError
+from rnnbench.record import RunRecord
 from rnnbench.verdict import Group, TDifference, t_difference
 
 REPLICATES = 10_000
@@ -96,8 +97,8 @@ class MultiBootstrap:
             )
         run_ids, accuracies = self._resampled(rows.pop())
         column = {run: index for index, run in enumerate(run_ids)}
-        first_seeds = [record["config"]["train"]["seed"] for record in first.records]
-        second_seeds = [record["config"]["train"]["seed"] for record in second.records]
+        first_seeds = [record.seed for record in first.records]
+        second_seeds = [record.seed for record in second.records]
         paired = t_test.paired
         generator = np.random.default_rng([self.seed, 1])
         if paired:
@@ -124,13 +125,13 @@ class MultiBootstrap:
         )
 
     def _runs(self, group: Group) -> list[str]:
-        missing = [record["run_id"] for record in group.records if record.get("run_id") not in self.correct]
+        missing = [record.run_id for record in group.records if record.run_id not in self.correct]
         if missing:
             raise BootstrapError(
                 f"{group.name}: run {missing[0]} has no saved test predictions (recorded before they were kept);"
                 " train it again with --force, or compare without --bootstrap"
             )
-        return [record["run_id"] for record in group.records]
+        return [str(record.run_id) for record in group.records]
 
     def _resampled(self, rows: int) -> tuple[list[str], Any]:
         """Every run on a `rows`-row test split, its accuracy in each replicate (replicates x runs):
@@ -150,15 +151,16 @@ class MultiBootstrap:
         return self._accuracies[rows]
 
 
-def from_runs(records: list[dict[str, Any]], runs_dir: Any, replicates: int = REPLICATES) -> MultiBootstrap:
+def from_runs(records: list[RunRecord], runs_dir: Any, replicates: int = REPLICATES) -> MultiBootstrap:
     """A multi-bootstrap over `records`' saved test predictions, read from their run folders."""
     from pathlib import Path
 
-    from rnnbench.results import RunDirectory
+    from rnnbench.results import run_directory
 
     correct = {}
     for record in records:
-        found = RunDirectory(Path(runs_dir) / record["run_id"]).read_test_correct()
+        run = run_directory(Path(runs_dir), record)
+        found = run.read_test_correct()
         if found is not None:
-            correct[record["run_id"]] = found
+            correct[run.run_id] = found
     return MultiBootstrap(correct, replicates)

@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 
 import click
 
+from rnnbench.record import RunRecord, as_records
 from rnnbench.verdict import DELTA
 
 T = TypeVar("T")
@@ -273,20 +274,22 @@ def run(
             err=True,
         )
         _exit_interrupted()
-    failed = [record for record in records if record.get("status") != "completed"]
+    # The runner's records (dicts) as RunRecords, checked as a record read from the index is.
+    records = as_records(records)
+    failed = [record for record in records if record.status != "completed"]
     if len(records) > 1:
         click.echo("")
         click.echo(report.format_groups(records))
-    else:
+    elif not failed:
         record = records[0]
-        outcome = record.get("result", {})
-        if not failed:
-            click.echo(
-                f"[{record['name']}] best val_accuracy {outcome['best_val_accuracy']:.4f} at epoch {outcome['best_epoch']}; "
-                f"test accuracy {outcome['test_accuracy']:.4f}; {outcome['mean_epoch_seconds']:.1f} s/epoch; recorded in {record['run_dir']}"
-            )
+        outcome = record.result
+        assert outcome is not None  # A completed run has its result.
+        click.echo(
+            f"[{record.name}] best val_accuracy {outcome.best_val_accuracy:.4f} at epoch {outcome.best_epoch}; "
+            f"test accuracy {outcome.test_accuracy:.4f}; {outcome.mean_epoch_seconds:.1f} s/epoch; recorded in {record.run_dir}"
+        )
     if failed:
-        names = ", ".join(f"{record['name']} ({record.get('status')})" for record in failed)
+        names = ", ".join(f"{record.name} ({record.status})" for record in failed)
         raise click.ClickException(f"{len(failed)} of {len(records)} runs did not complete: {names}")
 
 
@@ -523,6 +526,8 @@ def tune_command(
             err=True,
         )
         _exit_interrupted()
+    # As the index holds them; dicts until tune returns RunRecords.
+    finals = as_records(finals)
     click.echo("")
     click.echo(report.format_groups(finals))
     folder = Path(out_dir or Path("reports") / f"tune-{base}")
@@ -603,7 +608,7 @@ def compare(
     """
     from rnnbench import report, results
 
-    recorded = results.read_runs(Path(runs_dir), statuses=None if show_all else ("completed",))
+    recorded = results.read_records(Path(runs_dir), statuses=None if show_all else ("completed",))
     records = _matching(recorded, names)
     if recorded and not records and output_format != "json":
         raise click.ClickException(f"no {'' if show_all else 'completed '}runs in {runs_dir}/ match {', '.join(names)}")
@@ -654,7 +659,7 @@ def report(
     """
     from rnnbench import report as reporting, results
 
-    records = _matching(results.read_runs(Path(runs_dir)), names)
+    records = _matching(results.read_records(Path(runs_dir)), names)
     if not records:
         raise click.ClickException(f"no completed runs in {runs_dir}/ match {', '.join(names) or 'anything'}")
     command = shlex.join(["rnnbench", "report", *(f"--name={name}" for name in names), "--out", out_dir])
@@ -674,7 +679,7 @@ def report(
     click.echo(f"wrote {written[0]} and {written[1]} with {len(written) - 2} pictures")
 
 
-def _warn_of_missing_histories(records: list[dict], runs_dir: Path) -> None:
+def _warn_of_missing_histories(records: list[RunRecord], runs_dir: Path) -> None:
     """A warning line per counted run whose folder or history.jsonl is gone: the report still
     holds its results (the index has them), but no learning curve of it."""
     from rnnbench import results, verdict
@@ -683,7 +688,7 @@ def _warn_of_missing_histories(records: list[dict], runs_dir: Path) -> None:
         missing = results.missing_history(runs_dir, record)
         if missing:
             click.echo(
-                f"warning: run {record['run_id']} ({record['name']}, seed {record['config']['train']['seed']}): {missing},"
+                f"warning: run {record.run_id} ({record.name}, seed {record.seed}): {missing},"
                 " so the report has its results but no learning curve of it",
                 err=True,
             )
@@ -698,7 +703,7 @@ def _exit_interrupted() -> None:
     sys.exit(130)
 
 
-def _verdict_settings(records: list[dict], runs_dir: str, outcome: str, delta: float, replicates: int) -> dict:
+def _verdict_settings(records: list[RunRecord], runs_dir: str, outcome: str, delta: float, replicates: int) -> dict:
     """The verdict's keyword arguments for report.format_groups and write_report."""
     settings: dict = {"outcome": outcome, "delta": delta / 100}
     if replicates:
@@ -710,13 +715,11 @@ def _verdict_settings(records: list[dict], runs_dir: str, outcome: str, delta: f
     return settings
 
 
-def _matching(records: list[dict], names: Sequence[str]) -> list[dict]:
+def _matching(records: list[RunRecord], names: Sequence[str]) -> list[RunRecord]:
     import fnmatch
 
     return [
-        record
-        for record in records
-        if not names or any(fnmatch.fnmatchcase(record["name"], pattern) for pattern in names)
+        record for record in records if not names or any(fnmatch.fnmatchcase(record.name, pattern) for pattern in names)
     ]
 
 

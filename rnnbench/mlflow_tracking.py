@@ -23,6 +23,7 @@ mlflow is an optional extra, imported only inside the functions that talk to a s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
@@ -30,11 +31,12 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
 from rnnbench import results
 from rnnbench.errors import InputError, RnnbenchError
 from rnnbench.observers import RunObserver
+from rnnbench.record import RunRecord
 
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 EXPERIMENT_VARIABLE = "MLFLOW_EXPERIMENT_NAME"
@@ -47,12 +49,12 @@ MARKER_FILE = "mlflow.json"
 # The run folder's files that an MLflow run gets as artifacts (those that exist: a diverged
 # run has no model or result); the checkpoint and mlflow.json are not the run's outcome.
 ARTIFACT_FILES = (
-    "config.json",
-    "history.jsonl",
-    "result.json",
-    "model.keras",
-    "test_predictions.npz",
-    "vocabulary.json",
+    results.CONFIG_FILE,
+    results.HISTORY_FILE,
+    results.RESULT_FILE,
+    results.MODEL_FILE,
+    results.TEST_PREDICTIONS_FILE,
+    results.VOCABULARY_FILE,
 )
 # The statuses after which a run never trains again, so that its MLflow run can be completed.
 FINISHED = ("completed", "diverged", "pruned")
@@ -144,10 +146,12 @@ class MlflowObserver(RunObserver):
         # Before the server is asked anything, so that a later sync nests the run under its sweep.
         _update_marker(self.run_dir, self.uri, parent_run_id=self.parent_run_id, keep=True)
         self.tracker = _Tracker(self.uri)
-        self.mlflow_run_id, _ = self.tracker.run_of(self.run_dir, record, self.parent_run_id)
+        # The runner's record, a dict until the observers are told RunRecords.
+        run = RunRecord.from_json(record)
+        self.mlflow_run_id, _ = self.tracker.run_of(self.run_dir, run, self.parent_run_id)
         # A resumed run goes on in the MLflow run its first process opened.
         self.tracker.client.update_run(self.mlflow_run_id, status="RUNNING")
-        self.tracker.log_missing(self.mlflow_run_id, {**record, "status": "running"}, history)
+        self.tracker.log_missing(self.mlflow_run_id, dataclasses.replace(run, status="running"), history)
 
     def epoch_ended(self, entry: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
         def log() -> None:
@@ -162,7 +166,7 @@ class MlflowObserver(RunObserver):
         def close() -> None:
             assert self.tracker is not None and self.mlflow_run_id is not None and self.run_dir is not None
             if finished:
-                self.tracker.complete(self.run_dir, record, self.mlflow_run_id)
+                self.tracker.complete(self.run_dir, RunRecord.from_json(record), self.mlflow_run_id)
             else:
                 # Interrupted or failed: a later `rnnbench run` resumes it in the same MLflow run.
                 self.tracker.client.set_tag(self.mlflow_run_id, "rnnbench.status", record["status"])
@@ -234,16 +238,18 @@ def sync(runs_dir: Path, uri: str, echo: Callable[[str], None]) -> tuple[int, in
     fully logged there, from its files; returns how many were sent and how many already were."""
     require_mlflow("rnnbench mlflow-sync")
     check_store(uri)
-    records = results.read_runs(runs_dir, FINISHED)
+    records = results.read_records(runs_dir, FINISHED)
     pending = [
-        record for record in records if not _read_marker(runs_dir / record["run_id"]).get(uri, {}).get("complete")
+        record
+        for record in records
+        if not _read_marker(results.run_directory(runs_dir, record).path).get(uri, {}).get("complete")
     ]
     sent, present = 0, len(records) - len(pending)
     tracker: Optional[_Tracker] = None
     for record in pending:
-        run_dir = runs_dir / record["run_id"]
+        run_dir = results.run_directory(runs_dir, record).path
         if not run_dir.is_dir():
-            echo(f"skipped {record['run_id']}: its folder is gone from {runs_dir}")
+            echo(f"skipped {record.run_id}: its folder is gone from {runs_dir}")
             continue
         try:
             tracker = tracker or _Tracker(uri)
@@ -257,12 +263,12 @@ def sync(runs_dir: Path, uri: str, echo: Callable[[str], None]) -> tuple[int, in
             raise
         except Exception as error:
             raise TrackingError(
-                f"MLflow at {uri} failed ({_reason(error)}) on run {record['run_id']}: sent {sent} of"
+                f"MLflow at {uri} failed ({_reason(error)}) on run {record.run_id}: sent {sent} of"
                 f" {len(pending)} runs; run rnnbench mlflow-sync again to send the rest"
             ) from None
         sent += 1
-        epochs = record.get("result", {}).get("epochs_run", 0)
-        echo(f"sent {record['run_id']} ({record['status']}, {epochs} epoch{'' if epochs == 1 else 's'})")
+        epochs = record.metric("epochs_run") or 0
+        echo(f"sent {record.run_id} ({record.status}, {epochs} epoch{'' if epochs == 1 else 's'})")
     return sent, present
 
 
@@ -294,7 +300,7 @@ class _Tracker:
             )
         return found.experiment_id
 
-    def run_of(self, run_dir: Path, record: dict[str, Any], parent_run_id: Optional[str]) -> tuple[str, bool]:
+    def run_of(self, run_dir: Path, record: RunRecord, parent_run_id: Optional[str]) -> tuple[str, bool]:
         """The MLflow run of `run_dir` (the one mlflow.json names, else the one tagged with its
         run id, else a new one) and whether it is complete; mlflow.json then names it."""
         from mlflow.exceptions import MlflowException
@@ -315,7 +321,7 @@ class _Tracker:
         parent_run_id = entry.get("parent_run_id") or parent_run_id
         if found is None:
             tags = {RUN_ID_TAG: run_dir.name, **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
-            found = self.client.create_run(self.experiment_id, run_name=record["name"], tags=tags)
+            found = self.client.create_run(self.experiment_id, run_name=record.name, tags=tags)
         _update_marker(
             run_dir,
             self.uri,
@@ -327,7 +333,7 @@ class _Tracker:
         return found.info.run_id, found.data.tags.get(COMPLETE_TAG) == "true"
 
     def log_missing(
-        self, mlflow_run_id: str, record: dict[str, Any], history: Sequence[dict[str, Any]], final: bool = False
+        self, mlflow_run_id: str, record: RunRecord, history: Sequence[dict[str, Any]], final: bool = False
     ) -> None:
         """Log the params, tags, epoch metrics (and with `final` the result's numbers) that the
         MLflow run lacks: a metric step already there is never logged again."""
@@ -338,11 +344,7 @@ class _Tracker:
             key: {metric.step for metric in self.client.get_metric_history(mlflow_run_id, key)}
             for key in logged.metrics
         }
-        params = [
-            Param(key, value)
-            for key, value in flat_params(record.get("config", {})).items()
-            if key not in logged.params
-        ]
+        params = [Param(key, value) for key, value in flat_params(record.config).items() if key not in logged.params]
         tags = [RunTag(key, value) for key, value in run_tags(record).items() if logged.tags.get(key) != value]
         metrics = [metric for metric in _epoch_metrics(history) if metric.step not in steps.get(metric.key, ())]
         if final:
@@ -359,37 +361,37 @@ class _Tracker:
         for start in range(0, len(tags), TAGS_PER_REQUEST):
             self.client.log_batch(mlflow_run_id, tags=tags[start : start + TAGS_PER_REQUEST])
 
-    def complete(self, run_dir: Path, record: dict[str, Any], mlflow_run_id: str) -> None:
+    def complete(self, run_dir: Path, record: RunRecord, mlflow_run_id: str) -> None:
         """Make the MLflow run of a finished run whole, from its folder's files, and mark it complete."""
-        self.log_missing(mlflow_run_id, record, _read_history(run_dir), final=True)
+        self.log_missing(mlflow_run_id, record, results.RunDirectory(run_dir).read_history(), final=True)
         for name in ARTIFACT_FILES:
             if (run_dir / name).is_file():
                 # Logging a file again replaces it, so a sync after a partial upload is harmless.
                 self.client.log_artifact(mlflow_run_id, str(run_dir / name))
-        self.client.set_terminated(mlflow_run_id, MLFLOW_STATUSES[record["status"]])
+        self.client.set_terminated(mlflow_run_id, MLFLOW_STATUSES[str(record.status)])
         # Last: a run tagged complete has everything above.
         self.client.set_tag(mlflow_run_id, COMPLETE_TAG, "true")
         _update_marker(run_dir, self.uri, complete=True)
 
 
-def flat_params(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+def flat_params(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """The config as MLflow params: nested keys dotted (model.cell), values as text (lists as JSON)."""
     flat = {}
     for key, value in config.items():
-        if isinstance(value, dict):
+        if isinstance(value, Mapping):
             flat.update(flat_params(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value if isinstance(value, str) else json.dumps(value)
     return flat
 
 
-def run_tags(record: dict[str, Any]) -> dict[str, str]:
-    kernels = "; ".join(f"{choice['layer']}: {choice['kernel']}" for choice in record.get("kernels", []))
+def run_tags(record: RunRecord) -> dict[str, str]:
+    kernels = "; ".join(f"{choice['layer']}: {choice['kernel']}" for choice in record.kernels or ())
     return {
-        RUN_ID_TAG: Path(record["run_dir"]).name if record.get("run_dir") else record["run_id"],
-        "rnnbench.status": record.get("status", "running"),
-        "rnnbench.backend": record.get("backend", ""),
-        "rnnbench.device": record.get("device", ""),
+        RUN_ID_TAG: Path(record.run_dir).name if record.run_dir else str(record.run_id),
+        "rnnbench.status": record.status or "running",
+        "rnnbench.backend": record.backend or "",
+        "rnnbench.device": record.device or "",
         # Recurrent layers only; a model without any (ann) has none.
         "rnnbench.kernels": kernels or "none",
     }
@@ -408,26 +410,20 @@ def _epoch_metrics(history: Sequence[dict[str, Any]]) -> list[Any]:
     ]
 
 
-def _final_metrics(record: dict[str, Any]) -> list[Any]:
+def _final_metrics(record: RunRecord) -> list[Any]:
     """The result's numbers (best_val_accuracy, test_accuracy, ...) and the parameter count, at step 0."""
     from mlflow.entities import Metric
 
     stamp = int(time.time() * 1000)
-    numbers = {key: value for key, value in record.get("result", {}).items() if _is_number(value)}
-    if _is_number(record.get("parameters")):
-        numbers["parameters"] = record["parameters"]
+    result = {} if record.result is None else record.result.to_json()
+    numbers = {key: value for key, value in result.items() if _is_number(value)}
+    if record.parameters is not None:
+        numbers["parameters"] = record.parameters
     return [Metric(key, float(value), stamp, 0) for key, value in numbers.items()]
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _read_history(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "history.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _read_marker(run_dir: Path) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ matplotlib.use("Agg")  # No display: draw straight to files.
 import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
 import matplotlib.ticker  # noqa: E402
 
-from rnnbench.results import ResultsError  # noqa: E402
+from rnnbench.record import RunRecord  # noqa: E402
+from rnnbench.results import run_directory  # noqa: E402
 from rnnbench.verdict import Group  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -24,44 +24,23 @@ COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 HISTORY_KEYS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
 
-def read_history(runs_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+def read_history(runs_dir: Path, record: RunRecord) -> list[dict[str, Any]]:
     """The run's epochs ([] without a history file); a damaged file is a one-line ResultsError."""
-    path = runs_dir / record["run_id"] / "history.jsonl"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    except (OSError, UnicodeDecodeError) as error:
-        raise ResultsError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
-    history = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
-            raise ResultsError(f"{path}: line {number} is not valid JSON; restore the file or remove the run") from None
-        if not isinstance(entry, dict):
-            raise ResultsError(f"{path}: line {number} is not a JSON object; restore the file or remove the run")
-        for key in HISTORY_KEYS:
-            if isinstance(entry.get(key), bool) or not isinstance(entry.get(key), (int, float)):
-                raise ResultsError(f"{path}: line {number} has no number {key}; restore the file or remove the run")
-        history.append(entry)
-    return history
+    return run_directory(runs_dir, record).read_history(required=HISTORY_KEYS)
 
 
 def learning_curves(group: Group, runs_dir: Path, path: Path) -> Path:
     """Training (dashed) and validation (solid) accuracy and loss per epoch for each run of a group; dots mark best epochs."""
     figure, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(10, 3.8))
     without_history = []
-    for index, record in enumerate(sorted(group.records, key=lambda record: record["config"]["train"]["seed"])):
+    for index, record in enumerate(sorted(group.records, key=lambda record: record.seed)):
         history = read_history(runs_dir, record)
         if not history:
-            without_history.append(record["config"]["train"]["seed"])
+            without_history.append(record.seed)
             continue
         color = COLORS[index % len(COLORS)]
         epochs = [entry["epoch"] for entry in history]
-        seed = record["config"]["train"]["seed"]
+        seed = record.seed
         for axis, key in ((accuracy_axis, "accuracy"), (loss_axis, "loss")):
             axis.plot(
                 epochs, [entry[key] for entry in history], "--", color=color, alpha=0.6, label=f"train, seed {seed}"
@@ -69,7 +48,7 @@ def learning_curves(group: Group, runs_dir: Path, path: Path) -> Path:
             axis.plot(
                 epochs, [entry[f"val_{key}"] for entry in history], "-", color=color, label=f"validation, seed {seed}"
             )
-        best = next((entry for entry in history if entry["epoch"] == record["result"].get("best_epoch")), None)
+        best = next((entry for entry in history if entry["epoch"] == record.metric("best_epoch")), None)
         if best is not None:
             accuracy_axis.plot([best["epoch"]], [best["val_accuracy"]], "o", color=color, markersize=8)
             loss_axis.plot([best["epoch"]], [best["val_loss"]], "o", color=color, markersize=8)
@@ -148,7 +127,7 @@ def accuracy_against(groups: list[Group], key: str, label: str, path: Path) -> P
 
 def _mean_of(group: Group, key: str) -> float:
     if key == "parameters":
-        return float(group.records[0]["parameters"])
+        return float(group.records[0].parameters or 0)
     value = group.mean_of(key)
     return float("nan") if value is None else value
 

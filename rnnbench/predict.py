@@ -27,7 +27,6 @@ from rnnbench.errors import InputError
 
 # As the runner's evaluation: prediction batches change speed, never the result.
 BATCH_SIZE = 512
-MODEL_FILE = "model.keras"
 
 
 class PredictError(InputError):
@@ -37,7 +36,7 @@ class PredictError(InputError):
 @dataclass(frozen=True)
 class TrainedRun:
     folder: Path
-    record: dict[str, Any]
+    record: results.RunRecord
     config: Config
     vocabulary: tokenize.Vocabulary
     class_names: tuple[str, ...]
@@ -45,57 +44,56 @@ class TrainedRun:
 
 def find_run(spec: str, runs_dir: Path) -> tuple[TrainedRun, Optional[str]]:
     """The completed run `spec` names, and for a config name a line saying which run it chose."""
-    folder = Path(spec)
-    if (folder / "config.json").is_file():
-        return _load_run(folder), None
-    if (runs_dir / spec / "config.json").is_file():
-        return _load_run(runs_dir / spec), None
-    completed = results.read_runs(runs_dir)
-    named = [record for record in completed if record["name"] == spec]
+    for folder in (Path(spec), runs_dir / spec):
+        if results.RunDirectory(folder).has_config():
+            return _load_run(folder), None
+    completed = results.read_records(runs_dir)
+    named = [record for record in completed if record.name == spec]
     if not named:
-        known = sorted({record["name"] for record in completed})
+        known = sorted({record.name for record in completed})
         listed = ", ".join(known[:8]) + (", ..." if len(known) > 8 else "")
         raise PredictError(
             f"no run folder, run id or config name {spec!r} in {runs_dir}"
             + (f" (completed configs: {listed})" if known else " (it holds no completed runs)")
         )
-    best = max(named, key=lambda record: (record["result"]["best_val_accuracy"], record["run_id"]))
+    best = max(named, key=lambda record: (record.metric("best_val_accuracy"), str(record.run_id)))
     note = (
         f"{spec}: the best of its {len(named)} completed run{'s' if len(named) > 1 else ''} by validation accuracy,"
-        f" {best['run_id']} (seed {best['config']['train']['seed']}, best val_accuracy {best['result']['best_val_accuracy']:.4f})"
+        f" {best.run_id} (seed {best.seed}, best val_accuracy {best.metric('best_val_accuracy'):.4f})"
     )
-    return _load_run(runs_dir / best["run_id"]), note
+    return _load_run(results.run_directory(runs_dir, best).path), note
 
 
 def _load_run(folder: Path) -> TrainedRun:
     from rnnbench.config import recorded_config
 
-    result_path = folder / "result.json"
-    if not result_path.is_file():
-        status = _status_of(folder)
+    run = results.RunDirectory(folder)
+    if not run.has_result():
+        status = _status_of(run)
         raise PredictError(f"{folder}: the run did not complete ({status}), so it has no model to predict with")
-    if not (folder / MODEL_FILE).is_file():
+    if not run.has_model():
         raise PredictError(
-            f"{folder}: the run completed, but its model file {MODEL_FILE} is missing, so there is no model to predict with;"
-            " train it again with rnnbench run CONFIG.yaml --force"
+            f"{folder}: the run completed, but its model file {run.model_path.name} is missing, so there is no model to"
+            " predict with; train it again with rnnbench run CONFIG.yaml --force"
         )
     try:
-        record = json.loads(result_path.read_text(encoding="utf-8"))
-        stored = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
-        config = recorded_config(record["config"])
-    except (OSError, ValueError, KeyError) as error:
+        record = run.read_result()
+        stored = run.read_vocabulary()
+        config = recorded_config(dict(record.config))
+        class_names = record.class_names
+    except (OSError, ValueError, KeyError, results.RecordError) as error:
         raise PredictError(f"{folder}: the run's record can't be read ({error})") from None
     bigrams = tuple(tuple(pair) for pair in stored.get("bigrams", ()))
     vocabulary = tokenize.Vocabulary(
         words=tuple(stored["words"]), bigrams=bigrams, first_bigram_index=stored.get("first_bigram_index")
     )
-    return TrainedRun(folder, record, config, vocabulary, tuple(record["data"]["class_names"]))
+    return TrainedRun(folder, record, config, vocabulary, class_names)
 
 
-def _status_of(folder: Path) -> str:
+def _status_of(run: results.RunDirectory) -> str:
     try:
-        return str(json.loads((folder / "config.json").read_text(encoding="utf-8")).get("status", "unfinished"))
-    except (OSError, ValueError):
+        return str(run.read_config().get("status", "unfinished"))
+    except (OSError, ValueError, AttributeError):
         return "unfinished"
 
 
@@ -157,7 +155,7 @@ def predict(
 ) -> np.ndarray:
     """Each text's class probabilities, shape (texts, classes); `progress(done, total)` after each
     batch. `encoded` is `encode_texts(run, texts)` when the caller has it already."""
-    network = _load_network(run.folder / MODEL_FILE)
+    network = _load_network(results.RunDirectory(run.folder).model_path)
     inputs = (encoded or encode_texts(run, texts)).inputs
     outputs = []
     for start in range(0, len(inputs), BATCH_SIZE):

@@ -15,10 +15,11 @@ import statistics
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from tabulate import tabulate
 
+from rnnbench.record import RunRecord
 from rnnbench.results import write_atomic
 from rnnbench.verdict import (
     DELTA,
@@ -40,80 +41,86 @@ FORMATS = ("table", "markdown", "csv", "json")
 _BASELINES = ("ann", "embedding")
 
 
-def _cell(record: dict[str, Any]) -> str:
-    model = record["config"]["model"]
-    return f"bi-{model['cell']}" if model.get("bidirectional") and model["cell"] not in _BASELINES else model["cell"]
+def _cell(record: RunRecord) -> str:
+    return f"bi-{record.cell}" if record.bidirectional and record.cell not in _BASELINES else record.cell
 
 
-def _recurrent_only(key: str) -> Callable[[dict[str, Any]], Any]:
-    def value(record: dict[str, Any]) -> Any:
-        model = record["config"]["model"]
-        return "-" if model["cell"] in _BASELINES else model.get(key, "-")
+def _recurrent_only(read: Callable[[RunRecord], Any]) -> Callable[[RunRecord], Any]:
+    def value(record: RunRecord) -> Any:
+        found = read(record)
+        return "-" if record.cell in _BASELINES or found is None else found
 
     return value
 
 
-def _result(key: str, digits: int) -> Callable[[dict[str, Any]], Any]:
-    def value(record: dict[str, Any]) -> Any:
-        number = record.get("result", {}).get(key)
+def _result(key: str, digits: int) -> Callable[[RunRecord], Any]:
+    def value(record: RunRecord) -> Any:
+        number = record.metric(key)
         return "-" if number is None else f"{number:.{digits}f}"
 
     return value
 
 
-def _gap(record: dict[str, Any]) -> str:
+def _gap(record: RunRecord) -> str:
     gap = val_test_gap(record)
     return "-" if gap is None else f"{gap:+.4f}"
 
 
-def _warnings(record: dict[str, Any]) -> str:
-    warnings = record.get("warnings", [])
-    if record.get("result", {}).get("collapsed") is True and not warnings:
+def _collapsed(record: RunRecord) -> bool:
+    return record.result is not None and record.result.collapsed is True
+
+
+def _warnings(record: RunRecord) -> str:
+    warnings: Sequence[str] = record.warnings
+    if _collapsed(record) and not warnings:
         # The runner words a collapse as one of the warnings; a record without them still shows it.
         warnings = ["collapsed: one class predicted for every validation row"]
     return "; ".join(warnings)
 
 
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _or_dash(value: Any) -> Any:
+    return _or(value, "-")
+
+
 # (header, how to read it from a run's record); a run that did not complete may lack parameters,
-# backend and device (see results.RECORD_FIELDS).
-COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
-    ("name", lambda record: record["name"]),
-    ("dataset", lambda record: record.get("data", {}).get("dataset", "-")),
+# backend and device (see record.RECORD_FIELDS).
+COLUMNS: list[tuple[str, Callable[[RunRecord], Any]]] = [
+    ("name", lambda record: record.name),
+    ("dataset", lambda record: _or_dash(record.dataset)),
     ("cell", _cell),
-    ("layers", _recurrent_only("layers")),
-    (
-        "embedding dim",
-        lambda record: (
-            "-" if record["config"]["model"]["cell"] == "ann" else record["config"]["model"].get("embedding_dim", "-")
-        ),
-    ),
-    ("units", _recurrent_only("units")),
-    ("params", lambda record: f"{record['parameters']:,}" if "parameters" in record else "-"),
+    ("layers", _recurrent_only(lambda record: record.layers)),
+    ("embedding dim", lambda record: "-" if record.cell == "ann" else _or_dash(record.embedding_dim)),
+    ("units", _recurrent_only(lambda record: record.units)),
+    ("params", lambda record: "-" if record.parameters is None else f"{record.parameters:,}"),
     ("best val acc", _result("best_val_accuracy", 4)),
-    ("best epoch", lambda record: record.get("result", {}).get("best_epoch", "-")),
+    ("best epoch", lambda record: _or_dash(record.metric("best_epoch"))),
     ("val macro-F1", _result("val_macro_f1", 4)),
     ("test acc", _result("test_accuracy", 4)),
     # Best validation accuracy minus test accuracy: large when choosing on validation flatters.
     ("val−test", _gap),
     ("s/epoch", _result("mean_epoch_seconds", 1)),
-    ("backend", lambda record: record.get("backend", "-")),
-    ("device", lambda record: record.get("device", "-")),
+    ("backend", lambda record: _or_dash(record.backend)),
+    ("device", lambda record: _or_dash(record.device)),
     # Shown only when some run has one: a collapsed model (one class for every validation row) or a runner's warning.
     ("warnings", _warnings),
 ]
 
 
-def sort_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def sort_runs(records: list[RunRecord]) -> list[RunRecord]:
     """Best validation accuracy first; runs without one (not completed) last."""
-    return sorted(records, key=lambda record: -record.get("result", {}).get("best_val_accuracy", -1.0))
+    return sorted(records, key=lambda record: -_or(record.metric("best_val_accuracy"), -1.0))
 
 
-def format_runs(records: list[dict[str, Any]], output_format: str = "table", show_status: bool = False) -> str:
+def format_runs(records: list[RunRecord], output_format: str = "table", show_status: bool = False) -> str:
     """One row per run, best validation accuracy first: the counted runs (`verdict.counted_runs`),
     or with `show_status` every run, a completed one that a later run replaced shown as `replaced`."""
     records = mark_replaced(records) if show_status else counted_runs(records)
     # Macro-F1 is shown only when some run has it (runs recorded before it existed don't).
-    has_f1 = any("val_macro_f1" in record.get("result", {}) for record in records)
+    has_f1 = any(record.metric("val_macro_f1") is not None for record in records)
     has_warnings = any(_warnings(record) for record in records)
     columns = [
         column
@@ -121,10 +128,10 @@ def format_runs(records: list[dict[str, Any]], output_format: str = "table", sho
         if (has_f1 or column[0] != "val macro-F1") and (has_warnings or column[0] != "warnings")
     ]
     if show_status:
-        columns += [("status", lambda record: record["status"]), ("run", lambda record: record["run_id"])]
+        columns += [("status", lambda record: record.status), ("run", lambda record: record.run_id)]
     ordered = sort_runs(records)
     if output_format == "json":
-        return json.dumps([{**record, "val_test_gap": val_test_gap(record)} for record in ordered], indent=2)
+        return json.dumps([{**record.to_json(), "val_test_gap": val_test_gap(record)} for record in ordered], indent=2)
     return _render(
         [header for header, _ in columns], [[read(record) for _, read in columns] for record in ordered], output_format
     )
@@ -174,7 +181,7 @@ def _group_warnings(group: Group) -> str:
     return "; ".join(parts)
 
 
-def _first(read: Callable[[dict[str, Any]], Any]) -> Callable[[Group], Any]:
+def _first(read: Callable[[RunRecord], Any]) -> Callable[[Group], Any]:
     return lambda group: read(group.records[0])
 
 
@@ -194,14 +201,14 @@ def group_columns(key: str) -> list[tuple[str, Callable[[Group], Any]]]:
         ("val macro-F1", _mean("val_macro_f1", 4)),
         ("val−test", _mean_gap),
         ("s/epoch", _mean("mean_epoch_seconds", 1)),
-        ("backend", _first(lambda record: record["backend"])),
-        ("device", _first(lambda record: record["device"])),
+        ("backend", _first(lambda record: record.backend)),
+        ("device", _first(lambda record: record.device)),
         ("warnings", _group_warnings),
     ]
 
 
 def format_groups(
-    records: list[dict[str, Any]],
+    records: list[RunRecord],
     output_format: str = "table",
     with_verdict: bool = True,
     outcome: str = "test",
@@ -254,7 +261,7 @@ def _group_dict(group: Group) -> dict[str, Any]:
     validation, test = group.values(VALIDATION_KEY), group.values(TEST_KEY)
     return {
         "name": group.name,
-        "config": first["config"],
+        "config": first.config,
         "n": group.n,
         "seeds": group.seeds,
         "outcome": group.key,
@@ -270,14 +277,12 @@ def _group_dict(group: Group) -> dict[str, Any]:
         else None,
         "val_test_gap_mean": statistics.fmean(group.val_test_gaps) if group.val_test_gaps else None,
         "mean_epoch_seconds": group.mean_of("mean_epoch_seconds"),
-        "parameters": first["parameters"],
-        "backend": first["backend"],
-        "device": first["device"],
-        "runs": [record["run_id"] for record in group.records],
-        "collapsed_runs": [
-            record["run_id"] for record in group.records if record.get("result", {}).get("collapsed") is True
-        ],
-        "warnings": {record["run_id"]: record["warnings"] for record in group.records if record.get("warnings")},
+        "parameters": first.parameters,
+        "backend": first.backend,
+        "device": first.device,
+        "runs": [record.run_id for record in group.records],
+        "collapsed_runs": [record.run_id for record in group.records if _collapsed(record)],
+        "warnings": {record.run_id: list(record.warnings) for record in group.records if record.warnings},
     }
 
 
@@ -314,7 +319,7 @@ def _alignment(headers: list[str]) -> tuple[str, ...]:
 
 
 def write_report(
-    records: list[dict[str, Any]],
+    records: list[RunRecord],
     runs_dir: Path,
     out_dir: Path,
     title: str,
@@ -348,9 +353,9 @@ def write_report(
         path = out_dir / f"curves_{index:02d}_{_file_safe(group.name)}.png"
         pictures.append((f"Learning curves: {group.name}", plots.learning_curves(group, runs_dir, path)))
 
-    wall = sum(record["result"].get("wall_seconds", record["result"].get("train_seconds", 0.0)) for record in completed)
+    wall = sum(_seconds_spent(record) for record in completed)
     # Completed runs that a later run of the same config and seed replaced (verdict.counted_runs).
-    replaced = sum(1 for record in records if "best_val_accuracy" in record.get("result", {})) - len(completed)
+    replaced = sum(1 for record in records if record.metric("best_val_accuracy") is not None) - len(completed)
     facts = [
         f"{len(completed)} completed runs in {len(groups)} configs, from `{runs_dir}`"
         + (f" ({replaced} more replaced by a later run of the same config and seed)" if replaced else ""),
@@ -402,14 +407,21 @@ _STYLE = (
 )
 
 
-def _environment(records: list[dict[str, Any]]) -> dict[str, str]:
+def _seconds_spent(record: RunRecord) -> float:
+    """The run's whole time in its last process (its training alone in records from before that was kept)."""
+    result = record.result
+    assert result is not None  # A counted run completed.
+    return _or(result.wall_seconds, _or(result.train_seconds, 0.0))
+
+
+def _environment(records: list[RunRecord]) -> dict[str, str]:
     versions: dict[str, set[str]] = {}
     for record in records:
-        for package, version in record.get("versions", {}).items():
+        for package, version in (record.versions or {}).items():
             versions.setdefault(package, set()).add(version)
     environment = {
-        "backend": ", ".join(sorted({record["backend"] for record in records})),
-        "device": ", ".join(sorted({record["device"] for record in records})),
+        "backend": ", ".join(sorted({str(record.backend) for record in records})),
+        "device": ", ".join(sorted({str(record.device) for record in records})),
         "report written on": platform.platform(),
     }
     environment.update({package: ", ".join(sorted(found)) for package, found in sorted(versions.items())})

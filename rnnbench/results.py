@@ -12,21 +12,23 @@ Every file is written to a temporary name in the same folder and renamed into pl
 crash leaves either the old file or the new one, never half of one; files get the permissions
 a plain `open()` would give them (0666 less the umask), so a shared runs folder stays readable.
 
-The index is checked as it is read: a file that is not a SQLite database, or a row whose record
-is not JSON or lacks a field that `compare` and `report` read (or has it with the wrong type),
-is one line naming the index file and the run. A 0-byte index is a new, empty one. This module
+`RunDirectory` is the one place that knows these file names: every reader and writer of a run's
+files goes through it. The index is checked as it is read (`read_records`, each row a
+`record.RunRecord`): a file that is not a SQLite database, or a row whose record is not JSON or
+lacks a field that `compare` and `report` read (or has it with the wrong type), is one line
+naming the index file and the run. A 0-byte index is a new, empty one. This module
 imports nothing heavy: `compare` must answer instantly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import errno
 import fcntl
 import io
 import json
-import math
 import os
 import secrets
 import socket
@@ -36,10 +38,17 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 from rnnbench.errors import InputError, RnnbenchError
 
+# RECORD_FIELDS stays readable here, beside the index whose rows it checks.
+from rnnbench.record import RECORD_FIELDS as RECORD_FIELDS, STATUSES, RecordError, RunRecord
+
 INDEX_FILE = "index.sqlite"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.jsonl"
+RESULT_FILE = "result.json"
+MODEL_FILE = "model.keras"
+VOCABULARY_FILE = "vocabulary.json"
 CHECKPOINT_FILE = "checkpoint.npz"
 TEST_PREDICTIONS_FILE = "test_predictions.npz"
-STATUSES = ("running", "completed", "failed", "interrupted", "diverged", "pruned")
 # Not stored: how `read_runs` reports a `running` run whose process is gone (killed, crashed).
 INCOMPLETE = "incomplete"
 
@@ -123,14 +132,70 @@ class RunDirectory:
         self.run_id = path.name
 
     def write_config(self, record: dict[str, Any]) -> None:
-        write_json(self.path / "config.json", record)
+        write_json(self.path / CONFIG_FILE, record)
+
+    def read_config(self) -> Any:
+        """config.json as JSON: the run's record before training. OSError or ValueError if it
+        can't be read (the caller words what that means for it)."""
+        return json.loads((self.path / CONFIG_FILE).read_text(encoding="utf-8"))
+
+    def read_record(self) -> RunRecord:
+        """config.json as a RunRecord: OSError or ValueError if it is not JSON, RecordError if it
+        lacks a field readers need."""
+        return RunRecord.from_json(self.read_config())
+
+    def has_config(self) -> bool:
+        """Whether this is a run folder at all: config.json is its first file."""
+        return (self.path / CONFIG_FILE).is_file()
 
     def write_history(self, epochs: Iterable[dict[str, Any]]) -> None:
         lines = "".join(json.dumps(epoch) + "\n" for epoch in epochs)
-        write_atomic(self.path / "history.jsonl", lines.encode("utf-8"))
+        write_atomic(self.path / HISTORY_FILE, lines.encode("utf-8"))
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / HISTORY_FILE
+
+    def read_history(self, required: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """The run's epochs, one JSON object per line ([] without a history file); each line must
+        hold a number for every key of `required` (a history written before a key was added may
+        lack the others). A damaged file is a one-line ResultsError."""
+        path = self.history_path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as error:
+            raise ResultsError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+        history = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
+                raise ResultsError(
+                    f"{path}: line {number} is not valid JSON; restore the file or remove the run"
+                ) from None
+            if not isinstance(entry, dict):
+                raise ResultsError(f"{path}: line {number} is not a JSON object; restore the file or remove the run")
+            for key in required:
+                if isinstance(entry.get(key), bool) or not isinstance(entry.get(key), (int, float)):
+                    raise ResultsError(f"{path}: line {number} has no number {key}; restore the file or remove the run")
+            history.append(entry)
+        return history
 
     def write_result(self, result: dict[str, Any]) -> None:
-        write_json(self.path / "result.json", result)
+        write_json(self.path / RESULT_FILE, result)
+
+    def has_result(self) -> bool:
+        """Whether the run completed: result.json is written once, at the end."""
+        return (self.path / RESULT_FILE).is_file()
+
+    def read_result(self) -> RunRecord:
+        """result.json, the completed run's whole record, as a RunRecord: OSError or ValueError
+        if it is not JSON, RecordError if it lacks a field readers need."""
+        return RunRecord.from_json(json.loads((self.path / RESULT_FILE).read_text(encoding="utf-8")))
 
     def write_vocabulary(
         self, words: Iterable[str], first_bigram_index: Optional[int] = None, bigrams: Iterable[tuple[str, str]] = ()
@@ -139,7 +204,11 @@ class RunDirectory:
         if first_bigram_index is not None:
             # model.ngrams 2: pairs of adjacent words, bigrams[i] having index first_bigram_index + i.
             stored.update(first_bigram_index=first_bigram_index, bigrams=[list(pair) for pair in bigrams])
-        write_json(self.path / "vocabulary.json", stored)
+        write_json(self.path / VOCABULARY_FILE, stored)
+
+    def read_vocabulary(self) -> dict[str, Any]:
+        """vocabulary.json as `write_vocabulary` stored it; OSError or ValueError if it can't be read."""
+        return json.loads((self.path / VOCABULARY_FILE).read_text(encoding="utf-8"))
 
     def write_test_predictions(self, probabilities: Any, predicted: Any, labels: Any) -> None:
         """The best epoch's class probabilities for every test row (float16, compressed), the classes
@@ -215,25 +284,39 @@ class RunDirectory:
                 raise ResultsError(f"cannot write {path}: {error.strerror or error}") from None
             write_atomic(path, data)
 
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    def has_model(self) -> bool:
+        return self.model_path.is_file()
+
     def save_model(self, model: Any) -> None:
         # Keras insists on the .keras suffix, so the temporary name keeps it.
         temporary = self.path / ".model.tmp.keras"
         try:
             model.save(temporary)
-            os.replace(temporary, self.path / "model.keras")
+            os.replace(temporary, self.model_path)
         except OSError as error:
             temporary.unlink(missing_ok=True)
-            raise ResultsError(f"cannot write {self.path / 'model.keras'}: {error.strerror or error}") from None
+            raise ResultsError(f"cannot write {self.model_path}: {error.strerror or error}") from None
 
 
-def missing_history(runs_dir: Path, record: dict[str, Any]) -> Optional[str]:
+def run_directory(runs_dir: Path, record: RunRecord) -> RunDirectory:
+    """The folder of a run read from the index."""
+    if record.run_id is None:
+        raise ValueError(f"the record of {record.name} was not read from an index, so it names no run folder")
+    return RunDirectory(runs_dir / record.run_id)
+
+
+def missing_history(runs_dir: Path, record: RunRecord) -> Optional[str]:
     """What is gone of a recorded run that its learning curve is drawn from (its folder, or its
     history.jsonl), in words; None when nothing is. The index keeps the run's results either way."""
-    folder = runs_dir / record["run_id"]
-    if not folder.is_dir():
-        return f"its folder {folder} is missing"
-    if not (folder / "history.jsonl").is_file():
-        return f"{folder / 'history.jsonl'} is missing"
+    run = run_directory(runs_dir, record)
+    if not run.path.is_dir():
+        return f"its folder {run.path} is missing"
+    if not run.history_path.is_file():
+        return f"{run.history_path} is missing"
     return None
 
 
@@ -397,6 +480,12 @@ def process_gone(process: Optional[dict[str, Any]]) -> bool:
 
 
 def read_runs(runs_dir: Path, statuses: Optional[Iterable[str]] = ("completed",)) -> list[dict[str, Any]]:
+    """`read_records` as dicts: the view kept for the callers that still read records by key
+    (train, executor, worker, cluster, tune, schedule, claims) until they take RunRecords."""
+    return [record.to_json() for record in read_records(runs_dir, statuses)]
+
+
+def read_records(runs_dir: Path, statuses: Optional[Iterable[str]] = ("completed",)) -> list[RunRecord]:
     """Records of the indexed runs with one of `statuses` (all runs if None), oldest first.
 
     A run still marked `running` whose process is gone is reported as `incomplete`. Each record
@@ -434,83 +523,15 @@ def read_runs(runs_dir: Path, statuses: Optional[Iterable[str]] = ("completed",)
         run_id, name, status, started, updated, record = (_text(value) for value in row)
         if wanted is not None and status not in wanted and status != "running":
             continue  # Not wanted, whatever the record holds (a `running` run may turn out incomplete).
-        entry = _checked_record(path, run_id, name, status, started, updated, record)
-        if entry["status"] == "running" and process_gone(entry.get("process")):
-            entry["status"] = INCOMPLETE
-        if wanted is None or entry["status"] in wanted:
+        try:
+            entry = RunRecord.from_row(path, run_id, name, status, started, updated, record)
+        except RecordError as error:
+            raise ResultsError(str(error)) from None
+        if entry.status == "running" and process_gone(entry.process):
+            entry = dataclasses.replace(entry, status=INCOMPLETE)
+        if wanted is None or entry.status in wanted:
             records.append(entry)
     return records
-
-
-# Every field of a record that `compare`, `report` and the runner's reuse read, with its kind (see _KINDS).
-# A present field must have its kind; `always` fields must be present in every record, and
-# `completed` ones in completed runs (an unfinished run needs only its config to be resumed).
-RECORD_FIELDS: list[tuple[str, str, str]] = [
-    ("name", "text", "always"),
-    ("config", "mapping", "always"),
-    ("config.model", "mapping", "always"),
-    ("config.model.cell", "text", "always"),
-    ("config.model.layers", "integer", "optional"),
-    ("config.model.embedding_dim", "integer", "optional"),
-    ("config.model.units", "integer", "optional"),
-    ("config.model.bidirectional", "flag", "optional"),
-    ("config.train", "mapping", "always"),
-    ("config.train.seed", "integer", "always"),
-    ("group", "text", "optional"),
-    ("parameters", "integer", "completed"),
-    ("backend", "text", "completed"),
-    ("device", "text", "completed"),
-    ("run_dir", "text", "optional"),
-    ("data", "mapping", "optional"),
-    ("data.dataset", "text", "optional"),
-    ("versions", "mapping of texts", "optional"),
-    ("warnings", "list of texts", "optional"),
-    ("process", "mapping", "optional"),
-    ("process.pid", "integer", "optional"),
-    ("process.host", "text", "optional"),
-    ("result", "mapping", "completed"),
-    ("result.best_val_accuracy", "share", "completed"),
-    ("result.best_epoch", "integer", "optional"),
-    ("result.val_macro_f1", "share", "optional"),
-    ("result.test_accuracy", "share", "optional"),
-    ("result.mean_epoch_seconds", "seconds", "optional"),
-    ("result.train_seconds", "seconds", "optional"),
-    ("result.wall_seconds", "seconds", "optional"),
-    ("result.epochs_run", "integer", "optional"),
-    ("result.collapsed", "flag", "optional"),
-]
-
-
-def _is_number(value: Any, low: float, high: float) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value) and low <= value <= high
-    except OverflowError:  # An integer too large for a float.
-        return False
-
-
-_KINDS = {
-    "text": ("a string", lambda value: isinstance(value, str)),
-    # 64 bits, as SQLite stores them; parameter counts and seeds are far below.
-    "integer": (
-        "an integer",
-        lambda value: isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63,
-    ),
-    "share": ("a number from 0 to 1", lambda value: _is_number(value, 0.0, 1.0)),
-    # A year of seconds is far more than any run takes; larger numbers are damage, and would break the charts.
-    "seconds": ("a number of seconds from 0 to 31536000", lambda value: _is_number(value, 0.0, 31_536_000.0)),
-    "flag": ("true or false", lambda value: isinstance(value, bool)),
-    "mapping": ("a JSON object", lambda value: isinstance(value, dict)),
-    "mapping of texts": (
-        "a JSON object of strings",
-        lambda value: isinstance(value, dict) and all(isinstance(item, str) for item in value.values()),
-    ),
-    "list of texts": (
-        "a list of strings",
-        lambda value: isinstance(value, list) and all(isinstance(item, str) for item in value),
-    ),
-}
 
 
 def _text(value: Any) -> Optional[str]:
@@ -521,66 +542,3 @@ def _text(value: Any) -> Optional[str]:
         except UnicodeDecodeError:
             return None
     return None if value is None else str(value)
-
-
-def _checked_record(
-    path: Path,
-    run_id: Optional[str],
-    name: Optional[str],
-    status: Optional[str],
-    started: Optional[str],
-    updated: Optional[str],
-    text: Optional[str],
-) -> dict[str, Any]:
-    """The row's record with its run id, status and times, or ResultsError naming the run and the damage."""
-
-    def damaged(problem: str) -> ResultsError:
-        shown = run_id if run_id is not None and run_id.isprintable() else json.dumps(run_id)
-        return ResultsError(f"{path}: run {shown}: {problem}; remove the row or restore the file")
-
-    if run_id is None or started is None or updated is None:
-        raise damaged("its run id or times are not text")
-    if status not in STATUSES:
-        raise damaged(f"its status {_brief(status)} is not one of {', '.join(STATUSES)}")
-    if text is None:
-        raise damaged("the record is not UTF-8 text")
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise damaged(f"the record is not valid JSON (line {error.lineno}, column {error.colno})") from None
-    except RecursionError:
-        raise damaged("the record is not valid JSON (nested too deeply)") from None
-    if not isinstance(record, dict):
-        raise damaged("the record is not a JSON object")
-    if "name" not in record and name is not None:
-        record["name"] = name  # Records that leave it to the row's own column.
-    for key, kind, required in RECORD_FIELDS:
-        parent, _, last = key.rpartition(".")
-        container = _lookup(record, parent) if parent else record
-        if not isinstance(container, dict) or last not in container:
-            if required == "always" or (required == "completed" and status == "completed"):
-                raise damaged(f"the record has no {key}")
-            continue
-        description, fits = _KINDS[kind]
-        if not fits(container[last]):
-            raise damaged(f"{key} is {_brief(container[last])}, not {description}")
-    record.update(run_id=run_id, status=status, started=started, updated=updated)
-    return record
-
-
-def _lookup(record: dict[str, Any], dotted: str) -> Any:
-    value: Any = record
-    for part in dotted.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(part)
-    return value
-
-
-def _brief(value: Any) -> str:
-    """A value as JSON on one line, cut short."""
-    try:
-        shown = json.dumps(value, ensure_ascii=True)
-    except (RecursionError, ValueError):
-        shown = f"a {type(value).__name__}"
-    return shown if len(shown) <= 40 else shown[:37] + "..."

@@ -9,9 +9,9 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from rnnbench import expected_max, report
+from rnnbench.record import RunRecord
 from rnnbench.results import write_atomic
 from rnnbench.tune import (
     ALLOTTED,
@@ -35,7 +35,7 @@ EXPECTED_MAX_PICTURE = "tune_expected_max.png"
 def write_tune_report(
     candidates: list[Candidate],
     settings: Settings,
-    finals: list[dict[str, Any]],
+    finals: list[RunRecord],
     runs_dir: Path,
     out_dir: Path,
     title: str,

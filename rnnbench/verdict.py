@@ -41,7 +41,9 @@ import json
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Iterable, Optional, Protocol, Sequence
+
+from rnnbench.record import RunRecord, as_records
 
 ALPHA = 0.05
 # The equivalence margin: differences smaller than half an accuracy point are taken as no difference.
@@ -68,18 +70,14 @@ class Group:
     """The counted runs of one config over its seeds; `mean`, `std` and `interval` are of `key`."""
 
     name: str
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[RunRecord] = field(default_factory=list)
     key: str = VALIDATION_KEY
 
     def values(self, key: str) -> list[float]:
-        return [float(record["result"][key]) for record in self.records if key in record.get("result", {})]
+        return [float(record.metric(key)) for record in self.records if record.metric(key) is not None]
 
     def by_seed(self, key: str) -> dict[int, float]:
-        return {
-            record["config"]["train"]["seed"]: float(record["result"][key])
-            for record in self.records
-            if key in record.get("result", {})
-        }
+        return {record.seed: float(record.metric(key)) for record in self.records if record.metric(key) is not None}
 
     @property
     def accuracies(self) -> list[float]:
@@ -95,7 +93,7 @@ class Group:
 
     @property
     def dataset(self) -> str:
-        return self.records[0].get("data", {}).get("dataset", "-")
+        return self.records[0].dataset or "-"
 
     @property
     def mean(self) -> float:
@@ -119,13 +117,13 @@ class Group:
 
     @property
     def seeds(self) -> list[int]:
-        return sorted(record["config"]["train"]["seed"] for record in self.records)
+        return sorted(record.seed for record in self.records)
 
     @property
     def test_rows(self) -> Optional[int]:
         """How many rows the test split has (from the recorded test confusion matrix)."""
         for record in self.records:
-            confusion = record.get("result", {}).get("test_confusion")
+            confusion = record.metric("test_confusion")
             if confusion:
                 return int(sum(map(sum, confusion)))
         return None
@@ -137,19 +135,19 @@ class Group:
     @property
     def collapsed(self) -> int:
         """How many of the runs predict a single class for every validation row."""
-        return sum(1 for record in self.records if record.get("result", {}).get("collapsed") is True)
+        return sum(1 for record in self.records if record.result is not None and record.result.collapsed is True)
 
     @property
     def with_warnings(self) -> int:
-        return sum(1 for record in self.records if record.get("warnings"))
+        return sum(1 for record in self.records if record.warnings)
 
 
-def val_test_gap(record: dict[str, Any]) -> Optional[float]:
+def val_test_gap(record: RunRecord) -> Optional[float]:
     """Best validation accuracy minus test accuracy: how much choosing on validation flatters the run."""
-    result = record.get("result", {})
-    if VALIDATION_KEY not in result or TEST_KEY not in result:
+    result = record.result
+    if result is None or result.best_val_accuracy is None or result.test_accuracy is None:
         return None
-    return float(result[VALIDATION_KEY]) - float(result[TEST_KEY])
+    return float(result.best_val_accuracy) - float(result.test_accuracy)
 
 
 def rows_half_width(accuracy: float, rows: int) -> float:
@@ -158,21 +156,21 @@ def rows_half_width(accuracy: float, rows: int) -> float:
     return 1.959963984540054 * math.sqrt(max(accuracy * (1.0 - accuracy), 0.0) / rows)
 
 
-def group_key(record: dict[str, Any]) -> str:
+def group_key(record: RunRecord) -> str:
     """The resolved config without its seed, as this version reads it: runs sharing it differ by
     chance alone. Computed again from the recorded config rather than taken from the record, so
     that a run recorded before a key was added groups with today's runs of the same settings, as
     it is reused by them."""
     try:
         # The seed is not part of the group, so runs of one config over many seeds validate it once.
-        config = {**record["config"], "train": {**record["config"]["train"], "seed": 1}}
+        config = {**record.config, "train": {**record.config["train"], "seed": 1}}
         return _group_fingerprint(json.dumps(config, sort_keys=True))
     except (KeyError, TypeError, ValueError):
         pass  # A record this version can't read as a config.
-    if "group" in record:
-        return record["group"]
+    if record.group is not None:
+        return record.group
     # Records written before the key was stored: their config as recorded, minus the seed.
-    config = json.loads(json.dumps(record["config"]))
+    config = json.loads(json.dumps(record.config))
     config["train"].pop("seed", None)
     config["train"].pop("seeds", None)
     return json.dumps(config, sort_keys=True)
@@ -187,45 +185,48 @@ def _group_fingerprint(config_json: str) -> str:
     return recorded_config(json.loads(config_json)).group_fingerprint()
 
 
-def _completed(record: dict[str, Any]) -> bool:
-    return record.get("status", "completed") == "completed" and VALIDATION_KEY in record.get("result", {})
+def _completed(record: RunRecord) -> bool:
+    return (record.status or "completed") == "completed" and record.metric(VALIDATION_KEY) is not None
 
 
-def _finished(record: dict[str, Any]) -> tuple[int, str]:
+def _finished(record: RunRecord) -> tuple[int, str]:
     """When a run finished, for ordering: its last update in the index. A record not read back
     from the index (the runner's own, just returned) has just finished, so it sorts last."""
-    return (0, record["updated"]) if "updated" in record else (1, "")
+    return (0, record.updated) if record.updated is not None else (1, "")
 
 
-def counted_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def counted_runs(records: Iterable[RunRecord | dict[str, Any]]) -> list[RunRecord]:
     """The completed runs that the statistics count, in the order given: in each group, one run
-    per seed, the one that finished last (the later in `records` when they finished together)."""
+    per seed, the one that finished last (the later in `records` when they finished together).
+    A dict among `records` is a runner's record from a caller not yet switched to RunRecords
+    (executor.running_summary); it is read with `RunRecord.from_json`."""
+    records = as_records(records)
     latest: dict[tuple[str, int], int] = {}
     for position, record in enumerate(records):
         if not _completed(record):
             continue
-        key = (group_key(record), record["config"]["train"]["seed"])
+        key = (group_key(record), record.seed)
         if key not in latest or _finished(record) >= _finished(records[latest[key]]):
             latest[key] = position
     counted = set(latest.values())
     return [record for position, record in enumerate(records) if position in counted]
 
 
-def mark_replaced(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def mark_replaced(records: list[RunRecord]) -> list[RunRecord]:
     """`records`, with every completed run that `counted_runs` leaves out shown as `replaced`."""
     counted = {id(record) for record in counted_runs(records)}
     return [
-        {**record, "status": REPLACED} if _completed(record) and id(record) not in counted else record
+        dataclasses.replace(record, status=REPLACED) if _completed(record) and id(record) not in counted else record
         for record in records
     ]
 
 
-def group_runs(records: list[dict[str, Any]], key: str = VALIDATION_KEY) -> list[Group]:
+def group_runs(records: Iterable[RunRecord | dict[str, Any]], key: str = VALIDATION_KEY) -> list[Group]:
     """The counted runs (`counted_runs`) grouped by config apart from the seed, highest mean `key`
     first (a group some of whose runs lack `key` sorts by what it has, or last)."""
     groups: dict[str, Group] = {}
     for record in counted_runs(records):
-        groups.setdefault(group_key(record), Group(name=record["name"], key=key)).records.append(record)
+        groups.setdefault(group_key(record), Group(name=record.name, key=key)).records.append(record)
     return sorted(groups.values(), key=lambda group: -group.mean if group.accuracies else math.inf)
 
 
@@ -519,9 +520,7 @@ def judge(
 def _family(
     dataset: str, groups: list[Group], key: str, alpha: float, delta: float, difference_of: DifferenceOf
 ) -> Family:
-    fell_back = key == TEST_KEY and any(
-        TEST_KEY not in record.get("result", {}) for group in groups for record in group.records
-    )
+    fell_back = key == TEST_KEY and any(record.metric(TEST_KEY) is None for group in groups for record in group.records)
     if fell_back:
         key = VALIDATION_KEY
     ordered = sorted(groups, key=lambda group: -statistics.fmean(group.values(key)))

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from rnnbench import results
 from rnnbench.bootstrap import BootstrapError, MultiBootstrap
 from rnnbench.cli import main
+from rnnbench.record import RunRecord
 from rnnbench.verdict import TEST_KEY, group_runs, judge
 
 
@@ -66,13 +67,15 @@ def test_the_bootstrap_sees_test_row_noise_that_seeds_do_not():
             run_id = f"{name}-{seed}"
             correct[run_id] = values
             records.append(
-                {
-                    "name": name,
-                    "run_id": run_id,
-                    "data": {"dataset": "d"},
-                    "config": {"name": name, "train": {"seed": seed}},
-                    "result": {TEST_KEY: float(values.mean()), "best_val_accuracy": 0.5},
-                }
+                RunRecord.from_json(
+                    {
+                        "name": name,
+                        "run_id": run_id,
+                        "data": {"dataset": "d"},
+                        "config": {"name": name, "model": {"cell": "gru"}, "train": {"seed": seed}},
+                        "result": {TEST_KEY: float(values.mean()), "best_val_accuracy": 0.5},
+                    }
+                )
             )
     groups = group_runs(records, TEST_KEY)
     [t_comparison] = judge(groups)[0].comparisons

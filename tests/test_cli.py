@@ -348,7 +348,18 @@ def test_jobs_hand_gpus_per_run_to_their_processes(tmp_path, monkeypatch):
     def run_all(configs, *arguments, **settings):
         asked.update(settings)
         result = {"best_val_accuracy": 0.5, "best_epoch": 1, "test_accuracy": 0.5, "mean_epoch_seconds": 1.0}
-        return [{"name": "gru", "status": "completed", "result": result, "run_dir": "runs/gru"}]
+        return [
+            {
+                "name": "gru",
+                "config": {"model": {"cell": "gru"}, "train": {"seed": 1}},
+                "parameters": 1,
+                "backend": "jax",
+                "device": "CPU: test",
+                "status": "completed",
+                "result": result,
+                "run_dir": "runs/gru",
+            }
+        ]
 
     monkeypatch.setattr(executor, "run_all", run_all)
     outcome = invoke(

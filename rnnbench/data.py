@@ -157,6 +157,12 @@ def stratified_sample(labels: np.ndarray, count: int) -> np.ndarray:
 
 def load_imdb(data_dir: Optional[str] = None, cache_dir: Optional[str] = None) -> TextDataset:
     """IMDB from `data_dir` (or RNNBENCH_DATA_DIR); without either, from the Keras cache or a download."""
+    return _read_imdb(imdb_folder(data_dir, cache_dir))
+
+
+def imdb_folder(data_dir: Optional[str] = None, cache_dir: Optional[str] = None) -> Path:
+    """The folder IMDB is read from: the one in `data_dir` (or RNNBENCH_DATA_DIR) holding
+    train.tsv.gz or train/pos/; without either, the Keras cache's aclImdb/, downloaded once."""
     data_dir = data_dir or os.environ.get(DATA_DIR_VARIABLE) or None
     if data_dir is not None:
         found, looked = _find_imdb(Path(data_dir))
@@ -167,7 +173,7 @@ def load_imdb(data_dir: Optional[str] = None, cache_dir: Optional[str] = None) -
             )
     else:
         found = _cached_download(cache_dir) or download_imdb(cache_dir=cache_dir)
-    return _read_imdb(found)
+    return found
 
 
 def _find_imdb(root: Path) -> tuple[Optional[Path], list[str]]:

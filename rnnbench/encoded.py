@@ -18,9 +18,10 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from rnnbench import data, tokenize
+from rnnbench import data, tokenize, unlabeled
 from rnnbench.config import Config, DataConfig
 from rnnbench.progress import Progress
+from rnnbench.unlabeled import UnlabeledCorpus
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -44,6 +45,8 @@ class EncodedData:
     notes: dict[str, Any]
     # What the run's record says of its data (its "data").
     summary: dict[str, Any]
+    # data.unlabeled's texts, for word vectors alone: tokenized apart, never in any split.
+    unlabeled: Optional[UnlabeledCorpus] = None
 
     @staticmethod
     def key(config: Config) -> str:
@@ -101,6 +104,7 @@ class EncodedData:
             f" {vocabulary.distinct_words:,} training tokens; {truncated_share:.0%}"
             f" of training texts longer than maxlen {settings.maxlen}"
         )
+        unlabeled_corpus = _unlabeled(config, data_dir, corpus, split, echo)
         return cls(
             vocabulary=vocabulary,
             corpus=corpus,
@@ -132,7 +136,9 @@ class EncodedData:
                 ),
                 "validation_rows_sharing_a_group": split.sharing_a_group,
                 **dataset.notes,
+                **({} if unlabeled_corpus is None else {"unlabeled": unlabeled_corpus.summary()}),
             },
+            unlabeled=unlabeled_corpus,
         )
 
 
@@ -187,6 +193,34 @@ class _Split:
             + (f", whole {dataset.group_name}s" if by_group else ", rows at random"),
             data.shared_group_share(dataset.train_groups, training_rows, validation_rows),
         )
+
+
+def _unlabeled(
+    config: Config, data_dir: Optional[str], corpus: tokenize.Corpus, split: "_Split", echo: Callable[[str], None]
+) -> Optional[UnlabeledCorpus]:
+    """data.unlabeled's texts without the rows equal to a validation or test text, saying what was dropped."""
+    if config.data.unlabeled is None:
+        return None
+    started = time.perf_counter()
+    found = unlabeled.prepare(
+        config.data,
+        data_dir,
+        corpus,
+        split.training_rows,
+        split.validation_rows,
+        split.test_rows,
+        Progress(echo, "tokenized"),
+    )
+    echo(f"unlabeled: {found.read_rows:,} rows of {found.source}, for word vectors only")
+    if found.skipped_empty_texts:
+        echo(f"skipped {found.skipped_empty_texts:,} unlabeled rows with an empty text")
+    echo(f"dropped {found.dropped_equal_to_test:,} unlabeled rows equal to test texts")
+    echo(f"dropped {found.dropped_equal_to_validation:,} unlabeled rows equal to validation texts")
+    echo(
+        f"kept {found.rows:,} unlabeled rows ({found.equal_to_training:,} of them equal to training texts)"
+        f" in {time.perf_counter() - started:.1f} s"
+    )
+    return found
 
 
 def _token_weights(config: Config, x_train: np.ndarray) -> Optional[np.ndarray]:

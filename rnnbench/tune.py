@@ -35,7 +35,6 @@ import fcntl
 import hashlib
 import itertools
 import json
-import math
 import re
 import socket
 import threading
@@ -46,7 +45,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 from rnnbench import observers, results, sweep
-from rnnbench.config import LARGEST_SEED, Config, ConfigError, config_from_mapping, parse_override, read_mapping
+from rnnbench.config import (
+    Config,
+    ConfigError,
+    SearchDimension,
+    TuneConfig,
+    config_from_mapping,
+    read_mapping,
+    tune_from_mapping,
+)
 from rnnbench.errors import InputError, RnnbenchError, RunStopped
 
 if TYPE_CHECKING:
@@ -54,19 +61,6 @@ if TYPE_CHECKING:
 
     from rnnbench.cluster import ClusterSettings
 
-TUNE_KEYS = ("trials", "space", "search", "pruner", "sampler", "seeds", "trial_seed", "random_trials")
-PRUNERS = ("median", "hyperband", "none")
-# tpe: Optuna's seeded TPE, its first random_trials trials at random; random: every trial at random.
-SAMPLERS = ("tpe", "random")
-# Keys a search may not choose: they name or seed runs, and the tuning protocol sets those.
-UNTUNABLE = ("name", "backend", "train.seed", "train.seeds")
-# Why tune.search may not set them either (every trial would share the value).
-SEARCH_REFUSED = {
-    "name": "trials are named <candidate>-tNNN so that each is a run of its own; one name for all would make one run count as several trials",
-    "backend": "a tuning trains on one backend, the config's or --backend's",
-    "train.seed": "every trial trains with tune.trial_seed; set that instead",
-    "train.seeds": "every trial trains with tune.trial_seed, and the winners with tune.seeds; set those instead",
-}
 STORAGE_FILE = "tune.sqlite"
 # The budget counts the epochs of these trials; a failed one (an error, or asked over the budget) is not counted.
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING")
@@ -109,7 +103,11 @@ class StorageError(InputError):
 
 @dataclass(frozen=True)
 class Dimension:
-    """One key of the search space: choices, or an int or float range."""
+    """One key of the search space as Optuna samples it: choices, or an int or float range.
+
+    Its fields, as written in the file (config.SearchDimension validated them), are what a study's
+    settings digest holds, so they stay as they are.
+    """
 
     key: str
     choices: Optional[tuple[Any, ...]] = None
@@ -118,6 +116,13 @@ class Dimension:
     high: float = 0.0
     log: bool = False
     step: Optional[float] = None
+
+    @classmethod
+    def from_config(cls, key: str, dimension: SearchDimension) -> "Dimension":
+        if dimension.choices is not None:
+            return cls(key, choices=tuple(dimension.choices))
+        low, high = dimension.int_range or dimension.float_range or (0.0, 0.0)
+        return cls(key, kind=dimension.kind, low=low, high=high, log=dimension.log, step=dimension.step)
 
     def distribution(self) -> Any:
         import optuna
@@ -141,6 +146,9 @@ class Dimension:
 
 @dataclass(frozen=True)
 class Settings:
+    """The tune section as the studies use it: config.TuneConfig resolved (the final seeds, TPE's
+    random start), with the epochs of one full trial, which the candidates fix."""
+
     trials: int
     space: tuple[Dimension, ...]
     search: dict[str, Any]
@@ -152,6 +160,19 @@ class Settings:
     sampler: str = "tpe"
     # The epochs of one full trial (the search's train.epochs, the same for every candidate); read_plan sets it.
     trial_epochs: int = 0
+
+    @classmethod
+    def from_config(cls, tune: TuneConfig) -> "Settings":
+        return cls(
+            trials=tune.trials,
+            space=tuple(Dimension.from_config(key, dimension) for key, dimension in tune.space.items()),
+            search=dict(tune.search),
+            pruner=tune.pruner,
+            seeds=tune.final_seeds,
+            trial_seed=tune.trial_seed,
+            random_trials=tune.random_start,
+            sampler=tune.sampler,
+        )
 
     @property
     def budget(self) -> int:
@@ -177,8 +198,12 @@ def read_plan(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Settings
         raise ConfigError(
             f"{source}: has no tune section; `rnnbench tune` needs one (see configs/tune/), or train it with: rnnbench run {source}"
         )
-    section, overrides, changed = _tune_overrides(raw.pop("tune"), overrides)
-    settings = parse_settings(section, f"{source} with --set {', '.join(changed)}" if changed else source)
+    # `--set tune.KEY=VALUE` goes to the tune section, validated as the rest of a config is.
+    tuning = [
+        override for override in overrides if _set_key(override) == "tune" or _set_key(override).startswith("tune.")
+    ]
+    overrides = [override for override in overrides if override not in tuning]
+    settings = Settings.from_config(tune_from_mapping(raw.pop("tune"), source, tuning))
     # Every trial trains with the trial seed; the final runs' seeds come from tune.seeds.
     configs = sweep.expand_mapping(raw, source, [*overrides, f"train.seeds=[{settings.trial_seed}]"])
     candidates = [Candidate(config.name, config) for config in configs]
@@ -188,166 +213,8 @@ def read_plan(path: str | Path, overrides: Sequence[str] = ()) -> tuple[Settings
     return replace(settings, trial_epochs=_trial_epochs(candidates, settings, source)), candidates
 
 
-def _tune_overrides(section: Any, overrides: Sequence[str]) -> tuple[Any, list[str], list[str]]:
-    """The tune section with the `--set tune.KEY=VALUE` overrides applied, the other overrides,
-    and the tune ones as given. Keys in tune.space and tune.search are dotted config keys, so
-    `tune.search.data.limit=500` sets search's `data.limit`."""
-    rest, changed = [], []
-    for override in overrides:
-        key, value = parse_override(override)
-        if not key.startswith("tune."):
-            rest.append(override)
-            continue
-        changed.append(override)
-        if not isinstance(section, dict):
-            continue  # parse_settings says what the section should be.
-        section = dict(section)
-        name = key[len("tune.") :]
-        head, _, tail = name.partition(".")
-        if head in ("space", "search") and tail:
-            inner = section.get(head)
-            section[head] = {**inner, tail: value} if isinstance(inner, dict) else {tail: value}
-        else:
-            section[name] = value
-    return section, rest, changed
-
-
-def parse_settings(section: Any, source: str) -> Settings:
-    where = f"{source}: tune"
-    if not isinstance(section, dict):
-        raise ConfigError(f"{where} must be a mapping with keys {', '.join(TUNE_KEYS)}")
-    for key in section:
-        if key not in TUNE_KEYS:
-            raise ConfigError(f"{where}: unknown key tune.{key} (allowed: {', '.join(TUNE_KEYS)})")
-    trials = section.get("trials")
-    if not _is_int(trials) or not 1 <= trials <= 1000:
-        raise ConfigError(
-            f"{where}.trials must be a whole number from 1 to 1000 (trials per candidate), got {trials!r}"
-        )
-    space = section.get("space")
-    if not isinstance(space, dict) or not space:
-        raise ConfigError(
-            f"{where}.space must map dotted keys to choices or ranges, e.g. model.units: {{int: [16, 256], log: true}}"
-        )
-    dimensions = tuple(_dimension(str(key), value, f"{where}.space.{key}") for key, value in space.items())
-    search = section.get("search") or {}
-    if not isinstance(search, dict):
-        raise ConfigError(
-            f"{where}.search must map dotted keys to values used by the trials only, e.g. data.limit: 5000"
-        )
-    for key in search:
-        if key in space:
-            raise ConfigError(
-                f"{where}.search.{key} is also in tune.space; a key is either searched or fixed for the search"
-            )
-        if key in SEARCH_REFUSED:
-            raise ConfigError(f"{where}.search.{key} can't be set: {SEARCH_REFUSED[key]}")
-    pruner = section.get("pruner", "median")
-    if pruner not in PRUNERS:
-        raise ConfigError(f"{where}.pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
-    trial_seed = section.get("trial_seed", 0)
-    if not _is_int(trial_seed) or not 0 <= trial_seed <= LARGEST_SEED - 100:
-        raise ConfigError(
-            f"{where}.trial_seed must be a whole number from 0 to {LARGEST_SEED - 100:,}, got {trial_seed!r}"
-        )
-    seeds = _final_seeds(section.get("seeds", 3), trial_seed, f"{where}.seeds")
-    sampler = section.get("sampler", "tpe")
-    if sampler not in SAMPLERS:
-        raise ConfigError(f"{where}.sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    if sampler == "random":
-        if "random_trials" in section:
-            raise ConfigError(
-                f"{where}.random_trials is read only with sampler: tpe; with sampler: random every trial is random"
-            )
-        return Settings(trials, dimensions, dict(search), pruner, seeds, trial_seed, None, sampler)
-    random_trials = section.get("random_trials", max(1, min(10, trials // 3)))
-    if not _is_int(random_trials) or not 1 <= random_trials <= trials:
-        raise ConfigError(
-            f"{where}.random_trials must be a whole number from 1 to tune.trials ({trials}), got {random_trials!r}"
-        )
-    return Settings(trials, dimensions, dict(search), pruner, seeds, trial_seed, random_trials, sampler)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _final_seeds(value: Any, trial_seed: int, where: str) -> tuple[int, ...]:
-    if _is_int(value):
-        if not 2 <= value <= 100:
-            raise ConfigError(
-                f"{where} must be 2 to 100 seeds (or a list of them): a verdict needs at least 2, got {value}"
-            )
-        return tuple(trial_seed + offset for offset in range(1, value + 1))
-    if (
-        not isinstance(value, list)
-        or not 2 <= len(value) <= 100
-        or not all(_is_int(seed) and 0 <= seed <= LARGEST_SEED for seed in value)
-    ):
-        raise ConfigError(
-            f"{where} must be a count (2 to 100) or a list of 2 to 100 seeds from 0 to {LARGEST_SEED:,}, got {value!r}"
-        )
-    if len(set(value)) != len(value):
-        raise ConfigError(f"{where}={value} repeats a seed; each seed gives one independent run")
-    if trial_seed in value:
-        raise ConfigError(
-            f"{where}={value} holds the trial seed {trial_seed}; the final runs need fresh seeds, not the one the search chose on"
-        )
-    return tuple(value)
-
-
-def _dimension(key: str, value: Any, where: str) -> Dimension:
-    if key in UNTUNABLE:
-        raise ConfigError(f"{where}: {key} can't be searched (the tuning protocol sets {', '.join(UNTUNABLE)})")
-    if key == "train.epochs":
-        raise ConfigError(
-            f"{where}: train.epochs can't be searched: the budget is tune.trials x the trials' train.epochs (set it in tune.search)"
-        )
-    if isinstance(value, list):
-        if not value:
-            raise ConfigError(f"{where} must list at least one choice")
-        if not all(choice is None or isinstance(choice, (bool, int, float, str)) for choice in value):
-            raise ConfigError(
-                f"{where}: choices must be plain values (numbers, strings, booleans, null), got {value!r}"
-            )
-        if len(set(map(repr, value))) != len(value):
-            raise ConfigError(f"{where} repeats a choice: {value!r}")
-        return Dimension(key, choices=tuple(value))
-    shape = "a list of choices, or {int: [low, high]} or {float: [low, high]} with optional log: true and step"
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be {shape}, got {value!r}")
-    kinds = [kind for kind in ("int", "float") if kind in value]
-    unknown = [name for name in value if name not in ("int", "float", "log", "step")]
-    if len(kinds) != 1 or unknown:
-        raise ConfigError(f"{where} must be {shape}, got {value!r}")
-    kind = kinds[0]
-    bounds = value[kind]
-    valid = _is_int if kind == "int" else _is_number
-    if (
-        not isinstance(bounds, list)
-        or len(bounds) != 2
-        or not all(valid(bound) for bound in bounds)
-        or bounds[0] >= bounds[1]
-    ):
-        raise ConfigError(
-            f"{where}.{kind} must be [low, high] with {'whole ' if kind == 'int' else ''}numbers and low < high, got {bounds!r}"
-        )
-    log = value.get("log", False)
-    if not isinstance(log, bool):
-        raise ConfigError(f"{where}.log must be true or false, got {log!r}")
-    if log and bounds[0] <= 0:
-        raise ConfigError(f"{where}: a log range needs low > 0, got {bounds[0]}")
-    step = value.get("step")
-    if step is not None:
-        if not valid(step) or step <= 0:
-            raise ConfigError(f"{where}.step must be a {'whole ' if kind == 'int' else ''}number > 0, got {step!r}")
-        if log:
-            raise ConfigError(f"{where}: step and log can't be used together (Optuna samples one or the other)")
-    return Dimension(key, kind=kind, low=bounds[0], high=bounds[1], log=log, step=step)
+def _set_key(override: str) -> str:
+    return override.partition("=")[0].strip()
 
 
 def _check_space(candidate: Candidate, settings: Settings, source: str) -> None:

@@ -557,11 +557,6 @@ class TuneConfig(_Section):
     # tpe only: trials sampled at random before TPE models the results; null: a third of trials, 1 to 10.
     random_trials: Optional[Annotated[int, Field(ge=1, le=1000)]] = None
 
-    @field_validator("search", mode="before")
-    @classmethod
-    def _no_search_is_an_empty_one(cls, search: Any) -> Any:
-        return {} if search is None else search
-
     @field_validator("space")
     @classmethod
     def _space_leaves_the_protocol_keys_alone(cls, space: dict[str, SearchDimension]) -> dict[str, SearchDimension]:
@@ -639,6 +634,9 @@ def tune_from_mapping(section: Any, source: str, overrides: typing.Sequence[str]
     """Validate a tuning config's `tune:` section, with `--set tune.KEY=VALUE` overrides applied, as
     config_from_mapping validates the rest. Keys under tune.space and tune.search are dotted config
     keys, so `tune.search.data.limit=500` sets search's `data.limit`."""
+    if isinstance(section, dict) and "search" in section and section["search"] is None:
+        # `search:` with nothing under it is no search settings, which a --set may then add to.
+        section = {**section, "search": {}}
     validated = _validated(_TuningSections, {"tune": section}, source, overrides)
     return typing.cast(_TuningSections, validated).tune
 

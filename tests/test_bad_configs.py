@@ -8,9 +8,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rnnbench.cli import main
-from rnnbench.config import Config, ConfigError, config_from_mapping
+from rnnbench.config import Config, ConfigError, TuneConfig, config_from_mapping, tune_from_mapping
 
 CORPUS = sorted((Path(__file__).parent / "bad_configs").glob("*.yaml"))
+# Mistakes in a tuning config's tune: section, which `rnnbench tune` reads (run and summary refuse
+# any file with a tune section).
+TUNE_CORPUS = sorted((Path(__file__).parent / "bad_configs" / "tune").glob("*.yaml"))
 
 
 def expectation(path: Path) -> str:
@@ -31,6 +34,19 @@ def test_bad_config_fails_with_its_one_line_error(path, tmp_path):
         assert outcome.output == f"Error: {path}: {expectation(path)}\n"
         assert outcome.exception is None or isinstance(outcome.exception, SystemExit)
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("path", TUNE_CORPUS, ids=[path.stem for path in TUNE_CORPUS])
+def test_bad_tune_section_fails_with_its_one_line_error(path, tmp_path):
+    outcome = CliRunner().invoke(main, ["tune", str(path), "--runs-dir", str(tmp_path / "runs")])
+    assert outcome.exit_code == 2, outcome.output
+    assert outcome.output == f"Error: {path}: {expectation(path)}\n"
+    assert outcome.exception is None or isinstance(outcome.exception, SystemExit)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_tune_corpus_has_a_case_per_kind_of_mistake():
+    assert len(TUNE_CORPUS) >= 10
 
 
 SECTIONS = {
@@ -82,6 +98,41 @@ def test_any_mapping_is_accepted_or_refused_in_one_line(pairs):
         assert message.startswith("generated.yaml: ") and "\n" not in message and len(message) < 600
     else:
         assert isinstance(config, Config)
+
+
+TUNE_KEYS = st.sampled_from(
+    [*TuneConfig.model_fields, "space.model.units", "space.train.learning_rate", "search.data.limit", "trails"]
+)
+DIMENSIONS = st.one_of(
+    VALUES,
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "int": st.lists(SCALARS, max_size=3),
+            "float": st.lists(SCALARS, max_size=3),
+            "log": SCALARS,
+            "step": SCALARS,
+            "choices": VALUES,
+        },
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(TUNE_KEYS, st.one_of(VALUES, DIMENSIONS), max_size=6))
+def test_any_tune_section_is_accepted_or_refused_in_one_line(pairs):
+    section: dict = {}
+    for key, value in pairs.items():
+        head, _, rest = key.partition(".")
+        if rest and isinstance(section.setdefault(head, {}), dict):
+            section[head][rest] = value
+        else:
+            section[key] = value
+    try:
+        tune_from_mapping(section, "generated.yaml")
+    except ConfigError as error:
+        message = str(error)
+        assert message.startswith("generated.yaml: ") and "\n" not in message and len(message) < 600
 
 
 OVERRIDES = st.lists(

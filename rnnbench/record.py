@@ -358,6 +358,14 @@ class RunRecord:
         """The record as JSON, exactly as it was read (a fresh copy, the caller's to change)."""
         return _to_json(self, RECORD_KINDS)
 
+    def changed(self, **changes: Any) -> "RunRecord":
+        """`dataclasses.replace(self, **changes)`, whose JSON has the keys set here for the first
+        time after the record's own, in the order given, as a dict that had them set would: the
+        runner writes a run's files from its record and they keep the order they always had."""
+        new_keys = tuple(key for key in changes if key not in self.key_order)
+        extra = {key: value for key, value in self.extra.items() if key not in changes}
+        return dataclasses.replace(self, **changes, extra=extra, key_order=self.key_order + new_keys)
+
     @property
     def cell(self) -> str:
         return self.config["model"]["cell"]

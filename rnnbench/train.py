@@ -37,6 +37,7 @@ from rnnbench.config import Config, TrainConfig
 from rnnbench.encoded import EncodedData
 from rnnbench.errors import RunInterrupted, RunStopped
 from rnnbench.mlflow_tracking import mlflow_observers
+from rnnbench.record import RunRecord, RunResult
 from rnnbench.tensorboard_events import TensorBoardEvents
 
 OPTIMIZERS = {
@@ -246,7 +247,7 @@ def run_experiment(
     run_id: Optional[str] = None,
     index: Optional[Index] = None,
     prepared: Optional[EncodedData] = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """Train one model for `config` and record it under `runs_dir`; returns the run's record.
 
     With `resume` (an unfinished run of the same config, whose lock the caller holds), training
@@ -273,13 +274,13 @@ def run_experiment(
     network = _compiled_model(config, prepared, pretrained)
     device, choices = _plan_kernels(config, echo)
     record = _new_record(config, command, network, prepared, pretrained, device, choices, echo)
-    run, checkpoint = _open_run(runs_dir, config, record, network, prepared, resume, echo, run_id, index)
+    run, checkpoint, record = _open_run(runs_dir, config, record, network, prepared, resume, echo, run_id, index)
     observers = [*trackers(), *observers]
 
     try:
         with _recorded_if_stopped(index, run, record, checkpoint, observers):
             for observer in observers:
-                observer.opened(run.path, record, checkpoint.history)
+                observer.opened(run.path, record.to_json(), checkpoint.history)
             started = time.perf_counter()
             bar = sys.stdout.isatty() if progress_bar is None else progress_bar
             finite = _train(network, prepared, config, run, checkpoint, echo, bar, observers)
@@ -293,7 +294,10 @@ def run_experiment(
     result = _result(
         checkpoint, scores, config.train.epochs, train_seconds, wall_seconds=time.perf_counter() - run_started
     )
-    result["collapsed"] = _warn_if_collapsed(record, scores["val"]["confusion"], prepared.class_names, echo)
+    collapsed = _collapsed_warning(scores["val"]["confusion"], prepared.class_names)
+    if collapsed is not None:
+        record = _warned(record, [collapsed], echo)
+    result["collapsed"] = collapsed is not None
     return _finish(index, run, record, "completed", result, observers)
 
 
@@ -393,39 +397,48 @@ def _new_record(
     device: str,
     choices: list[kernels.KernelChoice],
     echo: Callable[[str], None],
-) -> dict[str, Any]:
+) -> RunRecord:
     """What a run is, before it trains: config, environment, model size, data, and warnings about the data."""
-    record: dict[str, Any] = {
-        "name": config.name,
-        "config": config.to_dict(),
-        "fingerprint": config.fingerprint(),
-        "group": config.group_fingerprint(),
-        "command": command,
-        "backend": keras.backend.backend(),
-        "backend_choice": backend.choice_reason(config),
-        "device": device,
-        "versions": backend.versions(),
-        "parameters": int(network.count_params()),
-        "kernels": [dataclasses.asdict(choice) for choice in choices],
-        "data": prepared.summary,
-        # One line each, about what could make the result mean less than it seems.
-        "warnings": [],
-    }
-    if pretrained is not None:
-        record["embedding"] = {
-            "source": pretrained.source,
-            "found": pretrained.found,
-            "coverage": pretrained.coverage,
-            "trainable": config.model.embedding_trainable,
+    embedding = (
+        {}
+        if pretrained is None
+        else {
+            "embedding": {
+                "source": pretrained.source,
+                "found": pretrained.found,
+                "coverage": pretrained.coverage,
+                "trainable": config.model.embedding_trainable,
+            }
         }
-    for line in note_warnings(prepared.notes):
-        _warn(record, line, echo)
-    return record
+    )
+    # Made from JSON once, in the key order that config.json, result.json and the index keep.
+    record = RunRecord.from_json(
+        {
+            "name": config.name,
+            "config": config.to_dict(),
+            "fingerprint": config.fingerprint(),
+            "group": config.group_fingerprint(),
+            "command": command,
+            "backend": keras.backend.backend(),
+            "backend_choice": backend.choice_reason(config),
+            "device": device,
+            "versions": backend.versions(),
+            "parameters": int(network.count_params()),
+            "kernels": [dataclasses.asdict(choice) for choice in choices],
+            "data": prepared.summary,
+            # One line each, about what could make the result mean less than it seems.
+            "warnings": [],
+            **embedding,
+        }
+    )
+    return _warned(record, note_warnings(prepared.notes), echo)
 
 
-def _warn(record: dict[str, Any], line: str, echo: Callable[[str], None]) -> None:
-    record["warnings"].append(line)
-    echo(f"warning: {line}")
+def _warned(record: RunRecord, lines: list[str], echo: Callable[[str], None]) -> RunRecord:
+    """`record` with `lines` added to its warnings, each said as it is added."""
+    for line in lines:
+        echo(f"warning: {line}")
+    return record.changed(warnings=(*record.warnings, *lines))
 
 
 def _merged_labels(merged: dict[str, list[str]]) -> str:
@@ -444,74 +457,70 @@ def note_warnings(notes: dict[str, Any]) -> list[str]:
     return [describe(notes[key]) for key, describe in NOTE_WARNINGS.items() if notes.get(key)]
 
 
-def _warn_if_collapsed(
-    record: dict[str, Any], confusion: list[list[int]], class_names: tuple[str, ...], echo: Callable[[str], None]
-) -> bool:
-    """Whether the validation rows of `confusion` (rows true classes, columns predicted) are all
-    predicted as one class although they hold several; if so, a warning says which class."""
+def _collapsed_warning(confusion: list[list[int]], class_names: tuple[str, ...]) -> Optional[str]:
+    """The warning for validation rows of `confusion` (rows true classes, columns predicted) that
+    are all predicted as one class although they hold several, naming that class; None if not so."""
     counts = np.asarray(confusion)
     predicted = counts.sum(axis=0)
-    collapsed = bool(np.count_nonzero(predicted) == 1 and np.count_nonzero(counts.sum(axis=1)) > 1)
-    if collapsed:
-        _warn(
-            record,
-            f"the best epoch's model predicts {class_names[int(np.argmax(predicted))]!r} for every validation row"
-            " (a collapsed model: check train.learning_rate)",
-            echo,
-        )
-    return collapsed
+    if not (np.count_nonzero(predicted) == 1 and np.count_nonzero(counts.sum(axis=1)) > 1):
+        return None
+    return (
+        f"the best epoch's model predicts {class_names[int(np.argmax(predicted))]!r} for every validation row"
+        " (a collapsed model: check train.learning_rate)"
+    )
 
 
 def _open_run(
     runs_dir: Path,
     config: Config,
-    record: dict[str, Any],
+    record: RunRecord,
     network: keras.Model,
     prepared: EncodedData,
     resume: Optional[results.RunDirectory],
     echo: Callable[[str], None],
     run_id: Optional[str],
     index: Index,
-) -> tuple[results.RunDirectory, Checkpoint]:
-    """A new run's folder, or `resume`'s with its checkpoint restored into `network`; indexed as running."""
+) -> tuple[results.RunDirectory, Checkpoint, RunRecord]:
+    """A new run's folder, or `resume`'s with its checkpoint restored into `network`; indexed as
+    running. Returns the folder, the checkpoint and the record naming them."""
     if resume is None:
         run, checkpoint = results.create_run(runs_dir, config.name, run_id), Checkpoint()
     else:
         run = resume
         checkpoint = Checkpoint.load(run, network)
         checkpoint.resumed.append(
-            {"after_epoch": len(checkpoint.history), "at": results.now(), "device": record["device"]}
+            {"after_epoch": len(checkpoint.history), "at": results.now(), "device": record.device}
         )
-    record["run_dir"] = str(run.path)
+    record = record.changed(run_dir=str(run.path))
     if checkpoint.resumed:
-        record["resumed"] = checkpoint.resumed
+        record = record.changed(resumed=tuple(checkpoint.resumed))
     try:
-        run.write_config(record)
+        run.write_config(record.to_json())
         run.write_vocabulary(
             prepared.vocabulary.words, prepared.vocabulary.first_bigram_index, prepared.vocabulary.bigrams
         )
-        index(run.run_id, config.name, "running", {**record, "process": results.this_process()})
+        index(run.run_id, config.name, "running", record.changed(process=results.this_process()).to_json())
     except BaseException:
         if resume is None:
             # Never indexed, so no one could find it: leave no half-written folder behind.
             shutil.rmtree(run.path, ignore_errors=True)
         raise
     if resume is None:
-        echo(f"{network.count_params():,} parameters on {record['device']}; recording in {run.path}")
+        echo(f"{network.count_params():,} parameters on {record.device}; recording in {run.path}")
     else:
         echo(
-            f"{network.count_params():,} parameters on {record['device']}; resuming {run.path} after epoch"
+            f"{network.count_params():,} parameters on {record.device}; resuming {run.path} after epoch"
             f" {len(checkpoint.history)} of {config.train.epochs} (best so far: epoch"
             f" {checkpoint.best['epoch'] if checkpoint.best else '-'})"
         )
-    return run, checkpoint
+    return run, checkpoint, record
 
 
 @contextlib.contextmanager
 def _recorded_if_stopped(
     index: Index,
     run: results.RunDirectory,
-    record: dict[str, Any],
+    record: RunRecord,
     checkpoint: Checkpoint,
     observers: Sequence[run_observers.RunObserver],
 ) -> Iterator[None]:
@@ -520,16 +529,21 @@ def _recorded_if_stopped(
     try:
         yield
     except KeyboardInterrupt as interrupt:
-        record["status"] = "interrupted"
-        index(run.run_id, record["name"], "interrupted", {**record, "history": checkpoint.history})
+        record = record.changed(status="interrupted")
+        index(run.run_id, record.name, "interrupted", record.changed(history=tuple(checkpoint.history)).to_json())
         _tell_closed(observers, record)
         raise RunInterrupted(str(run.path)) from interrupt
     except RunStopped:
         raise
     except Exception as error:
-        record["status"] = "failed"
+        record = record.changed(status="failed")
         try:
-            index(run.run_id, record["name"], "failed", {**record, "error": str(error), "history": checkpoint.history})
+            index(
+                run.run_id,
+                record.name,
+                "failed",
+                record.changed(error=str(error), history=tuple(checkpoint.history)).to_json(),
+            )
         except results.ResultsError:
             pass  # The disk may be what failed; the error being raised says more than this one would.
         _tell_closed(observers, record)
@@ -539,29 +553,31 @@ def _recorded_if_stopped(
 def _stopped(
     index: Index,
     run: results.RunDirectory,
-    record: dict[str, Any],
+    record: RunRecord,
     checkpoint: Checkpoint,
     stopped: RunStopped,
     observers: Sequence[run_observers.RunObserver],
-) -> dict[str, Any]:
+) -> RunRecord:
     """Record a run that an observer ended on purpose (a pruned trial): an outcome, whose record,
     with the observer's message as its `error`, is returned for a worker to send back."""
-    record["status"] = stopped.status
-    record["result"] = {"epochs_run": len(checkpoint.history)}
+    record = record.changed(status=stopped.status, result=RunResult.from_json({"epochs_run": len(checkpoint.history)}))
     try:
         index(
-            run.run_id, record["name"], stopped.status, {**record, "error": str(stopped), "history": checkpoint.history}
+            run.run_id,
+            record.name,
+            stopped.status,
+            record.changed(error=str(stopped), history=tuple(checkpoint.history)).to_json(),
         )
     except results.ResultsError:
         pass  # The disk may be what failed; the record returned still says how the run ended.
     run.remove_checkpoint()  # A run ended on purpose is never resumed.
     _tell_closed(observers, record)
-    return {**record, "error": str(stopped)}
+    return record.changed(error=str(stopped))
 
 
-def _tell_closed(observers: Sequence[run_observers.RunObserver], record: dict[str, Any]) -> None:
+def _tell_closed(observers: Sequence[run_observers.RunObserver], record: RunRecord) -> None:
     for observer in observers:
-        observer.closed(record)
+        observer.closed(record.to_json())
 
 
 def _evaluate(
@@ -619,16 +635,16 @@ def _result(
 def _finish(
     index: Index,
     run: results.RunDirectory,
-    record: dict[str, Any],
+    record: RunRecord,
     status: str,
     result: dict[str, Any],
     observers: Sequence[run_observers.RunObserver],
-) -> dict[str, Any]:
+) -> RunRecord:
     """Record how the run ended (result.json for a completed one) and drop its checkpoint."""
-    record["result"], record["status"] = result, status
+    record = record.changed(result=RunResult.from_json(result), status=status)
     if status == "completed":
-        run.write_result(record)
-    index(run.run_id, record["name"], status, record)
+        run.write_result(record.to_json())
+    index(run.run_id, record.name, status, record.to_json())
     # The saved model and the history hold all a finished run needs; the checkpoint is only for resuming.
     run.remove_checkpoint()
     _tell_closed(observers, record)

@@ -151,7 +151,7 @@ def train_request(
             index=_indexed_by_driver if on_cluster else None,
             prepared=prepared,
         )
-        return RunOutcome(record, run.files() if sends_files else None)
+        return RunOutcome(record.to_json(), run.files() if sends_files else None)
 
 
 def _indexed_by_driver(run_id: str, name: str, status: str, record: dict[str, Any]) -> None:

@@ -52,7 +52,7 @@ def probe(data_dir: str, runs_dir: str) -> dict:
     )
 
     def history(record: dict) -> list[dict]:
-        lines = Path(record["run_dir"], "history.jsonl").read_text().splitlines()
+        lines = Path(record.run_dir, "history.jsonl").read_text().splitlines()
         return [
             {key: value for key, value in json.loads(line).items() if key not in ("seconds", "started_at", "ended_at")}
             for line in lines
@@ -61,9 +61,9 @@ def probe(data_dir: str, runs_dir: str) -> dict:
     for attempt in ("a", "b"):
         record = run_experiment(config, data_dir, Path(runs_dir) / attempt, "test", echo=lambda line: None)
         found["histories"].append(history(record))
-        found["backend_recorded"] = record["backend"]
-        found["backend_choice_recorded"] = record["backend_choice"]
-        found["kernels_recorded"] = record["kernels"]
+        found["backend_recorded"] = record.backend
+        found["backend_choice_recorded"] = record.backend_choice
+        found["kernels_recorded"] = record.to_json()["kernels"]
 
     # Interrupted as the second epoch starts, then resumed from the checkpoint of the first.
     fit = keras.Model.fit
@@ -82,7 +82,7 @@ def probe(data_dir: str, runs_dir: str) -> dict:
         keras.Model.fit = fit
     [resumed] = run_all([config], data_dir, Path(runs_dir) / "c", "test", echo=lambda line: None)
     found["resumed_history"] = history(resumed)
-    found["resumed_after"] = [entry["after_epoch"] for entry in resumed["resumed"]]
+    found["resumed_after"] = [entry["after_epoch"] for entry in resumed.resumed]
     return found
 
 

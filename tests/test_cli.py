@@ -61,7 +61,7 @@ def test_missing_data_is_one_line_and_writes_no_run(tmp_path):
     )
     assert outcome.output.count("\n") == 2
     # The runner may have made the runs folder and its index, to check them, but no run.
-    assert results.read_runs(tmp_path / "runs", statuses=None) == []
+    assert results.read_records(tmp_path / "runs", statuses=None) == []
     assert not (tmp_path / "runs").exists() or [path.name for path in (tmp_path / "runs").iterdir()] == ["index.sqlite"]
 
 
@@ -76,18 +76,18 @@ def test_run_then_compare(tiny_data_dir, tmp_path):
     assert outcome.exit_code == 0, outcome.output
     assert "epoch 2/2: loss " in outcome.output
     assert outcome.output.splitlines()[-1].startswith("[tiny] best val_accuracy ")
-    record = results.read_runs(Path(runs))[0]
-    assert record["command"] == f"rnnbench run {config} --set=train.seed=5"
-    assert record["config"]["train"]["seed"] == 5
+    record = results.read_records(Path(runs))[0]
+    assert record.command == f"rnnbench run {config} --set=train.seed=5"
+    assert record.config["train"]["seed"] == 5
     # The tests set KERAS_BACKEND (conftest.py), which `backend: auto` follows.
-    assert (record["backend"], record["backend_choice"]) == ("tensorflow", "auto: KERAS_BACKEND=tensorflow is set")
+    assert (record.backend, record.backend_choice) == ("tensorflow", "auto: KERAS_BACKEND=tensorflow is set")
 
     table = invoke("compare", "--runs-dir", runs, "--per-run")
     assert table.exit_code == 0
     header, rule, row = table.output.splitlines()
     assert header.split()[:4] == ["name", "dataset", "cell", "layers"]
-    assert row.split()[:7] == ["tiny", "imdb", "ann", "-", "-", "-", f"{record['parameters']:,}"]
-    assert f"{record['result']['best_val_accuracy']:.4f}" in row
+    assert row.split()[:7] == ["tiny", "imdb", "ann", "-", "-", "-", f"{record.parameters:,}"]
+    assert f"{record.result.best_val_accuracy:.4f}" in row
 
     markdown = invoke("compare", "--runs-dir", runs, "--format", "markdown", "--per-run").output.splitlines()
     assert markdown[0].startswith("| name ") and set(markdown[1]) <= set("|-: ")
@@ -206,12 +206,12 @@ def test_seeds_reuse_and_force(tiny_data_dir, tmp_path):
     assert third.output.count("already completed in ") == 2 and "[3/3] seeded, seed 3: training" in third.output
     forced = invoke("run", str(config), "--force", *common)
     assert "already completed" not in forced.output
-    records = results.read_runs(tmp_path / "runs")
-    assert sorted(record["config"]["train"]["seed"] for record in records) == [1, 1, 2, 3]
+    records = results.read_records(tmp_path / "runs")
+    assert sorted(record.config["train"]["seed"] for record in records) == [1, 1, 2, 3]
     # The forced run of seed 1 replaces the first one in the statistics: n counts seeds, not runs.
     [group] = json.loads(invoke("compare", "--format", "json", *common[2:]).output)["groups"]
     assert (group["n"], group["seeds"]) == (3, [1, 2, 3])
-    forced_run = results.read_runs(tmp_path / "runs")[-1]["run_id"]
+    forced_run = results.read_records(tmp_path / "runs")[-1].run_id
     assert forced_run in group["runs"]
     statuses = sorted(row.split()[-2] for row in invoke("compare", "--all", *common[2:]).output.splitlines()[2:])
     assert statuses == ["completed", "completed", "completed", "replaced"]
@@ -237,7 +237,7 @@ def test_a_killed_run_shows_as_incomplete(tmp_path):
         "running",
         {**fake_record("alive", "gru", 0.0), "result": {}, "process": results.this_process()},
     )
-    statuses = {record["name"]: record["status"] for record in results.read_runs(runs, statuses=None)}
+    statuses = {record.name: record.status for record in results.read_records(runs, statuses=None)}
     assert statuses == {"killed": "incomplete", "alive": "running"}
     listing = invoke("compare", "--runs-dir", str(runs), "--all").output
     assert "incomplete" in listing and "running" in listing

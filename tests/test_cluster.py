@@ -50,9 +50,9 @@ def sweep_file(folder: Path, name: str, seeds: list[int]) -> Path:
 def histories(runs: Path) -> dict[str, list[dict]]:
     """Each completed run's epochs by its config's fingerprint, without their times."""
     found = {}
-    for record in results.read_runs(runs):
-        lines = (runs / record["run_id"] / "history.jsonl").read_text().splitlines()
-        found[record["fingerprint"]] = [
+    for record in results.read_records(runs):
+        lines = (runs / record.run_id / "history.jsonl").read_text().splitlines()
+        found[record.fingerprint] = [
             {key: value for key, value in json.loads(line).items() if key not in ("seconds", "started_at", "ended_at")}
             for line in lines
         ]
@@ -188,19 +188,19 @@ def test_a_sweep_on_ray_is_recorded_once_by_the_driver_with_the_histories_of_tra
     )
     print(f"\n4 runs on Ray in {time.perf_counter() - started:.1f} s")
 
-    assert [record["status"] for record in records] == ["completed"] * 4
+    assert [record.status for record in records] == ["completed"] * 4
     assert "training 4 runs on a private Ray on this machine: 1 node, 2 CPUs; 1 CPU per run, up to 2 at a time" in lines
     finished = [line for line in lines if " on node " in line]
     assert sorted(line.split(":")[0] for line in finished) == [f"[{seed}/4] ray, seed {seed}" for seed in (1, 2, 3, 4)]
     # Every write to the index came from this process, the driver: running when handed out, then the record.
-    runs = results.read_runs(tmp_path / "on_ray", statuses=None)
+    runs = results.read_records(tmp_path / "on_ray", statuses=None)
     assert sorted(indexed) == sorted(
-        [(record["run_id"], "running") for record in runs] + [(record["run_id"], "completed") for record in runs]
+        [(record.run_id, "running") for record in runs] + [(record.run_id, "completed") for record in runs]
     )
-    assert len(runs) == 4 and {record["status"] for record in runs} == {"completed"}
+    assert len(runs) == 4 and {record.status for record in runs} == {"completed"}
     folders = sorted(path.name for path in (tmp_path / "on_ray").iterdir())
-    assert folders == sorted([record["run_id"] for record in runs] + ["index.sqlite"])
-    assert all((tmp_path / "on_ray" / record["run_id"] / "model.keras").is_file() for record in runs)
+    assert folders == sorted([record.run_id for record in runs] + ["index.sqlite"])
+    assert all((tmp_path / "on_ray" / record.run_id / "model.keras").is_file() for record in runs)
 
     executor.run_all(configs, str(tiny_data_dir), tmp_path / "here", "test", echo=lambda line: None)
     assert sorted(histories(tmp_path / "on_ray")) == sorted(config.fingerprint() for config in configs)
@@ -276,10 +276,10 @@ def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_train
         )
     monkeypatch.setattr(executor, "Pending", pending)
     wait_for((tmp_path / "cancelled").exists, "cancellation reaching the held run")
-    statuses = sorted(record["status"] for record in results.read_runs(runs, statuses=None))
+    statuses = sorted(record.status for record in results.read_records(runs, statuses=None))
     assert statuses == ["completed", "interrupted"]  # The third run was never handed out.
-    [stopped] = results.read_runs(runs, statuses=("interrupted",))
-    assert results.RunDirectory(runs / stopped["run_id"]).has_checkpoint()
+    [stopped] = results.read_records(runs, statuses=("interrupted",))
+    assert results.RunDirectory(runs / stopped.run_id).has_checkpoint()
 
     lines = []
     records = executor.run_all(
@@ -288,10 +288,10 @@ def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_train
     assert (
         sum("reused, not retrained" in line for line in lines) == 1 and sum(" on node " in line for line in lines) == 2
     )
-    assert [record["status"] for record in results.read_runs(runs, statuses=None)] == ["completed"] * 3
+    assert [record.status for record in results.read_records(runs, statuses=None)] == ["completed"] * 3
     assert len([folder for folder in runs.iterdir() if folder.is_dir()]) == 3
     [resumed] = [record for record in records if record.get("resumed")]
-    assert Path(resumed["run_dir"]).name == stopped["run_id"] and resumed["resumed"][0]["after_epoch"] == 2
+    assert Path(resumed.run_dir).name == stopped.run_id and resumed.resumed[0]["after_epoch"] == 2
     # Its history is the one an uninterrupted run has: every epoch once, with the same numbers.
     executor.run_all([long[0]], str(tiny_data_dir), tmp_path / "uninterrupted", "test", echo=lambda line: None)
     assert histories(runs)[long[0].fingerprint()] == histories(tmp_path / "uninterrupted")[long[0].fingerprint()]
@@ -387,9 +387,9 @@ def test_rnnbench_run_on_a_head_started_with_ray_start(ray_head, tiny_data_dir, 
     )
     [finished] = [line for line in output.splitlines() if " on node " in line]
     assert finished.startswith("[1/1] head, seed 1: best val_accuracy ")
-    [record] = results.read_runs(runs, statuses=None)
-    assert record["status"] == "completed" and (runs / record["run_id"] / "model.keras").is_file()
-    assert sorted(path.name for path in runs.iterdir()) == sorted([record["run_id"], "index.sqlite"])
+    [record] = results.read_records(runs, statuses=None)
+    assert record.status == "completed" and (runs / record.run_id / "model.keras").is_file()
+    assert sorted(path.name for path in runs.iterdir()) == sorted([record.run_id, "index.sqlite"])
 
 
 @pytest.mark.slow
@@ -417,7 +417,7 @@ def test_runs_a_cluster_cant_see_come_back_to_the_driver(ray_head, tiny_data_dir
     script = (
         f"mount -t tmpfs tmpfs {private} && cp -r {tiny_data_dir} {private / 'data'} && "
         f"{sys.executable} -m rnnbench run {' '.join(command)} && "
-        f"{sys.executable} -c 'import json, pathlib, sys; from rnnbench import results; print(json.dumps(results.read_runs(pathlib.Path(sys.argv[1]))))' {runs} && "
+        f"{sys.executable} -c 'import json, pathlib, sys; from rnnbench import results; print(json.dumps([record.to_json() for record in results.read_records(pathlib.Path(sys.argv[1]))]))' {runs} && "
         f"cd {runs} && find . -type f | sort"
     )
     completed = subprocess.run(
@@ -431,14 +431,14 @@ def test_runs_a_cluster_cant_see_come_back_to_the_driver(ray_head, tiny_data_dir
     assert not list(private.iterdir()), "the runs folder is visible outside the driver's namespace"
     lines = completed.stdout.splitlines()
     records = json.loads(next(line for line in lines if line.startswith("[{")))
-    assert [record["status"] for record in records] == ["completed", "completed"]
+    assert [record.status for record in records] == ["completed", "completed"]
     # Each seed cuts its own validation split, so each run's data is prepared once, by the driver.
     assert sum(line.startswith("preparing the data of far here, once") for line in lines) == 2
     files = [line for line in lines if line.startswith("./")]
     for record in records:
-        assert record["run_dir"] == str(runs / record["run_id"])
+        assert record.run_dir == str(runs / record.run_id)
         assert {
-            f"./{record['run_id']}/{name}"
+            f"./{record.run_id}/{name}"
             for name in ("config.json", "history.jsonl", "model.keras", "result.json", "vocabulary.json")
         } <= set(files)
     assert not any(name.endswith(results.CHECKPOINT_FILE) or "/.cluster-" in name for name in files)
@@ -697,8 +697,8 @@ def test_tune_on_a_cluster_trains_each_trial_as_a_task_and_ends_as_tuning_here(
             for name in ("tiny-gru", "tiny-ann")
         }
         records = sorted(
-            (record["name"], record["status"], record["config"]["train"]["seed"])
-            for record in results.read_runs(runs, statuses=None)
+            (record.name, record.status, record.config["train"]["seed"])
+            for record in results.read_records(runs, statuses=None)
         )
         tuned[where] = (studies, records, histories(runs), outcome.output)
 

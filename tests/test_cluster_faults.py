@@ -161,16 +161,16 @@ def test_a_run_whose_node_dies_is_retried_from_its_checkpoint_and_recorded_once(
         for line in lines
     ), lines
     assert sum(" on node " in line for line in lines) == 1
-    assert record["status"] == "completed"
+    assert record.status == "completed"
 
     # Recorded once, by the driver alone: running when handed out, then the record of the retry.
-    [stored] = results.read_runs(runs, statuses=None)
-    assert stored["status"] == "completed" and indexed == [
-        (stored["run_id"], "running"),
-        (stored["run_id"], "completed"),
+    [stored] = results.read_records(runs, statuses=None)
+    assert stored.status == "completed" and indexed == [
+        (stored.run_id, "running"),
+        (stored.run_id, "completed"),
     ]
-    assert sorted(path.name for path in runs.iterdir()) == sorted([stored["run_id"], results.INDEX_FILE])
-    run_dir = runs / stored["run_id"]
+    assert sorted(path.name for path in runs.iterdir()) == sorted([stored.run_id, results.INDEX_FILE])
+    run_dir = runs / stored.run_id
     assert sorted(path.name for path in run_dir.iterdir()) == [
         "config.json",
         "history.jsonl",
@@ -187,14 +187,14 @@ def test_a_run_whose_node_dies_is_retried_from_its_checkpoint_and_recorded_once(
     assert len(stored.get("resumed", [])) == 1, (
         "the retried task started the run afresh instead of going on from its checkpoint"
     )
-    assert epochs_at_failure - 1 <= stored["resumed"][0]["after_epoch"] < CONFIG["train"]["epochs"]
-    assert stored["result"]["epochs_run"] == CONFIG["train"]["epochs"]
+    assert epochs_at_failure - 1 <= stored.resumed[0]["after_epoch"] < CONFIG["train"]["epochs"]
+    assert stored.result.epochs_run == CONFIG["train"]["epochs"]
 
     # Its history is an uninterrupted run's: every epoch once, with the same numbers.
     reference = executor.run_all(
         [config], str(tiny_data_dir), tmp_path / "uninterrupted", "test", echo=lambda line: None
     )[0]
-    assert history_without_seconds(run_dir) == history_without_seconds(Path(reference["run_dir"]))
+    assert history_without_seconds(run_dir) == history_without_seconds(Path(reference.run_dir))
     for key in (
         "best_val_accuracy",
         "best_epoch",

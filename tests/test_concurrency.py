@@ -41,8 +41,8 @@ def test_eight_processes_share_a_runs_folder(tiny_data_dir, tmp_path):
     ]
     outputs = [process.communicate(timeout=HANG_SECONDS)[0] for process in processes]
     assert [process.returncode for process in processes] == [0] * 8, outputs
-    records = results.read_runs(runs)
-    assert sorted(record["config"]["train"]["seed"] for record in records) == list(range(1, 9))
+    records = results.read_records(runs)
+    assert sorted(record.config["train"]["seed"] for record in records) == list(range(1, 9))
     folders = sorted(path for path in runs.iterdir() if path.is_dir())
     assert len(folders) == 8
     for folder in folders:
@@ -87,9 +87,9 @@ def test_jobs_trains_a_sweep_in_parallel_processes_with_the_sequential_results(t
 
     def histories(runs):
         found = {}
-        for record in results.read_runs(runs):
-            lines = (runs / record["run_id"] / "history.jsonl").read_text().splitlines()
-            found[record["config"]["train"]["seed"]] = [
+        for record in results.read_records(runs):
+            lines = (runs / record.run_id / "history.jsonl").read_text().splitlines()
+            found[record.config["train"]["seed"]] = [
                 {
                     key: value
                     for key, value in json.loads(line).items()
@@ -146,7 +146,7 @@ def test_two_processes_starting_the_same_run_train_it_once(tiny_data_dir, tmp_pa
     assert all(before.endswith(waiting + "\n") for before in heard), outputs
     assert [process.returncode for process in processes] == [0, 0], outputs
     [folder] = [path for path in runs.iterdir() if path.is_dir()]
-    assert [(record["run_id"], record["status"]) for record in results.read_runs(runs, statuses=None)] == [
+    assert [(record.run_id, record.status) for record in results.read_records(runs, statuses=None)] == [
         (folder.name, "completed")
     ]
     trained = [output for output in outputs if "epoch 2/2: " in output]

@@ -63,9 +63,9 @@ def test_multiclass_csv_with_string_labels_runs_from_a_config_alone(tmp_path):
     )
     assert outcome.exit_code == 0, outcome.output
     assert "3 classes" in outcome.output
-    record = results.read_runs(tmp_path / "runs")[0]
-    assert record["data"]["class_names"] == ["cocina", "deportes", "viajes"]
-    assert (record["data"]["train_rows"], record["data"]["validation_rows"], record["data"]["test_rows"]) == (
+    record = results.read_records(tmp_path / "runs")[0]
+    assert record.data["class_names"] == ["cocina", "deportes", "viajes"]
+    assert (record.data["train_rows"], record.data["validation_rows"], record.data["test_rows"]) == (
         192,
         48,
         60,
@@ -73,7 +73,7 @@ def test_multiclass_csv_with_string_labels_runs_from_a_config_alone(tmp_path):
     result = record["result"]
     assert np.array(result["test_confusion"]).shape == (3, 3) and np.sum(result["test_confusion"]) == 60
     assert 0.0 <= result["val_macro_f1"] <= 1.0 and "test_macro_f1" in result
-    assert record["parameters"] == 60 * 8 + 3 * 8 * (8 + 8 + 2) + 8 * 8 + 8 + 8 * 3 + 3
+    assert record.parameters == 60 * 8 + 3 * 8 * (8 + 8 + 2) + 8 * 8 + 8 + 8 * 3 + 3
 
 
 @pytest.mark.slow
@@ -89,9 +89,9 @@ def test_class_folder_tree_with_separate_test_folder(tmp_path):
     )
     outcome = CliRunner().invoke(main, ["run", str(config), "--runs-dir", str(tmp_path / "runs")])
     assert outcome.exit_code == 0, outcome.output
-    record = results.read_runs(tmp_path / "runs")[0]
-    assert record["data"]["class_names"] == ["cocina", "deportes", "viajes"]
-    assert (record["data"]["train_rows"] + record["data"]["validation_rows"], record["data"]["test_rows"]) == (90, 30)
+    record = results.read_records(tmp_path / "runs")[0]
+    assert record.data["class_names"] == ["cocina", "deportes", "viajes"]
+    assert (record.data["train_rows"] + record.data["validation_rows"], record.data["test_rows"]) == (90, 30)
 
 
 def test_jsonl_gzip_tsv_and_validation_file(tmp_path):
@@ -143,8 +143,8 @@ def test_empty_texts_are_skipped_counted_and_recorded(tmp_path):
     )
     assert outcome.exit_code == 0, outcome.output
     assert f"skipped 2 rows with an empty text in {tmp_path / 'gaps.csv'}" in outcome.output
-    record = results.read_runs(tmp_path / "runs")[0]
-    assert record["data"]["skipped_empty_texts"] == {str(tmp_path / "gaps.csv"): 2}
+    record = results.read_records(tmp_path / "runs")[0]
+    assert record.data["skipped_empty_texts"] == {str(tmp_path / "gaps.csv"): 2}
 
 
 def write_bytes(path: Path, data: bytes) -> Path:

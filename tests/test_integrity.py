@@ -43,14 +43,14 @@ def test_a_collapsed_model_is_flagged_and_warned_about(tiny_data_dir, tmp_path):
     record = run_experiment(
         tiny_config(optimizer="sgd", learning_rate=5.0), str(tiny_data_dir), runs, "test", echo=lines.append
     )
-    assert record["status"] == "completed"
-    assert record["result"]["collapsed"] is True
-    assert record["warnings"] == [COLLAPSE]
+    assert record.status == "completed"
+    assert record.result.collapsed is True
+    assert record.warnings == (COLLAPSE,)
     assert f"warning: {COLLAPSE}" in lines
-    written = json.loads(Path(record["run_dir"], "result.json").read_text())
+    written = json.loads(Path(record.run_dir, "result.json").read_text())
     assert written["warnings"] == [COLLAPSE] and written["result"]["collapsed"] is True
-    [indexed] = results.read_runs(runs)
-    assert indexed["warnings"] == [COLLAPSE] and indexed["result"]["collapsed"] is True
+    [indexed] = results.read_records(runs)
+    assert indexed.warnings == (COLLAPSE,) and indexed.result.collapsed is True
 
 
 @pytest.mark.slow
@@ -67,12 +67,12 @@ def test_merged_labels_are_a_warning_recorded_with_the_run(tiny_data_dir, tmp_pa
     monkeypatch.setattr(data, "load_dataset", load_with_notes)
     lines = []
     record = run_experiment(tiny_config(), str(tiny_data_dir), tmp_path / "runs", "test", echo=lines.append)
-    assert record["warnings"] == [expected]
+    assert record.warnings == (expected,)
     assert f"warning: {expected}" in lines
     # The notes themselves travel with the data summary; only the merge is a warning.
-    assert record["data"]["merged_labels"] == merged and record["data"]["test_texts_in_training"] == 2
-    assert json.loads(Path(record["run_dir"], "config.json").read_text())["warnings"] == [expected]
-    assert results.read_runs(tmp_path / "runs")[0]["warnings"] == [expected]
+    assert record.data["merged_labels"] == merged and record.data["test_texts_in_training"] == 2
+    assert json.loads(Path(record.run_dir, "config.json").read_text())["warnings"] == [expected]
+    assert results.read_records(tmp_path / "runs")[0].warnings == (expected,)
 
 
 def test_only_notes_that_deserve_one_make_a_warning():
@@ -139,8 +139,8 @@ def test_ctrl_c_during_training_names_the_interrupted_run(tiny_data_dir, tmp_pat
     [folder] = run_folders(runs)
     assert isinstance(caught.value, KeyboardInterrupt)
     assert caught.value.run_dir == str(folder)
-    [record] = results.read_runs(runs, statuses=None)
-    assert (record["run_id"], record["status"]) == (folder.name, "interrupted")
+    [record] = results.read_records(runs, statuses=None)
+    assert (record.run_id, record.status) == (folder.name, "interrupted")
 
 
 def test_a_run_that_cant_be_indexed_leaves_no_folder(tiny_data_dir, tmp_path, monkeypatch):

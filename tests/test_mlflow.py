@@ -237,9 +237,9 @@ def test_a_local_sqlite_store_with_diverged_and_resumed_runs(tiny_data_dir, tmp_
         config_from_mapping(mapping), str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None
     )
     [logged] = runs_of(uri, "rnnbench")
-    assert logged.data.tags["rnnbench.run_id"] == Path(record["run_dir"]).name and logged.info.status == "FINISHED"
+    assert logged.data.tags["rnnbench.run_id"] == Path(record.run_dir).name and logged.info.status == "FINISHED"
     assert logged.data.params["model.cell"] == "ann" and logged.data.metrics["test_accuracy"] == pytest.approx(
-        record["result"]["test_accuracy"]
+        record.result.test_accuracy
     )
     assert logged.data.tags["rnnbench.kernels"] == "none"
     assert sorted(item.path for item in MlflowClient(uri).list_artifacts(logged.info.run_id)) == RUN_FILES
@@ -259,7 +259,7 @@ def test_a_local_sqlite_store_with_diverged_and_resumed_runs(tiny_data_dir, tmp_
         "test",
         echo=lambda line: None,
     )
-    assert diverged["status"] == "diverged"
+    assert diverged.status == "diverged"
     [logged] = [run for run in runs_of(uri, "rnnbench") if run.info.run_name == "diverged"]
     assert logged.info.status == "FAILED" and logged.data.tags["rnnbench.status"] == "diverged"
     assert [(step, value != value) for step, value in steps(MlflowClient(uri), logged.info.run_id, "loss")] == [
@@ -297,7 +297,7 @@ def test_a_local_sqlite_store_with_diverged_and_resumed_runs(tiny_data_dir, tmp_
     [logged] = [run for run in runs_of(uri, "rnnbench") if run.info.run_name == "resumed"]
     assert logged.info.run_id == interrupted.info.run_id and logged.info.status == "FINISHED"
     assert [step for step, _ in steps(MlflowClient(uri), logged.info.run_id, "val_accuracy")] == [1, 2]
-    assert record["status"] == "completed"
+    assert record.status == "completed"
 
 
 class InterruptAfterFirstEpoch(RunObserver):
@@ -344,8 +344,8 @@ def test_a_server_down_mid_run_costs_one_warning_and_a_later_sync_logs_each_run_
         "test",
         echo=lambda line: None,
     )
-    assert cut["status"] == unlogged["status"] == "completed"
-    cut_id, unlogged_id = Path(cut["run_dir"]).name, Path(unlogged["run_dir"]).name
+    assert cut.status == unlogged.status == "completed"
+    cut_id, unlogged_id = Path(cut.run_dir).name, Path(unlogged.run_dir).name
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert warnings == [
         f"warning: MLflow at {live_server.uri} failed (connection refused) for run {cut_id}: epochs from 2 on, its results and files"

@@ -43,20 +43,20 @@ def test_predicting_a_runs_own_test_rows_gives_its_recorded_test_accuracy(
     tiny_data_dir, tmp_path, model, data_settings
 ):
     record = tiny_run(tiny_data_dir, tmp_path / "runs", "tiny", model, data_settings)
-    run, note = predict.find_run(Path(record["run_dir"]).name, tmp_path / "runs")
+    run, note = predict.find_run(Path(record.run_dir).name, tmp_path / "runs")
     assert note is None and run.class_names == ("negative", "positive")
     texts, labels = raw_test_split(tiny_data_dir)
     probabilities = predict.predict(run, texts)
     assert probabilities.shape == (200, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
     predicted = np.array([run.class_names.index(name) for name in predict.predicted_names(run, probabilities)])
-    assert float(np.mean(predicted == labels)) == record["result"]["test_accuracy"]
+    assert float(np.mean(predicted == labels)) == record.result.test_accuracy
 
 
 def test_the_command_line_finds_a_config_by_name_and_writes_each_format(tiny_data_dir, tmp_path):
     runs = tmp_path / "runs"
     first = tiny_run(tiny_data_dir, runs, "tiny_gru", {"cell": "gru"})
-    run_id = Path(first["run_dir"]).name
+    run_id = Path(first.run_dir).name
     runner = CliRunner()
     outcome = runner.invoke(
         main,
@@ -131,7 +131,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_data_dir, tmp_path):
         error_of(str(unfinished), "text")
         == f"Error: {unfinished}: the run did not complete (interrupted), so it has no model to predict with"
     )
-    assert record["status"] == "completed"
+    assert record.status == "completed"
 
 
 def test_many_texts_report_progress_by_tenths_outside_a_terminal(tiny_data_dir, tmp_path):

@@ -176,8 +176,10 @@ def test_unwritable_report_folder_is_one_line(tmp_path):
 
 def index_again(runs_dir: Path, run_id: str, of: str, **changes) -> None:
     """Index another run of the same config and seed as run `of` (as `run --force` would), with `changes` to its record."""
-    [earlier] = [record for record in results.read_runs(runs_dir) if record["run_id"] == of]
-    record = {key: value for key, value in earlier.items() if key not in ("run_id", "status", "started", "updated")}
+    [earlier] = [record for record in results.read_records(runs_dir) if record.run_id == of]
+    record = {
+        key: value for key, value in earlier.to_json().items() if key not in ("run_id", "status", "started", "updated")
+    }
     for key, value in changes.items():
         record[key] = {**record[key], **value} if isinstance(value, dict) else value
     results.index_run(runs_dir, run_id, record["name"], "completed", record)
@@ -246,7 +248,7 @@ def test_compare_counts_the_latest_run_of_each_seed_and_shows_the_val_test_gap(t
         ("run-lstm-1", "completed"),
     ]
     # The replaced run stays on disk and in the index as it was recorded.
-    assert {record["run_id"]: record["status"] for record in results.read_runs(runs_dir)}["run-gru-1"] == "completed"
+    assert {record.run_id: record.status for record in results.read_records(runs_dir)}["run-gru-1"] == "completed"
 
     as_json = json.loads(invoke("compare", "--runs-dir", str(runs_dir), "--format", "json").output)
     gru = as_json["groups"][0]

@@ -114,7 +114,7 @@ def test_a_damaged_row_is_one_line_naming_the_index_and_the_run(tmp_path, record
         f"{runs_dir / 'index.sqlite'}: run 20261128-100000-gru-ab12cd: {problem}; remove the row or restore the file"
     )
     with pytest.raises(results.ResultsError) as raised:
-        results.read_runs(runs_dir)
+        results.read_records(runs_dir)
     assert str(raised.value) == expected
     for command in (
         ["compare"],
@@ -132,9 +132,9 @@ def test_an_unfinished_run_needs_only_its_config(tmp_path):
     runs_dir.mkdir()
     minimal = {"config": {"model": {"cell": "gru"}, "train": {"seed": 3}}}
     results.index_run(runs_dir, "run-interrupted", "gru", "interrupted", minimal)
-    [record] = results.read_runs(runs_dir, statuses=None)
+    [record] = results.read_records(runs_dir, statuses=None)
     # The name comes from the row when the record leaves it out.
-    assert (record["name"], record["status"], record["config"]) == ("gru", "interrupted", minimal["config"])
+    assert (record.name, record.status, record.config) == ("gru", "interrupted", minimal["config"])
     listing = CliRunner().invoke(main, ["compare", "--all", "--runs-dir", str(runs_dir)]).output.splitlines()
     assert listing[2].split() == [
         "gru",
@@ -160,7 +160,7 @@ def test_a_run_id_that_is_not_printable_is_shown_as_json(tmp_path):
     runs_dir = tmp_path / "runs"
     put_row(runs_dir, "run\nwith a newline", "{}")
     with pytest.raises(results.ResultsError) as raised:
-        results.read_runs(runs_dir)
+        results.read_records(runs_dir)
     assert (
         str(raised.value)
         == f'{runs_dir / "index.sqlite"}: run "run\\nwith a newline": the record has no config; remove the row or restore the file'
@@ -171,7 +171,7 @@ def test_a_bad_status_is_named(tmp_path):
     runs_dir = tmp_path / "runs"
     put_row(runs_dir, "run-odd", json.dumps(completed_record()), status="finished")
     with pytest.raises(results.ResultsError) as raised:
-        results.read_runs(runs_dir, statuses=None)
+        results.read_records(runs_dir, statuses=None)
     assert str(raised.value) == (
         f'{runs_dir / "index.sqlite"}: run run-odd: its status "finished" is not one of running, completed, failed,'
         " interrupted, diverged, pruned; remove the row or restore the file"
@@ -194,7 +194,7 @@ def test_an_empty_index_file_is_a_new_index(tmp_path):
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
     (runs_dir / "index.sqlite").write_bytes(b"")
-    assert results.read_runs(runs_dir, statuses=None) == []
+    assert results.read_records(runs_dir, statuses=None) == []
     outcome = CliRunner().invoke(main, ["compare", "--runs-dir", str(runs_dir)])
     assert (outcome.exit_code, outcome.output) == (
         0,
@@ -202,14 +202,14 @@ def test_an_empty_index_file_is_a_new_index(tmp_path):
     )
     results.check_writable(runs_dir)
     results.index_run(runs_dir, "run-1", "gru", "completed", completed_record())
-    assert [record["run_id"] for record in results.read_runs(runs_dir)] == ["run-1"]
+    assert [record.run_id for record in results.read_records(runs_dir)] == ["run-1"]
 
 
 def test_a_database_without_the_runs_table_has_no_runs(tmp_path):
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
     sqlite3.connect(runs_dir / "index.sqlite").execute("CREATE TABLE other (a)").connection.close()
-    assert results.read_runs(runs_dir, statuses=None) == []
+    assert results.read_records(runs_dir, statuses=None) == []
 
 
 def test_check_writable_creates_the_folder_and_the_index(tmp_path):
@@ -217,7 +217,7 @@ def test_check_writable_creates_the_folder_and_the_index(tmp_path):
     results.check_writable(runs_dir)
     assert [path.name for path in runs_dir.iterdir()] == ["index.sqlite"]
     # The probe row was rolled back.
-    assert results.read_runs(runs_dir, statuses=None) == []
+    assert results.read_records(runs_dir, statuses=None) == []
     results.check_writable(runs_dir)
 
 
@@ -358,7 +358,7 @@ def index_rows(runs_dir: Path) -> list[tuple]:
 @pytest.mark.slow
 def test_real_records_read_and_write_back_unchanged(tiny_data_dir, tmp_path):
     """A trained run's index row, config.json and result.json, read as RunRecords and written back
-    with to_json, are the same JSON, byte for byte; `read_runs` is `read_records` as dicts."""
+    with to_json, are the same JSON, byte for byte; the runner writes their keys in the order they always had."""
     config = tmp_path / "tiny.yaml"
     config.write_text(
         "model: {cell: gru, embedding_dim: 8, units: 8}\ndata: {num_words: 40, maxlen: 16}\ntrain: {epochs: 2}\n"
@@ -382,8 +382,19 @@ def test_real_records_read_and_write_back_unchanged(tiny_data_dir, tmp_path):
         written = tmp_path / "written.json"
         results.write_json(written, read().to_json())
         assert written.read_bytes() == path.read_bytes(), path.name
+    config_keys = [
+        *("name", "config", "fingerprint", "group", "command", "backend", "backend_choice", "device", "versions"),
+        *("parameters", "kernels", "data", "warnings", "run_dir"),
+    ]
+    assert list(json.loads((run.path / "config.json").read_text())) == config_keys
+    assert list(json.loads((run.path / "result.json").read_text())) == [*config_keys, "result", "status"]
+    assert list(json.loads(text)) == [*config_keys, "result", "status"]
+    assert list(json.loads((run.path / "result.json").read_text())["result"]) == [
+        *("best_val_accuracy", "best_epoch", "best_val_loss", "val_macro_f1", "test_accuracy", "test_loss"),
+        *("test_macro_f1", "val_confusion", "test_confusion", "epochs_run", "stopped_early", "mean_epoch_seconds"),
+        *("train_seconds", "wall_seconds", "collapsed"),
+    ]
     [record] = results.read_records(runs_dir)
-    assert results.read_runs(runs_dir) == [record.to_json()]
     # The typed fields hold what readers read.
     assert (record.run_id, record.name, record.status, record.cell, record.seed, record.dataset) == (
         run_id,

@@ -117,14 +117,14 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_history(slow_data_d
     # Read rather than assumed: however busy the machine, the kill came before the run's end.
     after = _checkpointed_epochs(runs)
     assert 1 <= after < 3 and len(_history_lines(runs)) in (after, after + 1)
-    [killed] = results.read_runs(runs, statuses=None)
-    assert killed["status"] == "incomplete"
+    [killed] = results.read_records(runs, statuses=None)
+    assert killed.status == "incomplete"
 
     # Resumed by the same command, in this process (which saves a second start of Keras).
     resumed = CliRunner().invoke(main, ["run", str(config_path)], env=environment)
     output = resumed.output
     assert resumed.exit_code == 0, output
-    run_dir = runs / killed["run_id"]
+    run_dir = runs / killed.run_id
     assert f"resuming {run_dir} after epoch {after} of 3 (best so far: epoch " in output
     assert f"epoch {after}/3" not in output and "epoch 3/3" in output
 
@@ -132,16 +132,16 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_history(slow_data_d
     uninterrupted = run_experiment(
         config_from_mapping(CONFIG), str(slow_data_dir), tmp_path / "reference", "test", echo=lambda line: None
     )
-    reference = Path(uninterrupted["run_dir"])
+    reference = Path(uninterrupted.run_dir)
     assert _without_seconds(_history_lines(runs)) == _without_seconds(
         (reference / "history.jsonl").read_text().splitlines()
     )
 
-    [record] = results.read_runs(runs)  # Still one run: the killed one, now completed.
-    assert record["run_id"] == killed["run_id"]
+    [record] = results.read_records(runs)  # Still one run: the killed one, now completed.
+    assert record.run_id == killed.run_id
     for key in ("best_val_accuracy", "best_epoch", "best_val_loss", "test_accuracy", "test_loss", "val_confusion"):
         assert record["result"][key] == uninterrupted["result"][key], key
-    assert [entry["after_epoch"] for entry in record["resumed"]] == [after]
+    assert [entry["after_epoch"] for entry in record.resumed] == [after]
     assert sorted(path.name for path in run_dir.iterdir()) == [
         "config.json",
         "history.jsonl",
@@ -159,11 +159,11 @@ def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(slow_data_dir, 
     process.send_signal(signal.SIGINT)
     output = printed + process.communicate()[0]  # Ends by itself; the watchdog only ends a hang.
     assert process.returncode == 130, output
-    [interrupted] = results.read_runs(runs, statuses=None)
-    assert interrupted["status"] == "interrupted"
+    [interrupted] = results.read_records(runs, statuses=None)
+    assert interrupted.status == "interrupted"
     # The runner names the interrupted run's folder (KeyboardInterrupt.run_dir), and the CLI says it.
     assert output.splitlines()[-1] == (
-        f"interrupted; {runs / interrupted['run_id']} is recorded as interrupted; run the same command again"
+        f"interrupted; {runs / interrupted.run_id} is recorded as interrupted; run the same command again"
         " to continue: it resumes from the last finished epoch"
     ), output
     assert "Traceback" not in output
@@ -173,12 +173,12 @@ def test_ctrl_c_marks_the_run_interrupted_and_says_how_to_resume(slow_data_dir, 
     fresh_output = fresh.output
     assert fresh.exit_code == 0, fresh_output
     assert "resuming" not in fresh_output and "epoch 1/3" in fresh_output
-    statuses = {record["run_id"]: record["status"] for record in results.read_runs(runs, statuses=None)}
-    assert statuses[interrupted["run_id"]] == "interrupted" and sorted(statuses.values()) == [
+    statuses = {record.run_id: record.status for record in results.read_records(runs, statuses=None)}
+    assert statuses[interrupted.run_id] == "interrupted" and sorted(statuses.values()) == [
         "completed",
         "interrupted",
     ]
-    assert (runs / interrupted["run_id"] / results.CHECKPOINT_FILE).exists()
+    assert (runs / interrupted.run_id / results.CHECKPOINT_FILE).exists()
 
 
 def test_a_damaged_checkpoint_is_one_line(tiny_data_dir, tmp_path):
@@ -258,8 +258,8 @@ def test_a_resumed_run_with_options_gives_the_uninterrupted_history(tiny_data_di
     assert f"resuming {run.path} after epoch 2 of 12 (best so far: epoch " in "\n".join(lines)
 
     reference = run_experiment(config, str(tiny_data_dir), tmp_path / "reference", "test", echo=lambda line: None)
-    reference_history = _without_seconds(Path(reference["run_dir"], "history.jsonl").read_text().splitlines())
-    assert _without_seconds(Path(resumed["run_dir"], "history.jsonl").read_text().splitlines()) == reference_history
+    reference_history = _without_seconds(Path(reference.run_dir, "history.jsonl").read_text().splitlines())
+    assert _without_seconds(Path(resumed.run_dir, "history.jsonl").read_text().splitlines()) == reference_history
     for key in (
         "best_val_accuracy",
         "best_epoch",
@@ -272,7 +272,7 @@ def test_a_resumed_run_with_options_gives_the_uninterrupted_history(tiny_data_di
         assert resumed["result"][key] == reference["result"][key], key
     # The options took effect: training stopped early after the resume, and the rate the resumed
     # epoch 3 started with had already moved (the plateau rule reduced it after epoch 2's higher loss).
-    assert 2 < reference["result"]["epochs_run"] < 12 and reference["result"]["stopped_early"] is True
+    assert 2 < reference.result.epochs_run < 12 and reference.result.stopped_early is True
     rates = [entry["learning_rate"] for entry in reference_history]
     assert rates[0] == 0.1 and rates[2] < rates[1]
 

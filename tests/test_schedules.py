@@ -22,7 +22,7 @@ def tiny_config(**train_settings):
 
 
 def history_of(record):
-    return [json.loads(line) for line in Path(record["run_dir"], "history.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in Path(record.run_dir, "history.jsonl").read_text().splitlines()]
 
 
 def quiet(line):
@@ -94,7 +94,7 @@ def test_plateau_multiplies_after_lr_patience_epochs_without_a_lower_validation_
 def test_defaults_record_the_constant_rate_and_change_nothing_else(tiny_data_dir, tmp_path, optimizers):
     record = run_experiment(tiny_config(), str(tiny_data_dir), tmp_path / "runs", "test", echo=quiet)
     assert [entry["learning_rate"] for entry in history_of(record)] == [0.001, 0.001, 0.001]
-    assert record["result"]["epochs_run"] == 3 and record["result"]["stopped_early"] is False
+    assert record.result.epochs_run == 3 and record.result.stopped_early is False
     [optimizer] = optimizers
     assert optimizer.clipnorm is None and optimizer.global_clipnorm is None
     assert float(optimizer.learning_rate) == pytest.approx(0.001)
@@ -167,7 +167,7 @@ def test_early_stopping_ends_when_the_best_accuracy_is_patience_epochs_old(tiny_
     history = history_of(record)
     accuracies = [entry["val_accuracy"] for entry in history]
     best_epoch = accuracies.index(max(accuracies)) + 1
-    result = record["result"]
+    result = record.result.to_json()
     assert result["epochs_run"] == len(history) == best_epoch + 2 < 20
     assert result["stopped_early"] is True and result["best_epoch"] == best_epoch
     # No earlier epoch had a best two epochs old.
@@ -183,4 +183,4 @@ def test_patience_longer_than_the_run_trains_every_epoch(tiny_data_dir, tmp_path
     record = run_experiment(
         tiny_config(epochs=2, early_stopping_patience=5), str(tiny_data_dir), tmp_path / "runs", "test", echo=quiet
     )
-    assert record["result"]["epochs_run"] == 2 and record["result"]["stopped_early"] is False
+    assert record.result.epochs_run == 2 and record.result.stopped_early is False

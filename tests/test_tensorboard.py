@@ -39,7 +39,7 @@ def read_runs_folder(runs_dir: Path) -> event_multiplexer.EventMultiplexer:
 
 
 def history_of(record: dict) -> list[dict]:
-    return [json.loads(line) for line in Path(record["run_dir"], "history.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in Path(record.run_dir, "history.jsonl").read_text().splitlines()]
 
 
 def steps(multiplexer: event_multiplexer.EventMultiplexer, run: str, tag: str) -> list[int]:
@@ -51,7 +51,7 @@ def test_a_run_has_one_scalar_per_epoch_per_tag_and_its_results(tiny_data_dir, t
     record = run_experiment(
         tiny_config(), str(tiny_data_dir), runs_dir, "rnnbench run tiny.yaml", echo=lambda line: None
     )
-    run_id = Path(record["run_dir"]).name
+    run_id = Path(record.run_dir).name
     multiplexer = read_runs_folder(runs_dir)
     run = f"{run_id}/tensorboard"
     assert list(multiplexer.Runs()) == [run]
@@ -85,9 +85,9 @@ def test_every_run_of_a_sweep_is_listed(tiny_data_dir, tmp_path):
         echo=lambda line: None,
     )
     multiplexer = read_runs_folder(runs_dir)
-    assert sorted(multiplexer.Runs()) == sorted(f"{Path(record['run_dir']).name}/tensorboard" for record in records)
+    assert sorted(multiplexer.Runs()) == sorted(f"{Path(record.run_dir).name}/tensorboard" for record in records)
     for record in records:
-        run = f"{Path(record['run_dir']).name}/tensorboard"
+        run = f"{Path(record.run_dir).name}/tensorboard"
         assert steps(multiplexer, run, "val_accuracy") == [1, 2]
         assert [event.value for event in multiplexer.Scalars(run, "val_accuracy")] == pytest.approx(
             [entry["val_accuracy"] for entry in history_of(record)], rel=1e-6
@@ -135,7 +135,7 @@ def test_a_resumed_run_has_each_epoch_once(tiny_data_dir, tmp_path, interrupted_
     record = run_experiment(
         config, str(tiny_data_dir), runs_dir, "test", echo=lambda line: None, resume=results.RunDirectory(run_dir)
     )
-    assert record["resumed"][0]["after_epoch"] == 2
+    assert record.resumed[0]["after_epoch"] == 2
     multiplexer = read_runs_folder(runs_dir)
     run = f"{run_dir.name}/tensorboard"
     assert list(multiplexer.Runs()) == [run]
@@ -180,8 +180,8 @@ def test_a_write_failure_is_one_warning_and_training_goes_on(
     failure(monkeypatch)
     runs_dir = tmp_path / "runs"
     record = run_experiment(tiny_config(), str(tiny_data_dir), runs_dir, "test", echo=lambda line: None)
-    assert record["status"] == "completed" and [entry["epoch"] for entry in history_of(record)] == [1, 2, 3]
-    run_id = Path(record["run_dir"]).name
+    assert record.status == "completed" and [entry["epoch"] for entry in history_of(record)] == [1, 2, 3]
+    run_id = Path(record.run_dir).name
     warnings = [line for line in capsys.readouterr().err.splitlines() if "TensorBoard" in line]
     assert len(warnings) == 1
     expected = (
@@ -189,7 +189,7 @@ def test_a_write_failure_is_one_warning_and_training_goes_on(
     )
     assert re.fullmatch(expected, warnings[0]), warnings[0]
     monkeypatch.undo()
-    folder = Path(record["run_dir"], tensorboard_events.FOLDER)
+    folder = Path(record.run_dir, tensorboard_events.FOLDER)
     assert (tensorboard_events.recorded_epochs(folder) or set()) == set(epochs_written)
 
 
@@ -238,8 +238,8 @@ def test_a_diverged_run_has_its_last_epoch_too(tiny_data_dir, tmp_path, monkeypa
         model_factory, "loss_for", lambda num_classes: lambda labels, predictions: predictions[:, 0] * float("nan")
     )
     record = run_experiment(tiny_config(), str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
-    assert record["status"] == "diverged"
-    run = f"{Path(record['run_dir']).name}/tensorboard"
+    assert record.status == "diverged"
+    run = f"{Path(record.run_dir).name}/tensorboard"
     [loss] = read_runs_folder(tmp_path / "runs").Scalars(run, "loss")
     assert loss.step == 1 and loss.value != loss.value  # The epoch whose loss is not a number.
     assert observers.diverged(history_of(record)[0])

@@ -296,7 +296,7 @@ class PruneSome(optuna.pruners.BasePruner):
 
 
 def trained_epochs(runs: Path, record: dict) -> int:
-    return len((runs / record["run_id"] / "history.jsonl").read_text().splitlines())
+    return len((runs / record.run_id / "history.jsonl").read_text().splitlines())
 
 
 def test_every_candidate_trains_the_same_epochs_and_pruned_epochs_fund_more_trials(
@@ -321,8 +321,8 @@ def test_every_candidate_trains_the_same_epochs_and_pruned_epochs_fund_more_tria
     assert outcome.exit_code == 0, outcome.output
     assert "6 epochs each (3 trials of 2; a pruned trial's unused epochs fund more trials)" in outcome.output
     storage = tune.default_storage(runs)
-    records = results.read_runs(runs, statuses=None)
-    by_name = {record["name"]: record for record in records}
+    records = results.read_records(runs, statuses=None)
+    by_name = {record.name: record for record in records}
     # gru: 2 + 1 (pruned) + 2, then the budget's last epoch; ann: 2 + 1 + 1 (both pruned) + 2.
     for candidate, states, spent in (
         ("tiny-gru", ["COMPLETE", "PRUNED", "COMPLETE", "COMPLETE"], [2, 1, 2, 1]),
@@ -339,26 +339,26 @@ def test_every_candidate_trains_the_same_epochs_and_pruned_epochs_fund_more_tria
         assert f"[{candidate}] trial 2: pruned after epoch 1: val_accuracy" in outcome.output
     assert "; 1 epoch, the budget's last (a full trial trains 2)" in outcome.output
     assert "[tiny-gru] trial 4: " in outcome.output and "; 6 of 6 epochs spent" in outcome.output
-    assert (
-        by_name["tiny-gru-t003"]["config"]["train"]["epochs"] == 1 and by_name["tiny-gru-t003"]["status"] == "completed"
-    )
+    assert by_name["tiny-gru-t003"].config["train"]["epochs"] == 1 and by_name["tiny-gru-t003"].status == "completed"
     # Every trial is an ordinary run; a pruned one is recorded as pruned, with its one epoch.
-    assert by_name["tiny-gru-t001"]["status"] == "pruned" and by_name["tiny-gru-t001"]["result"] == {"epochs_run": 1}
-    assert not (runs / by_name["tiny-gru-t001"]["run_id"] / results.CHECKPOINT_FILE).exists()
-    assert by_name["tiny-gru-t000"]["config"]["data"]["limit"] == 300
-    finals = [record for record in records if record["name"].endswith("-tuned")]
-    assert sorted((record["name"], record["config"]["train"]["seed"]) for record in finals) == [
+    assert by_name["tiny-gru-t001"].status == "pruned" and by_name["tiny-gru-t001"].result.to_json() == {
+        "epochs_run": 1
+    }
+    assert not (runs / by_name["tiny-gru-t001"].run_id / results.CHECKPOINT_FILE).exists()
+    assert by_name["tiny-gru-t000"].config["data"]["limit"] == 300
+    finals = [record for record in records if record.name.endswith("-tuned")]
+    assert sorted((record.name, record.config["train"]["seed"]) for record in finals) == [
         ("tiny-ann-tuned", 1),
         ("tiny-ann-tuned", 2),
         ("tiny-gru-tuned", 1),
         ("tiny-gru-tuned", 2),
     ]
-    assert all(record["config"]["data"]["limit"] is None for record in finals)
+    assert all(record.config["data"]["limit"] is None for record in finals)
     # The winner's settings are the best completed trial's (the budget's shortened last trial may win too).
     best = max(counted(trials_of(storage, "tiny-gru")), key=lambda trial: (trial.value or -1, -trial.number))
-    gru_final = next(record for record in finals if record["name"] == "tiny-gru-tuned")
-    assert gru_final["config"]["model"]["embedding_dim"] == best.params["model.embedding_dim"]
-    assert gru_final["config"]["train"]["learning_rate"] == best.params["train.learning_rate"]
+    gru_final = next(record for record in finals if record.name == "tiny-gru-tuned")
+    assert gru_final.config["model"]["embedding_dim"] == best.params["model.embedding_dim"]
+    assert gru_final.config["train"]["learning_rate"] == best.params["train.learning_rate"]
     assert "Verdict" in outcome.output  # The winners' comparison (verdict.py says how).
     tuning = (tmp_path / "report" / "tuning.md").read_text()
     assert (
@@ -388,7 +388,7 @@ def test_every_candidate_trains_the_same_epochs_and_pruned_epochs_fund_more_tria
     )
     assert again.exit_code == 0, again.output
     assert "] trial " not in again.output and "already completed" in again.output
-    assert len(results.read_runs(runs, statuses=None)) == len(records)
+    assert len(results.read_records(runs, statuses=None)) == len(records)
 
     # A changed search is refused rather than mixed into the old study.
     changed = write_config(tmp_path, with_tune(search={"data.limit": 200}))
@@ -615,13 +615,13 @@ def _outcome(storage: str, study_name: str) -> list[tuple]:
 def _finals(runs: Path) -> list[tuple]:
     return sorted(
         (
-            record["name"],
-            record["config"]["train"]["seed"],
-            record["result"]["best_val_accuracy"],
-            record["result"]["test_accuracy"],
+            record.name,
+            record.config["train"]["seed"],
+            record.result.best_val_accuracy,
+            record.result.test_accuracy,
         )
-        for record in results.read_runs(runs)
-        if record["name"].endswith("-tuned")
+        for record in results.read_records(runs)
+        if record.name.endswith("-tuned")
     )
 
 
@@ -640,14 +640,14 @@ def test_killed_mid_trial_and_run_again_completes_the_same_study(slow_data_dir, 
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.communicate()
-    [killed] = [record for record in results.read_runs(runs, statuses=None) if record["name"] == "tiny-gru-t001"]
-    assert killed["status"] == "incomplete"
+    [killed] = [record for record in results.read_records(runs, statuses=None) if record.name == "tiny-gru-t001"]
+    assert killed.status == "incomplete"
     storage = tune.default_storage(runs)
     assert [trial.state.name for trial in trials_of(storage, "tiny-gru")] == ["COMPLETE", "RUNNING"]
 
     output = _finish(_tune(config, runs, environment))
     assert "[tiny-gru] trial 2: " in output and "(its process stopped; finishing it)" in output
-    assert f"resuming {runs / killed['run_id']} after epoch" in output
+    assert f"resuming {runs / killed.run_id} after epoch" in output
 
     reference = tmp_path / "uninterrupted"
     _finish(_tune(config, reference, environment))
@@ -656,7 +656,7 @@ def test_killed_mid_trial_and_run_again_completes_the_same_study(slow_data_dir, 
         # Exactly the budget, no trial lost or counted twice, and the same trials as without the kill.
         assert _outcome(storage, study_name) == _outcome(reference_storage, study_name)
         assert [trial.state.name for trial in trials_of(storage, study_name)] == ["COMPLETE"] * 3
-    trial_runs = [record["name"] for record in results.read_runs(runs, statuses=None) if "-t00" in record["name"]]
+    trial_runs = [record.name for record in results.read_records(runs, statuses=None) if "-t00" in record.name]
     assert sorted(trial_runs) == sorted(f"tiny-{cell}-t00{number}" for cell in ("gru", "ann") for number in range(3))
     assert _finals(runs) == _finals(reference)
 
@@ -675,10 +675,10 @@ def test_two_processes_on_one_study_run_exactly_the_budget(slow_data_dir, tmp_pa
         assert len(counted(trials)) == 4, [(trial.number, trial.state.name) for trial in trials]
         assert all(trial.state.name in ("COMPLETE", "FAIL") for trial in trials)
         trained = [
-            record["name"]
+            record.name
             for runs in ("first", "second")
-            for record in results.read_runs(tmp_path / runs, statuses=None)
-            if re.fullmatch(rf"{study_name}-t\d{{3}}", record["name"])
+            for record in results.read_records(tmp_path / runs, statuses=None)
+            if re.fullmatch(rf"{study_name}-t\d{{3}}", record.name)
         ]
         # Each counted trial trained once, in one process or the other.
         assert sorted(trained) == sorted(f"{study_name}-t{trial.number:03d}" for trial in counted(trials))
@@ -707,7 +707,7 @@ def test_a_tuning_is_one_mlflow_parent_run_with_every_trial_and_final_run_nested
     [parent] = [run for run in logged if "rnnbench.run_id" not in run.data.tags]
     assert parent.info.run_name == "tune-tiny" and parent.info.status == "FINISHED"
     children = {run.data.tags["rnnbench.run_id"]: run for run in logged if run is not parent}
-    assert sorted(children) == sorted(record["run_id"] for record in results.read_runs(runs, statuses=None))
+    assert sorted(children) == sorted(record.run_id for record in results.read_records(runs, statuses=None))
     assert len(children) == 2 + 4  # a trial per candidate, then two seeds per winner
     assert {run.data.tags["mlflow.parentRunId"] for run in children.values()} == {parent.info.run_id}
 
@@ -784,7 +784,7 @@ def test_jobs_2_trains_two_trials_at_a_time_each_reporting_and_pruned_in_its_own
         # the pruned trial left funds a last trial of one epoch, whenever the two trials ended.
         assert [list(trial.intermediate_values) for trial in trials] == [[1, 2], [1], [1, 2], [1]]
         assert [trial.user_attrs[tune.SAMPLED] for trial in trials] == ["random"] * 4
-    statuses = sorted((record["name"], record["status"]) for record in results.read_runs(runs, statuses=None))
+    statuses = sorted((record.name, record.status) for record in results.read_records(runs, statuses=None))
     assert statuses == sorted(
         [
             (f"tiny-{cell}-t00{number}", "pruned" if number == 1 else "completed")
@@ -838,8 +838,8 @@ def test_ctrl_c_in_a_trial_then_the_same_command_finishes_that_trial_from_its_la
     assert stopped.exit_code == 130, stopped.output
     storage = tune.default_storage(runs)
     assert [trial.state.name for trial in trials_of(storage, "tiny-gru")] == ["COMPLETE", "RUNNING"]
-    [interrupted] = [record for record in results.read_runs(runs, statuses=None) if record["name"] == "tiny-gru-t001"]
-    assert interrupted["status"] == "interrupted"
+    [interrupted] = [record for record in results.read_records(runs, statuses=None) if record.name == "tiny-gru-t001"]
+    assert interrupted.status == "interrupted"
 
     # This process still lives: the trial was released, so the same command here finishes it.
     again = CliRunner().invoke(main, command)
@@ -847,9 +847,9 @@ def test_ctrl_c_in_a_trial_then_the_same_command_finishes_that_trial_from_its_la
     assert "[tiny-gru] trial 2: " in again.output and "(its process stopped; finishing it)" in again.output
     assert "[tiny-gru] trial 2: resuming" in again.output
     assert [trial.state.name for trial in trials_of(storage, "tiny-gru")] == ["COMPLETE"] * 3
-    [finished] = [record for record in results.read_runs(runs, statuses=None) if record["name"] == "tiny-gru-t001"]
-    assert finished["run_id"] == interrupted["run_id"] and finished["status"] == "completed"
-    assert len((runs / finished["run_id"] / "history.jsonl").read_text().splitlines()) == 2
+    [finished] = [record for record in results.read_records(runs, statuses=None) if record.name == "tiny-gru-t001"]
+    assert finished.run_id == interrupted.run_id and finished.status == "completed"
+    assert len((runs / finished.run_id / "history.jsonl").read_text().splitlines()) == 2
 
 
 def test_a_trial_that_fails_is_told_failed_and_said_in_one_line(tiny_data_dir, tmp_path, monkeypatch):

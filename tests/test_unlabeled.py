@@ -287,8 +287,8 @@ def test_with_word2vec_only_the_embedding_matrix_differs(tiny_data_dir, tmp_path
             **({"unlabeled": unlabeled} if unlabeled else {}),
         )
         record = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lambda line: None)
-        assert record["status"] == "completed"
-        network = keras.saving.load_model(Path(record["run_dir"]) / "model.keras")
+        assert record.status == "completed"
+        network = keras.saving.load_model(Path(record.run_dir) / "model.keras")
         (embedding,) = [layer for layer in network.layers if isinstance(layer, keras.layers.Embedding)]
         records.append(record)
         weights.append(embedding.get_weights()[0])

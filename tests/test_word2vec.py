@@ -133,9 +133,9 @@ def test_a_run_trains_its_vectors_on_its_own_training_rows_and_records_them(tiny
     config = config_from_mapping(raw)
     lines = []
     record = run_experiment(config, str(tiny_data_dir), tmp_path / "runs", "test", echo=lines.append)
-    assert record["status"] == "completed"
-    assert record["embedding"]["source"].startswith("word2vec trained on the 320 training rows (sg 1,")
-    assert record["embedding"]["coverage"] == 1.0
+    assert record.status == "completed"
+    assert record.embedding["source"].startswith("word2vec trained on the 320 training rows (sg 1,")
+    assert record.embedding["coverage"] == 1.0
     assert sum(line.startswith("trained ") and " word2vec vectors in " in line for line in lines) == 1
 
 
@@ -214,8 +214,8 @@ def test_validation_and_test_texts_change_nothing_in_a_runs_word2vec_vectors(tin
     for data_dir in (tiny_data_dir, poisoned):
         runs = tmp_path / "runs" / data_dir.name
         record = run_experiment(config, str(data_dir), runs, "test", echo=lambda line: None)
-        assert record["status"] == "completed"
-        network = keras.saving.load_model(Path(record["run_dir"]) / "model.keras")
+        assert record.status == "completed"
+        network = keras.saving.load_model(Path(record.run_dir) / "model.keras")
         (embedding,) = [layer for layer in network.layers if isinstance(layer, keras.layers.Embedding)]
         used.append(embedding.get_weights()[0])
 

@@ -11,21 +11,22 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from rnnbench import results
 from rnnbench.config import Config, recorded_config
+from rnnbench.record import RunRecord
 
 # Unfinished runs that a new `rnnbench run` of the same config goes on with.
 RESUMABLE = ("interrupted", results.INCOMPLETE, "failed")
 
 
-def completed_runs(runs_dir: Path) -> dict[str, dict[str, Any]]:
+def completed_runs(runs_dir: Path) -> dict[str, RunRecord]:
     """Completed runs by the fingerprint of their config (re-validated, so older records match too)."""
     found = {}
-    for record in results.read_runs(runs_dir):
+    for record in results.read_records(runs_dir):
         try:
-            found[recorded_config(record["config"]).fingerprint()] = record
+            found[recorded_config(record.config).fingerprint()] = record
         except ValueError:
             continue  # A record from an incompatible version: it can't be reused.
     return found
@@ -34,12 +35,12 @@ def completed_runs(runs_dir: Path) -> dict[str, dict[str, Any]]:
 def unfinished_runs(runs_dir: Path) -> dict[str, list[Path]]:
     """Folders of runs that stopped before their last epoch and kept a checkpoint, newest first, by fingerprint."""
     found: dict[str, list[Path]] = {}
-    for record in reversed(results.read_runs(runs_dir, RESUMABLE)):
-        run = results.RunDirectory(runs_dir / record["run_id"])
+    for record in reversed(results.read_records(runs_dir, RESUMABLE)):
+        run = results.run_directory(runs_dir, record)
         if not run.has_checkpoint():
             continue
         try:
-            fingerprint = recorded_config(record["config"]).fingerprint()
+            fingerprint = recorded_config(record.config).fingerprint()
         except ValueError:
             continue
         found.setdefault(fingerprint, []).append(run.path)
@@ -51,7 +52,7 @@ class Claim:
     """What the run of a config does, decided under its lock: reuse `completed` (a completed
     run's record), or train, going on from `unfinished` (a run folder with a checkpoint) if any."""
 
-    completed: Optional[dict[str, Any]] = None
+    completed: Optional[RunRecord] = None
     unfinished: Optional[Path] = None
 
 
@@ -73,6 +74,6 @@ def claim(config: Config, runs_dir: Path, reuse: bool, resume: bool, say: Callab
         yield Claim(unfinished=unfinished[0] if unfinished else None)
 
 
-def reuse_note(record: dict[str, Any]) -> str:
+def reuse_note(record: RunRecord) -> str:
     """What a sweep says of a run it reuses."""
-    return f"already completed in {record['run_dir']}; reused, not retrained (--force trains it again)"
+    return f"already completed in {record.run_dir}; reused, not retrained (--force trains it again)"

@@ -34,6 +34,7 @@ from typing import Any, Iterator, Optional
 
 from rnnbench import results, worker
 from rnnbench.errors import InputError, RnnbenchError
+from rnnbench.record import RunRecord
 
 ADDRESS_FORMS = "auto, local, HOST:PORT or ray://HOST:PORT"
 INSTALL_HINT = "pip install 'rnnbench[ray]'"
@@ -436,16 +437,16 @@ class RayCluster:
             ) from None
         return dataclasses.replace(outcome, record=self._received(run, outcome), files=None)
 
-    def _received(self, run: Path, outcome: worker.RunOutcome) -> dict[str, Any]:
+    def _received(self, run: Path, outcome: worker.RunOutcome) -> RunRecord:
         """Write the files a worker sent back (if it could not see the runs folder), then index its record."""
         shown = Path(self.sweep.runs_dir) / run.name
-        record = {**outcome.record, "run_dir": str(shown)}
+        record = outcome.record.changed(run_dir=str(shown))
         if outcome.files is not None:
             folder = results.RunDirectory(run)
             folder.path.mkdir(parents=True, exist_ok=True)
             folder.write_files({name: _pointing_at(name, data, shown) for name, data in outcome.files.items()})
             folder.remove_checkpoint()  # A resumed run's old one, sent out with it; it has finished now.
-        results.index_run(self.runs_dir, run.name, record["name"], record["status"], record)
+        results.index_run(self.runs_dir, run.name, record.name, record.status, record.to_json())
         return record
 
     def stop(self, handles: list[Any]) -> None:
@@ -486,11 +487,10 @@ def _count(amount: float, noun: str) -> str:
 def _pointing_at(name: str, data: bytes, run_dir: Path) -> bytes:
     """A run file as the worker wrote it, with the records in config.json and result.json naming
     the folder the driver keeps the run in, rather than the worker's scratch folder."""
-    if name not in ("config.json", "result.json"):
+    if name not in (results.CONFIG_FILE, results.RESULT_FILE):
         return data
-    record = json.loads(data)
-    record["run_dir"] = str(run_dir)
-    return (json.dumps(record, indent=2, sort_keys=False) + "\n").encode("utf-8")
+    record = RunRecord.from_json(json.loads(data)).changed(run_dir=str(run_dir))
+    return (json.dumps(record.to_json(), indent=2, sort_keys=False) + "\n").encode("utf-8")
 
 
 def _train_on_node(request: worker.RunRequest, settings: WorkerSettings, shared_data: list[Any]) -> worker.RunOutcome:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Protocol
 
 from rnnbench import claims, results, worker
+from rnnbench.record import RunRecord, RunResult
 
 if TYPE_CHECKING:
     from rnnbench.cluster import ClusterSettings
@@ -256,7 +257,7 @@ def run_all(
     jobs: int = 1,
     cluster: Optional["ClusterSettings"] = None,
     gpus_per_run: Optional[float] = None,
-) -> list[dict[str, Any]]:
+) -> list[RunRecord]:
     """Run each config with a progress line per run, reusing any that already completed (unless
     `force`) and going on with any that stopped part-way (if `resume` and not `force`).
 
@@ -275,7 +276,7 @@ def run_all(
         model.refuse_too_large(config, config.data.num_words, 2)
     results.check_writable(runs_dir)
     done = {} if force else claims.completed_runs(runs_dir)
-    records: dict[int, dict[str, Any]] = {}
+    records: dict[int, RunRecord] = {}
     pending = []
     for position, config in enumerate(configs, start=1):
         label = f"[{position}/{len(configs)}] {config.name}, seed {config.train.seed}"
@@ -368,17 +369,17 @@ def check_data(configs: list["Config"], data_dir: Optional[str], echo: Callable[
         data.load_dataset(settings, data_dir)
 
 
-def _outcome(record: dict[str, Any]) -> str:
-    result = record.get("result", {})
-    if record.get("status") != "completed":
-        return f"{record.get('status')} after {result.get('epochs_run', 0)} epochs"
+def _outcome(record: RunRecord) -> str:
+    result = record.result or RunResult()
+    if record.status != "completed":
+        return f"{record.status} after {result.epochs_run or 0} epochs"
     return (
-        f"best val_accuracy {result['best_val_accuracy']:.4f} at epoch {result['best_epoch']}, "
-        f"test accuracy {result['test_accuracy']:.4f}, {result['mean_epoch_seconds']:.1f} s/epoch"
+        f"best val_accuracy {result.best_val_accuracy:.4f} at epoch {result.best_epoch}, "
+        f"test accuracy {result.test_accuracy:.4f}, {result.mean_epoch_seconds:.1f} s/epoch"
     )
 
 
-def running_summary(records: list[dict[str, Any]]) -> str:
+def running_summary(records: list[RunRecord]) -> str:
     from rnnbench.verdict import group_runs
 
     parts = []

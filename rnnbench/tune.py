@@ -55,6 +55,7 @@ from rnnbench.config import (
     tune_from_mapping,
 )
 from rnnbench.errors import InputError, RnnbenchError, RunStopped
+from rnnbench.record import RunRecord, RunResult
 
 if TYPE_CHECKING:
     import optuna
@@ -673,7 +674,7 @@ def tune(
     jobs: int = 1,
     cluster: Optional["ClusterSettings"] = None,
     gpus_per_run: Optional[float] = None,
-) -> list[dict[str, Any]]:
+) -> list[RunRecord]:
     """Use up every candidate's budget of epochs (round robin, a trial each in turn), then train
     each winner over the fresh seeds; returns the final runs' records.
 
@@ -724,8 +725,8 @@ def tune(
             finals, data_dir, runs_dir, command, echo=echo, jobs=jobs, cluster=cluster, gpus_per_run=gpus_per_run
         )
     # As the index holds them (with their run ids), for the report.
-    trained = {Path(record["run_dir"]).name for record in records}
-    return [record for record in results.read_runs(runs_dir, statuses=None) if record["run_id"] in trained]
+    trained = {Path(record.run_dir).name for record in records if record.run_dir is not None}
+    return [record for record in results.read_records(runs_dir, statuses=None) if record.run_id in trained]
 
 
 def _use_budgets(
@@ -859,7 +860,7 @@ def _asked_trials(
             pruned = _pruned_run(runs_dir, config)
             if pruned is not None:
                 # Pruned before its process died, and not yet told: the same run would be pruned again.
-                trial.set_user_attr(RUN_ID, pruned["run_id"])
+                trial.set_user_attr(RUN_ID, pruned.run_id)
                 _tell(candidate, settings, trial, pruned, runs_dir, label, echo)
                 continue
             position = next(positions)
@@ -878,7 +879,7 @@ def _tell(
     candidate: Candidate,
     settings: Settings,
     trial: Any,
-    record: dict[str, Any],
+    record: RunRecord,
     runs_dir: Path,
     label: str,
     echo: Callable[[str], None],
@@ -886,17 +887,18 @@ def _tell(
 ) -> None:
     """Tell the study how the trial's run ended and the epochs it spent, and say it with the best trial so far."""
     study = candidate.study
-    status = record.get("status")
+    status = record.status
+    result = record.result or RunResult()
     trial.set_user_attr(STATUS, status)
-    trial.set_user_attr(SPENT, int(record["result"]["epochs_run"]))
+    trial.set_user_attr(SPENT, int(result.epochs_run))
     if status == "completed":
         # A run reused from an earlier invocation was never watched: its epochs are reported now.
         observer = TrialObserver(trial)
         for entry in _history(runs_dir, record):
             observer._report(entry)
         if RUN_ID not in trial.user_attrs:
-            trial.set_user_attr(RUN_ID, record.get("run_id") or Path(record["run_dir"]).name)
-        study.tell(trial, record["result"]["best_val_accuracy"])
+            trial.set_user_attr(RUN_ID, _run_id(record))
+        study.tell(trial, result.best_val_accuracy)
     elif status == "pruned":
         study.tell(trial, state=_state("PRUNED"))
     else:
@@ -904,9 +906,9 @@ def _tell(
         study.tell(trial, 0.0)
     best = best_trial(candidate)
     outcome = (
-        f"val_accuracy {record['result']['best_val_accuracy']:.4f}"
+        f"val_accuracy {result.best_val_accuracy:.4f}"
         if status == "completed"
-        else record.get("error", "pruned")
+        else record.error or "pruned"
         if status == "pruned"
         else f"{status}, counted as 0"
     )
@@ -942,23 +944,29 @@ class TrialWatch:
         return TrialObserver(optuna.trial.Trial(study, self.trial_id))
 
 
-def _pruned_run(runs_dir: Path, config: Config) -> Optional[dict[str, Any]]:
+def _pruned_run(runs_dir: Path, config: Config) -> Optional[RunRecord]:
     fingerprint = config.fingerprint()
     from rnnbench.config import recorded_config
 
-    for record in reversed(results.read_runs(runs_dir, ("pruned",))):
+    for record in reversed(results.read_records(runs_dir, ("pruned",))):
         try:
-            if recorded_config(record["config"]).fingerprint() == fingerprint:
+            if recorded_config(record.config).fingerprint() == fingerprint:
                 return record
         except ValueError:
             continue
     return None
 
 
-def _history(runs_dir: Path, record: dict[str, Any]) -> list[dict[str, Any]]:
+def _run_id(record: RunRecord) -> str:
+    """The run's folder name: its run id as the index holds it, or, in a record a worker sent
+    back (not read from the index), the last part of its run_dir."""
+    return record.run_id or Path(record.run_dir or "").name
+
+
+def _history(runs_dir: Path, record: RunRecord) -> list[dict[str, Any]]:
     from rnnbench.plots import read_history
 
-    return read_history(runs_dir, {**record, "run_id": record.get("run_id") or Path(record["run_dir"]).name})
+    return read_history(runs_dir, record.changed(run_id=_run_id(record)))
 
 
 def best_trial(candidate: Candidate) -> Optional[Any]:

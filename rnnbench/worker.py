@@ -34,6 +34,7 @@ from rnnbench.errors import RnnbenchError
 if TYPE_CHECKING:
     from rnnbench.encoded import EncodedData
     from rnnbench.observers import RunObserver
+    from rnnbench.record import RunRecord
 
 
 class WorkerError(RnnbenchError):
@@ -78,9 +79,10 @@ class RunRequest:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class RunOutcome:
-    """What a worker sends back: the run's record, its files when the driver can't read its folder, and where it ran."""
+    """What a worker sends back: the run's record, its files when the driver can't read its folder, and where it ran.
+    The record is a RunRecord, pickled as it is to a `--jobs` driver or through Ray: plain values all the way down."""
 
-    record: dict[str, Any]
+    record: "RunRecord"
     files: Optional[dict[str, bytes]] = None
     node: Optional[str] = None
 
@@ -151,7 +153,7 @@ def train_request(
             index=_indexed_by_driver if on_cluster else None,
             prepared=prepared,
         )
-        return RunOutcome(record.to_json(), run.files() if sends_files else None)
+        return RunOutcome(record, run.files() if sends_files else None)
 
 
 def _indexed_by_driver(run_id: str, name: str, status: str, record: dict[str, Any]) -> None:

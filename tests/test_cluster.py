@@ -322,7 +322,7 @@ def test_a_cluster_worker_writes_no_index_and_sends_back_what_its_driver_cant_re
     )
     outcome = worker.train_request(request, lambda line: None)
 
-    assert outcome.record["status"] == "completed"
+    assert outcome.record.status == "completed"
     assert not (runs / results.INDEX_FILE).exists()
     scratch = worker.scratch_folder(".cluster-test")
     assert not scratch.exists()

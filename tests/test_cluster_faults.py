@@ -204,4 +204,4 @@ def test_a_run_whose_node_dies_is_retried_from_its_checkpoint_and_recorded_once(
         "val_confusion",
         "test_confusion",
     ):
-        assert stored["result"][key] == reference["result"][key], key
+        assert stored.result.value(key) == reference.result.value(key), key

@@ -175,14 +175,14 @@ def test_a_sweep_naming_one_run_twice_trains_it_once(tiny_data_dir, tmp_path):
     first, second = run_all(
         [tiny_config(), tiny_config()], str(tiny_data_dir), tmp_path / "runs", "test", echo=lines.append
     )
-    assert first["run_dir"] == second["run_dir"]
+    assert first.run_dir == second.run_dir
     assert (
-        f"[2/2] tiny, seed 3: already completed in {first['run_dir']}; reused, not retrained (--force trains it again)"
+        f"[2/2] tiny, seed 3: already completed in {first.run_dir}; reused, not retrained (--force trains it again)"
         in lines
     )
     assert len(run_folders(tmp_path / "runs")) == 1
     # The run's lock file went with its last holder.
-    assert sorted(os.listdir(tmp_path / "runs")) == sorted(["index.sqlite", Path(first["run_dir"]).name])
+    assert sorted(os.listdir(tmp_path / "runs")) == sorted(["index.sqlite", Path(first.run_dir).name])
 
 
 def test_report_warns_of_each_run_whose_history_or_folder_is_gone(tmp_path):

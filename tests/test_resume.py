@@ -140,7 +140,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_history(slow_data_d
     [record] = results.read_records(runs)  # Still one run: the killed one, now completed.
     assert record.run_id == killed.run_id
     for key in ("best_val_accuracy", "best_epoch", "best_val_loss", "test_accuracy", "test_loss", "val_confusion"):
-        assert record["result"][key] == uninterrupted["result"][key], key
+        assert record.result.value(key) == uninterrupted.result.value(key), key
     assert [entry["after_epoch"] for entry in record.resumed] == [after]
     assert sorted(path.name for path in run_dir.iterdir()) == [
         "config.json",
@@ -269,7 +269,7 @@ def test_a_resumed_run_with_options_gives_the_uninterrupted_history(tiny_data_di
         "test_loss",
         "val_confusion",
     ):
-        assert resumed["result"][key] == reference["result"][key], key
+        assert resumed.result.value(key) == reference.result.value(key), key
     # The options took effect: training stopped early after the resume, and the rate the resumed
     # epoch 3 started with had already moved (the plateau rule reduced it after epoch 2's higher loss).
     assert 2 < reference.result.epochs_run < 12 and reference.result.stopped_early is True

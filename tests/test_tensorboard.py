@@ -66,7 +66,7 @@ def test_a_run_has_one_scalar_per_epoch_per_tag_and_its_results(tiny_data_dir, t
     for tag in RESULT_TAGS:
         [event] = multiplexer.Scalars(run, tag)
         assert event.step == 3
-        assert event.value == pytest.approx(record["result"][tag.removeprefix("result/")], rel=1e-6)
+        assert event.value == pytest.approx(record.result.value(tag.removeprefix("result/")), rel=1e-6)
 
     # The config, as text at step 0, for TensorBoard's Text tab.
     [config] = multiplexer.Tensors(run, tensorboard_events.CONFIG_TAG)

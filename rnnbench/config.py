@@ -40,8 +40,9 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     # Which sequence encoder sits between the input and the dense head. The recurrent cells
     # share one code path; `ann` (multi-hot bag of words) and `embedding` (Embedding ->
-    # Flatten) are the lecture's baselines.
-    cell: Literal["simple_rnn", "lstm", "gru", "ann", "embedding"] = "gru"
+    # Flatten) are the lecture's baselines, and `cnn` (Kim 2014: convolutions of several widths
+    # over the word vectors, each max-pooled over time) is the standard non-recurrent one.
+    cell: Literal["simple_rnn", "lstm", "gru", "ann", "embedding", "cnn"] = "gru"
     embedding_dim: int = Field(50, ge=1, le=4096)
     units: int = Field(50, ge=1, le=4096)
     # Stacked recurrent layers; all but the last return sequences.
@@ -93,6 +94,11 @@ class ModelConfig(_Section):
     # `tfidf` (its smooth inverse document frequency on the training rows, ln((1 + n) / (1 + df))
     # + 1 as scikit-learn's, kept in the saved model; each text's vector then has L2 norm 1). `ann` only.
     ngram_weighting: Literal["binary", "tfidf"] = "binary"
+    # The widths (in words) of the `cnn` model's parallel convolutions, one branch each, distinct:
+    # Kim's 3, 4 and 5 see phrases of up to five words. `cnn` only.
+    conv_widths: Annotated[list[Annotated[int, Field(ge=1, le=20)]], Field(min_length=1, max_length=8)] = [3, 4, 5]
+    # Filters (relu feature detectors) per width; each gives one max-pooled feature to the head. `cnn` only.
+    conv_filters: int = Field(100, ge=1, le=4096)
 
     @model_validator(mode="after")
     def _bag_options_need_the_bag_of_words(self) -> "ModelConfig":
@@ -121,8 +127,28 @@ class ModelConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _convolution_options_need_the_cnn(self) -> "ModelConfig":
+        if self.cell == "cnn":
+            repeated = sorted({width for width in self.conv_widths if self.conv_widths.count(width) > 1})
+            if repeated:
+                listed = ", ".join(str(width) for width in repeated)
+                raise ValueError(
+                    f"model.conv_widths={_shown(self.conv_widths)} repeats width {listed}; for more filters of one width raise model.conv_filters"
+                )
+            return self
+        # Compared with the defaults, as train's schedule keys are, so that a recorded config
+        # (which holds every key) validates again.
+        for key, default in (("conv_widths", [3, 4, 5]), ("conv_filters", 100)):
+            value = getattr(self, key)
+            if value != default:
+                raise ValueError(
+                    f"model.{key}={_shown(value)} is for the convolutional model (model.cell='cnn'); model.cell={self.cell!r} has no convolutions"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _sequence_options_need_a_recurrent_cell(self) -> "ModelConfig":
-        if self.cell not in ("ann", "embedding"):
+        if self.cell not in ("ann", "embedding", "cnn"):
             return self
         options = (
             (f"model.pooling={self.pooling!r}", self.pooling != "last"),

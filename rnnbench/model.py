@@ -3,8 +3,9 @@
 Every model is  input -> encoder -> [Dropout] -> Dense(dense_units, relu) -> output,  where
 the encoder comes from one registry keyed by `model.cell`, so no cell can differ from another
 in its embedding, head or output. A recurrent encoder is
-Embedding -> [SpatialDropout1D] -> recurrent layers -> [pooling over time]. Nothing here reads
-files, seeds or prints: the dropout layers take their seeds from the config.
+Embedding -> [SpatialDropout1D] -> recurrent layers -> [pooling over time]; the convolutional
+one (`cnn`) is Embedding -> [SpatialDropout1D] -> parallel convolutions, each max-pooled over
+time. Nothing here reads files, seeds or prints: the dropout layers take their seeds from the config.
 
 Each layer's parameter count has one formula, below, that serves both a built model
 (`parameter_formulas`, for `rnnbench summary`) and a config alone (`planned_parameters`), so
@@ -292,10 +293,61 @@ def _flat_embedding_parameters(config: Config, vocabulary_size: int) -> tuple[Pa
     return rows, config.data.maxlen * config.model.embedding_dim
 
 
+@keras.saving.register_keras_serializable(package="rnnbench")
+class ConvolutionBranches(layers.Layer):
+    """Kim (2014)'s text CNN after the embedding: one Conv1D (relu) of `filters` filters per
+    width in `widths`, side by side over the same (batch, steps, features) sequence, each
+    max-pooled over time; the pooled features concatenated in the order of `widths`: (batch,
+    len(widths) x filters).
+
+    The branches are parallel, which a `keras.Sequential` can't hold as layers of its own, so
+    they are this one layer's sublayers. Each convolution pads with zeros ("same"), so every
+    width works at any data.maxlen and the output has as many steps as the input.
+    """
+
+    def __init__(self, widths, filters: int, **kwargs):
+        super().__init__(**kwargs)
+        self.widths = tuple(widths)
+        self.filters = filters
+        self.branches = [
+            layers.Conv1D(filters, width, padding="same", activation="relu", name=f"conv_width_{width}")
+            for width in self.widths
+        ]
+
+    def build(self, input_shape):
+        for branch in self.branches:
+            branch.build(input_shape)
+
+    def call(self, inputs):
+        return ops.concatenate([ops.max(branch(inputs), axis=1) for branch in self.branches], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.widths) * self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "widths": list(self.widths), "filters": self.filters}
+
+
+def _convolutions(config: Config, vocabulary_size: int) -> list[layers.Layer]:
+    model = config.model
+    return [
+        *_embedding(config, vocabulary_size),
+        ConvolutionBranches(model.conv_widths, model.conv_filters, name="convolutions"),
+    ]
+
+
+def _convolutions_parameters(config: Config, vocabulary_size: int) -> tuple[ParameterRows, int]:
+    model = config.model
+    formula, count = _convolutions_formula(model.conv_widths, model.embedding_dim, model.conv_filters)
+    rows = [*_embedding_rows(config, vocabulary_size), ("convolutions", formula, count)]
+    return rows, len(model.conv_widths) * model.conv_filters
+
+
 ENCODERS: dict[str, Callable[[Config, int], list[layers.Layer]]] = {
     **{cell: _recurrent_encoder(cell) for cell in RECURRENT_LAYERS},
     "ann": _bag_of_words,
     "embedding": _flat_embedding,
+    "cnn": _convolutions,
 }
 
 # Per cell, the rows (name, formula, count) of the layers its encoder above builds, and the
@@ -304,6 +356,7 @@ ENCODER_PARAMETERS: dict[str, Callable[[Config, int], tuple[ParameterRows, int]]
     **{cell: _recurrent_parameters(cell) for cell in RECURRENT_LAYERS},
     "ann": _bag_of_words_parameters,
     "embedding": _flat_embedding_parameters,
+    "cnn": _convolutions_parameters,
 }
 
 
@@ -396,6 +449,12 @@ def refuse_too_large(config: Config, vocabulary_size: int, num_classes: int) -> 
     if "embedding" in counts:
         description = f"embedding {vocabulary_size:,} x {model.embedding_dim} = {counts['embedding']:,}"
         parts.append((counts["embedding"], description, ("data.num_words", "model.embedding_dim")))
+    if "convolutions" in counts:
+        widths = ", ".join(str(width) for width in model.conv_widths)
+        description = f"convolutions of widths {widths} x {model.conv_filters} filters = {counts['convolutions']:,}"
+        parts.append(
+            (counts["convolutions"], description, ("model.conv_widths", "model.conv_filters", "model.embedding_dim"))
+        )
     if recurrent:
         layer_noun = "layer" if model.layers == 1 else "layers"
         direction = "bidirectional " if model.bidirectional else ""
@@ -422,6 +481,7 @@ def refuse_too_large(config: Config, vocabulary_size: int, num_classes: int) -> 
 _DENSE_KEYS = {
     "ann": ("data.num_words", "model.dense_units"),
     "embedding": ("data.maxlen", "model.embedding_dim", "model.dense_units"),
+    "cnn": ("model.conv_widths", "model.conv_filters", "model.dense_units"),
 }
 
 
@@ -460,6 +520,17 @@ def _tfidf_formula(num_tokens: int) -> tuple[str, int]:
     return f"fixed idf of {num_tokens:,} tokens = {num_tokens:,}", num_tokens
 
 
+def _convolutions_formula(widths, embedding_dim: int, filters: int) -> tuple[str, int]:
+    # Each branch: a kernel of width x input channels x filters, and a bias per filter.
+    branches = [width * embedding_dim * filters + filters for width in widths]
+    count = sum(branches)
+    if len(widths) == 1:
+        return f"width {widths[0]} x embedding {embedding_dim} x filters {filters} + bias {filters} = {count:,}", count
+    listed = ", ".join(str(width) for width in widths)
+    each = f"width x embedding {embedding_dim} x filters {filters} + bias {filters}"
+    return f"widths {listed}, each {each}: {' + '.join(f'{branch:,}' for branch in branches)} = {count:,}", count
+
+
 def _dense_formula(inputs: int, units: int) -> tuple[str, int]:
     count = inputs * units + units
     return f"input {inputs:,} x units {units} + bias {units} = {count:,}", count
@@ -479,6 +550,8 @@ def _formula(layer: layers.Layer) -> tuple[str, int]:
         return _dense_formula(layer.kernel.shape[0], layer.units)
     if isinstance(layer, TfIdf):
         return _tfidf_formula(layer.num_tokens)
+    if isinstance(layer, ConvolutionBranches):
+        return _convolutions_formula(layer.widths, layer.branches[0].kernel.shape[1], layer.filters)
     if layer.name == _BIGRAM_BAG:
         return _bigram_bag_formula(layer.num_tokens)
     count = layer.count_params() if layer.built else 0

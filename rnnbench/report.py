@@ -38,7 +38,7 @@ from rnnbench.verdict import (
 )
 
 FORMATS = ("table", "markdown", "csv", "json")
-_BASELINES = ("ann", "embedding")
+_BASELINES = ("ann", "embedding", "cnn")
 
 
 def _cell(record: RunRecord) -> str:

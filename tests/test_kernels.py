@@ -100,7 +100,7 @@ def test_stacked_and_bidirectional_layers_are_named_like_the_model():
     ]
 
 
-@pytest.mark.parametrize("cell", ["ann", "embedding"])
+@pytest.mark.parametrize("cell", ["ann", "embedding", "cnn"])
 def test_cells_without_a_recurrent_layer_have_no_plan(cell):
     assert plan(model(cell), "jax", gpu=True) == []
     assert forfeited(model(cell), "jax") == []

@@ -14,8 +14,8 @@ local data directory, in either of two layouts, or downloaded once into the Kera
     DATA_DIR/aclImdb/{train,test}/{neg,pos}/   the official archive, unpacked
 
 Any other labelled text comes from files that `data.files` names: TSV, CSV or JSONL, plain or
-gzip, UTF-8 with or without a byte order mark, or a folder with one sub-folder of .txt files
-per class. Labels that spell one value differently (`1`, `1.0`, `01`) are one class. A test or
+gzip, UTF-8 with or without a byte order mark, Parquet (pyarrow), or a folder with one
+sub-folder of .txt files per class. Labels that spell one value differently (`1`, `1.0`, `01`) are one class. A test or
 validation file is refused when it holds a class the training file lacks, or when half of its
 texts or more are training texts. The data directory comes from `--data-dir` or the
 RNNBENCH_DATA_DIR environment variable.
@@ -59,7 +59,14 @@ NUM_CLASSES = {"imdb": 2}
 # The test split cut from a single file must be the same for every run, whatever its seed,
 # so that runs stay comparable; only the validation split follows train.seed.
 TEST_SPLIT_SEED = 0
-_EXTENSIONS = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_EXTENSIONS = {
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+}
 # The key that names a file's text column, as errors about that column say.
 TEXT_KEY = "data.files.text_column"
 
@@ -661,20 +668,24 @@ def read_labelled(
         raise DataError(
             f"{path}: is a folder, but data.files.format is {file_format!r} (a folder of class folders needs 'folders' or 'auto')"
         )
-    text = read_text(path)
-    if not text.strip():
-        raise DataError(f"{path}: the file is empty")
-    reader = {"tsv": _tsv_rows, "csv": _csv_rows, "jsonl": _jsonl_rows}[file_format]
+    if file_format == "parquet":
+        rows = _parquet_rows(path, text_column, label_column, group_column, group_required)
+    else:
+        text = read_text(path)
+        if not text.strip():
+            raise DataError(f"{path}: the file is empty")
+        reader = {"tsv": _tsv_rows, "csv": _csv_rows, "jsonl": _jsonl_rows}[file_format]
+        rows = reader(path, text, text_column, label_column, group_column, group_required)
+    # A Parquet file has rows, not lines: its errors count rows from 1.
+    place = "row" if file_format == "parquet" else "line"
     texts: list[str] = []
     labels: list[str] = []
     groups: list[str] = []
     has_groups = False
     skipped = 0
-    for line_number, text_value, label, group in reader(
-        path, text, text_column, label_column, group_column, group_required
-    ):
+    for line_number, text_value, label, group in rows:
         if label is None or not str(label).strip():
-            raise DataError(f"{path}: line {line_number}: missing label")
+            raise DataError(f"{path}: {place} {line_number}: missing label")
         if not text_value.strip():
             skipped += 1
             continue
@@ -683,7 +694,7 @@ def read_labelled(
         if group is not None:
             has_groups = True
             if not str(group).strip():
-                raise DataError(f"{path}: line {line_number}: missing group in column {group_column!r}")
+                raise DataError(f"{path}: {place} {line_number}: missing group in column {group_column!r}")
             groups.append(str(group).strip())
     if not texts:
         raise DataError(f"{path}: no rows with a text")
@@ -691,14 +702,18 @@ def read_labelled(
 
 
 def read_texts(path: Path, text_column: str, text_key: str) -> list[str]:
-    """Every text of one file, without labels (texts to classify): the `text_column` of a TSV, CSV
-    or JSONL file, told by its name as data.files are, or else one text per line; gzip or plain.
-    `text_key` is the option that chose the column, for errors."""
-    content = read_text(path)
+    """Every text of one file, without labels (texts to classify): the `text_column` of a TSV, CSV,
+    JSONL or Parquet file, told by its name as data.files are, or else one text per line; gzip or
+    plain. `text_key` is the option that chose the column, for errors."""
     suffixes = [suffix.lower() for suffix in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
     file_format = _EXTENSIONS.get(suffixes[-1]) if suffixes else None
+    if file_format == "parquet":
+        rows = _parquet_rows(path, text_column, None, None, False, text_key)
+        # A null text is an empty one here, as an empty field is in the other formats.
+        return [text_value for _, text_value, _, _ in rows]
+    content = read_text(path)
     if file_format is None:
         lines = content.split("\n")
         return lines[:-1] if lines and lines[-1] == "" else lines
@@ -885,6 +900,83 @@ def _jsonl_rows(
                     f"{path}: line {line_number}: group {_short(json.dumps(group))} in {_short(group_column)!r} is not a string or an integer"
                 )
         yield line_number, value, label, group
+
+
+def _parquet_rows(
+    path: Path,
+    text_column: str,
+    label_column: Optional[str],
+    group_column: Optional[str],
+    group_required: bool,
+    text_key: str = TEXT_KEY,
+):
+    """A Parquet file's rows, numbered from 1, as the text readers give them: a null text is an
+    empty one (skipped and counted), labels are written as in JSONL, groups are strings or integers."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise DataError(f"{path}: reading a Parquet file needs pyarrow: pip install pyarrow") from None
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror or error})") from None
+    if not raw:
+        raise DataError(f"{path}: the file is empty")
+    if raw[:2] == b"\x1f\x8b":
+        raw = _gunzip(path, raw)
+    try:
+        parquet = pyarrow.parquet.ParquetFile(pyarrow.BufferReader(raw))
+        header = list(parquet.schema_arrow.names)
+    except (pyarrow.ArrowException, OSError, ValueError) as error:
+        raise DataError(f"{path}: not a valid Parquet file ({_first_line(error)})") from None
+    text_index = _column(path, header, text_column, text_key)
+    label_index = _label_index(path, header, label_column)
+    group_index = _group_index(path, header, group_column, group_required)
+    wanted = [header[index] for index in (text_index, label_index, group_index) if index is not None]
+    try:
+        table = parquet.read(columns=list(dict.fromkeys(wanted)))
+    except (pyarrow.ArrowException, OSError, ValueError) as error:
+        raise DataError(f"{path}: not a valid Parquet file ({_first_line(error)})") from None
+    if table.num_rows == 0:
+        raise DataError(f"{path}: the file has no rows")
+    text_type = table.schema.field(text_column).type
+    if not _holds_strings(pyarrow, text_type):
+        raise DataError(f"{path}: column {_short(text_column)!r} for {text_key} holds {text_type}, not strings")
+    texts = table.column(text_column).to_pylist()
+    labels = table.column(label_column).to_pylist() if label_index is not None else [None] * len(texts)
+    groups = table.column(group_column).to_pylist() if group_index is not None else None
+    for row, text_value in enumerate(texts, start=1):
+        label = None if label_index is None else _parquet_label(path, row, labels[row - 1])
+        group = None
+        if groups is not None:
+            group = groups[row - 1]
+            if group is None:
+                raise DataError(f"{path}: row {row}: missing group in column {group_column!r}")
+            if isinstance(group, bool) or not isinstance(group, (str, int)):
+                raise DataError(
+                    f"{path}: row {row}: group {_short(repr(group))} in {_short(group_column)!r} is not a string or an integer"
+                )
+        yield row, "" if text_value is None else text_value, label, group
+
+
+def _holds_strings(pyarrow: Any, column_type: Any) -> bool:
+    # pandas writes a categorical column as a dictionary of strings.
+    if pyarrow.types.is_dictionary(column_type):
+        column_type = column_type.value_type
+    return pyarrow.types.is_string(column_type) or pyarrow.types.is_large_string(column_type)
+
+
+def _parquet_label(path: Path, row: int, label: Any) -> Optional[str]:
+    """A Parquet label as text, spelled as a JSON label of the same value is."""
+    if label is None or isinstance(label, (str, bool, int)) or (isinstance(label, float) and math.isfinite(label)):
+        return _json_label(path, row, label)
+    raise DataError(f"{path}: row {row}: label {_short(repr(label))} is not a string, a number or a boolean")
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _json_label(path: Path, line_number: int, label: Any) -> Optional[str]:

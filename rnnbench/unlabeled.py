@@ -116,9 +116,14 @@ def read_texts(settings: DataConfig, data_dir: Optional[str]) -> tuple[list[str]
 def _file_texts(path: Path, column: str) -> list[str]:
     try:
         texts = data.read_texts(path, column, TEXT_COLUMN_KEY)
-    except data.DataError:
+    except data.DataError as error:
         # An empty file has no header, so a reader would complain of a missing column first.
-        if not data.read_text(path).strip():
+        # A file that is not text (Parquet) keeps its reader's error.
+        try:
+            empty = not data.read_text(path).strip()
+        except data.DataError:
+            raise error from None
+        if empty:
             raise data.DataError(f"{path}: the file is empty ({KEY})") from None
         raise
     if not texts:

@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 
 import click
 
-from rnnbench.record import RunRecord, as_records
+from rnnbench.record import RunRecord
 from rnnbench.verdict import DELTA
 
 T = TypeVar("T")
@@ -274,8 +274,6 @@ def run(
             err=True,
         )
         _exit_interrupted()
-    # The runner's records (dicts) as RunRecords, checked as a record read from the index is.
-    records = as_records(records)
     failed = [record for record in records if record.status != "completed"]
     if len(records) > 1:
         click.echo("")
@@ -526,8 +524,6 @@ def tune_command(
             err=True,
         )
         _exit_interrupted()
-    # As the index holds them; dicts until tune returns RunRecords.
-    finals = as_records(finals)
     click.echo("")
     click.echo(report.format_groups(finals))
     folder = Path(out_dir or Path("reports") / f"tune-{base}")

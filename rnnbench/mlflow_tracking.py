@@ -137,17 +137,15 @@ class MlflowObserver(RunObserver):
         self.run_dir: Optional[Path] = None
         self.given_up = False
 
-    def opened(self, run_dir: Path, record: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
+    def opened(self, run_dir: Path, record: RunRecord, history: Sequence[dict[str, Any]]) -> None:
         self.run_dir = run_dir
         self._attempt("nothing of it is logged there", lambda: self._open(record, history))
 
-    def _open(self, record: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
+    def _open(self, run: RunRecord, history: Sequence[dict[str, Any]]) -> None:
         assert self.run_dir is not None
         # Before the server is asked anything, so that a later sync nests the run under its sweep.
         _update_marker(self.run_dir, self.uri, parent_run_id=self.parent_run_id, keep=True)
         self.tracker = _Tracker(self.uri)
-        # The runner's record, a dict until the observers are told RunRecords.
-        run = RunRecord.from_json(record)
         self.mlflow_run_id, _ = self.tracker.run_of(self.run_dir, run, self.parent_run_id)
         # A resumed run goes on in the MLflow run its first process opened.
         self.tracker.client.update_run(self.mlflow_run_id, status="RUNNING")
@@ -160,22 +158,22 @@ class MlflowObserver(RunObserver):
 
         self._attempt(f"epochs from {entry['epoch']} on, its results and files are not logged there", log)
 
-    def closed(self, record: dict[str, Any]) -> None:
-        finished = record["status"] in FINISHED
+    def closed(self, record: RunRecord) -> None:
+        finished = record.status in FINISHED
 
         def close() -> None:
             assert self.tracker is not None and self.mlflow_run_id is not None and self.run_dir is not None
             if finished:
-                self.tracker.complete(self.run_dir, RunRecord.from_json(record), self.mlflow_run_id)
+                self.tracker.complete(self.run_dir, record, self.mlflow_run_id)
             else:
                 # Interrupted or failed: a later `rnnbench run` resumes it in the same MLflow run.
-                self.tracker.client.set_tag(self.mlflow_run_id, "rnnbench.status", record["status"])
-                self.tracker.client.set_terminated(self.mlflow_run_id, MLFLOW_STATUSES[record["status"]])
+                self.tracker.client.set_tag(self.mlflow_run_id, "rnnbench.status", record.status)
+                self.tracker.client.set_terminated(self.mlflow_run_id, MLFLOW_STATUSES[record.status])
 
         self._attempt(
             "its results and files are not logged there"
             if finished
-            else f"its end ({record['status']}) is not logged there",
+            else f"its end ({record.status}) is not logged there",
             close,
         )
 

@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from rnnbench.record import RunRecord
+
 
 def diverged(entry: dict[str, Any]) -> bool:
     """Whether an epoch's loss (training or validation) stopped being a number: the run's last
@@ -28,7 +30,7 @@ class RunObserver:
     exception fails it.
     """
 
-    def opened(self, run_dir: Path, record: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
+    def opened(self, run_dir: Path, record: RunRecord, history: Sequence[dict[str, Any]]) -> None:
         """The run's folder exists and is indexed as running; `history` holds epochs already
         trained before a resume (empty for a new run)."""
 
@@ -37,6 +39,6 @@ class RunObserver:
         A `diverged(entry)` epoch is the run's last: it is in the history, not the checkpoint, and
         the run is closed as diverged whatever this method does."""
 
-    def closed(self, record: dict[str, Any]) -> None:
-        """The run ended and is indexed with `record["status"]` (completed, diverged, pruned,
+    def closed(self, record: RunRecord) -> None:
+        """The run ended and is indexed with `record.status` (completed, diverged, pruned,
         interrupted or failed); a completed record holds its `result`."""

@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from rnnbench.errors import RnnbenchError
 
@@ -402,12 +402,6 @@ class RunRecord:
     def metric(self, key: str) -> Any:
         """The result's metric named `key` (see RunResult.value), None without a result."""
         return None if self.result is None else self.result.value(key)
-
-
-def as_records(records: Iterable[RunRecord | Mapping[str, Any]]) -> list[RunRecord]:
-    """`records` as RunRecords: a dict (a record the runner returned, or `results.read_runs` gave,
-    to a caller that still passes dicts on) is checked and read with `RunRecord.from_json`."""
-    return [record if isinstance(record, RunRecord) else RunRecord.from_json(record) for record in records]
 
 
 def check_fields(record: Mapping[str, Any], status: Optional[str]) -> Optional[str]:

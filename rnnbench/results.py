@@ -49,7 +49,7 @@ MODEL_FILE = "model.keras"
 VOCABULARY_FILE = "vocabulary.json"
 CHECKPOINT_FILE = "checkpoint.npz"
 TEST_PREDICTIONS_FILE = "test_predictions.npz"
-# Not stored: how `read_runs` reports a `running` run whose process is gone (killed, crashed).
+# Not stored: how `read_records` reports a `running` run whose process is gone (killed, crashed).
 INCOMPLETE = "incomplete"
 
 
@@ -477,12 +477,6 @@ def process_gone(process: Optional[dict[str, Any]]) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
-
-
-def read_runs(runs_dir: Path, statuses: Optional[Iterable[str]] = ("completed",)) -> list[dict[str, Any]]:
-    """`read_records` as dicts: the view kept for the callers that still read records by key
-    (train, executor, worker, cluster, tune, schedule, claims) until they take RunRecords."""
-    return [record.to_json() for record in read_records(runs_dir, statuses)]
 
 
 def read_records(runs_dir: Path, statuses: Optional[Iterable[str]] = ("completed",)) -> list[RunRecord]:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Optional, Sequence
 
 from rnnbench.observers import RunObserver
+from rnnbench.record import RunRecord, RunResult
 
 # The subfolder of a run folder that holds its event files.
 FOLDER = "tensorboard"
@@ -57,19 +58,19 @@ class TensorBoardEvents(RunObserver):
         self.written: set[int] = set()
         self.failed = False
 
-    def opened(self, run_dir: Path, record: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
+    def opened(self, run_dir: Path, record: RunRecord, history: Sequence[dict[str, Any]]) -> None:
         folder = self.folder = run_dir / FOLDER
         self._attempt(lambda: self._open(folder, record, history))
 
     def epoch_ended(self, entry: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
         self._attempt(lambda: self._write_epochs([entry]))
 
-    def closed(self, record: dict[str, Any]) -> None:
-        if record.get("status") == "completed":
-            self._attempt(lambda: self._write_result(record))
+    def closed(self, record: RunRecord) -> None:
+        if record.status == "completed":
+            self._attempt(lambda: self._write_result(record.result or RunResult()))
         self._close()
 
-    def _open(self, folder: Path, record: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
+    def _open(self, folder: Path, record: RunRecord, history: Sequence[dict[str, Any]]) -> None:
         from tensorboard.compat.proto import event_pb2
 
         earlier = recorded_epochs(folder)
@@ -96,10 +97,9 @@ class TensorBoardEvents(RunObserver):
         # loses no epoch that its checkpoint holds.
         self._file().flush()
 
-    def _write_result(self, record: dict[str, Any]) -> None:
-        result = record.get("result", {})
-        values = {RESULT_PREFIX + key: result[key] for key in RESULT_KEYS if _is_number(result.get(key))}
-        self._write(_scalars_event(int(result.get("epochs_run", 0)), values))
+    def _write_result(self, result: RunResult) -> None:
+        values = {RESULT_PREFIX + key: result.value(key) for key in RESULT_KEYS if _is_number(result.value(key))}
+        self._write(_scalars_event(int(result.epochs_run or 0), values))
         self._file().flush()
 
     def _write(self, event: Any) -> None:
@@ -148,12 +148,12 @@ def _scalars_event(step: int, values: dict[str, float]) -> Any:
     return event_pb2.Event(wall_time=time.time(), step=step, summary=summary)
 
 
-def _config_event(record: dict[str, Any]) -> Any:
+def _config_event(record: RunRecord) -> Any:
     """The run's command and config as Markdown, for TensorBoard's Text tab, at step 0."""
     from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
     from tensorboard.plugins.text import metadata
 
-    text = f"`{record.get('command', '')}`\n\n```\n{json.dumps(record.get('config', {}), indent=2)}\n```"
+    text = f"`{record.command or ''}`\n\n```\n{json.dumps(record.config, indent=2)}\n```"
     tensor = tensor_pb2.TensorProto(
         dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(), string_val=[text.encode("utf-8")]
     )

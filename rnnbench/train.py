@@ -280,7 +280,7 @@ def run_experiment(
     try:
         with _recorded_if_stopped(index, run, record, checkpoint, observers):
             for observer in observers:
-                observer.opened(run.path, record.to_json(), checkpoint.history)
+                observer.opened(run.path, record, checkpoint.history)
             started = time.perf_counter()
             bar = sys.stdout.isatty() if progress_bar is None else progress_bar
             finite = _train(network, prepared, config, run, checkpoint, echo, bar, observers)
@@ -577,7 +577,7 @@ def _stopped(
 
 def _tell_closed(observers: Sequence[run_observers.RunObserver], record: RunRecord) -> None:
     for observer in observers:
-        observer.closed(record.to_json())
+        observer.closed(record)
 
 
 def _evaluate(

@@ -458,9 +458,9 @@ class TrialObserver(observers.RunObserver):
         self.epochs: Optional[int] = None
         self.patience: Optional[int] = None
 
-    def opened(self, run_dir: Path, record: dict[str, Any], history: Sequence[dict[str, Any]]) -> None:
+    def opened(self, run_dir: Path, record: RunRecord, history: Sequence[dict[str, Any]]) -> None:
         self.trial.set_user_attr(RUN_ID, Path(run_dir).name)
-        train = record["config"]["train"]
+        train = record.config["train"]
         self.epochs, self.patience = train["epochs"], train.get("early_stopping_patience")
         # A resumed trial: epochs trained before its process died, reported if they were not.
         for entry in history:

@@ -43,7 +43,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Protocol, Sequence
 
-from rnnbench.record import RunRecord, as_records
+from rnnbench.record import RunRecord
 
 ALPHA = 0.05
 # The equivalence margin: differences smaller than half an accuracy point are taken as no difference.
@@ -195,12 +195,10 @@ def _finished(record: RunRecord) -> tuple[int, str]:
     return (0, record.updated) if record.updated is not None else (1, "")
 
 
-def counted_runs(records: Iterable[RunRecord | dict[str, Any]]) -> list[RunRecord]:
+def counted_runs(records: Iterable[RunRecord]) -> list[RunRecord]:
     """The completed runs that the statistics count, in the order given: in each group, one run
-    per seed, the one that finished last (the later in `records` when they finished together).
-    A dict among `records` is a runner's record from a caller not yet switched to RunRecords
-    (executor.running_summary); it is read with `RunRecord.from_json`."""
-    records = as_records(records)
+    per seed, the one that finished last (the later in `records` when they finished together)."""
+    records = list(records)
     latest: dict[tuple[str, int], int] = {}
     for position, record in enumerate(records):
         if not _completed(record):
@@ -221,7 +219,7 @@ def mark_replaced(records: list[RunRecord]) -> list[RunRecord]:
     ]
 
 
-def group_runs(records: Iterable[RunRecord | dict[str, Any]], key: str = VALIDATION_KEY) -> list[Group]:
+def group_runs(records: Iterable[RunRecord], key: str = VALIDATION_KEY) -> list[Group]:
     """The counted runs (`counted_runs`) grouped by config apart from the seed, highest mean `key`
     first (a group some of whose runs lack `key` sorts by what it has, or last)."""
     groups: dict[str, Group] = {}

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from rnnbench import executor, results
 from rnnbench.cli import main
 from rnnbench.errors import RunInterrupted
+from rnnbench.record import RunRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -349,16 +350,18 @@ def test_jobs_hand_gpus_per_run_to_their_processes(tmp_path, monkeypatch):
         asked.update(settings)
         result = {"best_val_accuracy": 0.5, "best_epoch": 1, "test_accuracy": 0.5, "mean_epoch_seconds": 1.0}
         return [
-            {
-                "name": "gru",
-                "config": {"model": {"cell": "gru"}, "train": {"seed": 1}},
-                "parameters": 1,
-                "backend": "jax",
-                "device": "CPU: test",
-                "status": "completed",
-                "result": result,
-                "run_dir": "runs/gru",
-            }
+            RunRecord.from_json(
+                {
+                    "name": "gru",
+                    "config": {"model": {"cell": "gru"}, "train": {"seed": 1}},
+                    "parameters": 1,
+                    "backend": "jax",
+                    "device": "CPU: test",
+                    "status": "completed",
+                    "result": result,
+                    "run_dir": "runs/gru",
+                }
+            )
         ]
 
     monkeypatch.setattr(executor, "run_all", run_all)

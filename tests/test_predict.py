@@ -196,7 +196,7 @@ def test_a_run_whose_model_file_is_damaged_or_missing_is_one_line(tiny_data_dir,
     import shutil
 
     runs = tmp_path / "runs"
-    folder = Path(tiny_run(tiny_data_dir, runs, "tiny_ann", {"cell": "ann"})["run_dir"])
+    folder = Path(tiny_run(tiny_data_dir, runs, "tiny_ann", {"cell": "ann"}).run_dir)
     runner = CliRunner()
 
     def error_of(run: Path) -> tuple[int, str]:

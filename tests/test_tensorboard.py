@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing import event_multiplexer
 from rnnbench import observers, results, tensorboard_events
 from rnnbench.config import config_from_mapping
 from rnnbench.executor import run_all
+from rnnbench.record import RunRecord
 from rnnbench.train import run_experiment
 
 EPOCH_TAGS = {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"}
@@ -199,9 +200,9 @@ def test_records_are_framed_as_tensorboard_reads_them_and_a_cut_record_is_not_co
     for data in (b"", b"a", b"123456789", bytes(range(256)) * 3):
         assert tensorboard_events.masked_crc32c(data) == masked_crc32c(data)
     events = tensorboard_events.TensorBoardEvents(warn=pytest.fail)
-    events.opened(tmp_path, {"config": {}, "command": "test"}, [{"epoch": 1, "loss": 0.5}])
+    events.opened(tmp_path, RunRecord(name="test", config={}, command="test"), [{"epoch": 1, "loss": 0.5}])
     events.epoch_ended({"epoch": 2, "loss": 0.25}, [])
-    events.closed({"status": "interrupted"})
+    events.closed(RunRecord(name="test", config={}, status="interrupted"))
     [path] = (tmp_path / "tensorboard").iterdir()
     # A process killed while writing epoch 3's record leaves it cut short.
     whole = tensorboard_events.record_bytes(b"epoch three")
@@ -216,13 +217,14 @@ def test_writing_events_never_imports_tensorflow(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
+        from rnnbench.record import RunRecord, RunResult
         from rnnbench.tensorboard_events import TensorBoardEvents, recorded_epochs
 
         events = TensorBoardEvents(warn=print)
-        events.opened(Path({str(tmp_path)!r}), {{"config": {{}}, "command": "test"}}, [])
+        events.opened(Path({str(tmp_path)!r}), RunRecord(name="test", config={{}}, command="test"), [])
         for epoch in (1, 2):
             events.epoch_ended({{"epoch": epoch, "loss": 0.5, "val_accuracy": 0.75}}, [])
-        events.closed({{"status": "completed", "result": {{"test_accuracy": 0.7, "epochs_run": 2}}}})
+        events.closed(RunRecord(name="test", config={{}}, status="completed", result=RunResult(test_accuracy=0.7, epochs_run=2)))
         print(sorted(recorded_epochs(Path({str(tmp_path)!r}, "tensorboard"))), "tensorflow" in sys.modules, "tensorboard.summary" in sys.modules)
     """)
     completed = subprocess.run(

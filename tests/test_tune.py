@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from rnnbench import expected_max, results, tune
 from rnnbench.cli import main
 from rnnbench.config import ConfigError, tune_from_mapping
+from rnnbench.record import RunRecord
 
 TINY = {
     "name": "tiny",
@@ -412,7 +413,8 @@ def test_the_pruner_is_never_asked_after_a_trials_last_epoch(tmp_path):
 
     def watched(epochs: int, patience=None) -> tune.TrialObserver:
         observer = tune.TrialObserver(study.ask())
-        observer.opened(tmp_path, {"config": {"train": {"epochs": epochs, "early_stopping_patience": patience}}}, [])
+        train = {"epochs": epochs, "early_stopping_patience": patience}
+        observer.opened(tmp_path, RunRecord(name="trial", config={"train": train}), [])
         return observer
 
     def epoch(number: int, accuracy: float = 0.8) -> dict:
@@ -430,7 +432,7 @@ def test_the_pruner_is_never_asked_after_a_trials_last_epoch(tmp_path):
     assert early.pruned_at is None
     # A resumed trial whose run had trained its last epoch is not judged on opening either.
     resumed = tune.TrialObserver(study.ask())
-    resumed.opened(tmp_path, {"config": {"train": {"epochs": 2}}}, [epoch(1), epoch(2)])
+    resumed.opened(tmp_path, RunRecord(name="trial", config={"train": {"epochs": 2}}), [epoch(1), epoch(2)])
     assert resumed.pruned_at is None
 
 

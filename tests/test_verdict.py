@@ -256,7 +256,7 @@ def test_the_latest_run_of_a_seed_replaces_the_earlier_one():
         changed(record("gru", seed, accuracy), run_id=f"seed{seed}", updated="2026-11-28T10:00:00+00:00")
         for seed, accuracy in ((1, 0.85), (3, 0.87))
     ]
-    # Oldest started first, as read_runs returns them; the retrained run finished last whatever the order.
+    # Oldest started first, as read_records returns them; the retrained run finished last whatever the order.
     for records in ([others[0], first, others[1], retrained], [retrained, others[0], first, others[1]]):
         [group] = group_runs(records)
         assert (group.n, group.seeds, group.mean) == (3, [1, 2, 3], pytest.approx(0.86))

@@ -31,7 +31,7 @@ def test_unknown_cell_fails_with_one_line_and_exit_code_2(tmp_path):
     outcome = invoke("run", str(path))
     assert outcome.exit_code == 2
     assert outcome.output == (
-        f"Error: {path}: model.cell='lstn' is not one of ann, embedding, gru, lstm, simple_rnn (did you mean 'lstm'?)\n"
+        f"Error: {path}: model.cell='lstn' is not one of ann, cnn, embedding, gru, lstm, simple_rnn (did you mean 'lstm'?)\n"
     )
 
 

@@ -290,7 +290,7 @@ def test_ctrl_c_of_a_cluster_sweep_then_the_same_command_loses_nothing_and_train
     )
     assert [record.status for record in results.read_records(runs, statuses=None)] == ["completed"] * 3
     assert len([folder for folder in runs.iterdir() if folder.is_dir()]) == 3
-    [resumed] = [record for record in records if record.get("resumed")]
+    [resumed] = [record for record in records if record.resumed]
     assert Path(resumed.run_dir).name == stopped.run_id and resumed.resumed[0]["after_epoch"] == 2
     # Its history is the one an uninterrupted run has: every epoch once, with the same numbers.
     executor.run_all([long[0]], str(tiny_data_dir), tmp_path / "uninterrupted", "test", echo=lambda line: None)
@@ -430,7 +430,9 @@ def test_runs_a_cluster_cant_see_come_back_to_the_driver(ray_head, tiny_data_dir
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     assert not list(private.iterdir()), "the runs folder is visible outside the driver's namespace"
     lines = completed.stdout.splitlines()
-    records = json.loads(next(line for line in lines if line.startswith("[{")))
+    records = [
+        results.RunRecord.from_json(item) for item in json.loads(next(line for line in lines if line.startswith("[{")))
+    ]
     assert [record.status for record in records] == ["completed", "completed"]
     # Each seed cuts its own validation split, so each run's data is prepared once, by the driver.
     assert sum(line.startswith("preparing the data of far here, once") for line in lines) == 2

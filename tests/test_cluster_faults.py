@@ -184,7 +184,7 @@ def test_a_run_whose_node_dies_is_retried_from_its_checkpoint_and_recorded_once(
     # The retry went on from the checkpoint of the last epoch its node finished, not from the start.
     # That checkpoint is the one of the history's last epoch, or of the one before when the node
     # died between writing the two; the dying worker may still have finished an epoch after it.
-    assert len(stored.get("resumed", [])) == 1, (
+    assert len(stored.resumed or ()) == 1, (
         "the retried task started the run afresh instead of going on from its checkpoint"
     )
     assert epochs_at_failure - 1 <= stored.resumed[0]["after_epoch"] < CONFIG["train"]["epochs"]

@@ -70,7 +70,7 @@ def test_multiclass_csv_with_string_labels_runs_from_a_config_alone(tmp_path):
         48,
         60,
     )
-    result = record["result"]
+    result = record.result.to_json()
     assert np.array(result["test_confusion"]).shape == (3, 3) and np.sum(result["test_confusion"]) == 60
     assert 0.0 <= result["val_macro_f1"] <= 1.0 and "test_macro_f1" in result
     assert record.parameters == 60 * 8 + 3 * 8 * (8 + 8 + 2) + 8 * 8 + 8 + 8 * 3 + 3

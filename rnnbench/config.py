@@ -96,7 +96,12 @@ class ModelConfig(_Section):
     ngram_weighting: Literal["binary", "tfidf"] = "binary"
     # The widths (in words) of the `cnn` model's parallel convolutions, one branch each, distinct:
     # Kim's 3, 4 and 5 see phrases of up to five words. `cnn` only.
-    conv_widths: Annotated[list[Annotated[int, Field(ge=1, le=20)]], Field(min_length=1, max_length=8)] = [3, 4, 5]
+    # A tuple, so that a config stays hashable (configs are compared and used as keys).
+    conv_widths: Annotated[tuple[Annotated[int, Field(ge=1, le=20)], ...], Field(min_length=1, max_length=8)] = (
+        3,
+        4,
+        5,
+    )
     # Filters (relu feature detectors) per width; each gives one max-pooled feature to the head. `cnn` only.
     conv_filters: int = Field(100, ge=1, le=4096)
 
@@ -126,6 +131,12 @@ class ModelConfig(_Section):
                 raise ValueError(f"model.{key} needs a model with an embedding; model.cell='ann' has none")
         return self
 
+    @field_validator("conv_widths", mode="before")
+    @classmethod
+    def _widths_written_as_a_list(cls, value: Any) -> Any:
+        # YAML and --set write a list; the config keeps a tuple, so that it stays hashable.
+        return tuple(value) if isinstance(value, list) else value
+
     @model_validator(mode="after")
     def _convolution_options_need_the_cnn(self) -> "ModelConfig":
         if self.cell == "cnn":
@@ -133,16 +144,16 @@ class ModelConfig(_Section):
             if repeated:
                 listed = ", ".join(str(width) for width in repeated)
                 raise ValueError(
-                    f"model.conv_widths={_shown(self.conv_widths)} repeats width {listed}; for more filters of one width raise model.conv_filters"
+                    f"model.conv_widths={_shown(list(self.conv_widths))} repeats width {listed}; for more filters of one width raise model.conv_filters"
                 )
             return self
         # Compared with the defaults, as train's schedule keys are, so that a recorded config
         # (which holds every key) validates again.
-        for key, default in (("conv_widths", [3, 4, 5]), ("conv_filters", 100)):
+        for key, default in (("conv_widths", (3, 4, 5)), ("conv_filters", 100)):
             value = getattr(self, key)
             if value != default:
                 raise ValueError(
-                    f"model.{key}={_shown(value)} is for the convolutional model (model.cell='cnn'); model.cell={self.cell!r} has no convolutions"
+                    f"model.{key}={_shown(list(value) if isinstance(value, tuple) else value)} is for the convolutional model (model.cell='cnn'); model.cell={self.cell!r} has no convolutions"
                 )
         return self
 
@@ -1072,7 +1083,8 @@ def _describe(details: list[dict[str, Any]], location: _Location, root: Any = No
     detail = details[0]
     kind = detail["type"]
     value = detail.get("input")
-    shown = f"{key}{_item_index(location.rest)}={_shown(value)}"
+    # A list kept as a tuple (model.conv_widths) is shown as the list it was written as.
+    shown = f"{key}{_item_index(location.rest)}={_shown(list(value) if isinstance(value, tuple) else value)}"
     if kind == "extra_forbidden":
         allowed = _keys(_locate(detail["loc"][:-1], root).section)
         return f"unknown key {key} (allowed: {', '.join(allowed)}){_did_you_mean(str(detail['loc'][-1]), allowed)}"
@@ -1186,7 +1198,7 @@ def _constraints(annotation: Any) -> list[Any]:
             for extra in extras:
                 found.extend(getattr(extra, "metadata", [extra]))
             found.extend(_constraints(inner))
-        elif typing.get_origin(member) is list:
+        elif typing.get_origin(member) in (list, tuple):
             found.extend(_constraints(typing.get_args(member)[0]))
     return found
 

@@ -66,6 +66,7 @@ def test_missing_data_is_one_line_and_writes_no_run(tmp_path):
     assert not (tmp_path / "runs").exists() or [path.name for path in (tmp_path / "runs").iterdir()] == ["index.sqlite"]
 
 
+@pytest.mark.slow
 def test_run_then_compare(tiny_data_dir, tmp_path):
     config = write_config(
         tmp_path,
@@ -178,6 +179,7 @@ def test_help_and_compare_never_import_keras(tmp_path):
     assert completed.stdout.splitlines()[-1] == "HEAVY []"
 
 
+@pytest.mark.slow
 def test_seeds_reuse_and_force(tiny_data_dir, tmp_path):
     config = write_config(
         tmp_path,

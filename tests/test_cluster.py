@@ -562,6 +562,7 @@ def test_rays_own_warnings_while_it_fails_to_attach_are_held_back_for_one_line(t
     assert capfd.readouterr().err == ""
 
 
+@pytest.mark.slow
 def test_a_run_no_node_has_room_for_is_refused_in_one_line(local_ray, tiny_data_dir, tmp_path):
     outcome = CliRunner().invoke(
         main,
@@ -607,6 +608,7 @@ def test_cluster_options_misused_are_one_line_and_exit_2(tmp_path, arguments, me
     assert (outcome.exit_code, outcome.stderr) == (2, message + "\n")
 
 
+@pytest.mark.slow
 def test_ctrl_c_of_a_cluster_sweep_says_what_was_recorded(local_ray, monkeypatch, tmp_path):
     import rnnbench
 

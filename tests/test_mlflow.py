@@ -136,6 +136,7 @@ def only_run_folder(runs: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_run_is_logged_with_its_config_epochs_results_tags_and_files(live_server, tiny_data_dir, tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_YAML)
@@ -190,6 +191,7 @@ def test_a_run_is_logged_with_its_config_epochs_results_tags_and_files(live_serv
     assert len(runs_of(live_server.uri, "whole")) == 1
 
 
+@pytest.mark.slow
 def test_a_sweep_is_one_parent_run_with_its_runs_nested(live_server, tiny_data_dir, tmp_path):
     config = tmp_path / "seeded.yaml"
     config.write_text(TINY_YAML.replace("cell: gru", "cell: ann").replace("epochs: 2", "epochs: 1"))
@@ -220,6 +222,7 @@ def test_a_sweep_is_one_parent_run_with_its_runs_nested(live_server, tiny_data_d
     assert mlflow_tracking.PARENT_VARIABLE not in os.environ
 
 
+@pytest.mark.slow
 def test_a_local_sqlite_store_with_diverged_and_resumed_runs(tiny_data_dir, tmp_path, monkeypatch):
     from rnnbench.train import run_experiment
 
@@ -314,6 +317,7 @@ class StopAfterFirstEpoch(RunObserver):
             self.server.stop()
 
 
+@pytest.mark.slow
 def test_a_server_down_mid_run_costs_one_warning_and_a_later_sync_logs_each_run_once(
     live_server, tiny_data_dir, tmp_path, monkeypatch, capsys
 ):
@@ -408,6 +412,7 @@ def test_mlflow_without_the_extra_is_one_line(tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_mlflow_sync_needs_a_tracking_uri(tmp_path):
     outcome = invoke("mlflow-sync", "--runs-dir", str(tmp_path / "runs"))
     assert outcome.exit_code == 2

@@ -81,6 +81,7 @@ def test_an_analyzer_not_installed_names_its_packages_and_the_extra(monkeypatch)
     )
 
 
+@pytest.mark.slow
 def test_the_cache_keeps_each_analyzers_tokens_apart(tmp_path, monkeypatch):
     pytest.importorskip("kiwipiepy")
     pytest.importorskip("mecab_ko")

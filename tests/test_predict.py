@@ -39,6 +39,7 @@ def raw_test_split(data_dir):
     ],
     ids=["masked-pooled-bigru", "tfidf-bigrams"],
 )
+@pytest.mark.slow
 def test_predicting_a_runs_own_test_rows_gives_its_recorded_test_accuracy(
     tiny_data_dir, tmp_path, model, data_settings
 ):
@@ -53,6 +54,7 @@ def test_predicting_a_runs_own_test_rows_gives_its_recorded_test_accuracy(
     assert float(np.mean(predicted == labels)) == record.result.test_accuracy
 
 
+@pytest.mark.slow
 def test_the_command_line_finds_a_config_by_name_and_writes_each_format(tiny_data_dir, tmp_path):
     runs = tmp_path / "runs"
     first = tiny_run(tiny_data_dir, runs, "tiny_gru", {"cell": "gru"})
@@ -99,6 +101,7 @@ def test_the_command_line_finds_a_config_by_name_and_writes_each_format(tiny_dat
     assert outcome.stdout.splitlines()[0].split()[:2] == ["text", "predicted"] and len(outcome.stdout.splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_code_2(tiny_data_dir, tmp_path):
     runs = tmp_path / "runs"
     record = tiny_run(tiny_data_dir, runs, "tiny_ann", {"cell": "ann"})
@@ -134,6 +137,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tiny_data_dir, tmp_path):
     assert record.status == "completed"
 
 
+@pytest.mark.slow
 def test_many_texts_report_progress_by_tenths_outside_a_terminal(tiny_data_dir, tmp_path):
     runs = tmp_path / "runs"
     tiny_run(tiny_data_dir, runs, "tiny_ann", {"cell": "ann"})
@@ -162,6 +166,7 @@ def korean_data(root: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_texts_whose_words_the_run_never_saw_are_predicted_with_a_warning(tmp_path):
     runs = tmp_path / "runs"
     tiny_run(
@@ -192,6 +197,7 @@ def test_texts_whose_words_the_run_never_saw_are_predicted_with_a_warning(tmp_pa
     assert known.exit_code == 0 and len(known.stderr.splitlines()) == 1  # The note saying which run was chosen.
 
 
+@pytest.mark.slow
 def test_a_run_whose_model_file_is_damaged_or_missing_is_one_line(tiny_data_dir, tmp_path):
     import shutil
 
@@ -244,6 +250,7 @@ def test_a_run_whose_model_file_is_damaged_or_missing_is_one_line(tiny_data_dir,
     )
 
 
+@pytest.mark.slow
 def test_texts_that_are_not_utf8_are_one_line(tiny_data_dir, tmp_path):
     import os
     import subprocess

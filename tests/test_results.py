@@ -323,6 +323,7 @@ def damaged_records(draw):
     status=st.sampled_from([*results.STATUSES, "odd", ""]),
     garbage=st.one_of(st.none(), st.binary(max_size=300)),
 )
+@pytest.mark.slow
 def test_any_damaged_index_is_exit_0_or_one_line(tmp_path_factory, record, run_id, status, garbage):
     root = tmp_path_factory.mktemp("damaged")
     runs_dir = root / "runs"

@@ -47,6 +47,7 @@ def steps(multiplexer: event_multiplexer.EventMultiplexer, run: str, tag: str) -
     return [event.step for event in multiplexer.Scalars(run, tag)]
 
 
+@pytest.mark.slow
 def test_a_run_has_one_scalar_per_epoch_per_tag_and_its_results(tiny_data_dir, tmp_path):
     runs_dir = tmp_path / "runs"
     record = run_experiment(
@@ -76,6 +77,7 @@ def test_a_run_has_one_scalar_per_epoch_per_tag_and_its_results(tiny_data_dir, t
     assert text.startswith("`rnnbench run tiny.yaml`") and '"seed": 3' in text
 
 
+@pytest.mark.slow
 def test_every_run_of_a_sweep_is_listed(tiny_data_dir, tmp_path):
     runs_dir = tmp_path / "runs"
     records = run_all(
@@ -118,6 +120,7 @@ class _InterruptBeforeEvents:
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("interrupted_at", ["after its events", "before its events"])
 def test_a_resumed_run_has_each_epoch_once(tiny_data_dir, tmp_path, interrupted_at):
     runs_dir = tmp_path / "runs"
@@ -175,6 +178,7 @@ def _tensorboard_not_installed(monkeypatch):
         (_tensorboard_not_installed, [], r"import of tensorboard\.compat\.proto halted; None in sys\.modules"),
     ],
 )
+@pytest.mark.slow
 def test_a_write_failure_is_one_warning_and_training_goes_on(
     tiny_data_dir, tmp_path, capsys, monkeypatch, failure, epochs_written, reason
 ):

@@ -250,6 +250,7 @@ def test_real_imdb_slice_learns(real_data_dir, tmp_path):
     assert 0.75 <= record.result.test_accuracy <= 0.95
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_is_one_line_and_keeps_earlier_records(tiny_data_dir, tmp_path, monkeypatch):
     import errno
 
@@ -290,6 +291,7 @@ def test_a_full_disk_while_saving_is_one_line_and_keeps_earlier_records(tiny_dat
     assert not list((tmp_path / "runs").rglob("*.tmp"))
 
 
+@pytest.mark.slow
 def test_default_bag_of_words_trains_as_before(tiny_data_dir, tmp_path):
     # Losses and validation accuracies of this run on the commit before model.ngrams and
     # model.ngram_weighting existed (94b0f59), TensorFlow on a CPU.

@@ -300,6 +300,7 @@ def trained_epochs(runs: Path, record: dict) -> int:
     return len((runs / record.run_id / "history.jsonl").read_text().splitlines())
 
 
+@pytest.mark.slow
 def test_every_candidate_trains_the_same_epochs_and_pruned_epochs_fund_more_trials(
     tiny_data_dir, tmp_path, monkeypatch
 ):
@@ -502,6 +503,7 @@ def test_a_trial_whose_owner_is_silent_is_taken_over_though_its_pid_lives(tmp_pa
     assert taken.user_attrs[tune.OWNER] == results.this_process() and taken.user_attrs[tune.HEARTBEAT] == clock[0]
 
 
+@pytest.mark.slow
 def test_a_process_waiting_for_a_trial_names_it_and_takes_it_over_once_silent(
     tiny_data_dir, tmp_path, monkeypatch, another_process
 ):
@@ -549,6 +551,7 @@ def test_a_process_waiting_for_a_trial_names_it_and_takes_it_over_once_silent(
     assert [state.state.name for state in trials_of(tune.default_storage(runs), "tiny-gru")] == ["COMPLETE"]
 
 
+@pytest.mark.slow
 def test_the_owner_beats_for_its_trials_while_they_train(tmp_path, monkeypatch):
     monkeypatch.setattr(tune, "_now", lambda: 42.0)
     monkeypatch.setattr(tune, "HEARTBEAT_SECONDS", 0.01)
@@ -627,6 +630,7 @@ def _finals(runs: Path) -> list[tuple]:
     )
 
 
+@pytest.mark.slow
 def test_killed_mid_trial_and_run_again_completes_the_same_study(slow_data_dir, tmp_path):
     config = write_config(tmp_path, SLOW)
     environment = _environment(slow_data_dir, tmp_path)
@@ -663,6 +667,7 @@ def test_killed_mid_trial_and_run_again_completes_the_same_study(slow_data_dir, 
     assert _finals(runs) == _finals(reference)
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_study_run_exactly_the_budget(slow_data_dir, tmp_path):
     config = write_config(
         tmp_path, {**SLOW, "train": {"epochs": 1, "batch_size": 8}, "tune": {**SLOW["tune"], "trials": 4}}
@@ -690,6 +695,7 @@ def test_two_processes_on_one_study_run_exactly_the_budget(slow_data_dir, tmp_pa
     assert len(numbers) == len(set(numbers))
 
 
+@pytest.mark.slow
 def test_a_tuning_is_one_mlflow_parent_run_with_every_trial_and_final_run_nested(tiny_data_dir, tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
@@ -754,6 +760,7 @@ def all_random(**changes) -> dict:
     return with_tune(sampler="random", **changes)
 
 
+@pytest.mark.slow
 def test_jobs_2_trains_two_trials_at_a_time_each_reporting_and_pruned_in_its_own_process(
     tiny_data_dir, tmp_path, monkeypatch
 ):
@@ -812,6 +819,7 @@ def test_jobs_2_trains_two_trials_at_a_time_each_reporting_and_pruned_in_its_own
     assert (tmp_path / "report" / "tune_expected_max.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_trial_then_the_same_command_finishes_that_trial_from_its_last_epoch(
     tiny_data_dir, tmp_path, monkeypatch
 ):
@@ -854,6 +862,7 @@ def test_ctrl_c_in_a_trial_then_the_same_command_finishes_that_trial_from_its_la
     assert len((runs / finished.run_id / "history.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_a_trial_that_fails_is_told_failed_and_said_in_one_line(tiny_data_dir, tmp_path, monkeypatch):
     told = tune.TrialObserver.epoch_ended
 

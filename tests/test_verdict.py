@@ -109,6 +109,7 @@ def _family_of(means: list[float], spread: float, generator: np.random.Generator
     return group_runs(records, TEST_KEY)
 
 
+@pytest.mark.slow
 def test_family_wise_error_of_seven_equal_configs_is_held_at_five_percent():
     """2,000 families of 7 equal configs x 3 seeds: the share with any false 'better' is at most 5%
     (plus its Monte-Carlo error); the lecture table's design, uncorrected, was wrong in 27%."""
@@ -121,6 +122,7 @@ def test_family_wise_error_of_seven_equal_configs_is_held_at_five_percent():
     assert wrong / families <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / families)
 
 
+@pytest.mark.slow
 def test_power_of_one_better_config_matches_the_seeds_needed_formula():
     """7 configs x 3 seeds, one of them 1 point better at a spread of 0.3 points: the share of its
     six comparisons called 'better' matches the power the seeds-needed formula plans with, at the

@@ -292,8 +292,8 @@ def test_with_word2vec_only_the_embedding_matrix_differs(tiny_data_dir, tmp_path
         (embedding,) = [layer for layer in network.layers if isinstance(layer, keras.layers.Embedding)]
         records.append(record)
         weights.append(embedding.get_weights()[0])
-    assert records[1].embedding["source"].startswith(
-        "word2vec trained on the 320 training rows and 80 unlabeled rows ("
+    assert (
+        records[1].embedding["source"].startswith("word2vec trained on the 320 training rows and 80 unlabeled rows (")
     )
     assert records[0].embedding["source"].startswith("word2vec trained on the 320 training rows (")
     assert {key: value for key, value in records[1].data.items() if key != "unlabeled"} == dict(records[0].data)

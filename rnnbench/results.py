@@ -85,8 +85,9 @@ def check_folder(path: Path, role: str) -> None:
                 ) from None
 
 
-def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+def now(timespec: str = "seconds") -> str:
+    """Now, in UTC, as ISO 8601 to `timespec` (datetime.isoformat's: "seconds", "microseconds")."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec=timespec)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

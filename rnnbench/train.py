@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import functools
 import json
 import math
@@ -185,7 +184,8 @@ def _train(
         # rnnbench shuffles, not Keras: each epoch's order follows from the seed and the epoch
         # alone, so a resumed run sees the same batches as an uninterrupted one.
         order = np.random.default_rng([config.train.seed, epoch]).permutation(len(prepared.y_train))
-        started, started_at = time.perf_counter(), _clock_time()
+        # Microseconds: an epoch can take less than a second.
+        started, started_at = time.perf_counter(), results.now("microseconds")
         fitted = network.fit(
             prepared.x_train[order],
             prepared.y_train[order],
@@ -204,7 +204,7 @@ def _train(
         entry["learning_rate"] = learning_rate
         entry["seconds"] = time.perf_counter() - started
         # Wall-clock times, so that epochs line up with other runs and the machine's own logs.
-        entry["started_at"], entry["ended_at"] = started_at, _clock_time()
+        entry["started_at"], entry["ended_at"] = started_at, results.now("microseconds")
         checkpoint.history.append(entry)
         if run_observers.diverged(entry):
             run.write_history(checkpoint.history)
@@ -228,11 +228,6 @@ def _train(
         for observer in observers:
             observer.epoch_ended(entry, checkpoint.history)
     return True
-
-
-def _clock_time() -> str:
-    """Now, in UTC, as ISO 8601 with microseconds (an epoch can take less than a second)."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
 def run_experiment(

@@ -144,7 +144,7 @@ class ModelConfig(_Section):
             if repeated:
                 listed = ", ".join(str(width) for width in repeated)
                 raise ValueError(
-                    f"model.conv_widths={_shown(list(self.conv_widths))} repeats width {listed}; for more filters of one width raise model.conv_filters"
+                    f"model.conv_widths={_shown(self.conv_widths)} repeats width {listed}; for more filters of one width raise model.conv_filters"
                 )
             return self
         # Compared with the defaults, as train's schedule keys are, so that a recorded config
@@ -153,7 +153,7 @@ class ModelConfig(_Section):
             value = getattr(self, key)
             if value != default:
                 raise ValueError(
-                    f"model.{key}={_shown(list(value) if isinstance(value, tuple) else value)} is for the convolutional model (model.cell='cnn'); model.cell={self.cell!r} has no convolutions"
+                    f"model.{key}={_shown(value)} is for the convolutional model (model.cell='cnn'); model.cell={self.cell!r} has no convolutions"
                 )
         return self
 
@@ -1083,8 +1083,7 @@ def _describe(details: list[dict[str, Any]], location: _Location, root: Any = No
     detail = details[0]
     kind = detail["type"]
     value = detail.get("input")
-    # A list kept as a tuple (model.conv_widths) is shown as the list it was written as.
-    shown = f"{key}{_item_index(location.rest)}={_shown(list(value) if isinstance(value, tuple) else value)}"
+    shown = f"{key}{_item_index(location.rest)}={_shown(value)}"
     if kind == "extra_forbidden":
         allowed = _keys(_locate(detail["loc"][:-1], root).section)
         return f"unknown key {key} (allowed: {', '.join(allowed)}){_did_you_mean(str(detail['loc'][-1]), allowed)}"
@@ -1133,8 +1132,9 @@ def _describe(details: list[dict[str, Any]], location: _Location, root: Any = No
 
 
 def _shown(value: Any) -> str:
-    """repr(value), cut short so that an error stays one readable line."""
-    text = repr(value)
+    """repr(value), cut short so that an error stays one readable line. A tuple the config keeps
+    (model.conv_widths) is shown as the list it was written as."""
+    text = repr(list(value) if isinstance(value, tuple) else value)
     return text if len(text) <= 80 else f"{text[:70]}... ({len(text):,} characters)"
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny IMDB-shaped data folder, the real data folder, and the backend."""
 
 import gzip
+import json
 import os
 import random
 from pathlib import Path
@@ -75,3 +76,17 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     # Nor log to an MLflow server that the user's shell names (tests/test_mlflow.py starts its own).
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("RNNBENCH_MLFLOW_PARENT_RUN_ID", raising=False)
+
+
+# What differs between two runs of the same config that train identically: how long each epoch took.
+TIMING_KEYS = ("seconds", "started_at", "ended_at")
+
+
+def untimed(lines: list[str]) -> list[dict]:
+    """History lines (JSON) without their timing keys, to compare two runs' epochs."""
+    return [{key: value for key, value in json.loads(line).items() if key not in TIMING_KEYS} for line in lines]
+
+
+def untimed_history(run_dir: Path) -> list[dict]:
+    """A run folder's history.jsonl without its timing keys."""
+    return untimed((Path(run_dir) / "history.jsonl").read_text().splitlines())

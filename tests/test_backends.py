@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from test_kernels import CPU_CALLS
+from conftest import untimed_history
 
 # The lecture's counts: Embedding 500,000 + recurrent layer + Dense 1,632 + output 33.
 LECTURE_PARAMETERS = {"simple_rnn": 506_715, "lstm": 521_865, "gru": 516_965}
@@ -52,11 +53,7 @@ def probe(data_dir: str, runs_dir: str) -> dict:
     )
 
     def history(record: dict) -> list[dict]:
-        lines = Path(record.run_dir, "history.jsonl").read_text().splitlines()
-        return [
-            {key: value for key, value in json.loads(line).items() if key not in ("seconds", "started_at", "ended_at")}
-            for line in lines
-        ]
+        return untimed_history(record.run_dir)
 
     for attempt in ("a", "b"):
         record = run_experiment(config, data_dir, Path(runs_dir) / attempt, "test", echo=lambda line: None)

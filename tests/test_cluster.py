@@ -30,6 +30,7 @@ from rnnbench.cli import main  # noqa: E402
 from rnnbench.cluster import ClusterSettings  # noqa: E402
 from rnnbench.observers import RunObserver  # noqa: E402
 from rnnbench.sweep import expand  # noqa: E402
+from conftest import untimed_history  # noqa: E402
 
 SWEEP = (
     "name: {name}\nmodel: {{cell: gru, embedding_dim: 8, units: 8, dense_units: 8}}\n"
@@ -51,11 +52,7 @@ def histories(runs: Path) -> dict[str, list[dict]]:
     """Each completed run's epochs by its config's fingerprint, without their times."""
     found = {}
     for record in results.read_records(runs):
-        lines = (runs / record.run_id / "history.jsonl").read_text().splitlines()
-        found[record.fingerprint] = [
-            {key: value for key, value in json.loads(line).items() if key not in ("seconds", "started_at", "ended_at")}
-            for line in lines
-        ]
+        found[record.fingerprint] = untimed_history(runs / record.run_id)
     return found
 
 

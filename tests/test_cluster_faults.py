@@ -7,7 +7,6 @@ see the runs folder as the driver (this process) does. Skipped, saying why, wher
 extra) is not installed; CI installs it.
 """
 
-import json
 import threading
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from ray import cluster_utils  # noqa: E402
 from rnnbench import executor, results  # noqa: E402
 from rnnbench.cluster import ClusterSettings  # noqa: E402
 from rnnbench.config import config_from_mapping  # noqa: E402
+from conftest import untimed_history  # noqa: E402
 
 # Dropout, so that the checkpoint must carry the random generators' states for the history to
 # match; enough epochs that the run is still training well after its first checkpoints.
@@ -36,13 +36,6 @@ EPOCHS_BEFORE_FAILURE = 2
 # health_check_period_ms apart: 5 checks 3 s apart by default, fewer and closer here to keep the test short.
 HEALTH_CHECKS = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 500, "health_check_failure_threshold": 3}
 NODE = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
-
-
-def history_without_seconds(run_dir: Path) -> list[dict]:
-    return [
-        {key: value for key, value in json.loads(line).items() if key not in ("seconds", "started_at", "ended_at")}
-        for line in (run_dir / "history.jsonl").read_text().splitlines()
-    ]
 
 
 def epochs_recorded(runs: Path) -> int:
@@ -194,7 +187,7 @@ def test_a_run_whose_node_dies_is_retried_from_its_checkpoint_and_recorded_once(
     reference = executor.run_all(
         [config], str(tiny_data_dir), tmp_path / "uninterrupted", "test", echo=lambda line: None
     )[0]
-    assert history_without_seconds(run_dir) == history_without_seconds(Path(reference.run_dir))
+    assert untimed_history(run_dir) == untimed_history(reference.run_dir)
     for key in (
         "best_val_accuracy",
         "best_epoch",

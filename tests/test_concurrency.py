@@ -10,6 +10,7 @@ import pytest
 
 from rnnbench import results, worker
 from rnnbench.config import config_from_mapping
+from conftest import untimed_history
 
 # A hang guard, not a timing: eight processes importing TensorFlow on a busy 2-core machine are
 # slow, never this slow; nothing here depends on how long they take.
@@ -88,15 +89,7 @@ def test_jobs_trains_a_sweep_in_parallel_processes_with_the_sequential_results(t
     def histories(runs):
         found = {}
         for record in results.read_records(runs):
-            lines = (runs / record.run_id / "history.jsonl").read_text().splitlines()
-            found[record.config["train"]["seed"]] = [
-                {
-                    key: value
-                    for key, value in json.loads(line).items()
-                    if key not in ("seconds", "started_at", "ended_at")
-                }
-                for line in lines
-            ]
+            found[record.config["train"]["seed"]] = untimed_history(runs / record.run_id)
         return found
 
     parallel, sequential = histories(tmp_path / "parallel"), histories(tmp_path / "sequential")

@@ -15,6 +15,7 @@ from rnnbench import results
 from rnnbench.cli import main
 from rnnbench.config import config_from_mapping
 from rnnbench.train import run_experiment
+from conftest import untimed
 
 # Small batches make each epoch last a few seconds, long enough to be killed in the middle of one.
 CONFIG = {
@@ -100,13 +101,6 @@ def _train_one_epoch_in_a_subprocess(
     return config_path, runs, environment, process, printed
 
 
-def _without_seconds(lines: list[str]) -> list[dict]:
-    return [
-        {key: value for key, value in json.loads(line).items() if key not in ("seconds", "started_at", "ended_at")}
-        for line in lines
-    ]
-
-
 @pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_history(slow_data_dir, tmp_path):
     config_path, runs, environment, process, _ = _train_one_epoch_in_a_subprocess(slow_data_dir, tmp_path)
@@ -133,9 +127,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_history(slow_data_d
         config_from_mapping(CONFIG), str(slow_data_dir), tmp_path / "reference", "test", echo=lambda line: None
     )
     reference = Path(uninterrupted.run_dir)
-    assert _without_seconds(_history_lines(runs)) == _without_seconds(
-        (reference / "history.jsonl").read_text().splitlines()
-    )
+    assert untimed(_history_lines(runs)) == untimed((reference / "history.jsonl").read_text().splitlines())
 
     [record] = results.read_records(runs)  # Still one run: the killed one, now completed.
     assert record.run_id == killed.run_id
@@ -258,8 +250,8 @@ def test_a_resumed_run_with_options_gives_the_uninterrupted_history(tiny_data_di
     assert f"resuming {run.path} after epoch 2 of 12 (best so far: epoch " in "\n".join(lines)
 
     reference = run_experiment(config, str(tiny_data_dir), tmp_path / "reference", "test", echo=lambda line: None)
-    reference_history = _without_seconds(Path(reference.run_dir, "history.jsonl").read_text().splitlines())
-    assert _without_seconds(Path(resumed.run_dir, "history.jsonl").read_text().splitlines()) == reference_history
+    reference_history = untimed(Path(reference.run_dir, "history.jsonl").read_text().splitlines())
+    assert untimed(Path(resumed.run_dir, "history.jsonl").read_text().splitlines()) == reference_history
     for key in (
         "best_val_accuracy",
         "best_epoch",

@@ -10,6 +10,7 @@ import pytest
 from rnnbench import results
 from rnnbench.config import config_from_mapping
 from rnnbench.train import run_experiment
+from conftest import untimed_history
 
 
 def tiny_config(cell: str = "ann", **sections):
@@ -200,11 +201,7 @@ def test_same_seed_same_history_on_cpu(tiny_data_dir, tmp_path):
     second = run_experiment(config, str(tiny_data_dir), tmp_path / "b", "test", echo=lambda line: None)
 
     def history(record):
-        lines = Path(record.run_dir, "history.jsonl").read_text().splitlines()
-        return [
-            {key: value for key, value in json.loads(line).items() if key not in ("seconds", "started_at", "ended_at")}
-            for line in lines
-        ]
+        return untimed_history(record.run_dir)
 
     assert history(first) == history(second)
     assert first.result.test_accuracy == second.result.test_accuracy

@@ -62,6 +62,15 @@ class ModelConfig(_Section):
     pretrained_embedding: Optional[str] = Field(None, min_length=1)
     # Whether training may change the embedding (false keeps pre-trained vectors frozen).
     embedding_trainable: bool = True
+    # Where the embedding and recurrent layers start: null (random, or pretrained_embedding's
+    # vectors), or `lm`: from a language model of the same embedding and recurrent layers,
+    # pretrained on data.unlabeled's texts to predict each next word (and, bidirectional, each
+    # word before) before the classifier trains (Dai & Le 2015). The pretrained layers are
+    # cached, keyed by the texts, tokenizer, vocabulary size and layers, and shared by every
+    # seed and config that match (docs/data.md). Recurrent cells only.
+    pretrained_encoder: Optional[Literal["lm"]] = None
+    # The language model's passes over data.unlabeled's texts (model.pretrained_encoder lm only).
+    lm_epochs: int = Field(1, ge=1, le=100)
     # What the last recurrent layer hands the head: its output after the last step (`last`, the
     # lecture's), or its outputs at every step pooled over time: the largest value of each
     # feature (`max`), their average (`mean`), or both side by side (`max_mean`, which doubles
@@ -129,6 +138,29 @@ class ModelConfig(_Section):
         ):
             if chosen:
                 raise ValueError(f"model.{key} needs a model with an embedding; model.cell='ann' has none")
+        return self
+
+    @model_validator(mode="after")
+    def _pretrained_encoder_needs_one_it_can_pretrain(self) -> "ModelConfig":
+        if self.pretrained_encoder is None:
+            if self.lm_epochs != 1:
+                raise ValueError(
+                    f"model.lm_epochs={self.lm_epochs} is read only with model.pretrained_encoder: lm, which is null"
+                )
+            return self
+        chosen = f"model.pretrained_encoder={self.pretrained_encoder!r}"
+        if self.cell in ("ann", "embedding", "cnn"):
+            raise ValueError(f"{chosen} pretrains a recurrent cell (gru, lstm or simple_rnn); model.cell={self.cell!r} has none")
+        if self.bidirectional and self.layers > 1:
+            raise ValueError(
+                f"{chosen} pretrains each direction as its own language model, and a stacked bidirectional"
+                f" layer reads both directions at once; set model.layers: 1 or model.bidirectional: false"
+            )
+        if self.pretrained_embedding is not None:
+            raise ValueError(
+                f"{chosen} learns its own word vectors; model.pretrained_embedding={self.pretrained_embedding!r} would be"
+                " overwritten: set it to null"
+            )
         return self
 
     @field_validator("conv_widths", mode="before")
@@ -390,6 +422,15 @@ class Config(_Section):
         config = handler({**data, "backend": backend})
         config._backend_choice = reason
         return config
+
+    @model_validator(mode="after")
+    def _language_model_needs_texts(self) -> "Config":
+        if self.model.pretrained_encoder is not None and self.data.unlabeled is None:
+            raise ValueError(
+                f"model.pretrained_encoder={self.model.pretrained_encoder!r} pretrains on data.unlabeled's texts,"
+                f" which is null; set data.unlabeled (a file of texts, or {IMDB_UNSUP!r} for IMDB)"
+            )
+        return self
 
     @field_validator("backend")
     @classmethod

@@ -390,6 +390,20 @@ def build_model(
     return model
 
 
+def recurrent_layers(network: keras.Model, config: Config) -> list[tuple[layers.Layer, Optional[layers.Layer]]]:
+    """The recurrent layers of a model `build_model` made for `config`, from the bottom: each
+    layer's forward copy and its backward one (None unless model.bidirectional)."""
+    cell = config.model.cell
+    found: list[tuple[layers.Layer, Optional[layers.Layer]]] = []
+    for depth in range(config.model.layers):
+        if config.model.bidirectional:
+            wrapper = network.get_layer(f"bidirectional_{cell}_{depth + 1}")
+            found.append((wrapper.forward_layer, wrapper.backward_layer))
+        else:
+            found.append((network.get_layer(f"{cell}_{depth + 1}"), None))
+    return found
+
+
 def output_units(num_classes: int) -> int:
     """Two classes need one sigmoid unit (the probability of the second); more need one softmax unit each."""
     return 1 if num_classes == 2 else num_classes

@@ -241,6 +241,7 @@ RECORD_KINDS = {
     "data": "mapping",
     "warnings": "list of texts",
     "embedding": "mapping",
+    "encoder": "mapping",
     "run_dir": "text",
     "resumed": "list of mappings",
     "process": "mapping",
@@ -282,6 +283,8 @@ class RunRecord:
     # One line each, about what could make the result mean less than it seems.
     warnings: tuple[str, ...] = ()
     embedding: Optional[Mapping[str, Any]] = None
+    # The pretrained language model the encoder started from (model.pretrained_encoder), and its cost.
+    encoder: Optional[Mapping[str, Any]] = None
     run_dir: Optional[str] = None
     resumed: Optional[tuple[Mapping[str, Any], ...]] = None
     # A running run's process (pid, host), so that a reader can tell whether it still lives.

@@ -27,6 +27,7 @@ from rnnbench import (
     backend,
     embeddings,
     kernels,
+    lm,
     metrics,
     model as model_factory,
     observers as run_observers,
@@ -267,8 +268,11 @@ def run_experiment(
         )
     pretrained = _pretrained_vectors(config, prepared, data_dir, echo)
     network = _compiled_model(config, prepared, pretrained)
+    encoder = _pretrained_encoder(config, network, prepared, data_dir, echo)
     device, choices = _plan_kernels(config, echo)
     record = _new_record(config, command, network, prepared, pretrained, device, choices, echo)
+    if encoder is not None:
+        record = record.changed(encoder=encoder)
     run, checkpoint, record = _open_run(runs_dir, config, record, network, prepared, resume, echo, run_id, index)
     observers = [*trackers(), *observers]
 
@@ -333,6 +337,27 @@ def _pretrained_vectors(
         f" vocabulary words found ({pretrained.coverage:.1%}); {'trainable' if config.model.embedding_trainable else 'frozen'}"
     )
     return pretrained
+
+
+def _pretrained_encoder(
+    config: Config, network: keras.Model, prepared: EncodedData, data_dir: Optional[str], echo: Callable[[str], None]
+) -> Optional[dict[str, Any]]:
+    """model.pretrained_encoder lm: start `network`'s encoder from the language model pretrained
+    on data.unlabeled's texts (pretrained now, or read from the cache); what the record says of it."""
+    if config.model.pretrained_encoder is None:
+        return None
+    started = time.perf_counter()
+    encoder = lm.pretrained_encoder(config, data_dir, echo)
+    words = len(prepared.vocabulary.words)
+    found = encoder.apply(network, prepared.vocabulary, model_factory.recurrent_layers(network, config))
+    summary = encoder.summary
+    echo(
+        f"encoder from a language model ({'read from the cache' if summary['read_from_cache'] else 'pretrained now'},"
+        f" {summary['pretraining_seconds'] / 60:.1f} min of pretraining, held-out perplexity"
+        f" {summary['held_out_perplexity']:,.1f}): {found:,} of {words:,} vocabulary words found ({found / max(words, 1):.1%})"
+        f" in {time.perf_counter() - started:.1f} s"
+    )
+    return {**summary, "words_found": found, "coverage": found / max(words, 1)}
 
 
 def _compiled_model(

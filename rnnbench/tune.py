@@ -304,7 +304,10 @@ def final_configs(candidate: Candidate, settings: Settings, params: dict[str, An
 # a key changes nothing a trial does, so it is left out of the digest, and studies already in
 # tune.sqlite go on; tests/test_tune_config.py pins the digests, so a key added later without
 # being listed here fails there first.
-ADDED_AFTER_STUDIES = ("data.unlabeled", "data.unlabeled_text_column", "model.conv_widths", "model.conv_filters")
+ADDED_AFTER_STUDIES = (
+    "data.unlabeled", "data.unlabeled_text_column", "model.conv_widths", "model.conv_filters",
+    "model.pretrained_encoder", "model.lm_epochs",
+)
 
 
 def _settings_digest(candidate: Candidate, settings: Settings) -> str:

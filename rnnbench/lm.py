@@ -1,0 +1,563 @@
+"""A recurrent encoder pretrained as a language model (model.pretrained_encoder: lm).
+
+    data.unlabeled's texts -> LanguageModelCorpus (every row equal to a labelled text dropped)
+    -> windows of WINDOW words -> Embedding + the config's recurrent layers, trained to predict
+    each next word (and, bidirectional, a second stack each word before) -> cached weights
+    -> the classifier's Embedding (word by word) and recurrent layers (Dai & Le 2015)
+
+The language model is the classifier's own encoder with a softmax over the vocabulary on top,
+trained with a sampled softmax: each position scores its next word against NEGATIVES words drawn
+from a log-uniform (Zipf) distribution over the frequency-ranked vocabulary, with the usual
+correction for how often each is drawn (Jean et al. 2015), so a step costs NEGATIVES scores per
+position instead of num_words. Its progress is measured on HELD_OUT_ROWS texts it never trains
+on, by the full softmax's perplexity.
+
+The corpus leaves out every unlabeled row equal to any labelled text (training, validation and
+test rows of every seed, before data.limit), so it is the same for every seed and limit, and one
+pretrained encoder serves them all: the artefact is keyed by the corpus' tokens, the tokenizer,
+num_words, the embedding and recurrent layers, the pretraining settings and the backend, never
+by train.seed. Pretraining draws from LM_SEED alone. Its state is saved every SEGMENT_BATCHES
+batches, so a killed pretraining goes on from there, to the same weights as one never stopped,
+and kept, so that one of more epochs goes on from one of fewer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from rnnbench import data, tokenize, unlabeled
+from rnnbench.config import Config
+from rnnbench.errors import InputError
+
+# Everything pretraining draws (held-out texts, window order, negative words) comes from this seed.
+LM_SEED = 0
+# Words per training window; a text longer than that gives several, each starting afresh.
+WINDOW = 100
+BATCH_SIZE = 64
+# Words each position's next word is scored against: the sampled softmax's candidates.
+NEGATIVES = 512
+LEARNING_RATE = 1e-3
+CLIPNORM = 1.0
+# Texts held out of pretraining to measure it (at most a tenth of the corpus).
+HELD_OUT_ROWS = 200
+# Batches between two saves of the pretraining's state.
+SEGMENT_BATCHES = 200
+# Changes when what a cached artefact holds changes, so old ones are not read.
+ARTEFACT_VERSION = 1
+
+DIRECTIONS = ("forward", "backward")
+
+
+class PretrainingError(InputError):
+    """A language model that can't be pretrained on the texts given, in one line."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LanguageModelCorpus:
+    """data.unlabeled's texts without those equal to a labelled text, tokenized, and what was dropped."""
+
+    corpus: tokenize.Corpus
+    source: str
+    read_rows: int
+    dropped_equal_to_test: int
+    # Equal to a training or validation text (of any seed) and to no test text.
+    dropped_equal_to_training: int
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "rows": len(self.corpus),
+            "read_rows": self.read_rows,
+            "dropped_equal_to_test": self.dropped_equal_to_test,
+            "dropped_equal_to_training_or_validation": self.dropped_equal_to_training,
+            "tokens": int(self.corpus.lengths.sum()),
+        }
+
+
+def language_model_corpus(
+    config: Config, data_dir: Optional[str], echo: Callable[[str], None] = print
+) -> LanguageModelCorpus:
+    """data.unlabeled's texts, less every row whose tokens equal a labelled text's: any seed's
+    training, validation or test text, data.limit or not."""
+    settings = config.data
+    dataset = data.load_dataset(settings.model_copy(update={"limit": None}), data_dir)
+    labelled_texts = dataset.train_texts + (dataset.validation_texts or []) + dataset.test_texts
+    labelled, _ = tokenize.load_or_tokenize(labelled_texts, settings.tokenizer, settings.morpheme_analyzer)
+    test_count = len(dataset.test_texts)
+    rows = np.arange(len(labelled_texts))
+    found = unlabeled.prepare(
+        settings, data_dir, labelled, rows[:0], rows[: len(rows) - test_count], rows[len(rows) - test_count :]
+    )
+    return LanguageModelCorpus(
+        corpus=found.corpus,
+        source=found.source,
+        read_rows=found.read_rows,
+        dropped_equal_to_test=found.dropped_equal_to_test,
+        dropped_equal_to_training=found.dropped_equal_to_validation,
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PretrainedEncoder:
+    """The language model's word vectors (for its own vocabulary) and recurrent layers' weights."""
+
+    words: tuple[str, ...]
+    # Row i + 2 is words[i]'s vector; row 1 the out-of-vocabulary one, as in a run's Embedding.
+    embedding: np.ndarray
+    # Per direction, per recurrent layer from the bottom, that layer's weights.
+    recurrent: dict[str, list[list[np.ndarray]]]
+    # What a run's record says of it ("encoder"): corpus, settings, held-out perplexity, cost.
+    summary: dict[str, Any]
+
+    def apply(self, network: keras.Model, vocabulary: tokenize.Vocabulary, recurrent_layers: list) -> int:
+        """Start `network`'s Embedding and recurrent layers (`recurrent_layers`: per layer from the
+        bottom, its forward layer and its backward one or None) from this language model; a run's
+        word missing from the language model's vocabulary keeps its own start. Returns the words found."""
+        embedding = network.get_layer("embedding")
+        matrix = np.array(embedding.get_weights()[0])
+        own = {word: position + 2 for position, word in enumerate(self.words)}
+        found = 0
+        for word, row in vocabulary.index.items():
+            source = own.get(word)
+            if source is not None and row < len(matrix):
+                matrix[row] = self.embedding[source]
+                found += 1
+        matrix[1] = self.embedding[1]
+        embedding.set_weights([matrix])
+        for depth, (forward, backward) in enumerate(recurrent_layers):
+            forward.set_weights(self.recurrent["forward"][depth])
+            if backward is not None:
+                backward.set_weights(self.recurrent["backward"][depth])
+        return found
+
+
+def pretrained_encoder(
+    config: Config,
+    data_dir: Optional[str],
+    echo: Callable[[str], None] = print,
+    segment_batches: int = SEGMENT_BATCHES,
+) -> PretrainedEncoder:
+    """The pretrained encoder for `config`: read from the cache, or pretrained (going on from a
+    saved state when one was killed) and cached."""
+    started = time.perf_counter()
+    lm_corpus = language_model_corpus(config, data_dir, echo)
+    echo(
+        f"language model corpus: {len(lm_corpus.corpus):,} of {lm_corpus.read_rows:,} rows of {lm_corpus.source}"
+        f" ({int(lm_corpus.corpus.lengths.sum()):,} tokens), dropped {lm_corpus.dropped_equal_to_test:,} equal to"
+        f" test texts and {lm_corpus.dropped_equal_to_training:,} equal to training or validation texts"
+        f" ({time.perf_counter() - started:.1f} s)"
+    )
+    plan = _Plan.of(config, lm_corpus)
+    path = tokenize.cache_folder() / f"lm-{plan.key}.npz"
+    with _lock(path, echo):
+        encoder = _read(path, plan, from_cache=True)
+        if encoder is None:
+            _Pretraining(plan, path, echo, segment_batches).run()
+            encoder = _read(path, plan, from_cache=False)
+            if encoder is None:
+                raise PretrainingError(f"{path}: the pretrained language model could not be written to the cache")
+    return encoder
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Plan:
+    """What a pretraining is: its corpus, encoded, and its settings; `key` names its artefact."""
+
+    config: Config
+    lm_corpus: LanguageModelCorpus
+    vocabulary: tokenize.Vocabulary
+    directions: tuple[str, ...]
+    # Each text's word indices (in the language model's vocabulary), concatenated, and where each starts.
+    token_ids: np.ndarray
+    offsets: np.ndarray
+    # The artefact's key, and the key of the pretraining's saved state, which leaves out
+    # model.lm_epochs: the state after e epochs is the same whatever the number asked for (the
+    # learning rate is constant), so a longer pretraining goes on from a shorter one's.
+    key: str
+    state_key: str
+
+    @classmethod
+    def of(cls, config: Config, lm_corpus: LanguageModelCorpus) -> "_Plan":
+        corpus = lm_corpus.corpus
+        vocabulary = tokenize.build_vocabulary(corpus, np.arange(len(corpus)), config.data.num_words)
+        numbering = np.ones(len(corpus.words), np.int32)
+        index = corpus.index
+        for position, word in enumerate(vocabulary.words):
+            numbering[index[word]] = position + 2
+        token_ids = numbering[corpus.token_ids] if len(corpus.token_ids) else np.zeros(0, np.int32)
+        model = config.model
+        directions = DIRECTIONS if model.bidirectional else DIRECTIONS[:1]
+        digest = hashlib.sha256()
+        for array in (np.asarray(token_ids, np.int32), np.asarray(corpus.offsets, np.int64)):
+            digest.update(array.tobytes())
+        digest.update("\n".join(vocabulary.words).encode("utf-8"))
+        settings = {
+            "version": ARTEFACT_VERSION,
+            "corpus": digest.hexdigest(),
+            "tokenizer": config.data.tokenizer,
+            "morpheme_analyzer": config.data.morpheme_analyzer if config.data.tokenizer == "morpheme" else None,
+            "num_words": config.data.num_words,
+            "cell": model.cell,
+            "embedding_dim": model.embedding_dim,
+            "units": model.units,
+            "layers": model.layers,
+            "directions": list(directions),
+            "training": _settings(),
+            "backend": keras.backend.backend(),
+        }
+
+        def digest_of(value: dict[str, Any]) -> str:
+            return hashlib.sha256(json.dumps(value, sort_keys=True).encode("utf-8")).hexdigest()
+
+        return cls(
+            config,
+            lm_corpus,
+            vocabulary,
+            directions,
+            token_ids,
+            np.asarray(corpus.offsets),
+            key=digest_of({**settings, "epochs": model.lm_epochs}),
+            state_key=digest_of(settings),
+        )
+
+    def windows(self, rows: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
+        """The inputs and next-word targets (0 past a text's end) of `rows`' texts, WINDOW words
+        each, read forward or backward: a text of n words gives ceil((n - 1) / WINDOW) windows."""
+        inputs, targets = [], []
+        for row in rows:
+            text = self.token_ids[self.offsets[row] : self.offsets[row + 1]]
+            if direction == "backward":
+                text = text[::-1]
+            for start in range(0, len(text) - 1, WINDOW):
+                piece = text[start : start + WINDOW + 1]
+                window = np.zeros((2, WINDOW), np.int32)
+                window[0, : len(piece) - 1] = piece[:-1]
+                window[1, : len(piece) - 1] = piece[1:]
+                inputs.append(window[0])
+                targets.append(window[1])
+        if not inputs:
+            return np.zeros((0, WINDOW), np.int32), np.zeros((0, WINDOW), np.int32)
+        return np.stack(inputs), np.stack(targets)
+
+    def held_out_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, held-out rows): HELD_OUT_ROWS texts, at most a tenth, drawn with LM_SEED."""
+        rows = np.flatnonzero(np.diff(self.offsets) > 1)
+        order = np.random.default_rng(LM_SEED).permutation(rows)
+        held = min(HELD_OUT_ROWS, len(rows) // 10)
+        return np.sort(order[held:]), np.sort(order[:held])
+
+
+def _settings() -> dict[str, Any]:
+    return {
+        "window": WINDOW,
+        "batch_size": BATCH_SIZE,
+        "negatives": NEGATIVES,
+        "learning_rate": LEARNING_RATE,
+        "clipnorm": CLIPNORM,
+        "seed": LM_SEED,
+        "held_out_rows": HELD_OUT_ROWS,
+        "optimizer": "adam",
+    }
+
+
+class SampledSoftmax(layers.Layer):
+    """Per text window, the mean over WINDOW positions of the sampled-softmax loss of each
+    position's target word (0: no word, no loss) against `negatives` words drawn log-uniformly
+    over the frequency-ranked indices 1 .. vocabulary_size - 1."""
+
+    def __init__(self, vocabulary_size: int, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.vocabulary_size = vocabulary_size
+        self.units = units
+
+    def build(self, *shapes):
+        self.kernel = self.add_weight(
+            shape=(self.vocabulary_size, self.units), initializer="glorot_uniform", name="kernel"
+        )
+        self.bias = self.add_weight(shape=(self.vocabulary_size,), initializer="zeros", name="bias")
+
+    def call(self, hidden, targets, negatives, mask=None):
+        def log_expected(ids):
+            # log(k * q(id)), q the log-uniform distribution `draw_negatives` samples from.
+            ids = ops.cast(ops.maximum(ids, 1), "float32")
+            share = ops.log((ids + 1.0) / ids) / math.log(self.vocabulary_size)
+            return math.log(NEGATIVES) + ops.log(share)
+
+        true_logits = ops.sum(hidden * ops.take(self.kernel, targets, axis=0), axis=-1)
+        true_logits = true_logits + ops.take(self.bias, targets) - log_expected(targets)
+        sampled = ops.einsum("btu,bku->btk", hidden, ops.take(self.kernel, negatives, axis=0))
+        sampled = sampled + ops.expand_dims(ops.take(self.bias, negatives) - log_expected(negatives), 1)
+        # A drawn word that is the target itself is not a negative.
+        hits = ops.equal(ops.expand_dims(targets, -1), ops.expand_dims(negatives, 1))
+        sampled = ops.where(hits, -1e9, sampled)
+        logits = ops.concatenate([ops.expand_dims(true_logits, -1), sampled], axis=-1)
+        losses = ops.logsumexp(logits, axis=-1) - true_logits
+        weights = ops.cast(ops.greater(targets, 0), losses.dtype)
+        return ops.sum(losses * weights, axis=-1) / WINDOW
+
+    def compute_output_shape(self, hidden_shape, *shapes):
+        return (hidden_shape[0],)
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+    def get_config(self):
+        return {**super().get_config(), "vocabulary_size": self.vocabulary_size, "units": self.units}
+
+
+def draw_negatives(rng: np.random.Generator, rows: int, vocabulary_size: int) -> np.ndarray:
+    """(rows, NEGATIVES) word indices, log-uniform over 1 .. vocabulary_size - 1: index i with
+    probability log((i + 1) / i) / log(vocabulary_size), frequent (low) indices most often."""
+    drawn = np.floor(np.exp(rng.random((rows, NEGATIVES)) * math.log(vocabulary_size))).astype(np.int64)
+    return np.clip(drawn, 1, vocabulary_size - 1).astype(np.int32)
+
+
+def _passthrough(y_true, y_pred):
+    # The model's output is its loss already.
+    return y_pred
+
+
+def language_model(config: Config, directions: tuple[str, ...]) -> keras.Model:
+    """The embedding and recurrent layers of `config`'s encoder (a stack per direction, one
+    Embedding), each stack under a shared sampled softmax; outputs the mean loss per window."""
+    from rnnbench.model import RECURRENT_LAYERS
+
+    model = config.model
+    size = config.data.num_words
+    embedding = layers.Embedding(size, model.embedding_dim, mask_zero=True, name="embedding")
+    softmax = SampledSoftmax(size, model.units, name="softmax")
+    negatives = keras.Input(shape=(NEGATIVES,), dtype="int32", name="negatives")
+    inputs, losses = [], []
+    for direction in directions:
+        tokens = keras.Input(shape=(WINDOW,), dtype="int32", name=f"{direction}_tokens")
+        targets = keras.Input(shape=(WINDOW,), dtype="int32", name=f"{direction}_targets")
+        hidden = embedding(tokens)
+        for depth in range(model.layers):
+            hidden = RECURRENT_LAYERS[model.cell](model.units, return_sequences=True, name=f"{direction}_{depth + 1}")(
+                hidden
+            )
+        inputs += [tokens, targets]
+        losses.append(softmax(hidden, targets, negatives))
+    loss = losses[0] if len(losses) == 1 else layers.Average(name="mean_loss")(losses)
+    network = keras.Model([*inputs, negatives], loss, name="language_model")
+    network.compile(
+        optimizer=keras.optimizers.Adam(LEARNING_RATE, clipnorm=CLIPNORM), loss=_passthrough, jit_compile="auto"
+    )
+    return network
+
+
+class _Pretraining:
+    """One pretraining, from its saved state if it has one; writes the artefact to `path`."""
+
+    def __init__(self, plan: _Plan, path: Path, echo: Callable[[str], None], segment_batches: int):
+        self.plan, self.path, self.echo, self.segment_batches = plan, path, echo, segment_batches
+        self.keep_state = True
+        self.state_path = path.with_name(f"lm-state-{plan.state_key}.npz")
+
+    def run(self) -> None:
+        plan, echo = self.plan, self.echo
+        keras.utils.set_random_seed(LM_SEED)
+        network = language_model(plan.config, plan.directions)
+        training_rows, held_out_rows = plan.held_out_rows()
+        train = {direction: plan.windows(training_rows, direction) for direction in plan.directions}
+        held_out = {direction: plan.windows(held_out_rows, direction) for direction in plan.directions}
+        windows = len(train["forward"][0])
+        batches = windows // BATCH_SIZE
+        if batches == 0:
+            raise PretrainingError(
+                f"{plan.lm_corpus.source}: {windows:,} windows of text after holding out {len(held_out_rows):,} texts,"
+                f" too few for one batch of {BATCH_SIZE} (data.unlabeled needs more text for model.pretrained_encoder)"
+            )
+        # A text's backward windows number as many as its forward ones, so one order serves both.
+        assert all(len(pair[0]) == windows for pair in train.values())
+        total = plan.config.model.lm_epochs * batches
+        state = self._restore(network, total)
+        if state["step"]:
+            echo(f"language model: going on from batch {state['step']:,} of {total:,} ({self.state_path})")
+        else:
+            echo(
+                f"pretraining a language model ({', '.join(plan.directions)}) on {len(training_rows):,} texts,"
+                f" {windows:,} windows of {WINDOW} words, {batches:,} batches of {BATCH_SIZE} per epoch;"
+                f" {len(held_out_rows):,} texts held out"
+            )
+        while state["step"] < total:
+            epoch, first = divmod(state["step"], batches)
+            last = min(first + self.segment_batches, batches)
+            order = np.random.default_rng([LM_SEED, epoch]).permutation(windows)[first * BATCH_SIZE : last * BATCH_SIZE]
+            negatives = draw_negatives(
+                np.random.default_rng([LM_SEED, epoch, first]), len(order), plan.config.data.num_words
+            )
+            inputs = [array[order] for direction in plan.directions for array in train[direction]]
+            started = time.perf_counter()
+            history = network.fit(
+                [*inputs, negatives],
+                np.zeros(len(order), np.float32),
+                batch_size=BATCH_SIZE,
+                epochs=1,
+                shuffle=False,
+                verbose=0,
+            )
+            seconds = time.perf_counter() - started
+            state["seconds"] += seconds
+            state["step"] = epoch * batches + last
+            loss = float(history.history["loss"][-1])
+            state["segments"].append({"epoch": epoch + 1, "batches": [first, last], "loss": loss, "seconds": seconds})
+            left = (total - state["step"]) * seconds / (last - first)
+            echo(
+                f"language model: epoch {epoch + 1}/{plan.config.model.lm_epochs}, batch {last:,}/{batches:,},"
+                f" sampled loss {loss:.3f}, {(last - first) * BATCH_SIZE * WINDOW * len(plan.directions) / seconds:,.0f}"
+                f" words/s, about {left / 60:.0f} min left"
+            )
+            if last == batches:
+                perplexity = held_out_perplexity(network, plan, held_out)
+                state["epochs"].append({"epoch": epoch + 1, "held_out_perplexity": perplexity, "seconds": state["seconds"]})
+                echo(f"language model: epoch {epoch + 1} done, held-out perplexity {perplexity:,.1f}")
+            self._save(network, state)
+        self._write_artefact(network, state, training_rows, held_out_rows, windows)
+
+    def _restore(self, network: keras.Model, total: int) -> dict[str, Any]:
+        fresh = {"step": 0, "seconds": 0.0, "segments": [], "epochs": []}
+        try:
+            with np.load(self.state_path) as saved:
+                arrays = {name: saved[name] for name in saved.files}
+        except (OSError, ValueError):
+            return fresh
+        state = json.loads(arrays["state"].tobytes().decode("utf-8"))
+        if state["step"] > total:
+            # A longer pretraining's state: this shorter one starts afresh and leaves that state be.
+            self.keep_state = False
+            return fresh
+        network.optimizer.build(network.trainable_variables)
+        for prefix, variables in (("variable", network.variables), ("optimizer", network.optimizer.variables)):
+            values = [arrays.get(f"{prefix}_{index}") for index in range(len(variables))]
+            if any(value is None or value.shape != tuple(variable.shape) for value, variable in zip(values, variables)):
+                self.echo(f"warning: {self.state_path} does not match this language model; pretraining from the start")
+                return fresh
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+        return state
+
+    def _save(self, network: keras.Model, state: dict[str, Any]) -> None:
+        if not self.keep_state:
+            return
+        arrays = {"state": tokenize.json_bytes(state)}
+        for prefix, variables in (("variable", network.variables), ("optimizer", network.optimizer.variables)):
+            arrays.update({f"{prefix}_{index}": np.asarray(variable.numpy()) for index, variable in enumerate(variables)})
+        tokenize.write_cache_entry(self.state_path, **arrays)
+
+    def _write_artefact(
+        self, network: keras.Model, state: dict[str, Any], training_rows: np.ndarray, held_out_rows: np.ndarray, windows: int
+    ) -> None:
+        plan = self.plan
+        summary = {
+            "kind": "lm",
+            "key": plan.key[:16],
+            "corpus": plan.lm_corpus.summary(),
+            "training_texts": int(len(training_rows)),
+            "held_out_texts": int(len(held_out_rows)),
+            "windows": windows,
+            "directions": list(plan.directions),
+            "epochs": state["epochs"],
+            "held_out_perplexity": state["epochs"][-1]["held_out_perplexity"] if state["epochs"] else None,
+            "settings": _settings(),
+            "pretraining_seconds": state["seconds"],
+        }
+        arrays = {
+            "words": tokenize.json_bytes(list(plan.vocabulary.words)),
+            "summary": tokenize.json_bytes(summary),
+            "embedding": network.get_layer("embedding").get_weights()[0],
+        }
+        for direction in plan.directions:
+            for depth in range(plan.config.model.layers):
+                for index, weight in enumerate(network.get_layer(f"{direction}_{depth + 1}").get_weights()):
+                    arrays[f"{direction}_{depth}_{index}"] = weight
+        tokenize.write_cache_entry(self.path, **arrays)
+
+
+def held_out_perplexity(
+    network: keras.Model, plan: _Plan, held_out: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> float:
+    """exp of the mean negative log-likelihood of the held-out texts' words under the full softmax,
+    over both directions' predictions when there are two."""
+    kernel, bias = (np.asarray(weight, np.float64) for weight in network.get_layer("softmax").get_weights())
+    total, count = 0.0, 0
+    for direction in plan.directions:
+        inputs, targets = held_out[direction]
+        if not len(inputs):
+            continue
+        encoder = keras.Model(
+            network.get_layer(f"{direction}_tokens").output,
+            network.get_layer(f"{direction}_{plan.config.model.layers}").output,
+        )
+        hidden = np.asarray(encoder.predict(inputs, batch_size=256, verbose=0), np.float64).reshape(-1, kernel.shape[1])
+        wanted = targets.reshape(-1)
+        hidden, wanted = hidden[wanted > 0], wanted[wanted > 0]
+        for start in range(0, len(wanted), 1024):
+            logits = hidden[start : start + 1024] @ kernel.T + bias
+            largest = logits.max(axis=1, keepdims=True)
+            log_sums = np.log(np.exp(logits - largest).sum(axis=1)) + largest[:, 0]
+            total += float((log_sums - logits[np.arange(len(logits)), wanted[start : start + 1024]]).sum())
+            count += len(logits)
+    return float(math.exp(total / count)) if count else float("nan")
+
+
+def _read(path: Path, plan: _Plan, from_cache: bool) -> Optional[PretrainedEncoder]:
+    try:
+        with np.load(path) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+    except (OSError, ValueError):
+        return None
+    summary = tokenize.from_json_bytes(arrays["summary"])
+    summary["read_from_cache"] = from_cache
+    recurrent = {
+        direction: [
+            [arrays[f"{direction}_{depth}_{index}"] for index in range(_count(arrays, f"{direction}_{depth}_"))]
+            for depth in range(plan.config.model.layers)
+        ]
+        for direction in plan.directions
+    }
+    return PretrainedEncoder(
+        words=tuple(tokenize.from_json_bytes(arrays["words"])),
+        embedding=arrays["embedding"],
+        recurrent=recurrent,
+        summary=summary,
+    )
+
+
+def _count(arrays: dict[str, np.ndarray], prefix: str) -> int:
+    return sum(name.startswith(prefix) for name in arrays)
+
+
+@contextlib.contextmanager
+def _lock(path: Path, echo: Callable[[str], None]) -> Iterator[None]:
+    """Hold `path`'s lock, so that two runs needing the same language model pretrain it once."""
+    lock_path = path.with_name(path.stem + ".lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        # A cache that can't be locked only risks pretraining twice.
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            echo(f"waiting for another process pretraining the same language model ({lock_path})")
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)

@@ -354,7 +354,7 @@ def language_model(config: Config, directions: tuple[str, ...]) -> keras.Model:
     loss = losses[0] if len(losses) == 1 else layers.Average(name="mean_loss")(losses)
     network = keras.Model([*inputs, negatives], loss, name="language_model")
     network.compile(
-        optimizer=keras.optimizers.Adam(LEARNING_RATE, clipnorm=CLIPNORM), loss=_passthrough, jit_compile="auto"
+        optimizer=keras.optimizers.Adam(LEARNING_RATE, clipnorm=CLIPNORM), loss=_passthrough
     )
     return network
 

@@ -64,7 +64,7 @@ def test_unknown_cell_names_file_key_choices_and_suggestion(tmp_path):
     [
         (
             "model:\n  embeding_dim: 8\n",
-            "exp.yaml: unknown key model.embeding_dim (allowed: bidirectional, cell, conv_filters, conv_widths, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units) (did you mean 'embedding_dim'?)",
+            "exp.yaml: unknown key model.embeding_dim (allowed: bidirectional, cell, conv_filters, conv_widths, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, lm_epochs, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, pretrained_encoder, recurrent_dropout, recurrent_input_dropout, units) (did you mean 'embedding_dim'?)",
         ),
         (
             "modle:\n  cell: gru\n",
@@ -90,7 +90,7 @@ def test_unknown_cell_names_file_key_choices_and_suggestion(tmp_path):
         ("train:\n  learning_rate: fast\n", "exp.yaml: train.learning_rate='fast' is not a number"),
         (
             "model: gru\n",
-            "exp.yaml: model must be a mapping with keys bidirectional, cell, conv_filters, conv_widths, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units, got a string",
+            "exp.yaml: model must be a mapping with keys bidirectional, cell, conv_filters, conv_widths, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, lm_epochs, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, pretrained_encoder, recurrent_dropout, recurrent_input_dropout, units, got a string",
         ),
         (
             "backend: tensorflw\n",

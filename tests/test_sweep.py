@@ -69,7 +69,7 @@ def test_plain_config_with_seed_count_and_overrides(tmp_path):
         ),
         (
             "sweep:\n  grid: {model.cel: [gru, lstm]}\n",
-            "sweep.grid: unknown key model.cel (allowed: bidirectional, cell, conv_filters, conv_widths, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units) (did you mean 'cell'?)",
+            "sweep.grid: unknown key model.cel (allowed: bidirectional, cell, conv_filters, conv_widths, dense_units, dropout, embedding_dim, embedding_dropout, embedding_trainable, layers, lm_epochs, mask_padding, ngram_weighting, ngrams, pooling, pretrained_embedding, pretrained_encoder, recurrent_dropout, recurrent_input_dropout, units) (did you mean 'cell'?)",
         ),
         ("sweep:\n  grid: {model.cell: gru}\n", "sweep.grid.model.cell must be a non-empty list of values, got 'gru'"),
         (

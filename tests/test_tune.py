@@ -150,8 +150,8 @@ def test_tune_section_errors_are_one_line(tmp_path, tune_section, expected):
         (
             {"model.unitz": [4, 8]},
             "tune.space.model.unitz=4: unknown key model.unitz (allowed: bidirectional, cell, conv_filters, conv_widths, dense_units, dropout,"
-            " embedding_dim, embedding_dropout, embedding_trainable, layers, mask_padding, ngram_weighting, ngrams, pooling,"
-            " pretrained_embedding, recurrent_dropout, recurrent_input_dropout, units) (did you mean 'units'?)",
+            " embedding_dim, embedding_dropout, embedding_trainable, layers, lm_epochs, mask_padding, ngram_weighting, ngrams,"
+            " pooling, pretrained_embedding, pretrained_encoder, recurrent_dropout, recurrent_input_dropout, units) (did you mean 'units'?)",
         ),
         (
             {"model.dropout": {"float": [0.0, 1.5]}},

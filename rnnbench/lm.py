@@ -415,17 +415,20 @@ class _Pretraining:
             state["step"] = epoch * batches + last
             loss = float(history.history["loss"][-1])
             state["segments"].append({"epoch": epoch + 1, "batches": [first, last], "loss": loss, "seconds": seconds})
+            perplexity = None
+            if last == batches:
+                perplexity = held_out_perplexity(network, plan, held_out)
+                state["epochs"].append({"epoch": epoch + 1, "held_out_perplexity": perplexity, "seconds": state["seconds"]})
+            # Saved before it is said, so that what a line reports is never lost.
+            self._save(network, state)
             left = (total - state["step"]) * seconds / (last - first)
             echo(
                 f"language model: epoch {epoch + 1}/{plan.config.model.lm_epochs}, batch {last:,}/{batches:,},"
                 f" sampled loss {loss:.3f}, {(last - first) * BATCH_SIZE * WINDOW * len(plan.directions) / seconds:,.0f}"
                 f" words/s, about {left / 60:.0f} min left"
             )
-            if last == batches:
-                perplexity = held_out_perplexity(network, plan, held_out)
-                state["epochs"].append({"epoch": epoch + 1, "held_out_perplexity": perplexity, "seconds": state["seconds"]})
+            if perplexity is not None:
                 echo(f"language model: epoch {epoch + 1} done, held-out perplexity {perplexity:,.1f}")
-            self._save(network, state)
         self._write_artefact(network, state, training_rows, held_out_rows, windows)
 
     def _restore(self, network: keras.Model, total: int) -> dict[str, Any]:

@@ -150,7 +150,9 @@ class ModelConfig(_Section):
             return self
         chosen = f"model.pretrained_encoder={self.pretrained_encoder!r}"
         if self.cell in ("ann", "embedding", "cnn"):
-            raise ValueError(f"{chosen} pretrains a recurrent cell (gru, lstm or simple_rnn); model.cell={self.cell!r} has none")
+            raise ValueError(
+                f"{chosen} pretrains a recurrent cell (gru, lstm or simple_rnn); model.cell={self.cell!r} has none"
+            )
         if self.bidirectional and self.layers > 1:
             raise ValueError(
                 f"{chosen} pretrains each direction as its own language model, and a stacked bidirectional"

@@ -353,9 +353,7 @@ def language_model(config: Config, directions: tuple[str, ...]) -> keras.Model:
         losses.append(softmax(hidden, targets, negatives))
     loss = losses[0] if len(losses) == 1 else layers.Average(name="mean_loss")(losses)
     network = keras.Model([*inputs, negatives], loss, name="language_model")
-    network.compile(
-        optimizer=keras.optimizers.Adam(LEARNING_RATE, clipnorm=CLIPNORM), loss=_passthrough
-    )
+    network.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE, clipnorm=CLIPNORM), loss=_passthrough)
     return network
 
 
@@ -418,7 +416,9 @@ class _Pretraining:
             perplexity = None
             if last == batches:
                 perplexity = held_out_perplexity(network, plan, held_out)
-                state["epochs"].append({"epoch": epoch + 1, "held_out_perplexity": perplexity, "seconds": state["seconds"]})
+                state["epochs"].append(
+                    {"epoch": epoch + 1, "held_out_perplexity": perplexity, "seconds": state["seconds"]}
+                )
             # Saved before it is said, so that what a line reports is never lost.
             self._save(network, state)
             left = (total - state["step"]) * seconds / (last - first)
@@ -458,11 +458,18 @@ class _Pretraining:
             return
         arrays = {"state": tokenize.json_bytes(state)}
         for prefix, variables in (("variable", network.variables), ("optimizer", network.optimizer.variables)):
-            arrays.update({f"{prefix}_{index}": np.asarray(variable.numpy()) for index, variable in enumerate(variables)})
+            arrays.update(
+                {f"{prefix}_{index}": np.asarray(variable.numpy()) for index, variable in enumerate(variables)}
+            )
         tokenize.write_cache_entry(self.state_path, **arrays)
 
     def _write_artefact(
-        self, network: keras.Model, state: dict[str, Any], training_rows: np.ndarray, held_out_rows: np.ndarray, windows: int
+        self,
+        network: keras.Model,
+        state: dict[str, Any],
+        training_rows: np.ndarray,
+        held_out_rows: np.ndarray,
+        windows: int,
     ) -> None:
         plan = self.plan
         summary = {
@@ -490,9 +497,7 @@ class _Pretraining:
         tokenize.write_cache_entry(self.path, **arrays)
 
 
-def held_out_perplexity(
-    network: keras.Model, plan: _Plan, held_out: dict[str, tuple[np.ndarray, np.ndarray]]
-) -> float:
+def held_out_perplexity(network: keras.Model, plan: _Plan, held_out: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:
     """exp of the mean negative log-likelihood of the held-out texts' words under the full softmax,
     over both directions' predictions when there are two."""
     kernel, bias = (np.asarray(weight, np.float64) for weight in network.get_layer("softmax").get_weights())

@@ -305,8 +305,12 @@ def final_configs(candidate: Candidate, settings: Settings, params: dict[str, An
 # tune.sqlite go on; tests/test_tune_config.py pins the digests, so a key added later without
 # being listed here fails there first.
 ADDED_AFTER_STUDIES = (
-    "data.unlabeled", "data.unlabeled_text_column", "model.conv_widths", "model.conv_filters",
-    "model.pretrained_encoder", "model.lm_epochs",
+    "data.unlabeled",
+    "data.unlabeled_text_column",
+    "model.conv_widths",
+    "model.conv_filters",
+    "model.pretrained_encoder",
+    "model.lm_epochs",
 )
 
 

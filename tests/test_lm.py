@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -89,12 +88,20 @@ def test_windows_predict_the_next_word_each_way():
         token_ids=np.arange(250, dtype=np.int32),
         offsets=np.array([0, 250]),
     )
-    plan = lm._Plan(None, None, None, ("forward", "backward"), np.arange(250, dtype=np.int32) + 2, corpus.offsets, "", "")
+    plan = lm._Plan(
+        None, None, None, ("forward", "backward"), np.arange(250, dtype=np.int32) + 2, corpus.offsets, "", ""
+    )
     inputs, targets = plan.windows(np.array([0]), "forward")
     # 249 words to predict: windows of 100, 100 and 49.
     assert inputs.shape == targets.shape == (3, lm.WINDOW)
     assert inputs[0, :3].tolist() == [2, 3, 4] and targets[0, :3].tolist() == [3, 4, 5]
-    assert inputs[2, 0] == 202 and inputs[2, 48] == 250 and targets[2, 48] == 251 and targets[2, 49] == 0 and inputs[2, 49] == 0
+    assert (
+        inputs[2, 0] == 202
+        and inputs[2, 48] == 250
+        and targets[2, 48] == 251
+        and targets[2, 49] == 0
+        and inputs[2, 49] == 0
+    )
     backward_inputs, backward_targets = plan.windows(np.array([0]), "backward")
     assert backward_inputs[0, :2].tolist() == [251, 250] and backward_targets[0, :2].tolist() == [250, 249]
 
@@ -207,7 +214,9 @@ def test_a_killed_pretraining_goes_on_to_the_same_weights(tiny_data_dir, corpus_
     monkeypatch.setenv("RNNBENCH_CACHE_DIR", str(tmp_path / "fresh_cache"))
     uninterrupted = lm.pretrained_encoder(config, str(tiny_data_dir), quiet, segment_batches=2)
     assert np.array_equal(resumed.embedding, uninterrupted.embedding)
-    assert all(np.array_equal(a, b) for a, b in zip(resumed.recurrent["forward"][0], uninterrupted.recurrent["forward"][0]))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(resumed.recurrent["forward"][0], uninterrupted.recurrent["forward"][0])
+    )
     assert resumed.summary["epochs"] == [
         {**epoch, "seconds": resumed.summary["epochs"][index]["seconds"]}
         for index, epoch in enumerate(uninterrupted.summary["epochs"])
@@ -250,7 +259,9 @@ def test_too_little_text_for_a_batch_is_one_line(tiny_data_dir, tmp_path):
     few = write_unlabeled(tmp_path / "few.tsv.gz", [text for text, _ in synthetic_reviews(30, seed=8)])
     path = tmp_path / "few.yaml"
     path.write_text(
-        json.dumps({"model": MODEL, "data": {"num_words": 60, "maxlen": 24, "unlabeled": str(few)}, "train": {"epochs": 1}})
+        json.dumps(
+            {"model": MODEL, "data": {"num_words": 60, "maxlen": 24, "unlabeled": str(few)}, "train": {"epochs": 1}}
+        )
     )
     outcome = CliRunner().invoke(
         main, ["run", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(tmp_path / "runs")]

@@ -218,13 +218,14 @@ CELLS = typing.get_args(ModelConfig.model_fields["cell"].annotation)
 
 class FilesConfig(_Section):
     # One file (rnnbench splits off data.test_fraction as the test set), or separate train and
-    # test (and, optionally, validation) files. Formats: TSV (no quoting), CSV, JSONL, each
-    # plain or gzip, or a folder with one sub-folder of .txt files per class. Relative paths
+    # test (and, optionally, validation) files. Formats: TSV (no quoting), CSV, JSONL, Parquet,
+    # each plain or gzip, or a folder with one sub-folder of .txt files per class; `auto` tells
+    # them by the file's extension, a format named here reads any name. Relative paths
     # are looked up in the data directory first, then in the current directory.
     train: str = Field(min_length=1)
     test: Optional[str] = Field(None, min_length=1)
     validation: Optional[str] = Field(None, min_length=1)
-    format: Literal["auto", "tsv", "csv", "jsonl", "folders"] = "auto"
+    format: Literal["auto", "tsv", "csv", "jsonl", "parquet", "folders"] = "auto"
     text_column: str = Field("text", min_length=1)
     label_column: str = Field("label", min_length=1)
     # A column naming each row's group (an author, a product, a film, a conversation): with

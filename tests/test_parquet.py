@@ -214,3 +214,17 @@ def test_unlabeled_texts_come_from_a_parquet_file_and_its_errors_stay_its_own(tm
     assert (
         str(raised.value) == f"{path}: no column 'texto' for data.unlabeled_text_column; the columns are review, stars"
     )
+
+
+def test_format_parquet_reads_a_file_whatever_its_name_and_refuses_one_that_is_not(tmp_path):
+    rows = spanish_rows(60, seed=1)
+    spanish_parquet(tmp_path / "temas.bin")
+    config = config_from_mapping(files_config("temas.bin", text_column="texto", label_column="tema", format="parquet"))
+    dataset = load_dataset(config.data, str(tmp_path))
+    assert sorted(dataset.train_texts + dataset.test_texts) == sorted(text for text, _ in rows)
+
+    (tmp_path / "temas.tsv").write_text("texto\ttema\nuno\ta\n")
+    config = config_from_mapping(files_config("temas.tsv", format="parquet"))
+    with pytest.raises(DataError) as raised:
+        load_dataset(config.data, str(tmp_path))
+    assert str(raised.value).startswith(f"{tmp_path / 'temas.tsv'}: not a valid Parquet file (")

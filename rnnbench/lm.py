@@ -124,18 +124,19 @@ class PretrainedEncoder:
 
     def apply(self, network: keras.Model, vocabulary: tokenize.Vocabulary, recurrent_layers: list) -> int:
         """Start `network`'s Embedding and recurrent layers (`recurrent_layers`: per layer from the
-        bottom, its forward layer and its backward one or None) from this language model; a run's
-        word missing from the language model's vocabulary keeps its own start. Returns the words found."""
+        bottom, its forward layer and its backward one or None) from this language model. A run's
+        word missing from the language model's vocabulary starts as its out-of-vocabulary vector,
+        which is what the pretrained layers read for that word. Returns the words found."""
         embedding = network.get_layer("embedding")
         matrix = np.array(embedding.get_weights()[0])
         own = {word: position + 2 for position, word in enumerate(self.words)}
         found = 0
+        matrix[1:] = self.embedding[1]
         for word, row in vocabulary.index.items():
             source = own.get(word)
             if source is not None and row < len(matrix):
                 matrix[row] = self.embedding[source]
                 found += 1
-        matrix[1] = self.embedding[1]
         embedding.set_weights([matrix])
         for depth, (forward, backward) in enumerate(recurrent_layers):
             forward.set_weights(self.recurrent["forward"][depth])

@@ -180,6 +180,9 @@ def test_pretraining_learns_is_cached_and_starts_the_classifier(tiny_data_dir, c
     matrix = network.get_layer("embedding").get_weights()[0]
     for word in shared:
         assert np.array_equal(matrix[prepared.vocabulary.index[word]], encoder.embedding[own[word]])
+    # Words the language model never saw start where it put every word it did not know.
+    missing = [prepared.vocabulary.index[word] for word in prepared.vocabulary.words if word not in own]
+    assert all(np.array_equal(matrix[row], encoder.embedding[1]) for row in [1, *missing])
     wrapper = network.get_layer("bidirectional_gru_1")
     for layer, direction in ((wrapper.forward_layer, "forward"), (wrapper.backward_layer, "backward")):
         assert all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), encoder.recurrent[direction][0]))

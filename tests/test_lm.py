@@ -275,3 +275,41 @@ def test_too_little_text_for_a_batch_is_one_line(tiny_data_dir, tmp_path):
         " (data.unlabeled needs more text for model.pretrained_encoder)"
     )
     assert "Traceback" not in outcome.output
+
+
+def test_the_classifier_reads_a_text_as_the_language_model_does_each_way(tmp_path):
+    config = config_from_mapping(
+        {
+            "model": {**MODEL, "bidirectional": True, "pooling": "max", "mask_padding": True},
+            "data": {"num_words": 30, "maxlen": 12, "padding": "post", "unlabeled": str(tmp_path / "any.txt")},
+        }
+    )
+    keras.utils.set_random_seed(5)
+    language = lm.language_model(config, lm.DIRECTIONS)
+    words = tuple(f"w{index}" for index in range(28))
+    encoder = lm.PretrainedEncoder(
+        words=words,
+        embedding=language.get_layer("embedding").get_weights()[0],
+        recurrent={direction: [language.get_layer(f"{direction}_1").get_weights()] for direction in lm.DIRECTIONS},
+        summary={},
+    )
+    network = model_factory.build_model(config, 30, 2)
+    vocabulary = tokenize.Vocabulary(words=words, distinct_words=28)
+    assert encoder.apply(network, vocabulary, model_factory.recurrent_layers(network, config)) == 28
+    text = np.array([5, 9, 2, 17, 3, 11, 4], np.int32)
+    padded = np.zeros((1, 12), np.int32)
+    padded[0, : len(text)] = text
+    both = keras.Model(network.inputs, network.get_layer("bidirectional_gru_1").output).predict(padded, verbose=0)[0]
+
+    def read(direction, tokens):
+        window = np.zeros((1, lm.WINDOW), np.int32)
+        window[0, : len(tokens)] = tokens
+        reader = keras.Model(
+            language.get_layer(f"{direction}_tokens").output, language.get_layer(f"{direction}_1").output
+        )
+        return reader.predict(window, verbose=0)[0, : len(tokens)]
+
+    units = config.model.units
+    np.testing.assert_allclose(both[: len(text), :units], read("forward", text), atol=1e-5)
+    # The backward layer's output at word t is the backward language model's after reading the text from its end to t.
+    np.testing.assert_allclose(both[: len(text), units:], read("backward", text[::-1])[::-1], atol=1e-5)

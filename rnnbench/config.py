@@ -290,11 +290,12 @@ class DataConfig(_Section):
     # A validation file and the test split are not cut. null keeps them all.
     limit: Optional[Annotated[int, Field(ge=10)]] = None
     # Unlabeled in-domain texts, read only to train word vectors (model.pretrained_embedding
-    # word2vec or fasttext), never as labelled data: a file (TSV, CSV, JSONL, plain or gzip,
-    # told by its name; any other name is one text per line), relative paths looked up as
-    # data.files' are, or `imdb-unsup`, IMDB's 50,000 unlabeled reviews (imdb/unsup.tsv.gz or
-    # aclImdb/train/unsup/). Rows whose tokens equal a validation or test text's are dropped and
-    # counted. data.limit does not cut it. null: none.
+    # word2vec or fasttext) or to pretrain the encoder (model.pretrained_encoder lm), never as
+    # labelled data: a file (TSV, CSV, JSONL, Parquet, plain or gzip, told by its name; any other
+    # name is one text per line), relative paths looked up as data.files' are, or `imdb-unsup`,
+    # IMDB's 50,000 unlabeled reviews (imdb/unsup.tsv.gz or aclImdb/train/unsup/). Rows whose
+    # tokens equal a validation or test text's are dropped and counted (for the language model,
+    # those equal to any labelled text). data.limit does not cut it. null: none.
     unlabeled: Optional[str] = Field(None, min_length=1)
     # The unlabeled file's text column (TSV, CSV, JSONL); null: data.files.text_column, or `text`.
     unlabeled_text_column: Optional[str] = Field(None, min_length=1)

@@ -49,14 +49,19 @@ WINDOW = 100
 BATCH_SIZE = 64
 # Words each position's next word is scored against: the sampled softmax's candidates.
 NEGATIVES = 512
-LEARNING_RATE = 1e-3
+LEARNING_RATE = 2e-3
 CLIPNORM = 1.0
+# Activation regularization (Merity et al. 2017, AWD-LSTM's AR): this times the mean square of
+# the top recurrent layer's outputs is added to the loss. Without it a small language model
+# drives its states to +-1 to sharpen its predictions, where a classifier fine-tuned from it
+# gets almost no gradient through the recurrence (docs/data.md measures both).
+ACTIVATION_PENALTY = 2.0
 # Texts held out of pretraining to measure it (at most a tenth of the corpus).
 HELD_OUT_ROWS = 200
 # Batches between two saves of the pretraining's state.
 SEGMENT_BATCHES = 200
 # Changes when what a cached artefact holds changes, so old ones are not read.
-ARTEFACT_VERSION = 1
+ARTEFACT_VERSION = 2
 
 DIRECTIONS = ("forward", "backward")
 
@@ -268,6 +273,7 @@ def _settings() -> dict[str, Any]:
         "negatives": NEGATIVES,
         "learning_rate": LEARNING_RATE,
         "clipnorm": CLIPNORM,
+        "activation_penalty": ACTIVATION_PENALTY,
         "seed": LM_SEED,
         "held_out_rows": HELD_OUT_ROWS,
         "optimizer": "adam",
@@ -277,7 +283,8 @@ def _settings() -> dict[str, Any]:
 class SampledSoftmax(layers.Layer):
     """Per text window, the mean over WINDOW positions of the sampled-softmax loss of each
     position's target word (0: no word, no loss) against `negatives` words drawn log-uniformly
-    over the frequency-ranked indices 1 .. vocabulary_size - 1."""
+    over the frequency-ranked indices 1 .. vocabulary_size - 1, plus ACTIVATION_PENALTY times
+    the mean square of that position's hidden state."""
 
     def __init__(self, vocabulary_size: int, units: int, **kwargs):
         super().__init__(**kwargs)
@@ -306,6 +313,7 @@ class SampledSoftmax(layers.Layer):
         sampled = ops.where(hits, -1e9, sampled)
         logits = ops.concatenate([ops.expand_dims(true_logits, -1), sampled], axis=-1)
         losses = ops.logsumexp(logits, axis=-1) - true_logits
+        losses = losses + ACTIVATION_PENALTY * ops.mean(ops.square(hidden), axis=-1)
         weights = ops.cast(ops.greater(targets, 0), losses.dtype)
         return ops.sum(losses * weights, axis=-1) / WINDOW
 

@@ -136,6 +136,7 @@ def test_the_sampled_softmax_is_the_corrected_cross_entropy_over_target_and_draw
             sampled[drawn == target] = -1e9
             every = np.concatenate([[true], sampled])
             total += np.log(np.exp(every - every.max()).sum()) + every.max() - true
+            total += lm.ACTIVATION_PENALTY * np.mean(hidden[row, position].astype(np.float64) ** 2)
         wanted.append(total / lm.WINDOW)
     np.testing.assert_allclose(got, wanted, rtol=1e-4)
 

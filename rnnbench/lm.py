@@ -104,7 +104,13 @@ def language_model_corpus(
     test_count = len(dataset.test_texts)
     rows = np.arange(len(labelled_texts))
     found = unlabeled.prepare(
-        settings, data_dir, labelled, rows[:0], rows[: len(rows) - test_count], rows[len(rows) - test_count :]
+        settings,
+        data_dir,
+        labelled,
+        rows[:0],
+        rows[: len(rows) - test_count],
+        rows[len(rows) - test_count :],
+        dropped_as="labelled texts (the language model reads no text the classifier is trained or judged on)",
     )
     return LanguageModelCorpus(
         corpus=found.corpus,

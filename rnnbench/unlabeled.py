@@ -69,8 +69,10 @@ def prepare(
     validation_rows: np.ndarray,
     test_rows: np.ndarray,
     progress: Callable[[int, int], None] = lambda done, total: None,
+    dropped_as: str = "validation or test texts",
 ) -> UnlabeledCorpus:
-    """Read, tokenize (through the tokenizer's cache) and filter data.unlabeled's texts."""
+    """Read, tokenize (through the tokenizer's cache) and filter data.unlabeled's texts;
+    `dropped_as` names the texts dropped, when none is left."""
     texts, source = read_texts(settings, data_dir)
     kept_texts = [text for text in texts if text.strip()]
     if not kept_texts:
@@ -86,7 +88,7 @@ def prepare(
     dropped = int(equal_to_test.sum() + equal_to_validation.sum())
     if not keep.any():
         raise data.DataError(
-            f"{source}: no unlabeled rows left after dropping {dropped:,} equal to validation or test texts ({KEY})"
+            f"{source}: no unlabeled rows left after dropping {dropped:,} equal to {dropped_as} ({KEY})"
         )
     return UnlabeledCorpus(
         corpus=_subset(corpus, keep),

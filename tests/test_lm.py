@@ -314,3 +314,22 @@ def test_the_classifier_reads_a_text_as_the_language_model_does_each_way(tmp_pat
     np.testing.assert_allclose(both[: len(text), :units], read("forward", text), atol=1e-5)
     # The backward layer's output at word t is the backward language model's after reading the text from its end to t.
     np.testing.assert_allclose(both[: len(text), units:], read("backward", text[::-1])[::-1], atol=1e-5)
+
+
+def test_a_corpus_of_labelled_texts_only_is_one_line(tiny_data_dir, tmp_path):
+    train, _ = labelled_texts(tiny_data_dir)
+    copies = write_unlabeled(tmp_path / "copies.tsv.gz", train[:40])
+    path = tmp_path / "copies.yaml"
+    path.write_text(
+        json.dumps(
+            {"model": MODEL, "data": {"num_words": 60, "maxlen": 24, "unlabeled": str(copies)}, "train": {"epochs": 1}}
+        )
+    )
+    outcome = CliRunner().invoke(
+        main, ["run", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(tmp_path / "runs")]
+    )
+    assert outcome.exit_code == 2 and "Traceback" not in outcome.output
+    assert outcome.output.splitlines()[-1] == (
+        f"Error: {copies}: no unlabeled rows left after dropping 40 equal to labelled texts (the language model"
+        " reads no text the classifier is trained or judged on) (data.unlabeled)"
+    )

@@ -41,6 +41,7 @@ from keras import layers, ops
 from rnnbench import data, tokenize, unlabeled
 from rnnbench.config import Config
 from rnnbench.errors import InputError
+from rnnbench.model import RECURRENT_LAYERS
 
 # Everything pretraining draws (held-out texts, window order, negative words) comes from this seed.
 LM_SEED = 0
@@ -348,8 +349,6 @@ def _passthrough(y_true, y_pred):
 def language_model(config: Config, directions: tuple[str, ...]) -> keras.Model:
     """The embedding and recurrent layers of `config`'s encoder (a stack per direction, one
     Embedding), each stack under a shared sampled softmax; outputs the mean loss per window."""
-    from rnnbench.model import RECURRENT_LAYERS
-
     model = config.model
     size = config.data.num_words
     embedding = layers.Embedding(size, model.embedding_dim, mask_zero=True, name="embedding")

@@ -23,22 +23,19 @@ and kept, so that one of more epochs goes on from one of fewer.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import math
-import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from rnnbench import data, tokenize, unlabeled
+from rnnbench import data, results, tokenize, unlabeled
 from rnnbench.config import Config
 from rnnbench.errors import InputError
 from rnnbench.model import RECURRENT_LAYERS
@@ -175,7 +172,12 @@ def pretrained_encoder(
     )
     plan = _Plan.of(config, lm_corpus)
     path = tokenize.cache_folder() / f"lm-{plan.key}.npz"
-    with _lock(path, echo):
+    # The runs' own lock, on a file in the cache: runs that need the same language model at once pretrain it once.
+    with results.run_lock(
+        path.parent,
+        path.stem,
+        lambda: echo(f"waiting for another process pretraining the same language model ({path.stem})"),
+    ):
         encoder = _read(path, plan, from_cache=True)
         if encoder is None:
             _Pretraining(plan, path, echo, segment_batches).run()
@@ -561,25 +563,3 @@ def _read(path: Path, plan: _Plan, from_cache: bool) -> Optional[PretrainedEncod
 
 def _count(arrays: dict[str, np.ndarray], prefix: str) -> int:
     return sum(name.startswith(prefix) for name in arrays)
-
-
-@contextlib.contextmanager
-def _lock(path: Path, echo: Callable[[str], None]) -> Iterator[None]:
-    """Hold `path`'s lock, so that two runs needing the same language model pretrain it once."""
-    lock_path = path.with_name(path.stem + ".lock")
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:
-        # A cache that can't be locked only risks pretraining twice.
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            echo(f"waiting for another process pretraining the same language model ({lock_path})")
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)

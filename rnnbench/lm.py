@@ -38,6 +38,7 @@ from keras import layers, ops
 from rnnbench import data, results, tokenize, unlabeled
 from rnnbench.config import Config
 from rnnbench.errors import InputError
+from rnnbench import model as model_factory
 from rnnbench.model import RECURRENT_LAYERS
 
 # Everything pretraining draws (held-out texts, window order, negative words) comes from this seed.
@@ -454,30 +455,22 @@ class _Pretraining:
                 arrays = {name: saved[name] for name in saved.files}
         except (OSError, ValueError):
             return fresh
-        state = json.loads(arrays["state"].tobytes().decode("utf-8"))
+        state = tokenize.from_json_bytes(arrays["state"])
         if state["step"] > total:
             # A longer pretraining's state: this shorter one starts afresh and leaves that state be.
             self.keep_state = False
             return fresh
-        network.optimizer.build(network.trainable_variables)
-        for prefix, variables in (("variable", network.variables), ("optimizer", network.optimizer.variables)):
-            values = [arrays.get(f"{prefix}_{index}") for index in range(len(variables))]
-            if any(value is None or value.shape != tuple(variable.shape) for value, variable in zip(values, variables)):
-                self.echo(f"warning: {self.state_path} does not match this language model; pretraining from the start")
-                return fresh
-            for variable, value in zip(variables, values):
-                variable.assign(value)
+        if not model_factory.restore_training_state(network, arrays):
+            self.echo(f"warning: {self.state_path} does not match this language model; pretraining from the start")
+            return fresh
         return state
 
     def _save(self, network: keras.Model, state: dict[str, Any]) -> None:
         if not self.keep_state:
             return
-        arrays = {"state": tokenize.json_bytes(state)}
-        for prefix, variables in (("variable", network.variables), ("optimizer", network.optimizer.variables)):
-            arrays.update(
-                {f"{prefix}_{index}": np.asarray(variable.numpy()) for index, variable in enumerate(variables)}
-            )
-        tokenize.write_cache_entry(self.state_path, **arrays)
+        tokenize.write_cache_entry(
+            self.state_path, state=tokenize.json_bytes(state), **model_factory.training_state(network)
+        )
 
     def _write_artefact(
         self,

@@ -404,6 +404,31 @@ def recurrent_layers(network: keras.Model, config: Config) -> list[tuple[layers.
     return found
 
 
+def training_state(network: keras.Model) -> dict[str, np.ndarray]:
+    """What training needs to go on exactly: the model's variables (its weights and its dropout
+    layers' random-generator states) and its optimizer's, as arrays named variable_i and optimizer_i."""
+    arrays: dict[str, np.ndarray] = {}
+    for prefix, variables in (("variable", network.variables), ("optimizer", network.optimizer.variables)):
+        arrays.update({f"{prefix}_{index}": np.asarray(variable.numpy()) for index, variable in enumerate(variables)})
+    return arrays
+
+
+def restore_training_state(network: keras.Model, arrays: dict[str, np.ndarray]) -> bool:
+    """Assign `training_state`'s arrays to `network` (compiled); False, assigning nothing, when
+    their number or shapes do not match its variables."""
+    network.optimizer.build(network.trainable_variables)
+    pairs = []
+    for prefix, variables in (("variable", network.variables), ("optimizer", network.optimizer.variables)):
+        count = sum(name.startswith(f"{prefix}_") for name in arrays)
+        values = [arrays[f"{prefix}_{index}"] for index in range(count)]
+        if [tuple(value.shape) for value in values] != [tuple(variable.shape) for variable in variables]:
+            return False
+        pairs += zip(variables, values)
+    for variable, value in pairs:
+        variable.assign(value)
+    return True
+
+
 def output_units(num_classes: int) -> int:
     """Two classes need one sigmoid unit (the probability of the second); more need one softmax unit each."""
     return 1 if num_classes == 2 else num_classes

@@ -67,13 +67,8 @@ class Checkpoint:
         """One file with everything training needs to go on: written whole or not at all."""
         state = {"history": self.history, "best": self.best, "resumed": self.resumed}
         arrays = {"state": np.frombuffer(json.dumps(state).encode("utf-8"), dtype=np.uint8)}
-        # `variables` includes the dropout layers' random-generator states, not only weights.
-        for prefix, values in (
-            ("variable", [variable.numpy() for variable in network.variables]),
-            ("optimizer", [variable.numpy() for variable in network.optimizer.variables]),
-            ("best", self.best_weights or []),
-        ):
-            arrays.update({f"{prefix}_{index}": np.asarray(value) for index, value in enumerate(values)})
+        arrays.update(model_factory.training_state(network))
+        arrays.update({f"best_{index}": np.asarray(value) for index, value in enumerate(self.best_weights or [])})
         run.write_checkpoint(arrays)
 
     @classmethod
@@ -84,19 +79,12 @@ class Checkpoint:
         state = json.loads(arrays["state"].tobytes().decode("utf-8"))
         checkpoint.history, checkpoint.best, checkpoint.resumed = state["history"], state["best"], state["resumed"]
 
-        def saved(prefix: str) -> list[np.ndarray]:
-            return [arrays[f"{prefix}_{index}"] for index in range(sum(key.startswith(f"{prefix}_") for key in arrays))]
-
-        network.optimizer.build(network.trainable_variables)
-        for prefix, variables in (("variable", network.variables), ("optimizer", network.optimizer.variables)):
-            values = saved(prefix)
-            if [tuple(value.shape) for value in values] != [tuple(variable.shape) for variable in variables]:
-                raise results.ResultsError(
-                    f"{run.path / results.CHECKPOINT_FILE}: does not match this model; start afresh with --no-resume"
-                )
-            for variable, value in zip(variables, values):
-                variable.assign(value)
-        checkpoint.best_weights = saved("best") or None
+        if not model_factory.restore_training_state(network, arrays):
+            raise results.ResultsError(
+                f"{run.path / results.CHECKPOINT_FILE}: does not match this model; start afresh with --no-resume"
+            )
+        best = [arrays[f"best_{index}"] for index in range(sum(key.startswith("best_") for key in arrays))]
+        checkpoint.best_weights = best or None
         return checkpoint
 
 

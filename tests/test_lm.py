@@ -53,6 +53,25 @@ def quiet(line: str) -> None:
     pass
 
 
+def run_with_corpus(tiny_data_dir: Path, tmp_path: Path, corpus: Path, train=None):
+    """`rnnbench run` of MODEL with `corpus` as data.unlabeled on the tiny data, runs in tmp_path / runs."""
+    path = tmp_path / "lm.yaml"
+    # JSON is YAML.
+    path.write_text(
+        json.dumps(
+            {
+                "name": "tiny_lm",
+                "model": MODEL,
+                "data": {"num_words": 60, "maxlen": 24, "unlabeled": str(corpus)},
+                "train": train or {"epochs": 1},
+            }
+        )
+    )
+    return CliRunner().invoke(
+        main, ["run", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(tmp_path / "runs")]
+    )
+
+
 def test_the_corpus_holds_no_labelled_text_of_any_seed_or_limit(tiny_data_dir, corpus_file):
     found = lm.language_model_corpus(config_of(corpus_file), str(tiny_data_dir), quiet)
     assert (found.read_rows, len(found.corpus)) == (908, 900)
@@ -231,23 +250,8 @@ def test_a_killed_pretraining_goes_on_to_the_same_weights(tiny_data_dir, corpus_
 
 @pytest.mark.slow
 def test_a_run_records_the_language_model_it_started_from(tiny_data_dir, corpus_file, tmp_path):
-    path = tmp_path / "lm.json"
-    path.write_text(
-        json.dumps(
-            {
-                "name": "tiny_lm",
-                "model": MODEL,
-                "data": {"num_words": 60, "maxlen": 24, "unlabeled": str(corpus_file)},
-                "train": {"epochs": 1, "batch_size": 32, "seeds": [1, 2]},
-            }
-        )
-    )
-    yaml_path = path.with_suffix(".yaml")
-    yaml_path.write_text(path.read_text())
+    outcome = run_with_corpus(tiny_data_dir, tmp_path, corpus_file, {"epochs": 1, "batch_size": 32, "seeds": [1, 2]})
     runs = tmp_path / "runs"
-    outcome = CliRunner().invoke(
-        main, ["run", str(yaml_path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(runs)]
-    )
     assert outcome.exit_code == 0, outcome.output
     assert outcome.output.count("pretraining a language model (forward) on 810 texts") == 1
     records = sorted(
@@ -263,15 +267,7 @@ def test_a_run_records_the_language_model_it_started_from(tiny_data_dir, corpus_
 
 def test_too_little_text_for_a_batch_is_one_line(tiny_data_dir, tmp_path):
     few = write_unlabeled(tmp_path / "few.tsv.gz", [text for text, _ in synthetic_reviews(30, seed=8)])
-    path = tmp_path / "few.yaml"
-    path.write_text(
-        json.dumps(
-            {"model": MODEL, "data": {"num_words": 60, "maxlen": 24, "unlabeled": str(few)}, "train": {"epochs": 1}}
-        )
-    )
-    outcome = CliRunner().invoke(
-        main, ["run", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(tmp_path / "runs")]
-    )
+    outcome = run_with_corpus(tiny_data_dir, tmp_path, few)
     assert outcome.exit_code == 2
     assert outcome.output.splitlines()[-1] == (
         f"Error: {few}: 27 windows of text after holding out 3 texts, too few for one batch of 64"
@@ -321,15 +317,7 @@ def test_the_classifier_reads_a_text_as_the_language_model_does_each_way(tmp_pat
 def test_a_corpus_of_labelled_texts_only_is_one_line(tiny_data_dir, tmp_path):
     train, _ = labelled_texts(tiny_data_dir)
     copies = write_unlabeled(tmp_path / "copies.tsv.gz", train[:40])
-    path = tmp_path / "copies.yaml"
-    path.write_text(
-        json.dumps(
-            {"model": MODEL, "data": {"num_words": 60, "maxlen": 24, "unlabeled": str(copies)}, "train": {"epochs": 1}}
-        )
-    )
-    outcome = CliRunner().invoke(
-        main, ["run", str(path), "--data-dir", str(tiny_data_dir), "--runs-dir", str(tmp_path / "runs")]
-    )
+    outcome = run_with_corpus(tiny_data_dir, tmp_path, copies)
     assert outcome.exit_code == 2 and "Traceback" not in outcome.output
     assert outcome.output.splitlines()[-1] == (
         f"Error: {copies}: no unlabeled rows left after dropping 40 equal to labelled texts (the language model"

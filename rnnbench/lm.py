@@ -199,11 +199,20 @@ class _Plan:
     # Each text's word indices (in the language model's vocabulary), concatenated, and where each starts.
     token_ids: np.ndarray
     offsets: np.ndarray
-    # The artefact's key, and the key of the pretraining's saved state, which leaves out
-    # model.lm_epochs: the state after e epochs is the same whatever the number asked for (the
+    # What the artefact's key is made of, less model.lm_epochs; the key of the pretraining's saved
+    # state is its digest: the state after e epochs is the same whatever the number asked for (the
     # learning rate is constant), so a longer pretraining goes on from a shorter one's.
-    key: str
+    settings: dict[str, Any]
     state_key: str
+
+    @property
+    def key(self) -> str:
+        """The key of the artefact of model.lm_epochs epochs."""
+        return self.key_after(self.config.model.lm_epochs)
+
+    def key_after(self, epochs: int) -> str:
+        """The key of the artefact of `epochs` epochs, which a longer pretraining writes on its way."""
+        return _digest({**self.settings, "epochs": epochs})
 
     @classmethod
     def of(cls, config: Config, lm_corpus: LanguageModelCorpus) -> "_Plan":
@@ -234,10 +243,6 @@ class _Plan:
             "training": _settings(),
             "backend": keras.backend.backend(),
         }
-
-        def digest_of(value: dict[str, Any]) -> str:
-            return hashlib.sha256(json.dumps(value, sort_keys=True).encode("utf-8")).hexdigest()
-
         return cls(
             config,
             lm_corpus,
@@ -245,8 +250,8 @@ class _Plan:
             directions,
             token_ids,
             np.asarray(corpus.offsets),
-            key=digest_of({**settings, "epochs": model.lm_epochs}),
-            state_key=digest_of(settings),
+            settings=settings,
+            state_key=_digest(settings),
         )
 
     def windows(self, rows: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
@@ -274,6 +279,10 @@ class _Plan:
         order = np.random.default_rng(LM_SEED).permutation(rows)
         held = min(HELD_OUT_ROWS, len(rows) // 10)
         return np.sort(order[held:]), np.sort(order[:held])
+
+
+def _digest(value: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def _settings() -> dict[str, Any]:
@@ -438,6 +447,17 @@ class _Pretraining:
                 )
             # Saved before it is said, so that what a line reports is never lost.
             self._save(network, state)
+            if perplexity is not None and epoch + 1 < plan.config.model.lm_epochs:
+                # The artefact of this many epochs too, as a pretraining of this many would write
+                # it: ablations over model.lm_epochs, and a pretraining stopped for time, read it.
+                self._write_artefact(
+                    network,
+                    state,
+                    training_rows,
+                    held_out_rows,
+                    windows,
+                    self.path.with_name(f"lm-{plan.key_after(epoch + 1)}.npz"),
+                )
             left = (total - state["step"]) * seconds / (last - first)
             echo(
                 f"language model: epoch {epoch + 1}/{plan.config.model.lm_epochs}, batch {last:,}/{batches:,},"
@@ -446,7 +466,7 @@ class _Pretraining:
             )
             if perplexity is not None:
                 echo(f"language model: epoch {epoch + 1} done, held-out perplexity {perplexity:,.1f}")
-        self._write_artefact(network, state, training_rows, held_out_rows, windows)
+        self._write_artefact(network, state, training_rows, held_out_rows, windows, self.path)
 
     def _restore(self, network: keras.Model, total: int) -> dict[str, Any]:
         fresh = {"step": 0, "seconds": 0.0, "segments": [], "epochs": []}
@@ -479,11 +499,12 @@ class _Pretraining:
         training_rows: np.ndarray,
         held_out_rows: np.ndarray,
         windows: int,
+        path: Path,
     ) -> None:
         plan = self.plan
         summary = {
             "kind": "lm",
-            "key": plan.key[:16],
+            "key": path.stem.removeprefix("lm-")[:16],
             "corpus": plan.lm_corpus.summary(),
             "training_texts": int(len(training_rows)),
             "held_out_texts": int(len(held_out_rows)),
@@ -503,7 +524,7 @@ class _Pretraining:
             for depth in range(plan.config.model.layers):
                 for index, weight in enumerate(network.get_layer(f"{direction}_{depth + 1}").get_weights()):
                     arrays[f"{direction}_{depth}_{index}"] = weight
-        tokenize.write_cache_entry(self.path, **arrays)
+        tokenize.write_cache_entry(path, **arrays)
 
 
 def held_out_perplexity(network: keras.Model, plan: _Plan, held_out: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:

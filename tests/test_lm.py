@@ -210,6 +210,22 @@ def test_pretraining_learns_is_cached_and_starts_the_classifier(tiny_data_dir, c
         assert all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), encoder.recurrent[direction][0]))
 
 
+def test_a_longer_pretraining_leaves_each_shorter_ones_artefact(tiny_data_dir, corpus_file, tmp_path, monkeypatch):
+    longer = lm.pretrained_encoder(config_of(corpus_file, model={"lm_epochs": 2}), str(tiny_data_dir), quiet)
+    lines: list[str] = []
+    shorter = config_of(corpus_file, model={"lm_epochs": 1})
+    on_the_way = lm.pretrained_encoder(shorter, str(tiny_data_dir), lines.append)
+    assert on_the_way.summary["read_from_cache"] and not any("pretraining a language model" in line for line in lines)
+    assert on_the_way.summary["epochs"] == longer.summary["epochs"][:1]
+    assert on_the_way.summary["key"] != longer.summary["key"]
+    monkeypatch.setenv("RNNBENCH_CACHE_DIR", str(tmp_path / "fresh_cache"))
+    alone = lm.pretrained_encoder(shorter, str(tiny_data_dir), quiet)
+    assert not alone.summary["read_from_cache"] and alone.summary["key"] == on_the_way.summary["key"]
+    assert np.array_equal(alone.embedding, on_the_way.embedding)
+    assert not np.array_equal(alone.embedding, longer.embedding)
+    assert all(np.array_equal(a, b) for a, b in zip(alone.recurrent["forward"][0], on_the_way.recurrent["forward"][0]))
+
+
 @pytest.mark.slow
 def test_a_killed_pretraining_goes_on_to_the_same_weights(tiny_data_dir, corpus_file, tmp_path, monkeypatch):
     settings = {"model": {"lm_epochs": 2}}

@@ -57,6 +57,8 @@ CLIPNORM = 1.0
 ACTIVATION_PENALTY = 2.0
 # Texts held out of pretraining to measure it (at most a tenth of the corpus).
 HELD_OUT_ROWS = 200
+# Held-out windows whose full-softmax logits are computed at once (16 x 100 x num_words floats).
+PERPLEXITY_WINDOWS = 16
 # Batches between two saves of the pretraining's state.
 SEGMENT_BATCHES = 200
 # Changes when what a cached artefact holds changes, so old ones are not read.
@@ -527,28 +529,42 @@ class _Pretraining:
         tokenize.write_cache_entry(path, **arrays)
 
 
+class FullSoftmaxLoss(layers.Layer):
+    """Each position's negative log-likelihood of its target word under the full softmax of
+    `softmax` (the language model's SampledSoftmax, whose weights it reads)."""
+
+    def __init__(self, softmax: SampledSoftmax, **kwargs):
+        super().__init__(**kwargs)
+        self.softmax = softmax
+
+    def call(self, hidden, targets):
+        logits = ops.matmul(hidden, ops.transpose(self.softmax.kernel)) + self.softmax.bias
+        picked = ops.take_along_axis(logits, ops.expand_dims(targets, -1), axis=-1)
+        return ops.logsumexp(logits, axis=-1) - picked[..., 0]
+
+    def compute_output_shape(self, hidden_shape, targets_shape):
+        return tuple(hidden_shape[:-1])
+
+    def compute_mask(self, *args, **kwargs):
+        return None
+
+
 def held_out_perplexity(network: keras.Model, plan: _Plan, held_out: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:
     """exp of the mean negative log-likelihood of the held-out texts' words under the full softmax,
-    over both directions' predictions when there are two."""
-    kernel, bias = (np.asarray(weight, np.float64) for weight in network.get_layer("softmax").get_weights())
+    over both directions' predictions when there are two: a compiled model per direction (float32,
+    on the backend's device) gives each position's, which are added up in float64."""
+    softmax = network.get_layer("softmax")
     total, count = 0.0, 0
     for direction in plan.directions:
         inputs, targets = held_out[direction]
         if not len(inputs):
             continue
-        encoder = keras.Model(
-            network.get_layer(f"{direction}_tokens").output,
-            network.get_layer(f"{direction}_{plan.config.model.layers}").output,
-        )
-        hidden = np.asarray(encoder.predict(inputs, batch_size=256, verbose=0), np.float64).reshape(-1, kernel.shape[1])
-        wanted = targets.reshape(-1)
-        hidden, wanted = hidden[wanted > 0], wanted[wanted > 0]
-        for start in range(0, len(wanted), 1024):
-            logits = hidden[start : start + 1024] @ kernel.T + bias
-            largest = logits.max(axis=1, keepdims=True)
-            log_sums = np.log(np.exp(logits - largest).sum(axis=1)) + largest[:, 0]
-            total += float((log_sums - logits[np.arange(len(logits)), wanted[start : start + 1024]]).sum())
-            count += len(logits)
+        words = keras.Input((WINDOW,), dtype="int32", name=f"{direction}_held_out_targets")
+        losses = FullSoftmaxLoss(softmax)(network.get_layer(f"{direction}_{plan.config.model.layers}").output, words)
+        scorer = keras.Model([network.get_layer(f"{direction}_tokens").output, words], losses)
+        scores = scorer.predict([inputs, targets], batch_size=PERPLEXITY_WINDOWS, verbose=0)
+        total += float(np.asarray(scores, np.float64)[targets > 0].sum())
+        count += int((targets > 0).sum())
     return float(math.exp(total / count)) if count else float("nan")
 
 

@@ -210,6 +210,42 @@ def test_pretraining_learns_is_cached_and_starts_the_classifier(tiny_data_dir, c
         assert all(np.array_equal(a, b) for a, b in zip(layer.get_weights(), encoder.recurrent[direction][0]))
 
 
+def float64_perplexity(network, plan, held_out) -> float:
+    """The held-out perplexity in NumPy float64, position by position: what lm computes on the backend."""
+    kernel, bias = (np.asarray(weight, np.float64) for weight in network.get_layer("softmax").get_weights())
+    losses = []
+    for direction in plan.directions:
+        inputs, targets = held_out[direction]
+        encoder = keras.Model(
+            network.get_layer(f"{direction}_tokens").output, network.get_layer(f"{direction}_1").output
+        )
+        hidden = np.asarray(encoder.predict(inputs, verbose=0), np.float64).reshape(-1, kernel.shape[1])
+        for state, word in zip(hidden, targets.reshape(-1)):
+            if word > 0:
+                logits = kernel @ state + bias
+                losses.append(np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[word])
+    return math.exp(np.mean(losses))
+
+
+def test_the_held_out_perplexity_matches_a_float64_full_softmax(tiny_data_dir, corpus_file, monkeypatch):
+    config = config_of(corpus_file, model={"bidirectional": True})
+    plan = lm._Plan.of(config, lm.language_model_corpus(config, str(tiny_data_dir), quiet))
+    keras.utils.set_random_seed(5)
+    network = lm.language_model(config, plan.directions)
+    # Trained a little, so that the softmax is not near uniform.
+    rows, held_rows = plan.held_out_rows()
+    train = [array[:256] for direction in plan.directions for array in plan.windows(rows, direction)]
+    negatives = lm.draw_negatives(np.random.default_rng(0), 256, 60)
+    network.fit([*train, negatives], np.zeros(256, np.float32), batch_size=64, epochs=3, verbose=0)
+    held_out = {direction: plan.windows(held_rows, direction) for direction in plan.directions}
+    # Batches smaller than the held-out windows, so that they add up across batches.
+    monkeypatch.setattr(lm, "PERPLEXITY_WINDOWS", 3)
+    assert all(len(inputs) > 3 for inputs, _ in held_out.values())
+    perplexity = lm.held_out_perplexity(network, plan, held_out)
+    assert perplexity < 55
+    assert perplexity == pytest.approx(float64_perplexity(network, plan, held_out), rel=1e-5)
+
+
 def test_a_longer_pretraining_leaves_each_shorter_ones_artefact(tiny_data_dir, corpus_file, tmp_path, monkeypatch):
     longer = lm.pretrained_encoder(config_of(corpus_file, model={"lm_epochs": 2}), str(tiny_data_dir), quiet)
     lines: list[str] = []

@@ -452,14 +452,7 @@ class _Pretraining:
             if perplexity is not None and epoch + 1 < plan.config.model.lm_epochs:
                 # The artefact of this many epochs too, as a pretraining of this many would write
                 # it: ablations over model.lm_epochs, and a pretraining stopped for time, read it.
-                self._write_artefact(
-                    network,
-                    state,
-                    training_rows,
-                    held_out_rows,
-                    windows,
-                    self.path.with_name(f"lm-{plan.key_after(epoch + 1)}.npz"),
-                )
+                self._write_artefact(network, state, training_rows, held_out_rows, windows, epoch + 1)
             left = (total - state["step"]) * seconds / (last - first)
             echo(
                 f"language model: epoch {epoch + 1}/{plan.config.model.lm_epochs}, batch {last:,}/{batches:,},"
@@ -468,7 +461,7 @@ class _Pretraining:
             )
             if perplexity is not None:
                 echo(f"language model: epoch {epoch + 1} done, held-out perplexity {perplexity:,.1f}")
-        self._write_artefact(network, state, training_rows, held_out_rows, windows, self.path)
+        self._write_artefact(network, state, training_rows, held_out_rows, windows, plan.config.model.lm_epochs)
 
     def _restore(self, network: keras.Model, total: int) -> dict[str, Any]:
         fresh = {"step": 0, "seconds": 0.0, "segments": [], "epochs": []}
@@ -501,12 +494,14 @@ class _Pretraining:
         training_rows: np.ndarray,
         held_out_rows: np.ndarray,
         windows: int,
-        path: Path,
+        epochs: int,
     ) -> None:
+        """The artefact after `epochs` epochs, under its own key (self.path's for model.lm_epochs)."""
         plan = self.plan
+        key = plan.key_after(epochs)
         summary = {
             "kind": "lm",
-            "key": path.stem.removeprefix("lm-")[:16],
+            "key": key[:16],
             "corpus": plan.lm_corpus.summary(),
             "training_texts": int(len(training_rows)),
             "held_out_texts": int(len(held_out_rows)),
@@ -526,7 +521,7 @@ class _Pretraining:
             for depth in range(plan.config.model.layers):
                 for index, weight in enumerate(network.get_layer(f"{direction}_{depth + 1}").get_weights()):
                     arrays[f"{direction}_{depth}_{index}"] = weight
-        tokenize.write_cache_entry(path, **arrays)
+        tokenize.write_cache_entry(self.path.with_name(f"lm-{key}.npz"), **arrays)
 
 
 class FullSoftmaxLoss(layers.Layer):
@@ -563,8 +558,9 @@ def held_out_perplexity(network: keras.Model, plan: _Plan, held_out: dict[str, t
         losses = FullSoftmaxLoss(softmax)(network.get_layer(f"{direction}_{plan.config.model.layers}").output, words)
         scorer = keras.Model([network.get_layer(f"{direction}_tokens").output, words], losses)
         scores = scorer.predict([inputs, targets], batch_size=PERPLEXITY_WINDOWS, verbose=0)
-        total += float(np.asarray(scores, np.float64)[targets > 0].sum())
-        count += int((targets > 0).sum())
+        words_there = targets > 0
+        total += float(np.asarray(scores, np.float64)[words_there].sum())
+        count += int(words_there.sum())
     return float(math.exp(total / count)) if count else float("nan")
 
 

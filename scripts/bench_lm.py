@@ -97,7 +97,7 @@ def words_per_second(units: int, batches: int, data_dir: str | None) -> tuple[fl
     )
     seconds = time.perf_counter() - started
     words = batches * lm.BATCH_SIZE * lm.WINDOW * len(plan.directions)
-    all_windows = sum(-(-max(int(length) - 1, 0) // lm.WINDOW) for length in np.diff(plan.offsets)[training_rows])
+    all_windows = len(plan.windows(training_rows, "forward")[0])
     return words / seconds, all_windows * lm.WINDOW * len(plan.directions), perplexity_seconds(network, plan)
 
 
